@@ -1,0 +1,79 @@
+// Recipe: per-layer compression settings (DESIGN.md "Compression semantics" and the
+// compsearch.recipe/1 file format). Plain value types shared by compressors, hardware models,
+// evaluators and experiments.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace compsearch::model {
+struct LayerTable;
+}
+
+namespace compsearch::compressors {
+
+enum class PruneKind { kNone, kUnstructured, kChannel, kNM };
+
+struct PruneSpec {
+  PruneKind kind = PruneKind::kNone;
+  double ratio = 0.0;  // in [0, 1); for N:M it is 1 - n/m
+  int n = 0;           // N:M only
+  int m = 0;
+};
+
+enum class GranularityKind { kPerTensor, kPerChannel, kGroup };
+
+struct Granularity {
+  GranularityKind kind = GranularityKind::kPerChannel;
+  int64_t group_size = 0;  // kGroup only: G consecutive weights of a reduction row
+};
+
+enum class WeightCalibration { kMinMax, kMse };
+enum class ActivationCalibration { kMinMax, kPercentile, kMse };
+
+struct LayerSetting {
+  int w_bits = 32;  // 1..8, 16, 32
+  Granularity granularity;
+  PruneSpec prune;
+  int a_bits = 32;  // 4, 8, 16, 32
+  WeightCalibration w_calibration = WeightCalibration::kMinMax;
+};
+
+struct DistillationSpec {
+  int epochs = 0;
+  double temperature = 4.0;
+  double alpha = 0.9;
+  double lr = 1e-3;
+};
+
+struct Recipe {
+  LayerSetting default_setting;
+  std::map<std::string, LayerSetting> layers;  // fully resolved: default overlaid by the file
+  std::optional<DistillationSpec> distillation;
+  ActivationCalibration activation_calibration = ActivationCalibration::kMinMax;
+  double activation_percentile = 99.99;  // kPercentile only
+
+  const LayerSetting& setting_for(const std::string& layer) const;
+};
+
+// Parses compsearch.recipe/1 JSON. `source` names the file in error messages. Unknown keys and
+// out-of-range values throw std::invalid_argument naming the key, the value and what is allowed.
+Recipe recipe_from_json(const nlohmann::json& j, const std::string& source = "recipe");
+nlohmann::json recipe_to_json(const Recipe& recipe);
+Recipe load_recipe(const std::filesystem::path& path);
+void save_recipe(const Recipe& recipe, const std::filesystem::path& path);
+
+// Checks a recipe against a model: unknown layer names and N:M on ineligible layers throw
+// std::invalid_argument naming the layer and what is allowed.
+void validate_recipe(const Recipe& recipe, const model::LayerTable& table);
+
+// "per_tensor", "per_channel", "group:16"; "unstructured", "channel", "2:4".
+std::string granularity_to_string(const Granularity& g);
+Granularity granularity_from_string(const std::string& s);  // throws std::invalid_argument
+std::string prune_kind_to_string(const PruneSpec& p);
+
+}  // namespace compsearch::compressors

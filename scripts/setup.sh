@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything compsearch needs on Debian 12, from Debian's archive and npm only.
+# Idempotent: packages already present are skipped, so a second run is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libeigen3-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev doctest-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler zlib1g-dev
+  dataset-fashion-mnist
+  python3 python3-numpy python3-optuna python3-torch python3-torchvision python3-onnx
+  nodejs npm
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ONNX Runtime (reference runtime for tests and benchmarks). --ignore-scripts: the package ships
+# its Linux x64 runtime; its install script only fetches optional GPU parts from elsewhere.
+if [ ! -d scripts/node/node_modules/onnxruntime-node ]; then
+  echo "setup: installing onnxruntime-node into scripts/node"
+  (cd scripts/node && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
+fi
+echo "setup: ok"

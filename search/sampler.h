@@ -1,0 +1,52 @@
+// Sampler interface, as Optuna's BaseSampler: a relative (joint) step over the search space the
+// sampler infers, then an independent step for every parameter the relative step left out.
+// Samplers must be deterministic for a seed and may rebuild all of their state from the study's
+// trials (each CLI call is a fresh process).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "search/distributions.h"
+#include "search/trial.h"
+
+namespace compsearch::search {
+
+// What a sampler may see of the study it samples for. Study implements it.
+class StudyView {
+ public:
+  virtual ~StudyView() = default;
+  virtual std::vector<StudyDirection> directions() const = 0;
+  // Trials in number order, optionally only those in `states`.
+  virtual std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const = 0;
+  // Persists a system attribute of a running trial (NSGA-II records its generation and parents
+  // this way, as Optuna does, so a fresh process can rebuild the population).
+  virtual void set_trial_system_attr(int64_t trial_id, const std::string& key,
+                                     const nlohmann::json& value) = 0;
+  bool is_multi_objective() const { return directions().size() > 1; }
+};
+
+class Sampler {
+ public:
+  virtual ~Sampler() = default;
+
+  virtual SearchSpace infer_relative_search_space(const StudyView& study,
+                                                  const FrozenTrial& trial) = 0;
+  // Returns internal values for (a subset of) `space`.
+  virtual std::map<std::string, double> sample_relative(const StudyView& study,
+                                                        const FrozenTrial& trial,
+                                                        const SearchSpace& space) = 0;
+  virtual double sample_independent(const StudyView& study, const FrozenTrial& trial,
+                                    const std::string& name, const Distribution& dist) = 0;
+
+  // Called when a trial starts (may set system attributes on it through `trial`, which the
+  // study then persists) and when it finishes.
+  virtual void before_trial(const StudyView& /*study*/, FrozenTrial& /*trial*/) {}
+  virtual void after_trial(const StudyView& /*study*/, const FrozenTrial& /*trial*/,
+                           TrialState /*state*/, const std::vector<double>* /*values*/) {}
+  virtual void reseed_rng(uint64_t seed) = 0;
+};
+
+}  // namespace compsearch::search
