@@ -21,6 +21,17 @@ class StudyView {
   virtual std::vector<StudyDirection> directions() const = 0;
   // Trials in number order, optionally only those in `states`.
   virtual std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const = 0;
+  // Trials numbered >= `first_number`, in number order. Finished trials never change, so
+  // samplers cache them and ask only for the rest; a Study that can answer this without copying
+  // every trial should override it (the default filters get_trials()).
+  virtual std::vector<FrozenTrial> get_trials_from(int64_t first_number) const {
+    std::vector<FrozenTrial> all = get_trials();
+    std::vector<FrozenTrial> out;
+    for (FrozenTrial& t : all) {
+      if (t.number >= first_number) out.push_back(std::move(t));
+    }
+    return out;
+  }
   // Persists a system attribute of a running trial (NSGA-II records its generation and parents
   // this way, as Optuna does, so a fresh process can rebuild the population).
   virtual void set_trial_system_attr(int64_t trial_id, const std::string& key,
