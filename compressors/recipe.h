@@ -3,6 +3,7 @@
 // evaluators and experiments.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -12,6 +13,7 @@
 
 namespace compsearch::model {
 struct LayerTable;
+struct LayerInfo;
 }
 
 namespace compsearch::compressors {
@@ -70,6 +72,12 @@ void save_recipe(const Recipe& recipe, const std::filesystem::path& path);
 // Checks a recipe against a model: unknown layer names and N:M on ineligible layers throw
 // std::invalid_argument naming the layer and what is allowed.
 void validate_recipe(const Recipe& recipe, const model::LayerTable& table);
+
+// N:M eligibility (DESIGN.md rule 4): runs of M must not straddle a kernel position, so the input
+// channels per group (Conv, weight_shape[1]) or the input features (Gemm/MatMul) must be
+// divisible by M. nm_run_axis_length returns that length.
+int64_t nm_run_axis_length(const model::LayerInfo& layer);
+bool nm_eligible(const model::LayerInfo& layer, int m);
 
 // "per_tensor", "per_channel", "group:16"; "unstructured", "channel", "2:4".
 std::string granularity_to_string(const Granularity& g);
