@@ -46,6 +46,19 @@ CategoricalDistribution make_categorical(std::vector<nlohmann::json> choices);
 
 nlohmann::json distribution_to_json(const Distribution& d);
 Distribution distribution_from_json(const nlohmann::json& j);  // throws std::invalid_argument
+// Optuna's attribute order (FloatDistribution: step, low, high, log; IntDistribution: log, step,
+// low, high), and the exact text of optuna.distributions.distribution_to_json, which the
+// journal stores as a string. distribution_from_json also accepts such a string, Optuna's
+// deprecated classes (UniformDistribution, LogUniformDistribution, DiscreteUniformDistribution,
+// IntUniformDistribution, IntLogUniformDistribution) and the old {"type": ...} form.
+nlohmann::ordered_json distribution_to_ordered_json(const Distribution& d);
+std::string distribution_to_json_string(const Distribution& d);
+// Optuna's check_distribution_compatibility: same kind, same log flag, same categorical
+// choices; throws std::invalid_argument naming `param_name`.
+void check_distribution_compatibility(const std::string& param_name, const Distribution& old_d,
+                                      const Distribution& new_d);
+// Optuna's _get_single_value (is_single(d) must hold): low, or the first choice's index 0.
+double single_value(const Distribution& d);
 bool operator==(const Distribution& a, const Distribution& b);
 
 // External value (what the user sees) <-> internal double.

@@ -1,0 +1,417 @@
+// Replay of Optuna journal records (see journal_replay.h).
+#include "search/journal_replay.h"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+
+namespace compsearch::search::journal {
+namespace {
+
+const char* kNotFound = "Record does not exist.";
+
+const nlohmann::json& field(const nlohmann::json& log, const char* key) {
+  auto it = log.find(key);
+  if (it == log.end()) {
+    throw std::invalid_argument(std::string("journal record lacks \"") + key + "\": " + log.dump());
+  }
+  return *it;
+}
+
+int64_t int_field(const nlohmann::json& log, const char* key) {
+  const auto& v = field(log, key);
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+  throw std::invalid_argument(std::string("journal record: \"") + key + "\" must be an integer, got " + v.dump());
+}
+
+double number(const nlohmann::json& v, const char* what) {
+  if (v.is_number()) return v.get<double>();
+  if (v.is_boolean()) return v.get<bool>() ? 1.0 : 0.0;
+  throw std::invalid_argument(std::string("journal record: ") + what + " must be a number, got " + v.dump());
+}
+
+std::vector<double> values_of(const nlohmann::json& v) {
+  std::vector<double> out;
+  if (!v.is_array()) throw std::invalid_argument("journal record: values must be a list, got " + v.dump());
+  for (const auto& x : v) out.push_back(number(x, "a value"));
+  return out;
+}
+
+TrialState state_of(const nlohmann::json& v) {
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 4) {
+    throw std::invalid_argument("journal record: state must be 0..4, got " + v.dump());
+  }
+  return static_cast<TrialState>(v.get<int>());
+}
+
+const nlohmann::json& single_attr(const nlohmann::json& log, const char* key) {
+  const auto& a = field(log, key);
+  if (!a.is_object() || a.size() != 1) {
+    throw std::invalid_argument(std::string("journal record: \"") + key + "\" must hold exactly one key: " + log.dump());
+  }
+  return a;
+}
+
+}  // namespace
+
+std::string now_isoformat() {
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  std::tm tm{};
+  localtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lld", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(micros));
+  return buf;
+}
+
+std::string datetime_from_journal(const std::string& iso) {
+  if (iso.size() < 19 || (iso[10] != 'T' && iso[10] != ' ')) {
+    throw std::invalid_argument("journal datetime \"" + iso + "\" is not YYYY-MM-DDTHH:MM:SS[.ffffff]");
+  }
+  std::string out = iso.substr(0, 10) + " " + iso.substr(11, 8);
+  std::string frac;
+  if (iso.size() > 19 && iso[19] == '.') {
+    size_t i = 20;
+    while (i < iso.size() && std::isdigit(static_cast<unsigned char>(iso[i]))) frac.push_back(iso[i++]);
+  }
+  frac.resize(6, '0');
+  return out + "." + frac;
+}
+
+std::string datetime_to_journal(const std::string& frozen) {
+  std::string s = frozen;
+  if (s.size() > 10 && s[10] == ' ') s[10] = 'T';
+  if (s.size() == 19) s += ".000000";
+  return s;
+}
+
+nlohmann::ordered_json with_header(Op op, const std::string& worker_id, nlohmann::ordered_json fields) {
+  nlohmann::ordered_json out;
+  out["op_code"] = static_cast<int>(op);
+  out["worker_id"] = worker_id;
+  for (auto it = fields.begin(); it != fields.end(); ++it) out[it.key()] = std::move(it.value());
+  return out;
+}
+
+nlohmann::ordered_json create_study_log(const std::vector<StudyDirection>& directions, const std::string& name) {
+  nlohmann::ordered_json log;
+  log["study_name"] = name;
+  nlohmann::ordered_json dirs = nlohmann::ordered_json::array();
+  for (auto d : directions) dirs.push_back(static_cast<int>(d));
+  log["directions"] = dirs;
+  return log;
+}
+
+nlohmann::ordered_json create_trial_log(int64_t study_id, const FrozenTrial* t) {
+  nlohmann::ordered_json log;
+  log["study_id"] = study_id;
+  log["datetime_start"] = now_isoformat();
+  if (t == nullptr) return log;
+  // Field order and the value/values split follow Optuna's create_new_trial(template_trial).
+  log["state"] = static_cast<int>(t->state);
+  if (t->values.size() > 1) {
+    log["value"] = nullptr;
+    log["values"] = t->values;
+  } else {
+    log["value"] = t->values.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t->values[0]);
+    log["values"] = nullptr;
+  }
+  log["datetime_start"] = t->datetime_start ? nlohmann::ordered_json(datetime_to_journal(*t->datetime_start))
+                                            : nlohmann::ordered_json(nullptr);
+  if (t->datetime_complete) log["datetime_complete"] = datetime_to_journal(*t->datetime_complete);
+  nlohmann::ordered_json dists = nlohmann::ordered_json::object();
+  nlohmann::ordered_json params = nlohmann::ordered_json::object();
+  for (const auto& [name, d] : t->distributions) dists[name] = distribution_to_json_string(d);
+  for (const auto& [name, v] : t->params) {
+    auto d = t->distributions.find(name);
+    if (d == t->distributions.end()) {
+      throw std::invalid_argument("template trial: parameter \"" + name + "\" has no distribution");
+    }
+    if (std::holds_alternative<CategoricalDistribution>(d->second)) params[name] = static_cast<int64_t>(v);
+    else params[name] = v;
+  }
+  log["distributions"] = dists;
+  log["params"] = params;
+  nlohmann::ordered_json ua = nlohmann::ordered_json::object(), sa = nlohmann::ordered_json::object();
+  for (const auto& [k, v] : t->user_attrs) ua[k] = nlohmann::ordered_json(v);
+  for (const auto& [k, v] : t->system_attrs) sa[k] = nlohmann::ordered_json(v);
+  log["user_attrs"] = ua;
+  log["system_attrs"] = sa;
+  nlohmann::ordered_json iv = nlohmann::ordered_json::object();
+  for (const auto& [step, v] : t->intermediate_values) iv[std::to_string(step)] = v;
+  log["intermediate_values"] = iv;
+  return log;
+}
+
+nlohmann::ordered_json set_trial_param_log(int64_t trial_id, const std::string& name, double internal,
+                                           const Distribution& distribution) {
+  nlohmann::ordered_json log;
+  log["trial_id"] = trial_id;
+  log["param_name"] = name;
+  // Optuna's CategoricalDistribution.to_internal_repr returns the int index.
+  if (std::holds_alternative<CategoricalDistribution>(distribution)) log["param_value_internal"] = static_cast<int64_t>(internal);
+  else log["param_value_internal"] = internal;
+  log["distribution"] = distribution_to_json_string(distribution);
+  return log;
+}
+
+nlohmann::ordered_json set_trial_state_values_log(int64_t trial_id, TrialState state, const std::vector<double>* values) {
+  nlohmann::ordered_json log;
+  log["trial_id"] = trial_id;
+  log["state"] = static_cast<int>(state);
+  log["values"] = values ? nlohmann::ordered_json(*values) : nlohmann::ordered_json(nullptr);
+  if (state == TrialState::kRunning) log["datetime_start"] = now_isoformat();
+  else if (is_finished(state)) log["datetime_complete"] = now_isoformat();
+  return log;
+}
+
+bool ReplayState::study_exists(int64_t study_id, bool own) const {
+  if (studies_.count(study_id)) return true;
+  if (own) throw StorageKeyError(std::string(kNotFound) + " (study id " + std::to_string(study_id) + ")");
+  return false;
+}
+
+bool ReplayState::trial_updatable(int64_t trial_id, bool own) const {
+  if (trial_id < 0 || trial_id >= static_cast<int64_t>(trials_.size())) {
+    if (own) throw StorageKeyError(std::string(kNotFound) + " (trial id " + std::to_string(trial_id) + ")");
+    return false;
+  }
+  const auto& t = trials_[static_cast<size_t>(trial_id)];
+  if (is_finished(t.state)) {
+    if (own) {
+      throw TrialFinishedError("Trial#" + std::to_string(t.number) + " has already finished and can not be updated.");
+    }
+    return false;
+  }
+  return true;
+}
+
+void ReplayState::apply(const nlohmann::json& log, const std::string& current_worker) {
+  if (!log.is_object()) throw std::invalid_argument("journal record is not a JSON object: " + log.dump());
+  const auto op = static_cast<Op>(int_field(log, "op_code"));
+  const auto& worker = field(log, "worker_id");
+  const bool own = worker.is_string() && worker.get_ref<const std::string&>() == current_worker;
+  switch (op) {
+    case Op::kCreateStudy: {
+      const std::string name = field(log, "study_name").get<std::string>();
+      std::vector<StudyDirection> dirs;
+      for (const auto& d : field(log, "directions")) {
+        int v = d.is_number_integer() ? d.get<int>() : -1;
+        if (v < 0 || v > 2) throw std::invalid_argument("journal record: bad study direction " + d.dump());
+        dirs.push_back(static_cast<StudyDirection>(v));
+      }
+      for (const auto& [id, s] : studies_) {
+        if (s.study_name == name) {
+          if (own) {
+            throw DuplicatedStudyError("Another study with name '" + name +
+                                       "' already exists. Please specify a different name, or reuse the existing one.");
+          }
+          ++logs_applied_;
+          return;
+        }
+      }
+      FrozenStudy s;
+      s.study_id = next_study_id_++;
+      s.study_name = name;
+      s.directions = std::move(dirs);
+      study_trials_[s.study_id];
+      studies_[s.study_id] = std::move(s);
+      break;
+    }
+    case Op::kDeleteStudy: {
+      int64_t id = int_field(log, "study_id");
+      if (study_exists(id, own)) studies_.erase(id);
+      break;
+    }
+    case Op::kSetStudyUserAttr:
+    case Op::kSetStudySystemAttr: {
+      int64_t id = int_field(log, "study_id");
+      const bool user = op == Op::kSetStudyUserAttr;
+      const auto& a = single_attr(log, user ? "user_attr" : "system_attr");
+      if (study_exists(id, own)) {
+        auto& target = user ? studies_[id].user_attrs : studies_[id].system_attrs;
+        target[a.begin().key()] = a.begin().value();
+      }
+      break;
+    }
+    case Op::kCreateTrial: {
+      int64_t study_id = int_field(log, "study_id");
+      if (!study_exists(study_id, own)) break;
+      FrozenTrial t;
+      t.trial_id = static_cast<int64_t>(trials_.size());
+      t.number = static_cast<int64_t>(study_trials_[study_id].size());
+      if (auto it = log.find("distributions"); it != log.end() && it->is_object()) {
+        for (auto d = it->begin(); d != it->end(); ++d) t.distributions[d.key()] = distribution_from_json(d.value());
+      }
+      if (auto it = log.find("params"); it != log.end() && it->is_object()) {
+        for (auto p = it->begin(); p != it->end(); ++p) {
+          if (!t.distributions.count(p.key())) {
+            throw std::invalid_argument("journal record: param \"" + p.key() + "\" has no distribution: " + log.dump());
+          }
+          t.params[p.key()] = number(p.value(), "a param value");
+        }
+      }
+      const auto& ds = field(log, "datetime_start");
+      if (!ds.is_null()) t.datetime_start = datetime_from_journal(ds.get<std::string>());
+      if (auto it = log.find("datetime_complete"); it != log.end() && !it->is_null()) {
+        t.datetime_complete = datetime_from_journal(it->get<std::string>());
+      }
+      t.state = log.contains("state") ? state_of(log["state"]) : TrialState::kRunning;
+      if (auto it = log.find("user_attrs"); it != log.end() && it->is_object()) {
+        for (auto a = it->begin(); a != it->end(); ++a) t.user_attrs[a.key()] = a.value();
+      }
+      if (auto it = log.find("system_attrs"); it != log.end() && it->is_object()) {
+        for (auto a = it->begin(); a != it->end(); ++a) t.system_attrs[a.key()] = a.value();
+      }
+      if (auto it = log.find("values"); it != log.end() && !it->is_null()) {
+        t.values = values_of(*it);
+      } else if (auto v = log.find("value"); v != log.end() && !v->is_null()) {
+        t.values = {number(*v, "value")};
+      }
+      if (auto it = log.find("intermediate_values"); it != log.end() && it->is_object()) {
+        for (auto a = it->begin(); a != it->end(); ++a) {
+          t.intermediate_values[std::stoll(a.key())] = number(a.value(), "an intermediate value");
+        }
+      }
+      const int64_t id = t.trial_id;
+      const bool running = t.state == TrialState::kRunning;
+      trials_.push_back(std::move(t));
+      trial_study_.push_back(study_id);
+      study_trials_[study_id].push_back(id);
+      if (own) {
+        last_created_[current_worker] = id;
+        if (running) owned_[current_worker] = id;
+      }
+      break;
+    }
+    case Op::kSetTrialParam: {
+      int64_t trial_id = int_field(log, "trial_id");
+      if (!trial_updatable(trial_id, own)) break;
+      const std::string name = field(log, "param_name").get<std::string>();
+      const double value = number(field(log, "param_value_internal"), "param_value_internal");
+      Distribution dist = distribution_from_json(field(log, "distribution"));
+      const int64_t study_id = trial_study_[static_cast<size_t>(trial_id)];
+      for (int64_t prev : study_trials_[study_id]) {
+        const auto& pt = trials_[static_cast<size_t>(prev)];
+        auto pd = pt.distributions.find(name);
+        if (pt.params.count(name) && pd != pt.distributions.end()) {
+          try {
+            check_distribution_compatibility(name, pd->second, dist);
+          } catch (const std::invalid_argument&) {
+            if (own) throw;
+            ++logs_applied_;
+            return;
+          }
+          break;
+        }
+      }
+      auto& t = trials_[static_cast<size_t>(trial_id)];
+      t.params[name] = value;
+      t.distributions[name] = std::move(dist);
+      break;
+    }
+    case Op::kSetTrialStateValues: {
+      int64_t trial_id = int_field(log, "trial_id");
+      if (!trial_updatable(trial_id, own)) break;
+      const TrialState state = state_of(field(log, "state"));
+      auto& t = trials_[static_cast<size_t>(trial_id)];
+      if (state == TrialState::kRunning && t.state == TrialState::kRunning) break;
+      std::optional<std::vector<double>> values;
+      if (auto it = log.find("values"); it != log.end() && !it->is_null()) values = values_of(*it);
+      if (state == TrialState::kRunning) {
+        t.datetime_start = datetime_from_journal(field(log, "datetime_start").get<std::string>());
+        if (own) owned_[current_worker] = trial_id;
+      }
+      if (is_finished(state)) t.datetime_complete = datetime_from_journal(field(log, "datetime_complete").get<std::string>());
+      t.state = state;
+      if (values) t.values = std::move(*values);
+      break;
+    }
+    case Op::kSetTrialIntermediateValue: {
+      int64_t trial_id = int_field(log, "trial_id");
+      if (!trial_updatable(trial_id, own)) break;
+      const int64_t step = int_field(log, "step");
+      const double v = number(field(log, "intermediate_value"), "intermediate_value");
+      trials_[static_cast<size_t>(trial_id)].intermediate_values[step] = v;
+      break;
+    }
+    case Op::kSetTrialUserAttr:
+    case Op::kSetTrialSystemAttr: {
+      int64_t trial_id = int_field(log, "trial_id");
+      const bool user = op == Op::kSetTrialUserAttr;
+      const auto& a = single_attr(log, user ? "user_attr" : "system_attr");
+      if (!trial_updatable(trial_id, own)) break;
+      auto& t = trials_[static_cast<size_t>(trial_id)];
+      (user ? t.user_attrs : t.system_attrs)[a.begin().key()] = a.begin().value();
+      break;
+    }
+    default:
+      throw std::invalid_argument("journal record: unknown op_code " + field(log, "op_code").dump());
+  }
+  ++logs_applied_;
+}
+
+const FrozenStudy& ReplayState::study(int64_t study_id) const {
+  auto it = studies_.find(study_id);
+  if (it == studies_.end()) throw StorageKeyError(std::string(kNotFound) + " (study id " + std::to_string(study_id) + ")");
+  return it->second;
+}
+
+const FrozenTrial& ReplayState::trial(int64_t trial_id) const {
+  if (trial_id < 0 || trial_id >= static_cast<int64_t>(trials_.size())) {
+    throw StorageKeyError(std::string(kNotFound) + " (trial id " + std::to_string(trial_id) + ")");
+  }
+  return trials_[static_cast<size_t>(trial_id)];
+}
+
+std::vector<FrozenStudy> ReplayState::all_studies() const {
+  std::vector<FrozenStudy> out;
+  for (const auto& [id, s] : studies_) out.push_back(s);
+  return out;
+}
+
+std::vector<FrozenTrial> ReplayState::all_trials(int64_t study_id, const std::vector<TrialState>& states) const {
+  study(study_id);
+  std::vector<FrozenTrial> out;
+  for (int64_t id : study_trials_.at(study_id)) {
+    const auto& t = trials_[static_cast<size_t>(id)];
+    if (states.empty() || std::find(states.begin(), states.end(), t.state) != states.end()) out.push_back(t);
+  }
+  return out;
+}
+
+int64_t ReplayState::trial_id_from_number(int64_t study_id, int64_t number) const {
+  auto it = study_trials_.find(study_id);
+  if (it == study_trials_.end() || number < 0 || number >= static_cast<int64_t>(it->second.size())) {
+    throw StorageKeyError("No trial with trial number " + std::to_string(number) + " exists in study with study_id " +
+                          std::to_string(study_id) + ".");
+  }
+  return it->second[static_cast<size_t>(number)];
+}
+
+int64_t ReplayState::study_id_from_name(const std::string& name) const {
+  for (const auto& [id, s] : studies_) {
+    if (s.study_name == name) return id;
+  }
+  throw StorageKeyError("no study named \"" + name + "\"");
+}
+
+std::optional<int64_t> ReplayState::owned_trial(const std::string& worker) const {
+  auto it = owned_.find(worker);
+  if (it == owned_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<int64_t> ReplayState::last_created_trial(const std::string& worker) const {
+  auto it = last_created_.find(worker);
+  if (it == last_created_.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace compsearch::search::journal

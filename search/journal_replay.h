@@ -1,0 +1,82 @@
+// The state of a journal after replaying its operations, exactly as Optuna 3.1's
+// JournalStorageReplayResult (optuna/storages/_journal/storage.py) computes it, and the log
+// records each operation writes. Internal to search/: JournalStorage replays the file through
+// it, and InMemoryStorage applies the same records directly, so both storages share one
+// semantics (ids, numbering, ownership, finished-trial checks).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "search/storage.h"
+
+namespace compsearch::search::journal {
+
+// Optuna's JournalOperation op codes.
+enum class Op : int {
+  kCreateStudy = 0,
+  kDeleteStudy = 1,
+  kSetStudyUserAttr = 2,
+  kSetStudySystemAttr = 3,
+  kCreateTrial = 4,
+  kSetTrialParam = 5,
+  kSetTrialStateValues = 6,
+  kSetTrialIntermediateValue = 7,
+  kSetTrialUserAttr = 8,
+  kSetTrialSystemAttr = 9,
+};
+
+// datetime.now().isoformat(timespec="microseconds"), local time: "YYYY-MM-DDTHH:MM:SS.ffffff".
+std::string now_isoformat();
+// Journal datetime ("T" or " " separator, any fraction, optional UTC offset dropped) to the
+// FrozenTrial form "YYYY-MM-DD HH:MM:SS.ffffff", and back.
+std::string datetime_from_journal(const std::string& iso);
+std::string datetime_to_journal(const std::string& frozen);
+
+// Log records (without op_code and worker_id, which the writer adds first, as Optuna does).
+nlohmann::ordered_json create_study_log(const std::vector<StudyDirection>& directions, const std::string& name);
+nlohmann::ordered_json create_trial_log(int64_t study_id, const FrozenTrial* template_trial);
+nlohmann::ordered_json set_trial_param_log(int64_t trial_id, const std::string& name, double internal,
+                                           const Distribution& distribution);
+nlohmann::ordered_json set_trial_state_values_log(int64_t trial_id, TrialState state,
+                                                  const std::vector<double>* values);
+// Prepends op_code and worker_id.
+nlohmann::ordered_json with_header(Op op, const std::string& worker_id, nlohmann::ordered_json fields);
+
+class ReplayState {
+ public:
+  // Applies one record. A record written by `current_worker` that cannot apply (unknown id,
+  // finished trial, duplicated study name, incompatible distribution) throws, as Optuna raises
+  // for its own operations; anyone else's such record is ignored. Malformed records throw
+  // std::invalid_argument. The state is unchanged when apply throws.
+  void apply(const nlohmann::json& log, const std::string& current_worker);
+
+  const FrozenStudy& study(int64_t study_id) const;  // throws StorageKeyError
+  const FrozenTrial& trial(int64_t trial_id) const;  // throws StorageKeyError
+  std::vector<FrozenStudy> all_studies() const;
+  std::vector<FrozenTrial> all_trials(int64_t study_id, const std::vector<TrialState>& states) const;
+  int64_t trial_id_from_number(int64_t study_id, int64_t number) const;
+  int64_t study_id_from_name(const std::string& name) const;
+  std::optional<int64_t> owned_trial(const std::string& worker) const;
+  std::optional<int64_t> last_created_trial(const std::string& worker) const;
+  int64_t logs_applied() const { return logs_applied_; }
+
+ private:
+  bool study_exists(int64_t study_id, bool own) const;
+  bool trial_updatable(int64_t trial_id, bool own) const;
+
+  std::map<int64_t, FrozenStudy> studies_;
+  std::vector<FrozenTrial> trials_;  // index = trial id
+  std::vector<int64_t> trial_study_;
+  std::map<int64_t, std::vector<int64_t>> study_trials_;
+  int64_t next_study_id_ = 0;
+  std::map<std::string, int64_t> owned_;
+  std::map<std::string, int64_t> last_created_;
+  int64_t logs_applied_ = 0;
+};
+
+}  // namespace compsearch::search::journal

@@ -1,0 +1,323 @@
+// JournalStorage and Optuna's symlink lock (see journal_storage.h).
+#include "search/journal_storage.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <optional>
+#include <thread>
+
+#include "search/in_memory_storage.h"
+#include "search/python_json.h"
+
+namespace compsearch::search {
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+double wall_now_s() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double mtime_s(const struct stat& st) {
+  return static_cast<double>(st.st_mtim.tv_sec) + 1e-9 * static_cast<double>(st.st_mtim.tv_nsec);
+}
+
+// Unique name for the rename-then-unlink release, as Optuna's `<lock><uuid4>.rename`.
+std::string rename_path(const std::string& lock_path) {
+  std::string uuid = new_worker_prefix();
+  uuid.pop_back();  // trailing '-'
+  return lock_path + uuid + ".rename";
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void write_all(int fd, const std::string& data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("journal " + path + ": write failed: " + errno_text());
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+JournalFileLock::JournalFileLock(std::string journal_path, double grace_period_s)
+    : journal_path_(std::move(journal_path)), lock_path_(journal_path_ + ".lock"), grace_period_s_(grace_period_s) {}
+
+void JournalFileLock::acquire() {
+  double sleep_s = 0.001;
+  std::optional<std::pair<ino_t, double>> seen;  // the lock instance we are waiting on
+  auto seen_since = std::chrono::steady_clock::now();
+  while (true) {
+    if (::symlink(journal_path_.c_str(), lock_path_.c_str()) == 0) return;
+    if (errno != EEXIST) {
+      throw std::runtime_error("journal lock " + lock_path_ + ": cannot create the lock symlink: " + errno_text());
+    }
+    struct stat st {};
+    if (::lstat(lock_path_.c_str(), &st) == 0) {
+      const std::pair<ino_t, double> key{st.st_ino, mtime_s(st)};
+      const auto now = std::chrono::steady_clock::now();
+      if (!seen || *seen != key) {
+        seen = key;
+        seen_since = now;
+      }
+      const double age_s = wall_now_s() - key.second;
+      const double observed_s = std::chrono::duration<double>(now - seen_since).count();
+      if (age_s > grace_period_s_ || observed_s > grace_period_s_) {
+        // Break the stale lock: move it aside (only one breaker wins the rename), make sure we
+        // moved the stale instance and not a fresh lock taken meanwhile, then delete it.
+        const std::string aside = rename_path(lock_path_);
+        if (::rename(lock_path_.c_str(), aside.c_str()) == 0) {
+          struct stat moved {};
+          if (::lstat(aside.c_str(), &moved) == 0 && moved.st_ino != key.first) {
+            // A fresh lock: put it back (link fails harmlessly if yet another one exists).
+            if (::link(aside.c_str(), lock_path_.c_str()) != 0) {
+              std::cerr << "compsearch: warning: journal lock " << lock_path_ << " changed while being broken\n";
+            }
+            ::unlink(aside.c_str());
+          } else {
+            ::unlink(aside.c_str());
+            std::cerr << "compsearch: warning: broke the stale journal lock " << lock_path_ << " (held for "
+                      << std::max(age_s, observed_s) << " s, grace period " << grace_period_s_ << " s)\n";
+          }
+        }
+        seen.reset();
+        continue;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::duration<double>(sleep_s));
+    sleep_s = std::min(sleep_s * 2, 0.05);
+  }
+}
+
+void JournalFileLock::release() {
+  const std::string aside = rename_path(lock_path_);
+  if (::rename(lock_path_.c_str(), aside.c_str()) != 0) {
+    std::cerr << "compsearch: warning: journal lock " << lock_path_
+              << " was gone at release (broken by another process after the grace period?)\n";
+    return;
+  }
+  ::unlink(aside.c_str());
+}
+
+JournalStorage::JournalStorage(std::string path, JournalOptions options)
+    : path_(std::move(path)),
+      options_(options),
+      lock_(path_, options.lock_grace_period_s),
+      worker_prefix_(new_worker_prefix()) {
+  Fd f{::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644)};
+  if (f.fd < 0) throw std::runtime_error("journal " + path_ + ": cannot open or create: " + errno_text());
+  std::lock_guard lock(mutex_);
+  sync();
+}
+
+std::string JournalStorage::worker_id() const { return worker_prefix_ + current_thread_ident(); }
+
+void JournalStorage::sync() {
+  Fd f{::open(path_.c_str(), O_RDONLY)};
+  if (f.fd < 0) throw std::runtime_error("journal " + path_ + ": cannot open for reading: " + errno_text());
+  std::string data;
+  char buf[1 << 16];
+  off_t pos = static_cast<off_t>(offset_);
+  while (true) {
+    ssize_t n = ::pread(f.fd, buf, sizeof(buf), pos);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error("journal " + path_ + ": read failed: " + errno_text());
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+    pos += n;
+  }
+  const std::string me = worker_id();
+  std::exception_ptr own_error;
+  size_t start = 0;
+  while (true) {
+    const size_t nl = data.find('\n', start);
+    if (nl == std::string::npos) break;  // an incomplete last line is not ours to read yet
+    std::string_view line(data.data() + start, nl - start);
+    const uint64_t line_offset = offset_;
+    offset_ += nl - start + 1;
+    start = nl + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    nlohmann::json log;
+    try {
+      log = parse_python_json(line);
+    } catch (const nlohmann::json::exception& e) {
+      std::cerr << "compsearch: warning: journal " << path_ << ": skipping a line at byte " << line_offset
+                << " that is not JSON (" << e.what() << ")\n";
+      continue;
+    }
+    const bool own = log.is_object() && log.contains("worker_id") && log["worker_id"] == me;
+    try {
+      state_.apply(log, me);
+    } catch (...) {
+      if (own) {
+        if (!own_error) own_error = std::current_exception();
+      } else {
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          std::cerr << "compsearch: warning: journal " << path_ << ": skipping a record at byte " << line_offset
+                    << ": " << e.what() << "\n";
+        }
+      }
+    }
+  }
+  if (own_error) std::rethrow_exception(own_error);
+}
+
+void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
+  const std::string line =
+      dump_python_json(journal::with_header(op, worker_id(), std::move(fields)), JsonSeparators::kCompact) + "\n";
+  lock_.acquire();
+  try {
+    Fd f{::open(path_.c_str(), O_RDWR | O_CREAT, 0644)};
+    if (f.fd < 0) throw std::runtime_error("journal " + path_ + ": cannot open for writing: " + errno_text());
+    struct stat st {};
+    if (::fstat(f.fd, &st) != 0) throw std::runtime_error("journal " + path_ + ": fstat failed: " + errno_text());
+    off_t size = st.st_size;
+    char last = '\n';
+    if (size > 0 && ::pread(f.fd, &last, 1, size - 1) != 1) {
+      throw std::runtime_error("journal " + path_ + ": read failed: " + errno_text());
+    }
+    if (last != '\n') {
+      // A writer died mid-append: cut back to the last newline so the torn bytes never end
+      // up in the middle of the file. We hold the lock, so no live writer is appending.
+      off_t keep = 0;
+      char buf[4096];
+      for (off_t end = size; end > 0 && keep == 0;) {
+        off_t begin = std::max<off_t>(0, end - static_cast<off_t>(sizeof(buf)));
+        ssize_t n = ::pread(f.fd, buf, static_cast<size_t>(end - begin), begin);
+        if (n <= 0) throw std::runtime_error("journal " + path_ + ": read failed: " + errno_text());
+        for (ssize_t i = n - 1; i >= 0; --i) {
+          if (buf[i] == '\n') {
+            keep = begin + i + 1;
+            break;
+          }
+        }
+        end = begin;
+      }
+      if (::ftruncate(f.fd, keep) != 0) throw std::runtime_error("journal " + path_ + ": truncate failed: " + errno_text());
+      std::cerr << "compsearch: warning: journal " << path_ << ": removed a torn last line (" << (size - keep)
+                << " bytes)\n";
+      size = keep;
+    }
+    if (::lseek(f.fd, size, SEEK_SET) < 0) throw std::runtime_error("journal " + path_ + ": seek failed: " + errno_text());
+    write_all(f.fd, line, path_);
+    if (options_.fsync && ::fsync(f.fd) != 0) throw std::runtime_error("journal " + path_ + ": fsync failed: " + errno_text());
+  } catch (...) {
+    lock_.release();
+    throw;
+  }
+  lock_.release();
+  sync();
+}
+
+int64_t JournalStorage::create_new_study(const std::vector<StudyDirection>& directions, const std::string& name) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kCreateStudy, journal::create_study_log(directions, name));
+  return state_.study_id_from_name(name);
+}
+
+void JournalStorage::delete_study(int64_t study_id) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kDeleteStudy, {{"study_id", study_id}});
+}
+
+void JournalStorage::set_study_user_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kSetStudyUserAttr, {{"study_id", study_id}, {"user_attr", {{key, value}}}});
+}
+
+void JournalStorage::set_study_system_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kSetStudySystemAttr, {{"study_id", study_id}, {"system_attr", {{key, value}}}});
+}
+
+int64_t JournalStorage::get_study_id_from_name(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  sync();
+  return state_.study_id_from_name(name);
+}
+
+FrozenStudy JournalStorage::get_study(int64_t study_id) {
+  std::lock_guard lock(mutex_);
+  sync();
+  return state_.study(study_id);
+}
+
+std::vector<FrozenStudy> JournalStorage::get_all_studies() {
+  std::lock_guard lock(mutex_);
+  sync();
+  return state_.all_studies();
+}
+
+int64_t JournalStorage::create_new_trial(int64_t study_id, const FrozenTrial* template_trial) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kCreateTrial, journal::create_trial_log(study_id, template_trial));
+  return *state_.last_created_trial(worker_id());
+}
+
+void JournalStorage::set_trial_param(int64_t trial_id, const std::string& name, double internal_value,
+                                     const Distribution& distribution) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kSetTrialParam, journal::set_trial_param_log(trial_id, name, internal_value, distribution));
+}
+
+int64_t JournalStorage::get_trial_id_from_study_id_trial_number(int64_t study_id, int64_t number) {
+  std::lock_guard lock(mutex_);
+  sync();
+  return state_.trial_id_from_number(study_id, number);
+}
+
+bool JournalStorage::set_trial_state_values(int64_t trial_id, TrialState state, const std::vector<double>* values) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kSetTrialStateValues, journal::set_trial_state_values_log(trial_id, state, values));
+  return !(state == TrialState::kRunning && state_.owned_trial(worker_id()) != trial_id);
+}
+
+void JournalStorage::set_trial_intermediate_value(int64_t trial_id, int64_t step, double value) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kSetTrialIntermediateValue, {{"trial_id", trial_id}, {"step", step}, {"intermediate_value", value}});
+}
+
+void JournalStorage::set_trial_user_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kSetTrialUserAttr, {{"trial_id", trial_id}, {"user_attr", {{key, value}}}});
+}
+
+void JournalStorage::set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
+  std::lock_guard lock(mutex_);
+  write(journal::Op::kSetTrialSystemAttr, {{"trial_id", trial_id}, {"system_attr", {{key, value}}}});
+}
+
+FrozenTrial JournalStorage::get_trial(int64_t trial_id) {
+  std::lock_guard lock(mutex_);
+  sync();
+  return state_.trial(trial_id);
+}
+
+std::vector<FrozenTrial> JournalStorage::get_all_trials(int64_t study_id, const std::vector<TrialState>& states) {
+  std::lock_guard lock(mutex_);
+  sync();
+  return state_.all_trials(study_id, states);
+}
+
+}  // namespace compsearch::search
