@@ -22,140 +22,136 @@ namespace compsearch::compressors {
 
 namespace {
 
+// Hot loops get an AVX2 clone chosen at load time (the build itself targets baseline x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define COMPSEARCH_HOT __attribute__((target_clones("avx2", "default"), noinline))
+#else
+#define COMPSEARCH_HOT
+#endif
+
 inline uint32_t abs_key(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
   return u & 0x7fffffffu;  // non-negative IEEE floats order like their bit patterns
 }
 
-// Threshold of the k smallest |w|: every weight with key < t_key is pruned, plus the first
-// `equal_to_prune` weights with key == t_key in flat order.
+// Threshold of the k smallest |w|: every weight with key < t_key is pruned, plus the weights with
+// key == t_key listed in `ties` (the first ones in flat order, as many as the count needs).
 struct Selection {
   uint32_t t_key = 0;
-  int64_t equal_to_prune = 0;
-  int64_t equal_total = 0;
+  std::vector<int64_t> ties;  // sorted flat indices
 };
 
-Selection finish_selection(std::vector<uint32_t>& candidates, int64_t rank, int64_t below) {
-  // `rank` (0-based) of the k-th smallest among `candidates`; `below` = count under them all.
-  std::nth_element(candidates.begin(), candidates.begin() + rank, candidates.end());
+struct Candidate {
+  uint32_t key;
+  int64_t index;
+};
+
+// Finds the candidate of 0-based `rank` by key. `c` must hold every weight whose key lies between
+// its smallest and largest key, so all weights tied with the answer are in `c`.
+Selection finish_selection(std::vector<Candidate>& c, int64_t rank) {
+  std::nth_element(c.begin(), c.begin() + rank, c.end(),
+                   [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
   Selection s;
-  s.t_key = candidates[rank];
-  int64_t less = 0, equal = 0;
-  for (uint32_t c : candidates) {
-    less += c < s.t_key;
-    equal += c == s.t_key;
+  s.t_key = c[rank].key;
+  int64_t less = 0;
+  for (const Candidate& x : c) {
+    less += x.key < s.t_key;
+    if (x.key == s.t_key) s.ties.push_back(x.index);
   }
-  s.equal_total = equal;
-  s.equal_to_prune = (below + rank + 1) - (below + less);
+  std::sort(s.ties.begin(), s.ties.end());
+  s.ties.resize(static_cast<size_t>(rank + 1 - less));
   return s;
+}
+
+// Counts keys below `lo` and appends the weights with keys in [lo, hi] to `inside`.
+COMPSEARCH_HOT int64_t count_below_collect_inside(const float* w, int64_t begin, int64_t end, uint32_t lo,
+                                                  uint32_t hi, std::vector<Candidate>& inside) {
+  int64_t cnt = 0;
+  for (int64_t i = begin; i < end; ++i) {
+    const uint32_t key = abs_key(w[i]);
+    cnt += key < lo;
+    if (key - lo <= hi - lo) [[unlikely]] inside.push_back({key, i});
+  }
+  return cnt;
 }
 
 Selection select_smallest(const float* w, int64_t n, int64_t k) {
   // Requires 1 <= k <= n.
   if (n < (int64_t{1} << 20)) {
-    std::vector<uint32_t> keys(n);
-    for (int64_t i = 0; i < n; ++i) keys[i] = abs_key(w[i]);
-    return finish_selection(keys, k - 1, 0);
+    std::vector<Candidate> all(n);
+    for (int64_t i = 0; i < n; ++i) all[i] = {abs_key(w[i]), i};
+    return finish_selection(all, k - 1);
   }
   // A strided sample brackets the k-th key; one parallel pass counts what lies below the bracket
   // and collects what lies inside. +-512 sample ranks is about 4 standard deviations of the
-  // sample quantile, so the fallback (a full selection) practically never runs.
+  // sample quantile; a miss widens the bracket (the last try takes everything).
   constexpr int64_t kSample = 1 << 16;
-  constexpr int64_t kMargin = 512;
   std::vector<uint32_t> sample(kSample);
   const int64_t stride = n / kSample;
   for (int64_t i = 0; i < kSample; ++i) sample[i] = abs_key(w[i * stride]);
   std::sort(sample.begin(), sample.end());
   const int64_t pos = static_cast<int64_t>(static_cast<double>(k - 1) / n * kSample);
-  const uint32_t lo = pos - kMargin <= 0 ? 0u : sample[pos - kMargin];
-  const uint32_t hi = pos + kMargin >= kSample ? 0xffffffffu : sample[pos + kMargin];
-
-  int64_t below = 0;
-  std::vector<uint32_t> inside;
-  const int threads = omp_get_max_threads();
-  std::vector<std::vector<uint32_t>> parts(threads);
-  std::vector<int64_t> part_below(threads, 0);
+  for (int64_t margin : {int64_t{512}, int64_t{8192}, kSample}) {
+    const uint32_t lo = pos - margin <= 0 ? 0u : sample[pos - margin];
+    const uint32_t hi = pos + margin >= kSample ? 0xffffffffu : sample[pos + margin];
+    const int threads = omp_get_max_threads();
+    std::vector<std::vector<Candidate>> parts(threads);
+    std::vector<int64_t> part_below(threads, 0);
 #pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
-    const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-    int64_t cnt = 0;
-    auto& mine = parts[t];
-    mine.reserve(static_cast<size_t>((end - begin) / kSample * (2 * kMargin + 8)));
-    for (int64_t i = begin; i < end; ++i) {
-      const uint32_t key = abs_key(w[i]);
-      cnt += key < lo;
-      if (key >= lo && key <= hi) [[unlikely]] mine.push_back(key);
+    {
+      const int t = omp_get_thread_num();
+      const int nt = omp_get_num_threads();
+      const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+      parts[t].reserve(static_cast<size_t>((end - begin) / kSample * (2 * margin + 8)));
+      part_below[t] = count_below_collect_inside(w, begin, end, lo, hi, parts[t]);
     }
-    part_below[t] = cnt;
+    int64_t below = 0;
+    size_t total_inside = 0;
+    for (int t = 0; t < threads; ++t) {
+      below += part_below[t];
+      total_inside += parts[t].size();
+    }
+    if (k - 1 >= below && k - 1 < below + static_cast<int64_t>(total_inside)) {
+      std::vector<Candidate> inside;
+      inside.reserve(total_inside);
+      for (auto& p : parts) inside.insert(inside.end(), p.begin(), p.end());
+      return finish_selection(inside, k - 1 - below);
+    }
   }
-  size_t total_inside = 0;
-  for (int t = 0; t < threads; ++t) {
-    below += part_below[t];
-    total_inside += parts[t].size();
-  }
-  if (k - 1 >= below && k - 1 < below + static_cast<int64_t>(total_inside)) {
-    inside.reserve(total_inside);
-    for (auto& p : parts) inside.insert(inside.end(), p.begin(), p.end());
-    return finish_selection(inside, k - 1 - below, below);
-  }
-  std::vector<uint32_t> keys(n);
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) keys[i] = abs_key(w[i]);
-  return finish_selection(keys, k - 1, 0);
+  throw std::logic_error("select_smallest: the full bracket missed rank " + std::to_string(k));
 }
 
-// Row r of the flat buffer is [n*r/rows, n*(r+1)/rows). Returns, for each row, how many weights
-// equal to the threshold it prunes, handed out in flat order; all zero when the rule is simply
-// "key < t" or "key <= t" (no scan needed then).
-std::vector<int64_t> tie_budget_per_row(const float* w, int64_t n, int64_t rows, const Selection& s) {
-  std::vector<int64_t> budget(rows, 0);
-  if (s.equal_to_prune == 0 || s.equal_to_prune == s.equal_total) return budget;
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t c = 0;
-    for (int64_t i = n * r / rows; i < n * (r + 1) / rows; ++i) c += abs_key(w[i]) == s.t_key;
-    budget[r] = c;
-  }
-  int64_t left = s.equal_to_prune;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t take = std::min(left, budget[r]);
-    budget[r] = take;
-    left -= take;
-  }
-  return budget;
-}
-
-// Zeroes the selected weights of one row; `tie_budget` weights equal to the threshold are pruned
-// in index order (only meaningful when the selection needs per-row budgets).
-inline int64_t prune_row(float* w, int64_t len, const Selection& s, int64_t tie_budget, uint8_t* mask) {
+// Zeroes the weights whose key is below `limit`; returns how many.
+COMPSEARCH_HOT int64_t zero_below(float* w, int64_t len, uint32_t limit) {
   int64_t pruned = 0;
-  if (s.equal_to_prune == 0 || s.equal_to_prune == s.equal_total) {
-    const uint32_t limit = s.equal_to_prune == 0 ? s.t_key : s.t_key + 1;  // key < limit is pruned
-    if (s.equal_to_prune != 0 && s.t_key == 0xffffffffu) {
-      for (int64_t i = 0; i < len; ++i) w[i] = 0.0f, ++pruned;
-      if (mask) std::fill(mask, mask + len, 1);
-      return pruned;
-    }
-    for (int64_t i = 0; i < len; ++i) {
-      const bool p = abs_key(w[i]) < limit;
-      w[i] = p ? 0.0f : w[i];
-      pruned += p;
-      if (mask) mask[i] = p;
-    }
-    return pruned;
-  }
   for (int64_t i = 0; i < len; ++i) {
     const uint32_t key = abs_key(w[i]);
-    bool p = key < s.t_key;
-    if (key == s.t_key && tie_budget > 0) {
-      p = true;
-      --tie_budget;
+    const bool p = key < limit;
+    w[i] = p ? 0.0f : w[i];
+    pruned += p;
+  }
+  return pruned;
+}
+
+// Prunes flat range [begin, end) of `w` by the selection; `mask` (if any) is indexed like `w`.
+int64_t prune_range(float* w, int64_t begin, int64_t end, const Selection& s, uint8_t* mask) {
+  int64_t pruned = 0;
+  if (mask) {
+    for (int64_t i = begin; i < end; ++i) {
+      const bool p = abs_key(w[i]) < s.t_key;
+      w[i] = p ? 0.0f : w[i];
+      pruned += p;
+      mask[i] = p;
     }
-    if (p) w[i] = 0.0f, ++pruned;
-    if (mask) mask[i] = p;
+  } else {
+    pruned = zero_below(w + begin, end - begin, s.t_key);
+  }
+  auto it = std::lower_bound(s.ties.begin(), s.ties.end(), begin);
+  for (; it != s.ties.end() && *it < end; ++it) {
+    w[*it] = 0.0f;
+    if (mask) mask[*it] = 1;
+    ++pruned;
   }
   return pruned;
 }
@@ -175,7 +171,7 @@ inline void quantize_group(int64_t len, At at, QAt qat, double scale, int qmax, 
 }
 
 // Fast path for a contiguous group: plain loops the compiler vectorises.
-inline void quantize_contiguous(float* w, int64_t len, double scale, int qmax, int8_t* q) {
+COMPSEARCH_HOT void quantize_contiguous(float* w, int64_t len, double scale, int qmax, int8_t* q) {
   const double lo = -static_cast<double>(qmax), hi = static_cast<double>(qmax);
   if (q) {
     for (int64_t j = 0; j < len; ++j) {
@@ -193,13 +189,16 @@ inline void quantize_contiguous(float* w, int64_t len, double scale, int qmax, i
   }
 }
 
-inline float amax_contiguous(const float* w, int64_t len) {
-  float m = 0.0f;
+// max |w| through the integer order of the bit patterns, which vectorises without fast-math.
+COMPSEARCH_HOT float amax_contiguous(const float* w, int64_t len) {
+  uint32_t m = 0;
   for (int64_t j = 0; j < len; ++j) {
-    const float a = std::fabs(w[j]);
+    const uint32_t a = abs_key(w[j]);
     m = a > m ? a : m;
   }
-  return m;
+  float f;
+  std::memcpy(&f, &m, sizeof f);
+  return f;
 }
 
 double scale_from_amax(double amax, int qmax) { return amax == 0.0 ? 1.0 : amax / qmax; }
@@ -289,14 +288,11 @@ int64_t prune_unstructured(std::span<float> w, double ratio, PruneMask* mask) {
   if (mask) mask->assign(n, 0);
   if (k <= 0) return 0;
   const Selection s = select_smallest(w.data(), n, k);
-  // Cut the buffer into equal rows (the last longer) so ties are handed out in flat order.
   const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(n / 4096, 4096));
-  const std::vector<int64_t> budget = tie_budget_per_row(w.data(), n, rows, s);
   int64_t total = 0;
 #pragma omp parallel for schedule(static) reduction(+ : total)
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t begin = n * r / rows, end = n * (r + 1) / rows;
-    total += prune_row(w.data() + begin, end - begin, s, budget[r], mask ? mask->data() + begin : nullptr);
+    total += prune_range(w.data(), n * r / rows, n * (r + 1) / rows, s, mask ? mask->data() : nullptr);
   }
   return total;
 }
@@ -586,11 +582,8 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
     const int64_t n = static_cast<int64_t>(w.size());
     const int64_t k = static_cast<int64_t>(std::floor(p.ratio * static_cast<double>(n)));
     const int64_t O = layout.out_channels, R = layout.row_length();
-    Selection s;
-    s.t_key = 0;
-    s.equal_to_prune = 0;  // "key < 0": nothing pruned
+    Selection s;  // t_key 0 and no ties: nothing pruned
     if (k > 0) s = select_smallest(w.data(), n, k);
-    const std::vector<int64_t> budget = tie_budget_per_row(w.data(), n, O, s);
     const int qmax = qmax_for(bits);
     int8_t* q = nullptr;
     if (out) {
@@ -605,7 +598,7 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
 #pragma omp parallel for schedule(static) reduction(+ : total)
     for (int64_t o = 0; o < O; ++o) {
       float* row = data + o * R;
-      if (k > 0) total += prune_row(row, R, s, budget[o], nullptr);
+      if (k > 0) total += prune_range(data, o * R, (o + 1) * R, s, nullptr);
       const double scale = scale_from_amax(amax_contiguous(row, R), qmax);
       if (out) out->scales[o] = scale;
       quantize_contiguous(row, R, scale, qmax, q ? q + o * R : nullptr);
