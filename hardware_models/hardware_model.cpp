@@ -1,0 +1,280 @@
+// Shared cost core of the hardware models, workload construction and recipe resolution. See
+// hardware_model.h for the cost structure.
+#include "hardware_models/hardware_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include "model/graph.h"
+
+namespace compsearch::hardware_models {
+
+using compressors::GranularityKind;
+using compressors::LayerSetting;
+using compressors::PruneKind;
+
+const char* bound_name(Bound b) {
+  switch (b) {
+    case Bound::kCompute: return "compute";
+    case Bound::kMemory: return "memory";
+    case Bound::kOverhead: return "overhead";
+  }
+  return "?";
+}
+
+Workload workload_from_table(const model::LayerTable& table) {
+  Workload w;
+  w.table = table;
+  w.channel_source.assign(table.layers.size(), -1);
+  return w;
+}
+
+Workload workload_from_graph(const model::Graph& graph, const model::LayerTable& table) {
+  Workload w = workload_from_table(table);
+  // value name -> producing node; node index -> layer index.
+  std::map<std::string, size_t> producer;
+  for (size_t n = 0; n < graph.nodes.size(); ++n) {
+    for (const auto& out : graph.nodes[n].outputs) producer[out] = n;
+  }
+  std::map<size_t, int> layer_of_node;
+  for (size_t l = 0; l < table.layers.size(); ++l) layer_of_node[table.layers[l].node_index] = int(l);
+  // Ops that keep a zero channel zero (DESIGN.md rule 3).
+  static const std::set<std::string> kPassThrough = {"Relu", "Clip", "MaxPool", "AveragePool",
+                                                     "GlobalAveragePool", "Flatten"};
+  for (size_t l = 0; l < table.layers.size(); ++l) {
+    const size_t node = table.layers[l].node_index;
+    if (node >= graph.nodes.size() || graph.nodes[node].inputs.empty()) continue;
+    std::string value = graph.nodes[node].inputs[0];
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto it = producer.find(value);
+      if (it == producer.end()) break;
+      const auto& p = graph.nodes[it->second];
+      if (auto li = layer_of_node.find(it->second); li != layer_of_node.end()) {
+        w.channel_source[l] = li->second;
+        break;
+      }
+      if (!kPassThrough.count(p.op_type) || p.inputs.empty()) break;
+      value = p.inputs[0];
+    }
+  }
+  return w;
+}
+
+std::vector<const LayerSetting*> resolve_settings(const compressors::Recipe& recipe,
+                                                  const model::LayerTable& table) {
+  std::vector<const LayerSetting*> out;
+  out.reserve(table.layers.size());
+  size_t matched = 0;
+  for (const auto& layer : table.layers) {
+    auto it = recipe.layers.find(layer.name);
+    if (it != recipe.layers.end()) {
+      out.push_back(&it->second);
+      ++matched;
+    } else {
+      out.push_back(&recipe.default_setting);
+    }
+  }
+  if (matched != recipe.layers.size()) {
+    for (const auto& [name, setting] : recipe.layers) {
+      const bool known = std::any_of(table.layers.begin(), table.layers.end(),
+                                     [&](const model::LayerInfo& l) { return l.name == name; });
+      if (!known) {
+        throw std::invalid_argument("recipe: layer '" + name + "' is not a layer of the model");
+      }
+    }
+  }
+  return out;
+}
+
+double channel_keep(const CompiledLayer& layer, const LayerSetting& s) {
+  if (s.prune.kind != PruneKind::kChannel || layer.out_channels <= 0) return 1.0;
+  const double cut = std::floor(s.prune.ratio * layer.out_channels);
+  return (layer.out_channels - cut) / layer.out_channels;
+}
+
+double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, double keep_in) {
+  const double keep_out = channel_keep(layer, s);
+  const double n = layer.weight_elements * keep_out * keep_in;
+  const double out_ch = layer.out_channels * keep_out;
+  const double row = layer.reduction_length * keep_in;
+  double bits = 0.0;
+  const double wb = s.w_bits;
+  double stored = n;
+  double index_bits = 0.0;
+  if (s.prune.kind == PruneKind::kUnstructured) {
+    stored = n - std::floor(s.prune.ratio * n);
+    index_bits = std::min(n, 16.0 * stored);  // bitmap over all weights, or 16 bits per non-zero
+  } else if (s.prune.kind == PruneKind::kNM && s.prune.m > 0) {
+    stored = n * double(s.prune.n) / double(s.prune.m);
+    index_bits = 2.0 * stored;  // NVIDIA's 2-bit metadata per kept weight
+  }
+  bits += wb * stored + index_bits;
+  if (s.w_bits <= 8) {
+    double groups = 1.0;
+    if (s.granularity.kind == GranularityKind::kPerChannel) {
+      groups = out_ch;
+    } else if (s.granularity.kind == GranularityKind::kGroup && s.granularity.group_size > 0) {
+      groups = out_ch * std::ceil(row / double(s.granularity.group_size));
+    }
+    bits += 16.0 * groups;  // fp16 scale (or binary alpha) per group
+  }
+  bits += 32.0 * out_ch * layer.has_bias;
+  return bits / 8.0;
+}
+
+HardwareModel::HardwareModel(TargetProfile profile) : profile_(std::move(profile)) {
+  if (profile_.datapaths.size() > 8) {
+    throw std::invalid_argument(profile_.file + ": key 'datapaths': at most 8 datapaths");
+  }
+  int_datapath_.fill(-1);
+  float_datapath_.fill(-1);
+  for (int b = 1; b <= 32; ++b) {
+    int best_int = -1, best_float = -1;
+    for (int d = 0; d < int(profile_.datapaths.size()); ++d) {
+      const auto& dp = profile_.datapaths[d];
+      if (dp.bits == 1 || dp.bits < b) continue;
+      const bool floating = dp.name.rfind("fp", 0) == 0;
+      if (best_int < 0 || dp.bits < profile_.datapaths[best_int].bits) best_int = d;
+      if (floating && (best_float < 0 || dp.bits < profile_.datapaths[best_float].bits)) best_float = d;
+    }
+    int_datapath_[b] = best_int;
+    float_datapath_[b] = best_float;
+  }
+  for (int d = 0; d < int(profile_.datapaths.size()); ++d) {
+    if (profile_.datapaths[d].bits == 1) xnor_datapath_ = d;
+  }
+}
+
+int HardwareModel::executing_datapath(const LayerSetting& s) const {
+  if (s.w_bits == 1 && xnor_datapath_ >= 0) return xnor_datapath_;
+  const int wb = s.w_bits == 1 ? 8 : s.w_bits;  // binary without XNOR runs as int8
+  const int b = std::clamp(std::max(wb, s.a_bits), 1, 32);
+  // 16- and 32-bit values are IEEE floats (DESIGN.md rules 7 and 8): they need a float datapath.
+  return b >= 16 ? float_datapath_[b] : int_datapath_[b];
+}
+
+CompiledModel HardwareModel::compile(const Workload& workload, int batch) const {
+  if (batch < 1) throw std::invalid_argument("batch: value " + std::to_string(batch) + " out of range; expected >= 1");
+  CompiledModel c;
+  c.profile = &profile_;
+  c.batch = batch;
+  c.workload = &workload;
+  c.layers.resize(workload.table.layers.size());
+  const double fill_s = profile_.utilisation.fill_time_us.value * 1e-6;
+  for (size_t i = 0; i < c.layers.size(); ++i) {
+    const auto& info = workload.table.layers[i];
+    auto& L = c.layers[i];
+    L.op = info.depthwise ? CompiledLayer::Op::kDepthwise
+                          : (info.op == "Conv" ? CompiledLayer::Op::kConv : CompiledLayer::Op::kGemm);
+    L.macs = double(info.macs);
+    L.weight_elements = double(info.weight_elements);
+    L.out_channels = double(std::max<int64_t>(info.out_channels, 1));
+    L.reduction_length = double(info.reduction_length);
+    L.input_elements = double(info.input_elements);
+    L.output_elements = double(info.output_elements);
+    L.has_bias = info.bias_name.empty() ? 0.0 : 1.0;
+    if (info.op == "Conv") {
+      L.nm_axis = info.weight_shape.size() > 1 ? info.weight_shape[1]
+                                                : info.in_channels / std::max<int64_t>(info.groups, 1);
+      // CMSIS-NN style im2col: two columns of one output pixel's reduction row.
+      if (!info.depthwise && info.kernel_elements > 1) L.scratch_elements = 2.0 * double(info.reduction_length);
+    } else {
+      L.nm_axis = info.reduction_length;
+    }
+    L.channel_source = i < workload.channel_source.size() ? workload.channel_source[i] : -1;
+    const double eff = L.op == CompiledLayer::Op::kConv        ? profile_.utilisation.conv.value
+                       : L.op == CompiledLayer::Op::kDepthwise ? profile_.utilisation.depthwise.value
+                                                               : profile_.utilisation.gemm.value;
+    const double work = L.macs * batch;
+    for (size_t d = 0; d < profile_.datapaths.size(); ++d) {
+      const double peak = profile_.datapaths[d].peak_macs_per_s.value;
+      // Small layers cannot fill a wide machine: utilisation grows as work / (work + fill work).
+      const double fill_work = peak * fill_s;
+      const double util = work > 0 ? eff * work / (work + fill_work) : eff;
+      L.seconds_per_mac[d] = 1.0 / (peak * util);
+    }
+  }
+  return c;
+}
+
+void HardwareModel::finalize_layer(LayerEstimate& le) const {
+  const double busy = std::max(le.compute_ms, le.memory_ms);
+  le.latency_ms = busy + le.overhead_ms;
+  if (le.overhead_ms >= busy) le.bound = Bound::kOverhead;
+  else le.bound = le.compute_ms >= le.memory_ms ? Bound::kCompute : Bound::kMemory;
+  le.energy_mj = le.dynamic_energy_mj + profile_.idle_power_w.value * le.latency_ms;  // W·ms = mJ
+}
+
+void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting& s,
+                               const LayerSetting* source_setting, int datapath,
+                               LayerEstimate& le) const {
+  const CompiledLayer& L = c.layers[i];
+  const Datapath& dp = profile_.datapaths[datapath];
+  const double keep_out = channel_keep(L, s);
+  const double keep_in =
+      (source_setting && L.channel_source >= 0) ? channel_keep(c.layers[L.channel_source], *source_setting) : 1.0;
+  const double batch = c.batch;
+  double macs = L.macs * keep_out * keep_in * batch;
+  if (s.prune.kind == PruneKind::kNM && s.prune.n == 2 && s.prune.m == 4 && dp.sparse_2_4 &&
+      L.nm_axis % 4 == 0) {
+    macs *= 0.5;  // sparse tensor cores skip the pruned half
+  }
+  const double wbytes = stored_weight_bytes(L, s, keep_in);
+  const double a_bytes = s.a_bits / 8.0;
+  const double act = (L.input_elements * keep_in + L.output_elements * keep_out) * a_bytes * batch;
+  const bool act_cached = act <= profile_.cache_bytes.value;
+  const double act_bw = act_cached ? profile_.cache_bandwidth_bytes_per_s.value
+                                   : profile_.memory_bandwidth_bytes_per_s.value;
+  le.layer = i;
+  le.precision = dp.name;
+  le.on_host = false;
+  le.macs = macs;
+  le.weight_bytes = wbytes;
+  le.activation_bytes = act;
+  le.compute_ms = macs * L.seconds_per_mac[datapath] * 1e3;
+  le.memory_ms = (wbytes / profile_.memory_bandwidth_bytes_per_s.value + act / act_bw) * 1e3;
+  le.overhead_ms = profile_.layer_overhead_us.value * 1e-3;
+  const double dram_bytes = wbytes + (act_cached ? 0.0 : act);
+  le.dynamic_energy_mj = (macs * dp.energy_pj_per_mac.value +
+                          dram_bytes * profile_.dram_energy_pj_per_byte.value) * 1e-9;  // pJ -> mJ
+  finalize_layer(le);
+}
+
+void HardwareModel::begin(const CompiledModel& c, Estimate& out) const {
+  if (out.target != profile_.name) out.target = profile_.name;
+  out.batch = c.batch;
+  out.latency_ms = 0.0;
+  out.energy_mj = 0.0;
+  out.deployable = true;
+  out.reasons.clear();
+  out.notes.clear();
+  out.layers.resize(c.layers.size());
+  out.has_mcu_memory = false;
+  out.sram_kb = 0.0;
+  out.flash_kb = 0.0;
+  out.weight_bytes = 0.0;
+}
+
+Estimate HardwareModel::estimate(const Workload& workload, const compressors::Recipe& recipe,
+                                 int batch) const {
+  const auto settings = resolve_settings(recipe, workload.table);
+  const CompiledModel c = compile(workload, batch);
+  Estimate out;
+  estimate(c, settings, out);
+  return out;
+}
+
+std::unique_ptr<HardwareModel> make_hardware_model(const TargetProfile& profile) {
+  switch (profile.target_class) {
+    case TargetClass::kGpu: return std::make_unique<GpuModel>(profile);
+    case TargetClass::kNpu: return std::make_unique<NpuModel>(profile);
+    case TargetClass::kMcu:
+    case TargetClass::kCpu: return std::make_unique<McuModel>(profile);
+  }
+  throw std::logic_error("make_hardware_model: unknown target class");
+}
+
+}  // namespace compsearch::hardware_models
