@@ -1,0 +1,245 @@
+// NSGA-II with Optuna 3.1's semantics (see nsga2_sampler.h).
+// Until Search-core's search/random_sampler.h lands, this file compiles to nothing.
+#if __has_include("search/random_sampler.h")
+#include "search/nsga2_sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "search/pareto.h"
+#include "search/random_sampler.h"
+
+namespace compsearch::search {
+
+namespace {
+constexpr const char* kGenerationKey = "nsga2:generation";
+constexpr const char* kParentsKey = "nsga2:parents";
+
+void check_probability(const char* key, double v) {
+  if (!(v >= 0.0 && v <= 1.0)) {
+    throw std::invalid_argument(std::string("NSGAIISampler: ") + key + " = " + std::to_string(v) +
+                                ", expected a probability in [0, 1]");
+  }
+}
+
+double uniform01(std::mt19937_64& rng) {
+  return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+}
+
+std::optional<int64_t> generation_of(const FrozenTrial& t) {
+  auto it = t.system_attrs.find(kGenerationKey);
+  if (it == t.system_attrs.end() || !it->second.is_number()) return std::nullopt;
+  return it->second.get<int64_t>();
+}
+}  // namespace
+
+NSGAIISampler::NSGAIISampler(Options options) : options_(options) {
+  if (options_.population_size < 2) {
+    throw std::invalid_argument("NSGAIISampler: population_size = " +
+                                std::to_string(options_.population_size) + ", expected >= 2");
+  }
+  if (options_.mutation_prob) check_probability("mutation_prob", *options_.mutation_prob);
+  check_probability("crossover_prob", options_.crossover_prob);
+  check_probability("swapping_prob", options_.swapping_prob);
+  seed_ = options_.seed ? *options_.seed : internal::entropy_seed();
+}
+
+NSGAIISampler::~NSGAIISampler() = default;
+
+void NSGAIISampler::reseed_rng(uint64_t seed) {
+  std::lock_guard lock(mutex_);
+  seed_ = seed;
+}
+
+void NSGAIISampler::refresh_locked(const StudyView& study) {
+  const auto newly = cache_.refresh(study);
+  if (directions_.empty()) directions_ = study.directions();
+  space_.update(newly);
+  for (const FrozenTrial* t : newly) {
+    if (t->state != TrialState::kComplete) continue;
+    const auto g = generation_of(*t);
+    if (!g) continue;
+    GenerationCache& gc = generations_[*g];
+    gc.members.insert(std::upper_bound(gc.members.begin(), gc.members.end(), t->number),
+                      t->number);
+    gc.dirty = true;
+  }
+}
+
+std::vector<const FrozenTrial*> NSGAIISampler::select_elite(
+    std::vector<const FrozenTrial*> population) const {
+  std::vector<Point> points;
+  std::vector<std::optional<double>> violations;
+  bool constrained = false;
+  points.reserve(population.size());
+  for (const FrozenTrial* t : population) {
+    points.push_back(to_minimization(t->values, directions_));
+    auto c = t->constraints();
+    if (c) constrained = true;
+    violations.push_back(total_violation(c));
+  }
+  if (!constrained) violations.clear();
+  const auto fronts = non_dominated_sort(points, violations);
+  std::vector<const FrozenTrial*> elite;
+  const size_t size = static_cast<size_t>(options_.population_size);
+  for (auto front : fronts) {
+    if (elite.size() + front.size() < size) {
+      for (size_t i : front) elite.push_back(population[i]);
+    } else {
+      sort_by_crowding_distance(points, front);
+      for (size_t k = 0; elite.size() < size; ++k) elite.push_back(population[front[k]]);
+      break;
+    }
+  }
+  return elite;
+}
+
+std::pair<int64_t, std::vector<const FrozenTrial*>> NSGAIISampler::parents_locked() {
+  std::vector<const FrozenTrial*> parents;
+  int64_t parent_generation = -1;
+  bool chain_unchanged = true;
+  // Trial pointers of the cache, by number, for the members of each generation.
+  const auto& all = cache_.trials();
+  auto by_number = [&](int64_t n) {
+    // Trials are in number order and numbers are dense from 0, so index == number normally.
+    if (n < static_cast<int64_t>(all.size()) && all[n]->number == n) return all[n];
+    return *std::lower_bound(all.begin(), all.end(), n,
+                             [](const FrozenTrial* t, int64_t v) { return t->number < v; });
+  };
+  for (int64_t g = 0;; ++g) {
+    auto it = generations_.find(g);
+    if (it == generations_.end() ||
+        it->second.members.size() < static_cast<size_t>(options_.population_size)) {
+      break;
+    }
+    GenerationCache& gc = it->second;
+    if (gc.dirty || !chain_unchanged) {
+      std::vector<const FrozenTrial*> population;
+      population.reserve(gc.members.size() + parents.size());
+      for (int64_t n : gc.members) population.push_back(by_number(n));
+      population.insert(population.end(), parents.begin(), parents.end());
+      gc.elite = select_elite(std::move(population));
+      gc.dirty = false;
+      chain_unchanged = false;
+    }
+    parents = gc.elite;
+    parent_generation = g;
+  }
+  return {parent_generation, parents};
+}
+
+std::pair<int64_t, std::vector<int64_t>> NSGAIISampler::parent_population(const StudyView& study) {
+  std::lock_guard lock(mutex_);
+  refresh_locked(study);
+  auto [g, parents] = parents_locked();
+  std::vector<int64_t> numbers;
+  for (const FrozenTrial* t : parents) numbers.push_back(t->number);
+  return {g, numbers};
+}
+
+const FrozenTrial* NSGAIISampler::tournament(const std::vector<const FrozenTrial*>& population,
+                                             const FrozenTrial* exclude,
+                                             std::mt19937_64& rng) const {
+  std::vector<const FrozenTrial*> pool;
+  pool.reserve(population.size());
+  for (const FrozenTrial* t : population) {
+    if (t != exclude) pool.push_back(t);
+  }
+  std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
+  const FrozenTrial* c0 = pool[pick(rng)];
+  const FrozenTrial* c1 = pool[pick(rng)];
+  const Point p0 = to_minimization(c0->values, directions_);
+  const Point p1 = to_minimization(c1->values, directions_);
+  bool c0_wins;
+  const auto v0 = total_violation(c0->constraints());
+  const auto v1 = total_violation(c1->constraints());
+  if (v0 || v1) {
+    c0_wins = constrained_dominates(p0, v0, p1, v1);
+  } else {
+    c0_wins = dominates(p0, p1);
+  }
+  return c0_wins ? c0 : c1;
+}
+
+NSGAIISampler::Pending& NSGAIISampler::pending_for(const StudyView& study,
+                                                   const FrozenTrial& trial) {
+  auto it = pending_.find(trial.number);
+  if (it != pending_.end()) return it->second;
+  Pending p{std::mt19937_64(internal::mix_seed(seed_, static_cast<uint64_t>(trial.number))), {}};
+  refresh_locked(study);
+  auto [generation, parents] = parents_locked();
+  if (generation >= 0) {
+    if (uniform01(p.rng) < options_.crossover_prob) {
+      const FrozenTrial* a = tournament(parents, nullptr, p.rng);
+      const FrozenTrial* b = tournament(parents, a, p.rng);
+      p.parents = {a, b};
+    } else {
+      std::uniform_int_distribution<size_t> pick(0, parents.size() - 1);
+      p.parents = {parents[pick(p.rng)]};
+    }
+  }
+  return pending_.emplace(trial.number, std::move(p)).first->second;
+}
+
+void NSGAIISampler::before_trial(const StudyView& study, FrozenTrial& trial) {
+  std::lock_guard lock(mutex_);
+  refresh_locked(study);
+  auto [generation, parents] = parents_locked();
+  (void)parents;
+  Pending& p = pending_for(study, trial);
+  nlohmann::json numbers = nlohmann::json::array();
+  for (const FrozenTrial* t : p.parents) numbers.push_back(t->number);
+  trial.system_attrs[kGenerationKey] = generation + 1;
+  trial.system_attrs[kParentsKey] = numbers;
+}
+
+SearchSpace NSGAIISampler::infer_relative_search_space(const StudyView& study,
+                                                       const FrozenTrial& /*trial*/) {
+  std::lock_guard lock(mutex_);
+  refresh_locked(study);
+  return space_.non_single();
+}
+
+std::map<std::string, double> NSGAIISampler::sample_relative(const StudyView& study,
+                                                             const FrozenTrial& trial,
+                                                             const SearchSpace& space) {
+  std::lock_guard lock(mutex_);
+  Pending& p = pending_for(study, trial);
+  std::map<std::string, double> params;
+  if (!p.parents.empty() && !space.empty()) {
+    const bool crossover = p.parents.size() == 2;
+    const double mutation_prob =
+        options_.mutation_prob ? *options_.mutation_prob
+                               : 1.0 / std::max<double>(1.0, static_cast<double>(space.size()));
+    std::vector<std::pair<const std::string*, double>> child;
+    child.reserve(space.size());
+    // Optuna draws the whole swap mask first, then the mutation draws.
+    for (const auto& [name, dist] : space) {
+      const FrozenTrial* from = p.parents[0];
+      if (crossover && uniform01(p.rng) >= options_.swapping_prob) from = p.parents[1];
+      auto v = from->params.find(name);
+      child.emplace_back(&name, v == from->params.end() ? std::numeric_limits<double>::quiet_NaN()
+                                                        : v->second);
+    }
+    for (const auto& [name, value] : child) {
+      if (uniform01(p.rng) >= mutation_prob && !std::isnan(value) &&
+          contains(space.at(*name), value)) {
+        params.emplace(*name, value);
+      }
+    }
+  }
+  pending_.erase(trial.number);
+  return params;
+}
+
+double NSGAIISampler::sample_independent(const StudyView& /*study*/, const FrozenTrial& trial,
+                                         const std::string& name, const Distribution& dist) {
+  return RandomSampler::sample(
+      dist, internal::mix_seed(seed_, static_cast<uint64_t>(trial.number), internal::hash_name(name)));
+}
+
+}  // namespace compsearch::search
+#endif  // __has_include("search/random_sampler.h")

@@ -1,0 +1,101 @@
+// Seed derivation, TrialCache and IntersectionSpace (see sampler_internal.h).
+#include "search/sampler_internal.h"
+
+#include <algorithm>
+#include <random>
+
+namespace compsearch::search::internal {
+
+namespace {
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+uint64_t mix_seed(uint64_t a, uint64_t b) { return splitmix64(splitmix64(a) ^ (b * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL)); }
+
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) { return mix_seed(mix_seed(a, b), c); }
+
+uint64_t hash_name(const std::string& s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char ch : s) {
+    h ^= ch;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+uint64_t entropy_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+}
+
+std::vector<const FrozenTrial*> TrialCache::refresh(const StudyView& study) {
+  if (study_ != &study) {
+    study_ = &study;
+    finished_.clear();
+    unfinished_.clear();
+    cursor_ = 0;
+  }
+  std::vector<FrozenTrial> fresh = study.get_trials_from(cursor_);
+  std::vector<const FrozenTrial*> newly;
+  unfinished_.clear();
+  for (FrozenTrial& t : fresh) {
+    if (is_finished(t.state)) {
+      auto [it, inserted] = finished_.emplace(t.number, std::move(t));
+      if (inserted) newly.push_back(&it->second);
+    } else {
+      unfinished_.push_back(std::move(t));
+    }
+  }
+  while (finished_.count(cursor_)) ++cursor_;
+  all_.clear();
+  all_.reserve(finished_.size() + unfinished_.size());
+  auto f = finished_.begin();
+  auto u = unfinished_.begin();
+  while (f != finished_.end() || u != unfinished_.end()) {
+    if (u == unfinished_.end() || (f != finished_.end() && f->first < u->number)) {
+      all_.push_back(&f->second);
+      ++f;
+    } else {
+      all_.push_back(&*u);
+      ++u;
+    }
+  }
+  return newly;
+}
+
+void IntersectionSpace::update(const std::vector<const FrozenTrial*>& newly_finished) {
+  for (const FrozenTrial* t : newly_finished) {
+    if (t->state != TrialState::kComplete &&
+        !(include_pruned_ && t->state == TrialState::kPruned)) {
+      continue;
+    }
+    if (!space_) {
+      space_ = SearchSpace(t->distributions.begin(), t->distributions.end());
+      continue;
+    }
+    for (auto it = space_->begin(); it != space_->end();) {
+      auto d = t->distributions.find(it->first);
+      if (d == t->distributions.end() || !(d->second == it->second)) {
+        it = space_->erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+SearchSpace IntersectionSpace::non_single() const {
+  SearchSpace out;
+  if (!space_) return out;
+  for (const auto& [name, d] : *space_) {
+    if (!is_single(d)) out.emplace(name, d);
+  }
+  return out;
+}
+
+}  // namespace compsearch::search::internal

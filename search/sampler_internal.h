@@ -1,0 +1,59 @@
+// Helpers shared by the NSGA-II, TPE and grid samplers (internal to search/): seed derivation,
+// a cache of the study's finished trials, and Optuna's IntersectionSearchSpace.
+//
+// Seeds: a sampler with seed s draws the random numbers of trial n from a generator seeded with
+// mix_seed(s, n) (and of parameter p within it from mix_seed(s, n, hash(p))). A trial's draws
+// therefore depend on the seed, the trial number and the study's other trials only, never on
+// which process asked before, so a CLI loop of fresh processes proposes exactly what one
+// in-process loop proposes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "search/sampler.h"
+
+namespace compsearch::search::internal {
+
+uint64_t mix_seed(uint64_t a, uint64_t b);
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c);
+uint64_t hash_name(const std::string& s);  // FNV-1a, stable across runs and platforms
+uint64_t entropy_seed();                   // std::random_device, for samplers without a seed
+
+// Keeps copies of finished trials (which never change) and re-reads only trials from the first
+// unfinished one on, through StudyView::get_trials_from.
+class TrialCache {
+ public:
+  // Brings the cache up to date; returns the trials that finished since the previous call, in
+  // number order. Switching to another StudyView object starts over.
+  std::vector<const FrozenTrial*> refresh(const StudyView& study);
+  // Every trial of the study at the last refresh, in number order.
+  const std::vector<const FrozenTrial*>& trials() const { return all_; }
+
+ private:
+  const StudyView* study_ = nullptr;
+  std::map<int64_t, FrozenTrial> finished_;  // node-based: pointers stay valid
+  std::vector<FrozenTrial> unfinished_;
+  int64_t cursor_ = 0;  // every trial numbered below is finished and cached
+  std::vector<const FrozenTrial*> all_;
+};
+
+// Optuna's IntersectionSearchSpace: the parameters whose distribution is the same in every
+// COMPLETE trial (and PRUNED ones with include_pruned), updated incrementally.
+class IntersectionSpace {
+ public:
+  explicit IntersectionSpace(bool include_pruned) : include_pruned_(include_pruned) {}
+  void update(const std::vector<const FrozenTrial*>& newly_finished);
+  void reset() { space_.reset(); }
+  // The intersection without single-valued distributions (those are sampled independently).
+  SearchSpace non_single() const;
+
+ private:
+  bool include_pruned_;
+  std::optional<SearchSpace> space_;
+};
+
+}  // namespace compsearch::search::internal

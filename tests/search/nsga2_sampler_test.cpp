@@ -1,0 +1,114 @@
+// NSGA-II: generations and parents in trial system attributes (Optuna's keys), elite selection
+// by non-dominated sorting and crowding distance on a hand-computed example, constrained
+// domination, and a population rebuilt from the study by a fresh sampler.
+#include <doctest/doctest.h>
+
+#include "search/nsga2_sampler.h"
+#include "tests/search/mini_study.h"
+
+using namespace compsearch::search;
+using compsearch::search::testing::MiniStudy;
+using compsearch::search::testing::ParamList;
+
+namespace {
+NSGAIISampler::Options opts(int64_t population_size, std::optional<uint64_t> seed = std::nullopt) {
+  NSGAIISampler::Options o;
+  o.population_size = population_size;
+  o.seed = seed;
+  return o;
+}
+
+const ParamList kSpace{{"x", make_float(0, 1)}, {"c", make_categorical({"a", "b", "c"})}};
+
+// Runs 8 trials with the given values (two minimised objectives), population size 4.
+MiniStudy hand_study(NSGAIISampler& sampler, const std::vector<std::vector<double>>& values,
+                     const std::vector<double>& violations = {}) {
+  MiniStudy study({StudyDirection::kMinimize, StudyDirection::kMinimize});
+  for (size_t i = 0; i < values.size(); ++i) {
+    const int64_t n = study.ask(sampler, kSpace);
+    std::optional<std::vector<double>> c;
+    if (!violations.empty()) c = std::vector<double>{violations[i]};
+    study.tell(n, TrialState::kComplete, values[i], c);
+  }
+  return study;
+}
+
+const std::vector<std::vector<double>> kValues{{1, 4.5}, {2, 3.5}, {3.2, 2}, {5, 5},
+                                               {0.5, 6}, {4, 1},   {6, 6},   {2.5, 2.5}};
+}  // namespace
+
+TEST_CASE("NSGA-II records each trial's generation under Optuna's key") {
+  NSGAIISampler sampler(opts(4, 1));
+  MiniStudy study = hand_study(sampler, kValues);
+  for (int i = 0; i < 8; ++i) {
+    CHECK(study.trials()[i].system_attrs.at("nsga2:generation") == i / 4);
+  }
+  // Generation 0 has no parents; generation 1 children record one or two parents of gen 0.
+  CHECK(study.trials()[0].system_attrs.at("nsga2:parents").empty());
+  const auto& parents = study.trials()[5].system_attrs.at("nsga2:parents");
+  CHECK((parents.size() == 1 || parents.size() == 2));
+  for (const auto& p : parents) CHECK(p.get<int>() < 4);
+}
+
+TEST_CASE("NSGA-II elite selection matches a hand-computed crowding-distance cut") {
+  // Generation 1 plus its parents (all of generation 0): front 0 is trials 0,1,2,4,5,7 (3 and 6
+  // are dominated by 7). Crowding (width 3.5 in f0, 5 in f1): 4 and 5 are extremes (inf),
+  // trial 0: 1.5/3.5 + 2.5/5 = 0.929, trial 1: 1.5/3.5 + 2/5 = 0.829, trial 2: 0.729,
+  // trial 7: 0.643. The elite of 4 is 4, 5, 0, 1.
+  NSGAIISampler sampler(opts(4, 1));
+  MiniStudy study = hand_study(sampler, kValues);
+  const auto [generation, parents] = sampler.parent_population(study);
+  CHECK(generation == 1);
+  CHECK(parents == std::vector<int64_t>{4, 5, 0, 1});
+  // A fresh sampler rebuilds the same population from the trials' system attributes.
+  NSGAIISampler fresh(opts(4, 99));
+  CHECK(fresh.parent_population(study) == std::make_pair(int64_t{1}, parents));
+}
+
+TEST_CASE("NSGA-II with constraints puts feasible trials before an infeasible dominating one") {
+  // Trial 4 dominates on objectives but violates its constraint. Feasible front 0: 0,1,2,5,7.
+  // Crowding (width 3 in f0, 3.5 in f1): 0 and 5 inf, 1: 0.5 + 0.571, 2: 0.5 + 0.429,
+  // 7: 0.4 + 0.429. The elite of 4 is 5, 0, 1, 2.
+  NSGAIISampler sampler(opts(4, 1));
+  MiniStudy study = hand_study(sampler, kValues, {0, 0, 0, 0, 1.0, 0, 0, 0});
+  const auto [generation, parents] = sampler.parent_population(study);
+  CHECK(generation == 1);
+  CHECK(parents == std::vector<int64_t>{5, 0, 1, 2});
+}
+
+TEST_CASE("NSGA-II children copy parent values and mutate about one parameter in n") {
+  // With mutation_prob 0 and crossover, every child value comes from one of its parents.
+  NSGAIISampler::Options o = opts(4, 5);
+  o.mutation_prob = 0.0;
+  NSGAIISampler sampler(o);
+  MiniStudy study({StudyDirection::kMinimize, StudyDirection::kMinimize});
+  for (int i = 0; i < 20; ++i) {
+    const int64_t n = study.ask(sampler, kSpace);
+    const auto& t = study.trials()[n];
+    study.tell(n, TrialState::kComplete, {t.params.at("x"), 1 - t.params.at("x")});
+  }
+  for (int i = 4; i < 20; ++i) {
+    const auto& t = study.trials()[i];
+    const auto& parents = t.system_attrs.at("nsga2:parents");
+    REQUIRE(!parents.empty());
+    for (const char* name : {"x", "c"}) {
+      bool from_parent = false;
+      for (const auto& p : parents) {
+        from_parent |= study.trials()[p.get<int>()].params.at(name) == t.params.at(name);
+      }
+      CHECK(from_parent);
+    }
+  }
+}
+
+TEST_CASE("NSGA-II rejects out-of-range options by name") {
+  NSGAIISampler::Options bad_crossover = opts(50), bad_swapping = opts(50);
+  bad_crossover.crossover_prob = -0.1;
+  bad_swapping.swapping_prob = 2;
+  CHECK_THROWS_WITH_AS(NSGAIISampler{opts(1)},
+                       "NSGAIISampler: population_size = 1, expected >= 2", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(NSGAIISampler{bad_crossover},
+                       doctest::Contains("crossover_prob = -0.1"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(NSGAIISampler{bad_swapping},
+                       doctest::Contains("swapping_prob = 2"), std::invalid_argument);
+}
