@@ -121,3 +121,12 @@ std::vector<FrozenTrial> InMemoryStorage::get_all_trials(int64_t study_id, const
 }
 
 }  // namespace compsearch::search
+
+namespace compsearch::search {
+
+std::vector<FrozenTrial> InMemoryStorage::get_trials_from(int64_t study_id, int64_t first_number) {
+  std::lock_guard lock(mutex_);
+  return state_.trials_from(study_id, first_number);
+}
+
+}  // namespace compsearch::search

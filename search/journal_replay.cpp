@@ -386,6 +386,16 @@ std::vector<FrozenTrial> ReplayState::all_trials(int64_t study_id, const std::ve
   return out;
 }
 
+std::vector<FrozenTrial> ReplayState::trials_from(int64_t study_id, int64_t first_number) const {
+  study(study_id);
+  const auto& ids = study_trials_.at(study_id);
+  std::vector<FrozenTrial> out;
+  for (size_t n = static_cast<size_t>(std::max<int64_t>(0, first_number)); n < ids.size(); ++n) {
+    out.push_back(trials_[static_cast<size_t>(ids[n])]);
+  }
+  return out;
+}
+
 int64_t ReplayState::trial_id_from_number(int64_t study_id, int64_t number) const {
   auto it = study_trials_.find(study_id);
   if (it == study_trials_.end() || number < 0 || number >= static_cast<int64_t>(it->second.size())) {

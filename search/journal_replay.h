@@ -59,6 +59,7 @@ class ReplayState {
   const FrozenTrial& trial(int64_t trial_id) const;  // throws StorageKeyError
   std::vector<FrozenStudy> all_studies() const;
   std::vector<FrozenTrial> all_trials(int64_t study_id, const std::vector<TrialState>& states) const;
+  std::vector<FrozenTrial> trials_from(int64_t study_id, int64_t first_number) const;
   int64_t trial_id_from_number(int64_t study_id, int64_t number) const;
   int64_t study_id_from_name(const std::string& name) const;
   std::optional<int64_t> owned_trial(const std::string& worker) const;

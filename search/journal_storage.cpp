@@ -321,3 +321,13 @@ std::vector<FrozenTrial> JournalStorage::get_all_trials(int64_t study_id, const 
 }
 
 }  // namespace compsearch::search
+
+namespace compsearch::search {
+
+std::vector<FrozenTrial> JournalStorage::get_trials_from(int64_t study_id, int64_t first_number) {
+  std::lock_guard lock(mutex_);
+  sync();
+  return state_.trials_from(study_id, first_number);
+}
+
+}  // namespace compsearch::search

@@ -67,6 +67,7 @@ class JournalStorage : public Storage {
   void set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) override;
   FrozenTrial get_trial(int64_t trial_id) override;
   std::vector<FrozenTrial> get_all_trials(int64_t study_id, const std::vector<TrialState>& states = {}) override;
+  std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) override;
 
   const std::string& path() const { return path_; }
 

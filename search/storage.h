@@ -90,6 +90,14 @@ class Storage {
   virtual FrozenTrial get_trial(int64_t trial_id) = 0;
   // Trials of a study in number order; `states` empty means all.
   virtual std::vector<FrozenTrial> get_all_trials(int64_t study_id, const std::vector<TrialState>& states = {}) = 0;
+  // Trials numbered >= first_number, in number order (samplers cache the finished ones).
+  virtual std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) {
+    std::vector<FrozenTrial> out;
+    for (auto& t : get_all_trials(study_id)) {
+      if (t.number >= first_number) out.push_back(std::move(t));
+    }
+    return out;
+  }
 };
 
 // Heartbeats of RUNNING trials, kept in the trial's system attributes (never a new journal op

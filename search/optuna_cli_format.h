@@ -1,0 +1,33 @@
+// The JSON that Optuna 3.1's CLI prints (optuna/cli.py: _convert_to_dict, _format_output, and
+// optuna/study/_dataframe.py: _create_records_and_aggregate_column), rebuilt from our trials so
+// `compsearch trials|best-trials|studies|ask` print what `optuna ... -f json` prints: the same
+// keys in the same order, datetimes as "%Y-%m-%d %H:%M:%S", durations as Python's
+// str(timedelta), states by name, nested params and user attributes sorted by name, and
+// --flatten's "params_x" / "values_0" columns.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "search/storage.h"
+#include "search/trial.h"
+
+namespace compsearch::search {
+
+// `optuna trials` (all trials) or `optuna best-trials` (pass the best ones): a JSON array.
+nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
+                                         const std::vector<StudyDirection>& directions, bool flatten);
+// `optuna ask`: {"number": N, "params": {...}} with params in suggestion order.
+nlohmann::ordered_json optuna_cli_ask(int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
+                                      bool flatten);
+// `optuna studies`: one record per study in id order.
+nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten);
+
+// Python's str(timedelta) for the span between two FrozenTrial datetimes
+// ("YYYY-MM-DD HH:MM:SS.ffffff"), e.g. "0:00:01.500000", "1 day, 2:00:00".
+std::string python_timedelta_str(const std::string& start, const std::string& end);
+
+}  // namespace compsearch::search
