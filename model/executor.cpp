@@ -1,0 +1,1184 @@
+// Executor: batched CPU inference of the supported op set.
+//
+// Convolutions are im2col + Eigen GEMM per sample (direct loops for depthwise); Gemm and MatMul
+// are single Eigen GEMMs split by rows. OpenMP parallelises over the batch where the batch has
+// at least as many samples as threads, and inside the GEMM otherwise. Eigen's own threading is
+// off so that ExecutorOptions::threads is the only knob. Activation buffers come from a pool kept
+// in a per-run workspace: the op sequence is the same every run, so after the first batch no
+// activation or im2col buffer is allocated again.
+#define EIGEN_DONT_PARALLELIZE
+#include <Eigen/Core>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "model/executor.h"
+#include "model/node_eval.h"
+#include "model/op_util.h"
+
+namespace compsearch::model {
+
+namespace {
+
+using detail::node_label;
+using RowMajorMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatMap = Eigen::Map<RowMajorMatrix>;
+using ConstMatMap = Eigen::Map<const RowMajorMatrix>;
+
+// Elementwise loops smaller than this stay on one thread (the fork costs more than the work).
+constexpr int64_t kParallelGrain = 1 << 15;
+
+struct OpContext {
+  int threads = 1;
+  int64_t opset = 13;
+};
+
+[[noreturn]] void fail(const Node& node, const std::string& what) {
+  throw std::runtime_error(node_label(node) + ": " + what);
+}
+
+const Tensor& need(const Node& node, const std::vector<const Tensor*>& in, size_t i) {
+  if (i >= in.size() || !in[i]) fail(node, "missing required input #" + std::to_string(i));
+  return *in[i];
+}
+
+const Tensor* optional_input(const std::vector<const Tensor*>& in, size_t i) {
+  return i < in.size() ? in[i] : nullptr;
+}
+
+void require_float(const Node& node, const Tensor& t, const char* what) {
+  if (!t.is_float()) fail(node, std::string(what) + " must be a float tensor, got " + dtype_name(t.dtype));
+}
+
+// Makes `out` a float tensor of `shape`, reusing its storage.
+float* prepare_float(Tensor& out, const Shape& shape) {
+  out.dtype = DType::kFloat32;
+  out.shape = shape;
+  out.i64.clear();
+  out.f32.resize(static_cast<size_t>(shape_numel(shape)));
+  return out.f32.data();
+}
+
+void prepare_like(Tensor& out, const Shape& shape, DType dtype) {
+  out.dtype = dtype;
+  out.shape = shape;
+  const size_t n = static_cast<size_t>(shape_numel(shape));
+  if (out.is_float()) {
+    out.i64.clear();
+    out.f32.resize(n);
+  } else {
+    out.f32.clear();
+    out.i64.resize(n);
+  }
+}
+
+std::vector<int64_t> int_values(const Node& node, const Tensor& t, const char* what) {
+  if (t.is_float()) fail(node, std::string(what) + " must be an integer tensor");
+  return t.i64;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+
+thread_local std::vector<float> tls_columns;
+
+// Writes the im2col matrix [cg*kh*kw, oh*ow] of channels [c0, c0+cg) of one sample.
+void im2col(const float* x, int64_t c0, int64_t cg, const detail::WindowGeometry& g, float* col) {
+  const int64_t ohw = g.out_h * g.out_w;
+  for (int64_t c = 0; c < cg; ++c) {
+    const float* plane = x + (c0 + c) * g.in_h * g.in_w;
+    for (int64_t ki = 0; ki < g.kh; ++ki) {
+      for (int64_t kj = 0; kj < g.kw; ++kj) {
+        float* row = col + ((c * g.kh + ki) * g.kw + kj) * ohw;
+        const int64_t col_off = kj * g.dw - g.pad_left;
+        // Output columns whose input column lies inside the image: [ow_lo, ow_hi).
+        int64_t ow_lo = col_off >= 0 ? 0 : (-col_off + g.sw - 1) / g.sw;
+        int64_t ow_hi = g.in_w - col_off <= 0 ? 0 : (g.in_w - col_off + g.sw - 1) / g.sw;
+        ow_lo = std::min(ow_lo, g.out_w);
+        ow_hi = std::clamp(ow_hi, ow_lo, g.out_w);
+        for (int64_t oh = 0; oh < g.out_h; ++oh) {
+          float* dst = row + oh * g.out_w;
+          const int64_t ih = oh * g.sh - g.pad_top + ki * g.dh;
+          if (ih < 0 || ih >= g.in_h) {
+            std::fill(dst, dst + g.out_w, 0.0f);
+            continue;
+          }
+          const float* src = plane + ih * g.in_w + col_off;
+          std::fill(dst, dst + ow_lo, 0.0f);
+          if (g.sw == 1) {
+            std::memcpy(dst + ow_lo, src + ow_lo, sizeof(float) * (ow_hi - ow_lo));
+          } else {
+            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * g.sw];
+          }
+          std::fill(dst + ow_hi, dst + g.out_w, 0.0f);
+        }
+      }
+    }
+  }
+}
+
+// Depthwise (one input channel per group): direct loops, vectorised along the output row.
+void depthwise_plane(const float* in, const float* w, float bias, const detail::WindowGeometry& g,
+                     float* out) {
+  const int64_t ohw = g.out_h * g.out_w;
+  std::fill(out, out + ohw, bias);
+  for (int64_t ki = 0; ki < g.kh; ++ki) {
+    for (int64_t kj = 0; kj < g.kw; ++kj) {
+      const float wv = w[ki * g.kw + kj];
+      const int64_t col_off = kj * g.dw - g.pad_left;
+      int64_t ow_lo = col_off >= 0 ? 0 : (-col_off + g.sw - 1) / g.sw;
+      int64_t ow_hi = g.in_w - col_off <= 0 ? 0 : (g.in_w - col_off + g.sw - 1) / g.sw;
+      ow_lo = std::min(ow_lo, g.out_w);
+      ow_hi = std::clamp(ow_hi, ow_lo, g.out_w);
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        const int64_t ih = oh * g.sh - g.pad_top + ki * g.dh;
+        if (ih < 0 || ih >= g.in_h) continue;
+        const float* src = in + ih * g.in_w + col_off;
+        float* dst = out + oh * g.out_w;
+        if (g.sw == 1) {
+          for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] += wv * src[ow];
+        } else {
+          for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] += wv * src[ow * g.sw];
+        }
+      }
+    }
+  }
+}
+
+void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  const Tensor& w = need(node, in, 1);
+  const Tensor* b = optional_input(in, 2);
+  require_float(node, x, "input");
+  require_float(node, w, "weight");
+  if (x.shape.size() < 3 || x.shape.size() > 4 || w.shape.size() != x.shape.size()) {
+    fail(node, "input " + shape_to_string(x.shape) + " and weight " + shape_to_string(w.shape) +
+                   " must be [N, C, (H,) W] and [O, C/group, (kh,) kw]");
+  }
+  const int64_t groups = node.attr_int("group", 1);
+  const int64_t n = x.shape[0], c = x.shape[1], o = w.shape[0], cg = w.shape[1];
+  if (groups < 1 || c != cg * groups || o % groups != 0) {
+    fail(node, "input has " + std::to_string(c) + " channels but weight " +
+                   shape_to_string(w.shape) + " with group " + std::to_string(groups) +
+                   " expects " + std::to_string(cg * groups));
+  }
+  if (b && b->numel() != o) fail(node, "bias has " + std::to_string(b->numel()) + " values, expected " + std::to_string(o));
+  std::vector<int64_t> spatial(x.shape.begin() + 2, x.shape.end());
+  std::vector<int64_t> kernel(w.shape.begin() + 2, w.shape.end());
+  const auto g = detail::window_geometry(node, spatial, kernel);
+  Shape out_shape = {n, o};
+  if (spatial.size() == 2) out_shape.push_back(g.out_h);
+  out_shape.push_back(g.out_w);
+  float* y = prepare_float(out, out_shape);
+  const int64_t hw = g.in_h * g.in_w, ohw = g.out_h * g.out_w;
+  const int64_t og = o / groups, k = cg * g.kh * g.kw;
+  const float* xd = x.f32.data();
+  const float* wd = w.f32.data();
+  const float* bd = b ? b->f32.data() : nullptr;
+  if (ohw == 0 || n == 0) return;
+
+  if (cg == 1 && og == 1 && groups > 1) {  // depthwise
+    const int64_t planes = n * o;
+#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (planes > 1 && ctx.threads > 1)
+    for (int64_t p = 0; p < planes; ++p) {
+      const int64_t s = p / o, ch = p % o;
+      depthwise_plane(xd + (s * c + ch) * hw, wd + ch * g.kh * g.kw, bd ? bd[ch] : 0.0f, g,
+                      y + p * ohw);
+    }
+    return;
+  }
+  const bool pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 &&
+                         g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+  auto gemm_sample = [&](int64_t s, int64_t col_begin, int64_t col_end, const float* cols_all) {
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const float* cols = pointwise ? xd + (s * c + gi * cg) * hw : cols_all + gi * k * ohw;
+      ConstMatMap wm(wd + gi * og * k, og, k);
+      Eigen::Map<const RowMajorMatrix, 0, Eigen::OuterStride<>> cm(
+          cols + col_begin, k, col_end - col_begin, Eigen::OuterStride<>(ohw));
+      Eigen::Map<RowMajorMatrix, 0, Eigen::OuterStride<>> ym(
+          y + (s * o + gi * og) * ohw + col_begin, og, col_end - col_begin,
+          Eigen::OuterStride<>(ohw));
+      ym.noalias() = wm * cm;
+      if (bd) ym.colwise() += Eigen::Map<const Eigen::VectorXf>(bd + gi * og, og);
+    }
+  };
+  if (n >= ctx.threads || ctx.threads == 1) {
+#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (n > 1 && ctx.threads > 1)
+    for (int64_t s = 0; s < n; ++s) {
+      const float* cols = nullptr;
+      if (!pointwise) {
+        tls_columns.resize(static_cast<size_t>(groups * k * ohw));
+        for (int64_t gi = 0; gi < groups; ++gi) {
+          im2col(xd + s * c * hw, gi * cg, cg, g, tls_columns.data() + gi * k * ohw);
+        }
+        cols = tls_columns.data();
+      }
+      gemm_sample(s, 0, ohw, cols);
+    }
+    return;
+  }
+  // Fewer samples than threads (e.g. one 224x224 image): parallel im2col, then the GEMM split
+  // by output columns.
+  std::vector<float>& cols = tls_columns;
+  for (int64_t s = 0; s < n; ++s) {
+    if (!pointwise) {
+      cols.resize(static_cast<size_t>(groups * k * ohw));
+      float* cd = cols.data();
+#pragma omp parallel for num_threads(ctx.threads) schedule(static)
+      for (int64_t ch = 0; ch < groups * cg; ++ch) {
+        im2col(xd + s * c * hw, ch, 1, g, cd + ch * g.kh * g.kw * ohw);
+      }
+    }
+    const float* cd = pointwise ? nullptr : cols.data();
+#pragma omp parallel num_threads(ctx.threads)
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t chunk = ((ohw + nt - 1) / nt + 15) / 16 * 16;
+      const int64_t c0 = std::min<int64_t>(ohw, t * chunk), c1 = std::min<int64_t>(ohw, c0 + chunk);
+      if (c1 > c0) gemm_sample(s, c0, c1, cd);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gemm / MatMul
+
+// Y[m, n] = A[m, k] * B[k, n], rows split over threads. A and B may be transposed views.
+template <typename AExpr, typename BExpr>
+void parallel_rows_gemm(const AExpr& a, const BExpr& b, float* y, int64_t m, int64_t n,
+                        const OpContext& ctx) {
+  const int64_t work = m * n * a.cols();
+  const int threads = work < kParallelGrain * 4 ? 1 : ctx.threads;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t chunk = (m + nt - 1) / nt;
+    const int64_t r0 = std::min<int64_t>(m, t * chunk), r1 = std::min<int64_t>(m, r0 + chunk);
+    if (r1 > r0) {
+      MatMap ym(y + r0 * n, r1 - r0, n);
+      ym.noalias() = a.middleRows(r0, r1 - r0) * b;
+    }
+  }
+}
+
+void gemm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& a = need(node, in, 0);
+  const Tensor& b = need(node, in, 1);
+  const Tensor* c = optional_input(in, 2);
+  require_float(node, a, "A");
+  require_float(node, b, "B");
+  if (a.shape.size() != 2 || b.shape.size() != 2) {
+    fail(node, "A " + shape_to_string(a.shape) + " and B " + shape_to_string(b.shape) + " must be 2-D");
+  }
+  const bool ta = node.attr_int("transA", 0) != 0, tb = node.attr_int("transB", 0) != 0;
+  const float alpha = node.attr_float("alpha", 1.0f), beta = node.attr_float("beta", 1.0f);
+  const int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
+  const int64_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
+  if (k != kb) {
+    fail(node, "A " + shape_to_string(a.shape) + (ta ? " (transA)" : "") + " and B " +
+                   shape_to_string(b.shape) + (tb ? " (transB)" : "") + " have inner sizes " +
+                   std::to_string(k) + " and " + std::to_string(kb));
+  }
+  float* y = prepare_float(out, {m, n});
+  ConstMatMap am(a.f32.data(), a.shape[0], a.shape[1]);
+  ConstMatMap bm(b.f32.data(), b.shape[0], b.shape[1]);
+  if (!ta && !tb) parallel_rows_gemm(am, bm, y, m, n, ctx);
+  else if (!ta && tb) parallel_rows_gemm(am, bm.transpose(), y, m, n, ctx);
+  else if (ta && !tb) parallel_rows_gemm(am.transpose(), bm, y, m, n, ctx);
+  else parallel_rows_gemm(am.transpose(), bm.transpose(), y, m, n, ctx);
+  MatMap ym(y, m, n);
+  if (alpha != 1.0f) ym *= alpha;
+  if (c && beta != 0.0f) {
+    require_float(node, *c, "C");
+    const int64_t cn = c->numel();
+    const float* cd = c->f32.data();
+    if (cn == 1) {
+      ym.array() += beta * cd[0];
+    } else if (cn == n && (c->shape.size() == 1 || c->shape[0] == 1)) {
+      ym.rowwise() += beta * Eigen::Map<const Eigen::RowVectorXf>(cd, n);
+    } else if (cn == m && c->shape.size() == 2 && c->shape[1] == 1) {
+      ym.colwise() += beta * Eigen::Map<const Eigen::VectorXf>(cd, m);
+    } else if (cn == m * n) {
+      ym += beta * ConstMatMap(cd, m, n);
+    } else {
+      fail(node, "C " + shape_to_string(c->shape) + " does not broadcast to [" +
+                     std::to_string(m) + ", " + std::to_string(n) + "]");
+    }
+  }
+}
+
+void matmul(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& a = need(node, in, 0);
+  const Tensor& b = need(node, in, 1);
+  require_float(node, a, "A");
+  require_float(node, b, "B");
+  if (a.shape.size() < 2 || b.shape.size() < 2) {
+    fail(node, "operands " + shape_to_string(a.shape) + " and " + shape_to_string(b.shape) +
+                   " must have rank >= 2 (1-D MatMul is not supported)");
+  }
+  const int64_t m = a.shape[a.shape.size() - 2], k = a.shape.back();
+  const int64_t kb = b.shape[b.shape.size() - 2], n = b.shape.back();
+  if (k != kb) {
+    fail(node, "operands " + shape_to_string(a.shape) + " and " + shape_to_string(b.shape) +
+                   " have inner sizes " + std::to_string(k) + " and " + std::to_string(kb));
+  }
+  Shape abatch(a.shape.begin(), a.shape.end() - 2), bbatch(b.shape.begin(), b.shape.end() - 2);
+  Shape batch = detail::broadcast_shapes(abatch, bbatch, node);
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  float* y = prepare_float(out, out_shape);
+  if (b.shape.size() == 2) {  // the common case: one GEMM over all rows of A
+    const int64_t rows = a.numel() / k;
+    parallel_rows_gemm(ConstMatMap(a.f32.data(), rows, k), ConstMatMap(b.f32.data(), k, n), y,
+                       rows, n, ctx);
+    return;
+  }
+  const int64_t nb = shape_numel(batch);
+  const size_t r = batch.size();
+  auto offset = [&](const Shape& s, int64_t idx) {  // broadcast batch index -> operand matrix
+    int64_t off = 0, stride = 1;
+    for (size_t i = 0; i < r; ++i) {
+      const size_t d = r - 1 - i;
+      const int64_t coord = idx % batch[d];
+      idx /= batch[d];
+      if (i < s.size()) {
+        const int64_t sd = s[s.size() - 1 - i];
+        if (sd != 1) off += coord * stride;
+        stride *= sd;
+      }
+    }
+    return off;
+  };
+#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (nb > 1 && ctx.threads > 1)
+  for (int64_t i = 0; i < nb; ++i) {
+    ConstMatMap am(a.f32.data() + offset(abatch, i) * m * k, m, k);
+    ConstMatMap bm(b.f32.data() + offset(bbatch, i) * k * n, k, n);
+    MatMap(y + i * m * n, m, n).noalias() = am * bm;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise
+
+template <typename T, typename F>
+void broadcast_binary(const Node& node, const Shape& as, const T* a, const Shape& bs, const T* b,
+                      const Shape& os, T* y, F f, const OpContext& ctx) {
+  const int64_t total = shape_numel(os);
+  const int threads = total < kParallelGrain ? 1 : ctx.threads;
+  if (as == bs) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t i = 0; i < total; ++i) y[i] = f(a[i], b[i]);
+    return;
+  }
+  if (shape_numel(bs) == 1 && as == os) {
+    const T bv = b[0];
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t i = 0; i < total; ++i) y[i] = f(a[i], bv);
+    return;
+  }
+  if (shape_numel(as) == 1 && bs == os) {
+    const T av = a[0];
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+    for (int64_t i = 0; i < total; ++i) y[i] = f(av, b[i]);
+    return;
+  }
+  const size_t r = os.size();
+  std::vector<int64_t> sa(r, 0), sb(r, 0);
+  auto strides = [&](const Shape& s, std::vector<int64_t>& st) {
+    int64_t stride = 1;
+    for (size_t i = 0; i < s.size(); ++i) {
+      const size_t d = s.size() - 1 - i;
+      st[r - 1 - i] = s[d] == 1 ? 0 : stride;
+      stride *= s[d];
+    }
+  };
+  strides(as, sa);
+  strides(bs, sb);
+  const int64_t inner = r ? os[r - 1] : 1;
+  const int64_t outer = inner ? total / inner : 0;
+  const int64_t ia = r ? sa[r - 1] : 0, ib = r ? sb[r - 1] : 0;
+  (void)node;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t o = 0; o < outer; ++o) {
+    int64_t rem = o, oa = 0, ob = 0;
+    for (size_t i = 1; i < r; ++i) {
+      const size_t d = r - 1 - i;
+      const int64_t coord = rem % os[d];
+      rem /= os[d];
+      oa += coord * sa[d];
+      ob += coord * sb[d];
+    }
+    T* dst = y + o * inner;
+    for (int64_t j = 0; j < inner; ++j) dst[j] = f(a[oa + j * ia], b[ob + j * ib]);
+  }
+}
+
+void binary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& a = need(node, in, 0);
+  const Tensor& b = need(node, in, 1);
+  if (a.is_float() != b.is_float()) {
+    fail(node, std::string("operands have different element types ") + dtype_name(a.dtype) +
+                   " and " + dtype_name(b.dtype));
+  }
+  const Shape os = detail::broadcast_shapes(a.shape, b.shape, node);
+  const std::string& op = node.op_type;
+  if (a.is_float()) {
+    float* y = prepare_float(out, os);
+    const float* ad = a.f32.data();
+    const float* bd = b.f32.data();
+    if (op == "Add") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u + v; }, ctx);
+    else if (op == "Sub") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u - v; }, ctx);
+    else if (op == "Mul") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u * v; }, ctx);
+    else broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u / v; }, ctx);
+  } else {
+    prepare_like(out, os, a.dtype);
+    int64_t* y = out.i64.data();
+    const int64_t* ad = a.i64.data();
+    const int64_t* bd = b.i64.data();
+    if (op == "Add") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u + v; }, ctx);
+    else if (op == "Sub") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u - v; }, ctx);
+    else if (op == "Mul") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u * v; }, ctx);
+    else {
+      for (int64_t i = 0; i < b.numel(); ++i) {
+        if (bd[i] == 0) fail(node, "integer division by zero");
+      }
+      broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u / v; }, ctx);
+    }
+  }
+}
+
+template <typename F>
+void unary_map(const Tensor& x, Tensor& out, F f, const OpContext& ctx) {
+  const int64_t total = x.numel();
+  float* y = prepare_float(out, x.shape);
+  const float* xd = x.f32.data();
+  const int threads = total < kParallelGrain ? 1 : ctx.threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t i = 0; i < total; ++i) y[i] = f(xd[i]);
+}
+
+float scalar_input(const Node& node, const std::vector<const Tensor*>& in, size_t i, float fallback) {
+  const Tensor* t = optional_input(in, i);
+  if (!t) return fallback;
+  if (t->numel() != 1) fail(node, "input #" + std::to_string(i) + " must be a scalar");
+  return t->is_float() ? t->f32[0] : static_cast<float>(t->i64[0]);
+}
+
+void unary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  require_float(node, x, "input");
+  const std::string& op = node.op_type;
+  if (op == "Abs") {
+    unary_map(x, out, [](float v) { return std::fabs(v); }, ctx);
+  } else if (op == "Relu") {
+    unary_map(x, out, [](float v) { return v > 0.0f ? v : 0.0f; }, ctx);
+  } else if (op == "Clip") {
+    float lo, hi;
+    if (ctx.opset < 11) {
+      lo = node.attr_float("min", -INFINITY);
+      hi = node.attr_float("max", INFINITY);
+    } else {
+      lo = scalar_input(node, in, 1, -INFINITY);
+      hi = scalar_input(node, in, 2, INFINITY);
+    }
+    unary_map(x, out, [lo, hi](float v) { return std::min(std::max(v, lo), hi); }, ctx);
+  } else if (op == "Sigmoid") {
+    unary_map(x, out, [](float v) { return 1.0f / (1.0f + std::exp(-v)); }, ctx);
+  } else if (op == "HardSigmoid") {
+    const float alpha = node.attr_float("alpha", 0.2f), beta = node.attr_float("beta", 0.5f);
+    unary_map(x, out, [alpha, beta](float v) { return std::clamp(alpha * v + beta, 0.0f, 1.0f); }, ctx);
+  } else if (op == "HardSwish") {
+    unary_map(x, out, [](float v) { return v * std::clamp(v / 6.0f + 0.5f, 0.0f, 1.0f); }, ctx);
+  } else if (op == "Tanh") {
+    unary_map(x, out, [](float v) { return std::tanh(v); }, ctx);
+  }
+}
+
+void batch_norm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  require_float(node, x, "input");
+  if (x.shape.size() < 2) fail(node, "input " + shape_to_string(x.shape) + " must be [N, C, ...]");
+  const int64_t n = x.shape[0], c = x.shape[1], inner = x.numel() / std::max<int64_t>(1, n * c);
+  const float eps = node.attr_float("epsilon", 1e-5f);
+  std::vector<float> scale(c), shift(c);
+  for (size_t i = 1; i <= 4; ++i) {
+    const Tensor& p = need(node, in, i);
+    if (p.numel() != c) fail(node, "parameter #" + std::to_string(i) + " has " + std::to_string(p.numel()) + " values for " + std::to_string(c) + " channels");
+  }
+  for (int64_t i = 0; i < c; ++i) {
+    scale[i] = in[1]->f32[i] / std::sqrt(in[4]->f32[i] + eps);
+    shift[i] = in[2]->f32[i] - in[3]->f32[i] * scale[i];
+  }
+  float* y = prepare_float(out, x.shape);
+  const float* xd = x.f32.data();
+#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (n * c * inner > kParallelGrain && ctx.threads > 1)
+  for (int64_t p = 0; p < n * c; ++p) {
+    const float s = scale[p % c], t = shift[p % c];
+    for (int64_t j = 0; j < inner; ++j) y[p * inner + j] = xd[p * inner + j] * s + t;
+  }
+}
+
+// Constant-mode Pad (the only mode PyTorch emits for pooling and convolution padding).
+void pad(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  require_float(node, x, "input");
+  const std::string mode = node.attr_string("mode", "constant");
+  if (mode != "constant") fail(node, "mode '" + mode + "' is not supported (constant only)");
+  std::vector<int64_t> pads = ctx.opset >= 11 ? int_values(node, need(node, in, 1), "pads")
+                                              : node.attr_ints("pads", {});
+  const float value = ctx.opset >= 11 ? scalar_input(node, in, 2, 0.0f) : node.attr_float("value", 0.0f);
+  const size_t r = x.shape.size();
+  if (pads.size() != 2 * r) fail(node, std::to_string(pads.size()) + " pads for rank " + std::to_string(r));
+  Shape os = x.shape;
+  for (size_t i = 0; i < r; ++i) {
+    os[i] += pads[i] + pads[i + r];
+    if (os[i] < 0) fail(node, "negative output size");
+  }
+  float* y = prepare_float(out, os);
+  std::fill(y, y + shape_numel(os), value);
+  std::vector<int64_t> in_strides(r, 1), out_strides(r, 1);
+  for (size_t i = r; i-- > 1;) {
+    in_strides[i - 1] = in_strides[i] * x.shape[i];
+    out_strides[i - 1] = out_strides[i] * os[i];
+  }
+  const int64_t total = x.numel();
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t off = 0;
+    bool inside = true;
+    for (size_t d = 0; d < r; ++d) {
+      const int64_t o = (i / in_strides[d]) % x.shape[d] + pads[d];
+      if (o < 0 || o >= os[d]) { inside = false; break; }
+      off += o * out_strides[d];
+    }
+    if (inside) y[off] = x.f32[i];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+void pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  require_float(node, x, "input");
+  if (x.shape.size() < 3 || x.shape.size() > 4) fail(node, "input " + shape_to_string(x.shape) + " must be [N, C, (H,) W]");
+  const bool is_max = node.op_type == "MaxPool";
+  if (is_max && node.outputs.size() > 1 && !node.outputs[1].empty()) fail(node, "the Indices output is not supported");
+  std::vector<int64_t> spatial(x.shape.begin() + 2, x.shape.end());
+  const auto kernel = node.attr_ints("kernel_shape", {});
+  const auto g = detail::window_geometry(node, spatial, kernel);
+  const bool include_pad = node.attr_int("count_include_pad", 0) != 0;
+  Shape os = {x.shape[0], x.shape[1]};
+  if (spatial.size() == 2) os.push_back(g.out_h);
+  os.push_back(g.out_w);
+  float* y = prepare_float(out, os);
+  const int64_t planes = x.shape[0] * x.shape[1];
+  const int64_t hw = g.in_h * g.in_w, ohw = g.out_h * g.out_w;
+  const float* xd = x.f32.data();
+#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (planes * ohw > kParallelGrain / 4 && ctx.threads > 1)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* src = xd + p * hw;
+    float* dst = y + p * ohw;
+    for (int64_t oh = 0; oh < g.out_h; ++oh) {
+      const int64_t h0 = oh * g.sh - g.pad_top;
+      for (int64_t ow = 0; ow < g.out_w; ++ow) {
+        const int64_t w0 = ow * g.sw - g.pad_left;
+        float acc = is_max ? -INFINITY : 0.0f;
+        int64_t count = 0;
+        for (int64_t ki = 0; ki < g.kh; ++ki) {
+          const int64_t ih = h0 + ki * g.dh;
+          if (ih < 0 || ih >= g.in_h) continue;
+          for (int64_t kj = 0; kj < g.kw; ++kj) {
+            const int64_t iw = w0 + kj * g.dw;
+            if (iw < 0 || iw >= g.in_w) continue;
+            const float v = src[ih * g.in_w + iw];
+            acc = is_max ? std::max(acc, v) : acc + v;
+            ++count;
+          }
+        }
+        if (!is_max) {
+          if (include_pad) {  // window clipped to the padded input, as ONNX Runtime does
+            const int64_t h1 = std::min(h0 + (g.kh - 1) * g.dh + 1, g.in_h + g.pad_bottom);
+            const int64_t w1 = std::min(w0 + (g.kw - 1) * g.dw + 1, g.in_w + g.pad_right);
+            count = ((h1 - h0 + g.dh - 1) / g.dh) * ((w1 - w0 + g.dw - 1) / g.dw);
+          }
+          acc = count ? acc / static_cast<float>(count) : 0.0f;
+        }
+        dst[oh * g.out_w + ow] = acc;
+      }
+    }
+  }
+}
+
+void global_average_pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  require_float(node, x, "input");
+  if (x.shape.size() < 3) fail(node, "input " + shape_to_string(x.shape) + " must be [N, C, ...]");
+  Shape os = x.shape;
+  for (size_t i = 2; i < os.size(); ++i) os[i] = 1;
+  const int64_t planes = x.shape[0] * x.shape[1];
+  const int64_t inner = planes ? x.numel() / planes : 0;
+  float* y = prepare_float(out, os);
+  const float* xd = x.f32.data();
+#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (planes * inner > kParallelGrain && ctx.threads > 1)
+  for (int64_t p = 0; p < planes; ++p) {
+    double acc = 0.0;
+    for (int64_t j = 0; j < inner; ++j) acc += xd[p * inner + j];
+    y[p] = static_cast<float>(acc / static_cast<double>(inner));
+  }
+}
+
+void softmax(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  require_float(node, x, "input");
+  const int64_t rank = static_cast<int64_t>(x.shape.size());
+  const int64_t axis = detail::normalize_axis(node.attr_int("axis", ctx.opset >= 13 ? -1 : 1), rank, node);
+  int64_t outer = 1, dim = 1, inner = 1;
+  if (ctx.opset >= 13) {
+    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
+    dim = x.shape[axis];
+    for (int64_t i = axis + 1; i < rank; ++i) inner *= x.shape[i];
+  } else {  // before opset 13 the input is coerced to 2-D at `axis`
+    for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
+    for (int64_t i = axis; i < rank; ++i) dim *= x.shape[i];
+  }
+  float* y = prepare_float(out, x.shape);
+  const float* xd = x.f32.data();
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t j = 0; j < inner; ++j) {
+      const float* src = xd + o * dim * inner + j;
+      float* dst = y + o * dim * inner + j;
+      float mx = -INFINITY;
+      for (int64_t d = 0; d < dim; ++d) mx = std::max(mx, src[d * inner]);
+      double sum = 0.0;
+      for (int64_t d = 0; d < dim; ++d) {
+        dst[d * inner] = std::exp(src[d * inner] - mx);
+        sum += dst[d * inner];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (int64_t d = 0; d < dim; ++d) dst[d * inner] *= inv;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data movement (float and integer tensors alike)
+
+void copy_with_shape(const Tensor& x, Tensor& out, const Shape& shape) {
+  prepare_like(out, shape, x.dtype);
+  if (x.is_float()) std::copy(x.f32.begin(), x.f32.end(), out.f32.begin());
+  else std::copy(x.i64.begin(), x.i64.end(), out.i64.begin());
+}
+
+std::vector<int64_t> axes_of(const Node& node, const std::vector<const Tensor*>& in, const OpContext& ctx) {
+  if (ctx.opset >= 13) {
+    const Tensor* t = optional_input(in, 1);
+    return t ? int_values(node, *t, "axes") : std::vector<int64_t>{};
+  }
+  return node.attr_ints("axes", {});
+}
+
+// Rescue for exports with a fixed batch D baked into a Reshape target: a target whose first
+// entry is D, run on a batch B != D, keeps B (see DESIGN: the first input dim is the batch).
+void reshape(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, int64_t declared_batch) {
+  const Tensor& x = need(node, in, 0);
+  std::vector<int64_t> target = int_values(node, need(node, in, 1), "shape");
+  const bool allowzero = node.attr_int("allowzero", 0) != 0;
+  const int64_t n = x.numel();
+  auto resolve = [&](std::vector<int64_t> t) -> std::optional<Shape> {
+    int64_t known = 1;
+    int infer = -1;
+    for (size_t i = 0; i < t.size(); ++i) {
+      if (t[i] == 0 && !allowzero) {
+        if (i >= x.shape.size()) return std::nullopt;
+        t[i] = x.shape[i];
+      }
+      if (t[i] == -1) {
+        if (infer >= 0) return std::nullopt;
+        infer = static_cast<int>(i);
+      } else if (t[i] < 0) {
+        return std::nullopt;
+      } else {
+        known *= t[i];
+      }
+    }
+    if (infer >= 0) {
+      if (known == 0 || n % known) return std::nullopt;
+      t[infer] = n / known;
+    } else if (known != n) {
+      return std::nullopt;
+    }
+    return t;
+  };
+  auto shape = resolve(target);
+  if (!shape && declared_batch > 0 && !target.empty() && target[0] == declared_batch &&
+      !x.shape.empty() && x.shape[0] != declared_batch) {
+    auto t = target;
+    t[0] = x.shape[0];
+    shape = resolve(t);
+  }
+  if (!shape) {
+    fail(node, "cannot reshape " + shape_to_string(x.shape) + " to " + shape_to_string(target));
+  }
+  copy_with_shape(x, out, *shape);
+}
+
+template <typename T>
+void transpose_data(const T* src, T* dst, const Shape& xs, const std::vector<int64_t>& perm) {
+  const size_t r = xs.size();
+  std::vector<int64_t> in_strides(r, 1), os(r), ostride(r);
+  for (size_t i = r; i-- > 1;) in_strides[i - 1] = in_strides[i] * xs[i];
+  for (size_t i = 0; i < r; ++i) {
+    os[i] = xs[perm[i]];
+    ostride[i] = in_strides[perm[i]];
+  }
+  const int64_t total = shape_numel(xs);
+  std::vector<int64_t> idx(r, 0);
+  int64_t off = 0;
+  for (int64_t i = 0; i < total; ++i) {
+    dst[i] = src[off];
+    for (size_t d = r; d-- > 0;) {
+      if (++idx[d] < os[d]) {
+        off += ostride[d];
+        break;
+      }
+      off -= ostride[d] * (os[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+
+void transpose(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
+  const Tensor& x = need(node, in, 0);
+  const int64_t r = static_cast<int64_t>(x.shape.size());
+  auto perm = node.attr_ints("perm", {});
+  if (perm.empty()) for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
+  if (static_cast<int64_t>(perm.size()) != r) fail(node, "perm does not match rank " + std::to_string(r));
+  Shape os(r);
+  for (int64_t i = 0; i < r; ++i) {
+    perm[i] = detail::normalize_axis(perm[i], r, node);
+    os[i] = x.shape[perm[i]];
+  }
+  prepare_like(out, os, x.dtype);
+  if (r == 0) {
+    copy_with_shape(x, out, os);
+  } else if (x.is_float()) {
+    transpose_data(x.f32.data(), out.f32.data(), x.shape, perm);
+  } else {
+    transpose_data(x.i64.data(), out.i64.data(), x.shape, perm);
+  }
+}
+
+void concat(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
+  const Tensor& x0 = need(node, in, 0);
+  const int64_t r = static_cast<int64_t>(x0.shape.size());
+  const int64_t axis = detail::normalize_axis(node.attr_int("axis", 0), r, node);
+  Shape os = x0.shape;
+  os[axis] = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const Tensor& t = need(node, in, i);
+    if (t.shape.size() != x0.shape.size() || t.is_float() != x0.is_float()) {
+      fail(node, "inputs " + shape_to_string(x0.shape) + " and " + shape_to_string(t.shape) + " cannot be concatenated");
+    }
+    for (int64_t d = 0; d < r; ++d) {
+      if (d != axis && t.shape[d] != x0.shape[d]) {
+        fail(node, "inputs " + shape_to_string(x0.shape) + " and " + shape_to_string(t.shape) + " differ outside axis " + std::to_string(axis));
+      }
+    }
+    os[axis] += t.shape[axis];
+  }
+  prepare_like(out, os, x0.dtype);
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= os[d];
+  for (int64_t d = axis + 1; d < r; ++d) inner *= os[d];
+  int64_t offset = 0;
+  for (const Tensor* t : in) {
+    const int64_t chunk = t->shape[axis] * inner;
+    for (int64_t o = 0; o < outer; ++o) {
+      if (x0.is_float()) std::copy_n(t->f32.data() + o * chunk, chunk, out.f32.data() + o * os[axis] * inner + offset);
+      else std::copy_n(t->i64.data() + o * chunk, chunk, out.i64.data() + o * os[axis] * inner + offset);
+    }
+    offset += chunk;
+  }
+}
+
+void gather(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
+  const Tensor& x = need(node, in, 0);
+  const Tensor& idx = need(node, in, 1);
+  const auto indices = int_values(node, idx, "indices");
+  const int64_t r = static_cast<int64_t>(x.shape.size());
+  const int64_t axis = detail::normalize_axis(node.attr_int("axis", 0), r, node);
+  Shape os(x.shape.begin(), x.shape.begin() + axis);
+  os.insert(os.end(), idx.shape.begin(), idx.shape.end());
+  os.insert(os.end(), x.shape.begin() + axis + 1, x.shape.end());
+  prepare_like(out, os, x.dtype);
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < axis; ++d) outer *= x.shape[d];
+  for (int64_t d = axis + 1; d < r; ++d) inner *= x.shape[d];
+  const int64_t dim = x.shape[axis], ni = static_cast<int64_t>(indices.size());
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t j = 0; j < ni; ++j) {
+      int64_t k = indices[j] < 0 ? indices[j] + dim : indices[j];
+      if (k < 0 || k >= dim) fail(node, "index " + std::to_string(indices[j]) + " out of range for dimension " + std::to_string(dim));
+      const int64_t src = (o * dim + k) * inner, dst = (o * ni + j) * inner;
+      if (x.is_float()) std::copy_n(x.f32.data() + src, inner, out.f32.data() + dst);
+      else std::copy_n(x.i64.data() + src, inner, out.i64.data() + dst);
+    }
+  }
+}
+
+void slice(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
+  const Tensor& x = need(node, in, 0);
+  const auto starts = int_values(node, need(node, in, 1), "starts");
+  const auto ends = int_values(node, need(node, in, 2), "ends");
+  const int64_t r = static_cast<int64_t>(x.shape.size());
+  std::vector<int64_t> axes, steps(starts.size(), 1);
+  if (const Tensor* t = optional_input(in, 3)) axes = int_values(node, *t, "axes");
+  else for (int64_t i = 0; i < static_cast<int64_t>(starts.size()); ++i) axes.push_back(i);
+  if (const Tensor* t = optional_input(in, 4)) steps = int_values(node, *t, "steps");
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size()) {
+    fail(node, "starts, ends, axes and steps must have the same length");
+  }
+  std::vector<int64_t> lo(r, 0), st(r, 1);
+  Shape os = x.shape;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const int64_t ax = detail::normalize_axis(axes[i], r, node);
+    const int64_t dim = x.shape[ax], step = steps[i];
+    if (step == 0) fail(node, "step 0");
+    int64_t s = starts[i] < 0 ? starts[i] + dim : starts[i];
+    int64_t e = ends[i] < 0 ? ends[i] + dim : ends[i];
+    if (step > 0) {
+      s = std::clamp<int64_t>(s, 0, dim);
+      e = std::clamp<int64_t>(e, 0, dim);
+      os[ax] = e > s ? (e - s + step - 1) / step : 0;
+    } else {
+      s = std::clamp<int64_t>(s, -1, dim - 1);
+      e = std::clamp<int64_t>(e, -1, dim - 1);
+      os[ax] = s > e ? (s - e - step - 1) / (-step) : 0;
+    }
+    lo[ax] = s;
+    st[ax] = step;
+  }
+  prepare_like(out, os, x.dtype);
+  std::vector<int64_t> in_strides(r, 1);
+  for (int64_t i = r - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * x.shape[i];
+  const int64_t total = shape_numel(os);
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t rem = i, off = 0;
+    for (int64_t d = r - 1; d >= 0; --d) {
+      const int64_t coord = rem % os[d];
+      rem /= os[d];
+      off += (lo[d] + coord * st[d]) * in_strides[d];
+    }
+    if (x.is_float()) out.f32[i] = x.f32[off];
+    else out.i64[i] = x.i64[off];
+  }
+}
+
+void cast(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
+  const Tensor& x = need(node, in, 0);
+  const int64_t to = node.attr_int("to", 1);
+  const bool to_float = to == 1 || to == 10 || to == 11;
+  DType dt = to_float ? DType::kFloat32 : DType::kInt64;
+  if (to == 6) dt = DType::kInt32;
+  if (to == 9) dt = DType::kBool;
+  Tensor tmp;
+  prepare_like(tmp, x.shape, dt);
+  const int64_t n = x.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    if (to_float) tmp.f32[i] = x.is_float() ? x.f32[i] : static_cast<float>(x.i64[i]);
+    else if (dt == DType::kBool) tmp.i64[i] = x.is_float() ? (x.f32[i] != 0.0f) : (x.i64[i] != 0);
+    else tmp.i64[i] = x.is_float() ? static_cast<int64_t>(x.f32[i]) : x.i64[i];
+  }
+  out = std::move(tmp);
+}
+
+void flatten(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
+  const Tensor& x = need(node, in, 0);
+  const int64_t r = static_cast<int64_t>(x.shape.size());
+  int64_t axis = node.attr_int("axis", 1);
+  if (axis < 0) axis += r;
+  if (axis < 0 || axis > r) fail(node, "axis out of range for " + shape_to_string(x.shape));
+  int64_t outer = 1;
+  for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
+  copy_with_shape(x, out, {outer, outer ? x.numel() / outer : 0});
+}
+
+void squeeze_unsqueeze(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  const auto axes = axes_of(node, in, ctx);
+  Shape os;
+  if (node.op_type == "Unsqueeze") {
+    const int64_t r = static_cast<int64_t>(x.shape.size() + axes.size());
+    std::vector<bool> ins(r, false);
+    for (int64_t a : axes) ins[detail::normalize_axis(a, r, node)] = true;
+    size_t j = 0;
+    for (int64_t i = 0; i < r; ++i) os.push_back(ins[i] ? 1 : x.shape[j++]);
+  } else {
+    const int64_t r = static_cast<int64_t>(x.shape.size());
+    std::vector<bool> rm(r, false);
+    if (axes.empty()) for (int64_t i = 0; i < r; ++i) rm[i] = x.shape[i] == 1;
+    for (int64_t a : axes) {
+      const int64_t ax = detail::normalize_axis(a, r, node);
+      if (x.shape[ax] != 1) fail(node, "cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(x.shape[ax]));
+      rm[ax] = true;
+    }
+    for (int64_t i = 0; i < r; ++i) if (!rm[i]) os.push_back(x.shape[i]);
+  }
+  copy_with_shape(x, out, os);
+}
+
+// Dispatches one node. `out` tensors are reused between runs.
+void run_op(const Node& node, const std::vector<const Tensor*>& in, std::vector<Tensor*>& out,
+            const OpContext& ctx, int64_t declared_batch) {
+  const std::string& op = node.op_type;
+  Tensor& y = *out[0];
+  if (op == "Conv") conv(node, in, y, ctx);
+  else if (op == "Gemm") gemm(node, in, y, ctx);
+  else if (op == "MatMul") matmul(node, in, y, ctx);
+  else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") binary(node, in, y, ctx);
+  else if (op == "Relu" || op == "Abs" || op == "Clip" || op == "Sigmoid" || op == "HardSigmoid" || op == "HardSwish" || op == "Tanh") unary(node, in, y, ctx);
+  else if (op == "Pad") pad(node, in, y, ctx);
+  else if (op == "BatchNormalization") batch_norm(node, in, y, ctx);
+  else if (op == "MaxPool" || op == "AveragePool") pool(node, in, y, ctx);
+  else if (op == "GlobalAveragePool") global_average_pool(node, in, y, ctx);
+  else if (op == "Softmax") softmax(node, in, y, ctx);
+  else if (op == "Flatten") flatten(node, in, y);
+  else if (op == "Reshape") reshape(node, in, y, declared_batch);
+  else if (op == "Transpose") transpose(node, in, y);
+  else if (op == "Concat") concat(node, in, y);
+  else if (op == "Identity" || op == "Dropout") copy_with_shape(need(node, in, 0), y, in[0]->shape);
+  else if (op == "Squeeze" || op == "Unsqueeze") squeeze_unsqueeze(node, in, y, ctx);
+  else if (op == "Gather") gather(node, in, y);
+  else if (op == "Slice") slice(node, in, y);
+  else if (op == "Cast") cast(node, in, y);
+  else if (op == "Shape") {
+    const Tensor& x = need(node, in, 0);
+    const int64_t r = static_cast<int64_t>(x.shape.size());
+    int64_t s = node.attr_int("start", 0), e = node.attr_int("end", r);
+    if (s < 0) s += r;
+    if (e < 0) e += r;
+    s = std::clamp<int64_t>(s, 0, r);
+    e = std::clamp<int64_t>(e, s, r);
+    y = Tensor::ints({e - s}, std::vector<int64_t>(x.shape.begin() + s, x.shape.begin() + e));
+  } else if (op == "Constant") {
+    auto it = node.attributes.find("value");
+    if (it == node.attributes.end() || !it->second.t) fail(node, "needs a 'value' tensor attribute");
+    y = *it->second.t;
+  } else {
+    fail(node, "not supported by the executor");
+  }
+}
+
+}  // namespace
+
+namespace detail {
+
+std::vector<Tensor> evaluate_node(const Node& node, const std::vector<const Tensor*>& inputs,
+                                  int64_t opset) {
+  std::vector<Tensor> outs(std::max<size_t>(1, node.outputs.size()));
+  std::vector<Tensor*> ptrs;
+  for (auto& t : outs) ptrs.push_back(&t);
+  run_op(node, inputs, ptrs, OpContext{1, opset}, -1);
+  return outs;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+// Executor
+
+namespace {
+
+struct Step {
+  size_t node_index;
+  std::vector<int> inputs;   // slot per input, -1 for an omitted one
+  std::vector<int> outputs;  // slot per output, -1 for an unused one
+  std::vector<int> release;  // value slots whose last reader is this step
+  bool hooked = false;       // Conv/Gemm/MatMul with a non-constant activation input
+};
+
+struct Workspace {
+  std::vector<Tensor> values;
+  std::vector<std::vector<float>> free_buffers;
+  Tensor hooked_input;
+  Tensor scratch_output;
+};
+
+}  // namespace
+
+struct Executor::Impl {
+  const Graph* graph = nullptr;
+  ExecutorOptions options;
+  int threads = 1;
+  int64_t declared_batch = -1;
+  // Slots: [0, n_inputs) graph inputs, then initializers, then computed values.
+  std::vector<const Tensor*> constant_slots;  // by slot; nullptr for non-constants
+  size_t n_inputs = 0;
+  size_t n_slots = 0;
+  std::vector<Step> steps;
+  std::vector<int> output_slots;
+  LayerInputHook hook;
+  mutable std::mutex pool_mutex;
+  mutable std::vector<std::unique_ptr<Workspace>> pool;
+
+  std::unique_ptr<Workspace> acquire() const {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (pool.empty()) {
+      auto ws = std::make_unique<Workspace>();
+      ws->values.resize(n_slots);
+      return ws;
+    }
+    auto ws = std::move(pool.back());
+    pool.pop_back();
+    return ws;
+  }
+  void give_back(std::unique_ptr<Workspace> ws) const {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    pool.push_back(std::move(ws));
+  }
+};
+
+Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::make_shared<Impl>()) {
+  Impl& im = *impl_;
+  im.graph = &graph;
+  im.options = options;
+  im.threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+  if (!graph.inputs.empty() && !graph.inputs[0].shape.empty()) im.declared_batch = graph.inputs[0].shape[0];
+  std::unordered_map<std::string, int> slot;
+  for (const auto& in : graph.inputs) {
+    slot[in.name] = static_cast<int>(im.constant_slots.size());
+    im.constant_slots.push_back(nullptr);
+  }
+  im.n_inputs = graph.inputs.size();
+  for (const auto& [name, t] : graph.initializers) {
+    if (slot.count(name)) continue;
+    slot[name] = static_cast<int>(im.constant_slots.size());
+    im.constant_slots.push_back(&t);
+  }
+  const auto& supported = supported_ops();
+  std::vector<int> last_reader;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    const Node& node = graph.nodes[i];
+    if (std::find(supported.begin(), supported.end(), node.op_type) == supported.end()) {
+      throw std::runtime_error(node_label(node) + ": op type not supported by the executor");
+    }
+    Step step;
+    step.node_index = i;
+    for (const auto& name : node.inputs) {
+      if (name.empty()) {
+        step.inputs.push_back(-1);
+        continue;
+      }
+      auto it = slot.find(name);
+      if (it == slot.end()) throw std::runtime_error(node_label(node) + ": input '" + name + "' is not defined before it is read");
+      step.inputs.push_back(it->second);
+    }
+    for (const auto& name : node.outputs) {
+      if (name.empty()) {
+        step.outputs.push_back(-1);
+        continue;
+      }
+      slot[name] = static_cast<int>(im.constant_slots.size());
+      step.outputs.push_back(slot[name]);
+      im.constant_slots.push_back(nullptr);
+    }
+    step.hooked = (node.op_type == "Conv" || node.op_type == "Gemm" || node.op_type == "MatMul") &&
+                  step.inputs[0] >= 0 && !im.constant_slots[step.inputs[0]];
+    im.steps.push_back(std::move(step));
+  }
+  im.n_slots = im.constant_slots.size();
+  for (const auto& out : graph.outputs) {
+    auto it = slot.find(out.name);
+    if (it == slot.end()) throw std::runtime_error("graph output '" + out.name + "' is not produced by any node");
+    im.output_slots.push_back(it->second);
+  }
+  // Liveness: a computed value is released after its last reader unless it is a graph output.
+  last_reader.assign(im.n_slots, -1);
+  for (size_t s = 0; s < im.steps.size(); ++s) {
+    for (int in : im.steps[s].inputs) if (in >= 0) last_reader[in] = static_cast<int>(s);
+  }
+  for (int o : im.output_slots) last_reader[o] = -2;
+  for (size_t v = 0; v < im.n_slots; ++v) {
+    if (v < im.n_inputs || im.constant_slots[v]) continue;
+    if (last_reader[v] >= 0) im.steps[last_reader[v]].release.push_back(static_cast<int>(v));
+  }
+}
+
+void Executor::set_layer_input_hook(LayerInputHook hook) { impl_->hook = std::move(hook); }
+
+std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
+  const Impl& im = *impl_;
+  const Graph& graph = *im.graph;
+  if (inputs.size() != graph.inputs.size()) {
+    throw std::invalid_argument("the model has " + std::to_string(graph.inputs.size()) +
+                                " inputs, " + std::to_string(inputs.size()) + " given");
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ValueInfo& vi = graph.inputs[i];
+    const Shape& s = inputs[i].shape;
+    bool ok = s.size() == vi.shape.size() && inputs[i].is_float() == (vi.dtype == DType::kFloat32 || vi.dtype == DType::kFloat16);
+    for (size_t d = 1; ok && d < s.size(); ++d) ok = vi.shape[d] < 0 || vi.shape[d] == s[d];
+    if (ok && inputs[i].is_float() && static_cast<int64_t>(inputs[i].f32.size()) != inputs[i].numel()) ok = false;
+    if (!ok) {
+      throw std::invalid_argument("model input '" + vi.name + "' expects shape " +
+                                  shape_to_string(vi.shape) + " (first dim = batch, -1 = any) of " +
+                                  dtype_name(vi.dtype) + ", got " + shape_to_string(s) + " of " +
+                                  dtype_name(inputs[i].dtype));
+    }
+  }
+  auto ws = im.acquire();
+  struct Return {  // hands the workspace back even when a node throws
+    const Impl& im;
+    std::unique_ptr<Workspace>& ws;
+    ~Return() { im.give_back(std::move(ws)); }
+  } giver{im, ws};
+  OpContext ctx{im.threads, graph.opset_version};
+  auto value = [&](int s) -> const Tensor* {
+    if (s < 0) return nullptr;
+    if (static_cast<size_t>(s) < im.n_inputs) return &inputs[s];
+    if (im.constant_slots[s]) return im.constant_slots[s];
+    return &ws->values[s];
+  };
+  std::vector<const Tensor*> in;
+  std::vector<Tensor*> out;
+  for (const Step& step : im.steps) {
+    const Node& node = graph.nodes[step.node_index];
+    in.clear();
+    for (int s : step.inputs) in.push_back(value(s));
+    if (step.hooked && im.hook) {
+      ws->hooked_input = *in[0];
+      im.hook(step.node_index, ws->hooked_input);
+      in[0] = &ws->hooked_input;
+    }
+    out.clear();
+    for (int s : step.outputs) {
+      if (s < 0) {
+        out.push_back(&ws->scratch_output);
+        continue;
+      }
+      Tensor& t = ws->values[s];
+      if (t.f32.capacity() == 0 && !ws->free_buffers.empty()) {
+        t.f32 = std::move(ws->free_buffers.back());
+        ws->free_buffers.pop_back();
+      }
+      out.push_back(&t);
+    }
+    run_op(node, in, out, ctx, im.declared_batch);
+    for (int s : step.release) {
+      Tensor& t = ws->values[s];
+      if (t.f32.capacity()) ws->free_buffers.push_back(std::move(t.f32));
+      t.f32 = {};
+    }
+  }
+  std::vector<Tensor> results;
+  for (int s : im.output_slots) results.push_back(*value(s));
+  return results;
+}
+
+}  // namespace compsearch::model
