@@ -36,6 +36,7 @@ void fake_quantize_activations(std::span<float> x, const ActivationQuantParams& 
   }
   const double levels = static_cast<double>((1 << p.bits) - 1);
   const double zp = static_cast<double>(p.zero_point), scale = p.scale;
+#pragma omp parallel for schedule(static) if (n > (int64_t{1} << 16))
   for (int64_t i = 0; i < n; ++i) {
     double q = round_half_even(static_cast<double>(x[i]) / scale) + zp;
     q = q < 0.0 ? 0.0 : (q > levels ? levels : q);

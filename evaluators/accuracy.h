@@ -1,0 +1,59 @@
+// Accuracy and label-free fidelity of a (compressed) model on a dataset: top-1 accuracy, top-1
+// agreement with the uncompressed model and the mean KL divergence between their output
+// distributions. Activation fake quantization runs inside the executor through its
+// LayerInputHook, with parameters from a calibration pass.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "compressors/activation_quant.h"
+#include "compressors/apply.h"
+#include "model/dataset.h"
+#include "model/graph.h"
+
+namespace compsearch::evaluators {
+
+struct EvaluationOptions {
+  int64_t batch = 256;
+  int64_t limit = -1;  // evaluate only the first `limit` samples (-1: all)
+  int threads = 0;     // executor threads (0: OpenMP default)
+};
+
+struct EvaluationResult {
+  double accuracy = 0.0;   // top-1 against the labels (NaN for an unlabelled set)
+  double agreement = 1.0;  // fraction of samples where the top-1 equals the reference's
+  double kl = 0.0;         // mean over samples of KL(softmax(reference) || softmax(candidate)), nats
+  int64_t samples = 0;
+};
+
+// The model's first output for every sample, [samples, classes] row-major (`classes` is set).
+// `activations` (may be null) fake-quantizes Conv/Gemm/MatMul inputs, keyed by node index.
+std::vector<float> run_model(const model::Graph& graph, const model::Dataset& data,
+                             const std::map<size_t, compressors::ActivationQuantParams>* activations,
+                             const EvaluationOptions& options, int64_t& classes);
+
+// Accuracy, agreement and KL from two output matrices (`reference` may equal `candidate`).
+// Outputs are treated as logits (softmax is applied for KL; top-1 is the arg max, lowest index on
+// ties). Throws std::invalid_argument when sizes disagree.
+EvaluationResult compare_outputs(const std::vector<float>& reference, const std::vector<float>& candidate,
+                                 int64_t classes, const std::vector<int64_t>& labels);
+
+// Fills cm.activations for every layer with a_bits 4 or 8: runs the compressed graph on the first
+// `samples` images of `calibration` with an observing hook, and derives per-tensor ranges by the
+// recipe's activation_calibration method. Layers with a_bits 16 get half rounding.
+void calibrate_activations(compressors::CompressedModel& cm, const model::Dataset& calibration,
+                           int64_t samples = 512, const EvaluationOptions& options = {});
+
+// Evaluates the uncompressed model alone (agreement 1, kl 0).
+EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset& data,
+                                const EvaluationOptions& options = {});
+
+// Evaluates a compressed model against its uncompressed reference on the same samples.
+// `reference_outputs` (optional) skips re-running the reference when it was run already.
+EvaluationResult evaluate_compressed(const model::Graph& reference, const compressors::CompressedModel& cm,
+                                     const model::Dataset& data, const EvaluationOptions& options = {},
+                                     const std::vector<float>* reference_outputs = nullptr);
+
+}  // namespace compsearch::evaluators

@@ -1,0 +1,256 @@
+// evaluate --recipe, inspect --recipe and compress: logic and renderings.
+#include "experiments/compress_commands.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <stdexcept>
+
+#include "model/layer_table.h"
+
+namespace compsearch::experiments {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string pad(const std::string& s, size_t width, bool right) {
+  if (s.size() >= width) return s;
+  return right ? std::string(width - s.size(), ' ') + s : s + std::string(width - s.size(), ' ');
+}
+
+compressors::Recipe uncompressed_recipe() { return compressors::Recipe{}; }
+
+}  // namespace
+
+RecipeEvaluateResult evaluate_recipe(const model::Graph& graph, const compressors::Recipe& recipe,
+                                     const model::Dataset& data, const model::Dataset& calibration,
+                                     const RecipeEvaluateOptions& options, const std::string& model_label,
+                                     const std::string& recipe_label) {
+  if (!data.labelled()) throw std::invalid_argument("dataset " + data.name + " has no labels; accuracy needs labels");
+  model::check_dataset_matches_model(data, graph);
+  const auto t0 = Clock::now();
+  const model::LayerTable table = model::build_layer_table(graph);
+  compressors::CompressedModel cm = compressors::apply_recipe(graph, table, recipe);
+  evaluators::EvaluationOptions eo;
+  eo.batch = options.batch_size;
+  eo.threads = options.threads;
+  eo.limit = options.limit;
+  RecipeEvaluateResult r;
+  if (cm.needs_calibration()) {
+    model::check_dataset_matches_model(calibration, graph);
+    evaluators::calibrate_activations(cm, calibration, options.calibration_samples, eo);
+    r.calibration_samples = std::min(calibration.size(), options.calibration_samples);
+  }
+  int64_t classes = 0;
+  const auto ref = evaluators::run_model(graph, data, nullptr, eo, classes);
+  std::vector<int64_t> labels(data.labels.begin(), data.labels.begin() + static_cast<int64_t>(ref.size()) / classes);
+  r.reference_accuracy = evaluators::compare_outputs(ref, ref, classes, labels).accuracy;
+  r.result = evaluators::evaluate_compressed(graph, cm, data, eo, &ref);
+  const auto base = compressors::model_cost(graph, table, uncompressed_recipe(), {});
+  r.model = model_label;
+  r.data = data.name;
+  r.recipe = recipe_label;
+  r.size_bytes = cm.cost.size_bytes();
+  r.macs = cm.cost.effective_macs;
+  r.reference_size_bytes = base.size_bytes();
+  r.reference_macs = base.effective_macs;
+  r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return r;
+}
+
+nlohmann::json RecipeEvaluateResult::to_json() const {
+  return {{"model", model},
+          {"data", data},
+          {"recipe", recipe},
+          {"accuracy", result.accuracy},
+          {"agreement", result.agreement},
+          {"kl", result.kl},
+          {"size_bytes", size_bytes},
+          {"macs", macs},
+          {"samples", result.samples},
+          {"reference_accuracy", reference_accuracy},
+          {"reference_size_bytes", reference_size_bytes},
+          {"reference_macs", reference_macs},
+          {"calibration_samples", calibration_samples},
+          {"seconds", seconds}};
+}
+
+std::string RecipeEvaluateResult::to_text() const {
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "model:     %s\nrecipe:    %s\ndata:      %s (%lld samples)\n"
+                "accuracy:  %.2f%% (uncompressed %.2f%%)\n"
+                "agreement: %.2f%% top-1 with the uncompressed model\n"
+                "kl:        %.6f nats (mean KL(uncompressed || compressed))\n"
+                "size:      %.0f bytes (uncompressed %.0f, %.2fx smaller)\n"
+                "macs:      %lld per sample (uncompressed %lld)\n"
+                "time:      %.2f s%s\n",
+                model.c_str(), recipe.c_str(), data.c_str(), static_cast<long long>(result.samples),
+                result.accuracy * 100.0, reference_accuracy * 100.0, result.agreement * 100.0, result.kl,
+                size_bytes, reference_size_bytes, size_bytes > 0 ? reference_size_bytes / size_bytes : 0.0,
+                static_cast<long long>(macs), static_cast<long long>(reference_macs), seconds,
+                calibration_samples ? (" (" + std::to_string(calibration_samples) + " calibration samples)").c_str()
+                                    : "");
+  return buf;
+}
+
+RecipeInspectResult inspect_recipe(const model::Graph& graph, const compressors::Recipe& recipe,
+                                   const std::string& model_label, const std::string& recipe_label) {
+  const model::LayerTable table = model::build_layer_table(graph);
+  return RecipeInspectResult{model_label, recipe_label, compressors::apply_recipe(graph, table, recipe)};
+}
+
+nlohmann::json RecipeInspectResult::to_json() const {
+  const auto& cm = compressed;
+  nlohmann::json layers = nlohmann::json::array();
+  for (size_t i = 0; i < cm.table.layers.size(); ++i) {
+    const auto& l = cm.table.layers[i];
+    const auto& c = cm.cost.layers[i];
+    const auto& s = cm.recipe.setting_for(l.name);
+    layers.push_back({{"name", l.name},
+                      {"op", l.op},
+                      {"weight_shape", l.weight_shape},
+                      {"params", l.params},
+                      {"macs", l.macs},
+                      {"effective_macs", c.effective_macs},
+                      {"w_bits", s.w_bits},
+                      {"granularity", compressors::granularity_to_string(s.granularity)},
+                      {"prune", compressors::prune_kind_to_string(s.prune)},
+                      {"prune_ratio", s.prune.ratio},
+                      {"a_bits", s.a_bits},
+                      {"pruned_channels", c.pruned_channels.size()},
+                      {"dropped_inputs", c.dropped_inputs.size()},
+                      {"kept_weights", c.kept_weights},
+                      {"stored_weights", c.stored_weights},
+                      {"size_bits", c.total_bits}});
+  }
+  const auto base = compressors::model_cost(cm.graph, cm.table, compressors::Recipe{}, {});
+  return {{"model", model},
+          {"recipe", recipe_label},
+          {"layers", layers},
+          {"total_params", cm.table.total_params},
+          {"total_macs", cm.table.total_macs},
+          {"effective_macs", cm.cost.effective_macs},
+          {"size_bytes", cm.cost.size_bytes()},
+          {"reference_size_bytes", base.size_bytes()}};
+}
+
+std::string RecipeInspectResult::to_text() const {
+  const auto& cm = compressed;
+  const std::vector<std::string> head = {"layer", "op", "setting", "MACs", "eff. MACs", "kept out", "kept in",
+                                         "stored w", "bytes"};
+  std::vector<std::vector<std::string>> rows;
+  for (size_t i = 0; i < cm.table.layers.size(); ++i) {
+    const auto& l = cm.table.layers[i];
+    const auto& c = cm.cost.layers[i];
+    const auto& s = cm.recipe.setting_for(l.name);
+    std::string setting = "w" + std::to_string(s.w_bits) + " " + compressors::granularity_to_string(s.granularity);
+    if (s.prune.kind != compressors::PruneKind::kNone) {
+      char r[32];
+      std::snprintf(r, sizeof r, " %s %.2f", compressors::prune_kind_to_string(s.prune).c_str(), s.prune.ratio);
+      setting += r;
+    }
+    if (s.a_bits != 32) setting += " a" + std::to_string(s.a_bits);
+    char bytes[32];
+    std::snprintf(bytes, sizeof bytes, "%.1f", c.total_bits / 8.0);
+    rows.push_back({l.name, l.op, setting, std::to_string(l.macs), std::to_string(c.effective_macs),
+                    std::to_string(l.out_channels - static_cast<int64_t>(c.pruned_channels.size())) + "/" +
+                        std::to_string(l.out_channels),
+                    std::to_string(l.in_channels - static_cast<int64_t>(c.dropped_inputs.size())) + "/" +
+                        std::to_string(l.in_channels),
+                    std::to_string(c.stored_weights), bytes});
+  }
+  std::vector<size_t> width(head.size());
+  for (size_t c = 0; c < head.size(); ++c) {
+    width[c] = head[c].size();
+    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
+  }
+  std::ostringstream out;
+  out << model << " with recipe " << recipe_label << ": " << cm.table.layers.size() << " layers\n";
+  for (size_t c = 0; c < head.size(); ++c) out << (c ? "  " : "") << pad(head[c], width[c], c >= 3);
+  out << "\n";
+  for (const auto& r : rows) {
+    for (size_t c = 0; c < r.size(); ++c) out << (c ? "  " : "") << pad(r[c], width[c], c >= 3);
+    out << "\n";
+  }
+  const auto base = compressors::model_cost(cm.graph, cm.table, compressors::Recipe{}, {});
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "total: %.0f bytes stored (uncompressed %.0f, %.2fx), %lld effective MACs per sample "
+                "(uncompressed %lld)\n",
+                cm.cost.size_bytes(), base.size_bytes(), base.size_bytes() / std::max(1.0, cm.cost.size_bytes()),
+                static_cast<long long>(cm.cost.effective_macs), static_cast<long long>(cm.table.total_macs));
+  out << buf;
+  return out.str();
+}
+
+nlohmann::json compress_model(const model::Graph& graph, const compressors::Recipe& recipe,
+                              compressors::ExportFormat format, const std::filesystem::path& out,
+                              const model::Dataset* calibration, int64_t calibration_samples) {
+  const model::LayerTable table = model::build_layer_table(graph);
+  compressors::ApplyOptions ao;
+  ao.keep_quantized = true;
+  compressors::CompressedModel cm = compressors::apply_recipe(graph, table, recipe, ao);
+  int64_t calibrated = 0;
+  if (cm.needs_calibration()) {
+    if (!calibration) throw std::invalid_argument("the recipe quantizes activations (a_bits 4 or 8): give --calibration-data");
+    model::check_dataset_matches_model(*calibration, graph);
+    evaluators::calibrate_activations(cm, *calibration, calibration_samples);
+    calibrated = std::min(calibration->size(), calibration_samples);
+  }
+  compressors::export_model(cm, format, out);
+  int64_t quantized = 0;
+  for (const auto& l : table.layers) quantized += recipe.setting_for(l.name).w_bits <= 8;
+  return {{"format", compressors::export_format_to_string(format)},
+          {"out", out.string()},
+          {"size_bytes", cm.cost.size_bytes()},
+          {"macs", cm.cost.effective_macs},
+          {"layers", table.layers.size()},
+          {"layers_quantized", quantized},
+          {"calibration_samples", calibrated}};
+}
+
+void bench_recipe_candidates(const std::string& model_path, int64_t images, int repeats, std::ostream& out) {
+  const model::Graph graph = model::load_onnx(model_path);
+  const model::LayerTable table = model::build_layer_table(graph);
+  const model::Dataset calib = model::load_dataset("fashion-mnist", "train");
+  evaluators::EvaluationOptions eo;
+  eo.limit = images;
+  int64_t classes = 0;
+  const auto ref = evaluators::run_model(graph, calib, nullptr, eo, classes);
+  const char* recipes[] = {
+      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4}})",
+      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "prune": {"kind": "unstructured", "ratio": 0.5}}})",
+      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8}})",
+  };
+  out << "per-candidate cost on " << model_path << " (" << table.layers.size() << " layers), " << images
+      << " calibration images of fashion-mnist train, best of " << repeats << "\n";
+  double t_ref = 1e30;
+  for (int r = 0; r < repeats; ++r) {
+    const auto t0 = Clock::now();
+    int64_t c = 0;
+    evaluators::run_model(graph, calib, nullptr, eo, c);
+    t_ref = std::min(t_ref, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  out << "  peer: uncompressed inference alone on the same images: " << t_ref * 1e3 << " ms\n";
+  for (const char* text : recipes) {
+    const auto recipe = compressors::recipe_from_json(nlohmann::json::parse(text), "bench");
+    double best = 1e30, best_apply = 1e30;
+    evaluators::EvaluationResult res;
+    for (int r = 0; r < repeats; ++r) {
+      const auto t0 = Clock::now();
+      auto cm = compressors::apply_recipe(graph, table, recipe);
+      const double ta = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (cm.needs_calibration()) evaluators::calibrate_activations(cm, calib, images, eo);
+      res = evaluators::evaluate_compressed(graph, cm, calib, eo, &ref);
+      best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+      best_apply = std::min(best_apply, ta);
+    }
+    out << "  " << text << "\n    " << best * 1e3 << " ms per candidate (apply " << best_apply * 1e3
+        << " ms), ratio to plain inference " << best / t_ref << ", agreement " << res.agreement << "\n";
+  }
+}
+
+}  // namespace compsearch::experiments
