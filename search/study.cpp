@@ -1,6 +1,7 @@
 // Study and Trial (see study.h).
 #include "search/study.h"
 
+#include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 
@@ -364,6 +365,9 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
   if (n_jobs == 1) {
     worker();
   } else {
+    // Let TBB run n_jobs workers even beyond the core count (objectives may wait on I/O or
+    // external commands); the limit is lifted only while this loop runs.
+    tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(n_jobs));
     tbb::task_arena arena(n_jobs);
     arena.execute([&] {
       tbb::task_group group;
