@@ -15,6 +15,7 @@
 #include "compressors/export.h"
 #include "model/executor.h"
 #include "model/layer_table.h"
+#include "tests/compressors/ort_runner.h"
 #include "tests/compressors/test_graphs.h"
 
 using namespace compsearch;
@@ -67,37 +68,6 @@ std::vector<float> run_in_memory(const CompressedModel& cm, const model::Tensor&
   return ex.run({x}).at(0).f32;
 }
 
-std::vector<float> run_ort(const fs::path& model, const model::Tensor& x) {
-  const fs::path dir = model.parent_path();
-  const fs::path in = dir / "input.f32", out = dir / "output.f32";
-  {
-    std::ofstream f(in, std::ios::binary);
-    f.write(reinterpret_cast<const char*>(x.f32.data()), static_cast<std::streamsize>(x.f32.size() * 4));
-  }
-  std::string dims;
-  for (size_t i = 0; i < x.shape.size(); ++i) dims += (i ? "," : "") + std::to_string(x.shape[i]);
-  const std::string cmd = "node " + std::string(COMPSEARCH_SOURCE_DIR) + "/scripts/ort_run.js " + model.string() +
-                          " " + in.string() + " " + dims + " " + out.string() + " > " + (dir / "ort.log").string() +
-                          " 2>&1";
-  const int rc = std::system(cmd.c_str());
-  if (rc != 0) {
-    std::ifstream log(dir / "ort.log");
-    std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-    FAIL("ONNX Runtime failed on " << model << ": " << text);
-  }
-  std::vector<float> r(fs::file_size(out) / 4);
-  std::ifstream g(out, std::ios::binary);
-  g.read(reinterpret_cast<char*>(r.data()), static_cast<std::streamsize>(r.size() * 4));
-  return r;
-}
-
-bool onnx_checker_accepts(const fs::path& model) {
-  const std::string cmd = "/usr/bin/python3 -c \"import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), "
-                          "full_check=True)\" " + model.string() + " > " + (model.parent_path() / "checker.log").string() +
-                          " 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
-
 double max_abs(const std::vector<float>& v) {
   double m = 0;
   for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
@@ -147,8 +117,8 @@ TEST_CASE("A QDQ export passes the ONNX checker and ONNX Runtime reproduces the 
     }
     const fs::path path = dir / "model_qdq.onnx";
     export_model(cm, ExportFormat::kOnnxQdq, path);
-    CHECK(onnx_checker_accepts(path));
-    const auto got = run_ort(path, x);
+    CHECK(testing::onnx_checker_accepts(path));
+    const auto got = testing::run_ort(path, x);
     REQUIRE(got.size() == want.size());
     // float32 vs double rounding in QuantizeLinear can move an activation by one step at an exact
     // tie; everything else agrees to float precision.
@@ -174,12 +144,12 @@ TEST_CASE("The onnx and safetensors exports give back the compressed weights exa
   SUBCASE("onnx: compsearch and ONNX Runtime") {
     const fs::path path = dir / "model.onnx";
     export_model(cm, ExportFormat::kOnnx, path);
-    CHECK(onnx_checker_accepts(path));
+    CHECK(testing::onnx_checker_accepts(path));
     const model::Graph back = model::load_onnx(path);
     CHECK(back.initializers.at("conv1.weight").f32 == cm.graph.initializers.at("conv1.weight").f32);
     CHECK(back.initializers.at("fc.weight").f32 == cm.graph.initializers.at("fc.weight").f32);
     CHECK(model::Executor(back).run({x}).at(0).f32 == want);
-    const auto ort = run_ort(path, x);
+    const auto ort = testing::run_ort(path, x);
     REQUIRE(ort.size() == want.size());
     for (size_t i = 0; i < ort.size(); ++i) CHECK(ort[i] == doctest::Approx(want[i]).epsilon(1e-5));
   }
