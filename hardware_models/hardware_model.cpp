@@ -136,7 +136,9 @@ HardwareModel::HardwareModel(TargetProfile profile) : profile_(std::move(profile
     for (int d = 0; d < int(profile_.datapaths.size()); ++d) {
       const auto& dp = profile_.datapaths[d];
       if (dp.bits == 1 || dp.bits < b) continue;
-      const bool floating = dp.name.rfind("fp", 0) == 0;
+      // fp32/fp16, TF32 and bf16 datapaths take IEEE float values; int*/xnor take integers only.
+      const bool floating = dp.name.rfind("fp", 0) == 0 || dp.name.rfind("tf", 0) == 0 ||
+                            dp.name.rfind("bf", 0) == 0;
       if (best_int < 0 || dp.bits < profile_.datapaths[best_int].bits) best_int = d;
       if (floating && (best_float < 0 || dp.bits < profile_.datapaths[best_float].bits)) best_float = d;
     }
@@ -185,14 +187,16 @@ CompiledModel HardwareModel::compile(const Workload& workload, int batch) const 
       L.nm_axis = info.reduction_length;
     }
     L.channel_source = i < workload.channel_source.size() ? workload.channel_source[i] : -1;
-    const double eff = L.op == CompiledLayer::Op::kConv        ? profile_.utilisation.conv.value
+    const double op_eff = L.op == CompiledLayer::Op::kConv     ? profile_.utilisation.conv.value
                        : L.op == CompiledLayer::Op::kDepthwise ? profile_.utilisation.depthwise.value
                                                                : profile_.utilisation.gemm.value;
     const double work = L.macs * batch;
     for (size_t d = 0; d < profile_.datapaths.size(); ++d) {
       const double peak = profile_.datapaths[d].peak_macs_per_s.value;
-      // Small layers cannot fill a wide machine: utilisation grows as work / (work + fill work).
-      const double fill_work = peak * fill_s;
+      const double eff = op_eff * profile_.datapaths[d].efficiency.value;
+      // Small layers cannot fill a wide machine: a layer takes work / (peak × eff) + fill time,
+      // i.e. utilisation = eff × work / (work + eff × peak × fill time).
+      const double fill_work = eff * peak * fill_s;
       const double util = work > 0 ? eff * work / (work + fill_work) : eff;
       L.seconds_per_mac[d] = 1.0 / (peak * util);
     }
@@ -218,9 +222,11 @@ void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting
       (source_setting && L.channel_source >= 0) ? channel_keep(c.layers[L.channel_source], *source_setting) : 1.0;
   const double batch = c.batch;
   double macs = L.macs * keep_out * keep_in * batch;
+  double sparse_slowdown = 1.0;
   if (s.prune.kind == PruneKind::kNM && s.prune.n == 2 && s.prune.m == 4 && dp.sparse_2_4 &&
       L.nm_axis % 4 == 0) {
-    macs *= 0.5;  // sparse tensor cores skip the pruned half
+    macs *= 0.5;  // sparse tensor cores skip the pruned half...
+    sparse_slowdown = 2.0 / dp.sparse_2_4_speedup.value;  // ...at the efficiency sparse kernels reach
   }
   const double wbytes = stored_weight_bytes(L, s, keep_in);
   const double a_bytes = s.a_bits / 8.0;
@@ -234,7 +240,8 @@ void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting
   le.macs = macs;
   le.weight_bytes = wbytes;
   le.activation_bytes = act;
-  le.compute_ms = macs * L.seconds_per_mac[datapath] * 1e3;
+  le.compute_ms = (macs * L.seconds_per_mac[datapath] * sparse_slowdown +
+                   L.output_elements * keep_out * batch * profile_.utilisation.per_output_ns.value * 1e-9) * 1e3;
   le.memory_ms = (wbytes / profile_.memory_bandwidth_bytes_per_s.value + act / act_bw) * 1e3;
   le.overhead_ms = profile_.layer_overhead_us.value * 1e-3;
   const double dram_bytes = wbytes + (act_cached ? 0.0 : act);

@@ -132,7 +132,9 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
   for (size_t i = 0; i < j["datapaths"].size(); ++i) {
     const auto& d = j["datapaths"][i];
     const std::string key = "datapaths[" + std::to_string(i) + "]";
-    check_keys(d, source, key, {"name", "bits", "peak_macs_per_s", "sparse_2_4", "energy_pj_per_mac"});
+    check_keys(d, source, key,
+               {"name", "bits", "peak_macs_per_s", "sparse_2_4", "sparse_2_4_speedup", "efficiency",
+                "energy_pj_per_mac"});
     Datapath dp;
     if (!d.contains("name") || !d["name"].is_string()) fail(source, key + ".name", "expected a string");
     dp.name = d["name"].get<std::string>();
@@ -152,6 +154,14 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
       if (!d["sparse_2_4"].is_boolean()) fail(source, key + ".sparse_2_4", "expected true or false");
       dp.sparse_2_4 = d["sparse_2_4"].get<bool>();
     }
+    if (d.contains("efficiency")) {
+      dp.efficiency = read_sourced(d["efficiency"], source, key + ".efficiency", 0.0, true);
+      if (dp.efficiency.value > 1.0) fail(source, key + ".efficiency", "expected a value in (0, 1]");
+    }
+    if (d.contains("sparse_2_4_speedup")) {
+      dp.sparse_2_4_speedup = read_sourced(d["sparse_2_4_speedup"], source, key + ".sparse_2_4_speedup", 1.0, false);
+      if (dp.sparse_2_4_speedup.value > 2.0) fail(source, key + ".sparse_2_4_speedup", "expected a value in [1, 2]");
+    }
     p.datapaths.push_back(dp);
   }
   if (!seen_bits.count(8) && !seen_bits.count(32)) {
@@ -160,11 +170,12 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
 
   if (!j.contains("utilisation")) fail(source, "utilisation", "required key is missing");
   const auto& u = j["utilisation"];
-  check_keys(u, source, "utilisation", {"conv", "depthwise", "gemm", "fill_time_us"});
+  check_keys(u, source, "utilisation", {"conv", "depthwise", "gemm", "fill_time_us", "per_output_ns"});
   p.utilisation.conv = req_sourced(u, source, "conv", 0.0, true, "utilisation.");
   p.utilisation.depthwise = req_sourced(u, source, "depthwise", 0.0, true, "utilisation.");
   p.utilisation.gemm = req_sourced(u, source, "gemm", 0.0, true, "utilisation.");
   p.utilisation.fill_time_us = req_sourced(u, source, "fill_time_us", 0.0, false, "utilisation.");
+  p.utilisation.per_output_ns = opt_sourced(u, source, "per_output_ns", 0.0, false, kZero);
   for (const Sourced* s : {&p.utilisation.conv, &p.utilisation.depthwise, &p.utilisation.gemm}) {
     if (s->value > 1.0) fail(source, "utilisation", "efficiencies must be in (0, 1]");
   }
@@ -226,12 +237,15 @@ nlohmann::json profile_to_json(const TargetProfile& p) {
                               {"bits", d.bits},
                               {"peak_macs_per_s", sourced_json(d.peak_macs_per_s)},
                               {"sparse_2_4", d.sparse_2_4},
+                              {"sparse_2_4_speedup", sourced_json(d.sparse_2_4_speedup)},
+                              {"efficiency", sourced_json(d.efficiency)},
                               {"energy_pj_per_mac", sourced_json(d.energy_pj_per_mac)}});
   }
   j["utilisation"] = {{"conv", sourced_json(p.utilisation.conv)},
                       {"depthwise", sourced_json(p.utilisation.depthwise)},
                       {"gemm", sourced_json(p.utilisation.gemm)},
-                      {"fill_time_us", sourced_json(p.utilisation.fill_time_us)}};
+                      {"fill_time_us", sourced_json(p.utilisation.fill_time_us)},
+                      {"per_output_ns", sourced_json(p.utilisation.per_output_ns)}};
   j["memory_bandwidth_bytes_per_s"] = sourced_json(p.memory_bandwidth_bytes_per_s);
   j["cache_bytes"] = sourced_json(p.cache_bytes);
   j["cache_bandwidth_bytes_per_s"] = sourced_json(p.cache_bandwidth_bytes_per_s);

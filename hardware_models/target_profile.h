@@ -28,17 +28,24 @@ struct Datapath {
   std::string name;    // "fp32", "fp16", "int8", "int4", "int16", "xnor"
   int bits = 32;       // operand width it accepts: 1 (binary XNOR), 4, 8, 16, 32
   Sourced peak_macs_per_s;  // dense multiply-accumulates per second, whole device
-  bool sparse_2_4 = false;  // sparse tensor cores: 2:4 weights run at twice the dense rate
+  bool sparse_2_4 = false;  // sparse tensor cores: 2:4 layers execute half the MACs
+  // Speed-up sparse kernels reach over dense ones on a compute-bound layer (2 = ideal: the halved
+  // MACs run at the dense rate).
+  Sourced sparse_2_4_speedup{2.0, "ideal sparse tensor cores"};
+  // Fraction of the op utilisation this datapath's kernels reach (e.g. TF32 kernels feed 4-byte
+  // operands and run below the int8/fp16 kernels' efficiency). 1 = as the utilisation section says.
+  Sourced efficiency{1.0, "as the utilisation section"};
   Sourced energy_pj_per_mac;
 };
 
-// How well kernels use the datapath: utilisation = op_efficiency × work / (work + fill_work),
-// where fill_work = peak rate × fill_time (small layers cannot fill a wide machine).
+// How well kernels use the datapath: a layer of `work` MACs computes in
+// work / (peak × op_efficiency) + fill_time, i.e. small layers cannot fill a wide machine.
 struct Utilisation {
   Sourced conv;        // dense and grouped convolutions
   Sourced depthwise;   // depthwise convolutions
   Sourced gemm;        // Gemm / MatMul
   Sourced fill_time_us;
+  Sourced per_output_ns;  // time per output element (requantise, bias, store); MCU kernels pay it
 };
 
 struct TargetProfile {
