@@ -17,7 +17,10 @@ async function main() {
   const shape = dims.split(',').map(Number);
   const buf = fs.readFileSync(inputPath);
   const data = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);
-  const session = await ort.InferenceSession.create(modelPath, {intraOpNumThreads: 1, interOpNumThreads: 1});
+  const options = {intraOpNumThreads: 1, interOpNumThreads: 1};
+  // COMPSEARCH_ORT_OPT=disabled turns graph optimisations off (QDQ fusion can change numerics).
+  if (process.env.COMPSEARCH_ORT_OPT) options.graphOptimizationLevel = process.env.COMPSEARCH_ORT_OPT;
+  const session = await ort.InferenceSession.create(modelPath, options);
   const feeds = {};
   feeds[session.inputNames[0]] = new ort.Tensor('float32', Float32Array.from(data), shape);
   const results = await session.run(feeds);

@@ -17,8 +17,10 @@ namespace compsearch::testing {
 namespace fs = std::filesystem;
 
 // The model's first output on `x` (float32, any shape; first dim = batch), computed by ONNX
-// Runtime. Fails the test with ONNX Runtime's message when it cannot run the model.
-inline std::vector<float> run_ort(const fs::path& model, const model::Tensor& x) {
+// Runtime. Fails the test with ONNX Runtime's message when it cannot run the model. With
+// `optimize` false, graph optimisations are off: QDQ nodes then run as written (float math),
+// instead of being fused into integer kernels (QLinearConv etc.) that round differently.
+inline std::vector<float> run_ort(const fs::path& model, const model::Tensor& x, bool optimize = true) {
   const fs::path dir = model.parent_path();
   const fs::path in = dir / "input.f32", out = dir / "output.f32";
   {
@@ -27,7 +29,8 @@ inline std::vector<float> run_ort(const fs::path& model, const model::Tensor& x)
   }
   std::string dims;
   for (size_t i = 0; i < x.shape.size(); ++i) dims += (i ? "," : "") + std::to_string(x.shape[i]);
-  const std::string cmd = "node " + std::string(COMPSEARCH_SOURCE_DIR) + "/scripts/ort_run.js " + model.string() +
+  const std::string cmd = std::string(optimize ? "" : "COMPSEARCH_ORT_OPT=disabled ") + "node " +
+                          std::string(COMPSEARCH_SOURCE_DIR) + "/scripts/ort_run.js " + model.string() +
                           " " + in.string() + " " + dims + " " + out.string() + " > " + (dir / "ort.log").string() +
                           " 2>&1";
   const int rc = std::system(cmd.c_str());

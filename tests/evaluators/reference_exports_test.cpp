@@ -59,10 +59,17 @@ void check_exports(const std::string& model_file, const std::string& recipe_text
     const fs::path p = dir / "qdq.onnx";
     compressors::export_model(cm, compressors::ExportFormat::kOnnxQdq, p);
     CHECK(testing::onnx_checker_accepts(p));
-    const double ort = accuracy_of(testing::run_ort(p, x), classes, data);
+    // As written (optimisations off), the QDQ graph computes what compsearch computes in memory.
     // QuantizeLinear divides in float32 where compsearch divides in double: an activation that
     // lands exactly between two steps may round the other way; allow one image of difference.
-    CHECK(std::abs(ort - want) <= 1.0 / kImages + 1e-12);
+    const double exact = accuracy_of(testing::run_ort(p, x, false), classes, data);
+    CHECK(std::abs(exact - want) <= 1.0 / kImages + 1e-12);
+    // With its default optimisations ONNX Runtime fuses DQ -> Conv/Gemm -> Q chains into integer
+    // kernels (int32 bias, requantization), as a deployment runtime would: close, not identical.
+    const double fused = accuracy_of(testing::run_ort(p, x), classes, data);
+    MESSAGE(model_file << ": in-memory accuracy " << want << ", ONNX Runtime on the QDQ export " << exact
+                       << " (as written), " << fused << " (optimised, integer kernels)");
+    CHECK(std::abs(fused - want) <= 0.05);
   }
   if (!has_activations) {
     const fs::path p = dir / "fake.onnx";
@@ -70,11 +77,13 @@ void check_exports(const std::string& model_file, const std::string& recipe_text
     CHECK(accuracy_of(testing::run_ort(p, x), classes, data) == want);
     const model::Graph back = model::load_onnx(p);
     int64_t c2 = 0;
-    CHECK(accuracy_of(evaluators::run_model(back, data, nullptr, eo, c2), c2, data) == want);
+    const auto back_out = evaluators::run_model(back, data, nullptr, eo, c2);
+    CHECK(accuracy_of(back_out, c2, data) == want);
     const fs::path s = dir / "model.safetensors";
     compressors::export_model(cm, compressors::ExportFormat::kSafetensors, s);
     const model::Graph st = compressors::load_safetensors_weights(g, s);
-    CHECK(accuracy_of(evaluators::run_model(st, data, nullptr, eo, c2), c2, data) == want);
+    const auto st_out = evaluators::run_model(st, data, nullptr, eo, c2);
+    CHECK(accuracy_of(st_out, c2, data) == want);
   }
   fs::remove_all(dir);
 }
