@@ -1,0 +1,85 @@
+// Architecture zoo: parameter and MAC counts against published figures and hand computations.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "hardware_models/arch_zoo.h"
+
+namespace hm = compsearch::hardware_models;
+
+namespace {
+int64_t params(const hm::Workload& w) { return w.table.total_params; }
+int64_t macs(const hm::Workload& w) { return w.table.total_macs; }
+}  // namespace
+
+TEST_CASE("Zoo ImageNet networks match published parameter and MAC counts within 1%") {
+  // torchvision model cards: ResNet-18 11.69 M params 1.82 GMACs; ResNet-50 25.56 M 4.09 GMACs;
+  // MobileNetV2 3.50 M 0.30 GMACs; ResNeXt-101 32x8d 88.79 M 16.41 GMACs. MobileNetV1 paper
+  // (Howard et al. 2017, Table 8): 4.2 M params, 569 M mult-adds.
+  struct Ref {
+    const char* name;
+    double params, macs;
+  } refs[] = {{"resnet18", 11.69e6, 1.82e9},  {"resnet50", 25.56e6, 4.09e9},
+              {"mobilenet_v2", 3.50e6, 0.300e9}, {"resnext101_32x8d", 88.79e6, 16.41e9},
+              {"mobilenet_v1", 4.2e6, 0.569e9}};
+  for (const auto& r : refs) {
+    CAPTURE(r.name);
+    const auto w = hm::build_zoo_model(r.name);
+    CHECK(double(params(w)) == doctest::Approx(r.params).epsilon(0.011));
+    CHECK(double(macs(w)) == doctest::Approx(r.macs).epsilon(0.011));
+  }
+}
+
+TEST_CASE("Zoo MLPerf Tiny networks match hand-computed MACs") {
+  // DS-CNN: conv 25x5x64x(10x4) + 4 x (dw 25x5x64x9 + pw 25x5x64x64) + fc 64x12.
+  CHECK(macs(hm::build_zoo_model("ds_cnn_kws")) == 320000 + 4 * (72000 + 512000) + 768);
+  // FC autoencoder: 640-128-128-128-128-8-128-128-128-128-640.
+  CHECK(macs(hm::build_zoo_model("fc_autoencoder")) ==
+        640 * 128 + 3 * 128 * 128 + 128 * 8 + 8 * 128 + 3 * 128 * 128 + 128 * 640);
+  // ResNet-8: conv1 32x32x16x27; stack1 2 x 32x32x16x144; stack2 16x16x32x144 + 16x16x32x288 +
+  // shortcut 16x16x32x16; stack3 8x8x64x288 + 8x8x64x576 + 8x8x64x32; fc 64x10.
+  const int64_t rn8 = 32 * 32 * 16 * 27 + 2 * 32 * 32 * 16 * 144 + 16 * 16 * 32 * 144 + 16 * 16 * 32 * 288 +
+                      16 * 16 * 32 * 16 + 8 * 8 * 64 * 288 + 8 * 8 * 64 * 576 + 8 * 8 * 64 * 32 + 64 * 10;
+  CHECK(macs(hm::build_zoo_model("resnet8_cifar")) == rn8);
+  const auto vww = hm::build_zoo_model("mobilenet_v1_vww");
+  CHECK(vww.table.layers.front().weight_shape == compsearch::model::Shape{8, 3, 3, 3});
+  CHECK(vww.table.layers.back().out_channels == 2);
+  CHECK(vww.table.layers.size() == 28);
+}
+
+TEST_CASE("Zoo layer names and channel sources follow torchvision and DESIGN.md rule 3") {
+  const auto w = hm::build_zoo_model("resnet18");
+  REQUIRE(w.table.layers.size() == 21);
+  CHECK(w.table.layers[0].name == "conv1");
+  CHECK(w.table.layers[1].name == "layer1.0.conv1");
+  // conv1 -> (Relu, MaxPool) -> layer1.0.conv1: a channel source; layer1.0.conv2 is fed by conv1 of
+  // the block; layer1.1.conv1 follows a residual Add, which is not channel-preserving.
+  CHECK(w.channel_source[1] == 0);
+  CHECK(w.channel_source[2] == 1);
+  CHECK(w.table.layers[3].name == "layer1.1.conv1");
+  CHECK(w.channel_source[3] == -1);
+  const auto it = std::find_if(w.table.layers.begin(), w.table.layers.end(),
+                               [](const auto& l) { return l.name == "layer2.0.downsample.0"; });
+  REQUIRE(it != w.table.layers.end());
+  CHECK(it->weight_shape == compsearch::model::Shape{128, 64, 1, 1});
+  CHECK(w.channel_source[it - w.table.layers.begin()] == -1);
+  CHECK(w.table.layers.back().name == "fc");
+  CHECK(w.table.layers.back().op == "Gemm");
+  const auto mb = hm::build_zoo_model("mobilenet_v2");
+  CHECK(mb.table.layers[1].name == "features.1.conv.0.0");
+  CHECK(mb.table.layers[1].depthwise);
+  CHECK(mb.table.layers.back().name == "classifier.1");
+}
+
+TEST_CASE("Zoo specs parse options and reject unknown names and keys") {
+  const auto w = hm::build_zoo_model_from_spec("zoo:mobilenet_v1,alpha=0.25,res=96,classes=5");
+  CHECK(w.table.layers.front().out_channels == 8);
+  CHECK(w.table.layers.back().out_channels == 5);
+  CHECK(w.table.layers.front().output_positions == 48 * 48);
+  CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:vgg16"),
+                       doctest::Contains("zoo model 'vgg16' is unknown; known models: "), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:resnet18,depth=3"),
+                       doctest::Contains("option 'depth=3': unknown option 'depth'"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:resnet18,res=abc"),
+                       doctest::Contains("option 'res=abc'"), std::invalid_argument);
+}
