@@ -272,8 +272,12 @@ int run_trials(const std::vector<std::string>& args, bool best) {
   auto storage = open_storage(p.vm);
   if (!p.vm.count("study-name")) throw UsageError("--study-name is required");
   auto study = Study::load(storage, p.vm["study-name"].as<std::string>());
-  auto trials = best ? study->best_trials() : study->get_trials();
-  print(optuna_cli_trials(trials, study->directions(), p.vm.count("flatten") > 0));
+  const auto trials = study->get_trials();
+  std::vector<int64_t> best_numbers;
+  if (best) {
+    for (const auto& t : best_trials_of(trials, study->directions())) best_numbers.push_back(t.number);
+  }
+  print(optuna_cli_trials(trials, study->directions(), p.vm.count("flatten") > 0, best ? &best_numbers : nullptr));
   return 0;
 }
 

@@ -9,6 +9,8 @@ Run with Debian's /usr/bin/python3 (python3-optuna). Subcommands:
   continue JOURNAL STUDY N      Optuna adds N trials to a study (e.g. one compsearch wrote)
   worker JOURNAL STUDY N TAG    N ask/tell trials, user attr worker=TAG (concurrency test)
   cli JOURNAL ARGS...           Optuna's own CLI (optuna.cli.main) with --storage JOURNAL
+  cli-batch JOURNAL FILE        the same for each argument list in FILE (a JSON list of lists),
+                                printing a JSON list of their outputs (one Python start-up)
 """
 import json
 import math
@@ -153,8 +155,7 @@ def worker(path, study_name, n, tag):
         study.tell(t, x)
 
 
-def cli(path, args):
-    import optuna.cli
+def patch_storage(path):
     import optuna.storages
     import optuna.study.study
 
@@ -166,8 +167,35 @@ def cli(path, args):
 
     optuna.storages.get_storage = get_storage
     optuna.study.study.storages.get_storage = get_storage
+
+
+def cli(path, args):
+    import optuna.cli
+
+    patch_storage(path)
     sys.argv = ["optuna"] + args + ["--storage", path]
     return optuna.cli.main()
+
+
+def cli_batch(path, batch_file):
+    import contextlib
+    import io
+
+    import optuna.cli
+
+    patch_storage(path)
+    with open(batch_file) as f:
+        batches = json.load(f)
+    outputs = []
+    for args in batches:
+        sys.argv = ["optuna"] + args + ["--storage", path]
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = optuna.cli.main()
+        if code:
+            sys.exit(f"optuna {args} exited with {code}")
+        outputs.append(buf.getvalue())
+    print(json.dumps(outputs))
 
 
 def main():
@@ -182,6 +210,8 @@ def main():
         continue_(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "worker":
         worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    elif cmd == "cli-batch":
+        cli_batch(sys.argv[2], sys.argv[3])
     elif cmd == "cli":
         sys.exit(cli(sys.argv[2], sys.argv[3:]))
     else:

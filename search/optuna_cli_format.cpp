@@ -136,7 +136,8 @@ std::string python_timedelta_str(const std::string& start, const std::string& en
 }
 
 nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
-                                         const std::vector<StudyDirection>& directions, bool flatten) {
+                                         const std::vector<StudyDirection>& directions, bool flatten,
+                                         const std::vector<int64_t>* only) {
   const bool multi = directions.size() > 1;
   const std::vector<std::string> attrs = {"number", multi ? "values" : "value", "datetime_start", "datetime_complete",
                                           "duration", "params", "user_attrs", "state"};
@@ -166,7 +167,7 @@ nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
     for (const auto& [name, v] : t.params) add("params", {"params", name}, nlohmann::ordered_json(t.param(name)));
     for (const auto& [key, v] : t.user_attrs) add("user_attrs", {"user_attrs", key}, nlohmann::ordered_json(v));
     add("state", {"state", ""}, to_string(t.state));
-    records.push_back(std::move(r));
+    if (!only || std::find(only->begin(), only->end(), t.number) != only->end()) records.push_back(std::move(r));
   }
   std::vector<Column> columns;
   for (const auto& a : attrs) {

@@ -17,9 +17,11 @@
 
 namespace compsearch::search {
 
-// `optuna trials` (all trials) or `optuna best-trials` (pass the best ones): a JSON array.
+// `optuna trials`: a JSON array of every trial. With `only`, just those numbers (`optuna
+// best-trials`), but with the columns of all trials, as Optuna filters the records last.
 nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
-                                         const std::vector<StudyDirection>& directions, bool flatten);
+                                         const std::vector<StudyDirection>& directions, bool flatten,
+                                         const std::vector<int64_t>* only = nullptr);
 // `optuna ask`: {"number": N, "params": {...}} with params in suggestion order.
 nlohmann::ordered_json optuna_cli_ask(int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
                                       bool flatten);
