@@ -41,6 +41,32 @@ std::string unique_name(const model::Graph& g, const std::string& base) {
   return name;
 }
 
+// Per-axis DequantizeLinear needs opset 13. Raising an opset 11/12 graph to 13 changes two ops
+// that our importer accepts: Squeeze/Unsqueeze take `axes` as an input instead of an attribute,
+// and Softmax switches from "flatten from axis" to "one axis" (the same for 2-D inputs, which
+// we require here).
+void upgrade_to_opset13(model::Graph& g) {
+  if (g.opset_version >= 13) return;
+  for (auto& n : g.nodes) {
+    if ((n.op_type == "Squeeze" || n.op_type == "Unsqueeze") && n.has_attr("axes")) {
+      const std::string name = unique_name(g, n.name.empty() ? n.outputs.at(0) + "_axes" : n.name + "_axes");
+      const auto axes = n.attr_ints("axes", {});
+      g.initializers[name] = Tensor::ints({static_cast<int64_t>(axes.size())}, axes);
+      n.attributes.erase("axes");
+      n.inputs.resize(1);
+      n.inputs.push_back(name);
+    } else if (n.op_type == "Softmax") {
+      auto it = g.value_info.find(n.inputs.at(0));
+      const int64_t axis = n.attr_int("axis", 1);
+      if (it != g.value_info.end() && it->second.shape.size() != 2 && axis != static_cast<int64_t>(it->second.shape.size()) - 1)
+        throw std::runtime_error("onnx-qdq export: node " + n.name +
+                                 ": Softmax over more than one axis cannot be raised to opset 13");
+      n.attributes["axis"] = int_attr(axis);
+    }
+  }
+  g.opset_version = 13;
+}
+
 }  // namespace
 
 ExportFormat export_format_from_string(const std::string& s) {
@@ -63,7 +89,7 @@ model::Graph make_qdq_graph(const CompressedModel& cm) {
   if (cm.needs_calibration())
     throw std::logic_error("make_qdq_graph: activation quantization is not calibrated yet");
   model::Graph g = cm.graph;
-  g.opset_version = std::max<int64_t>(g.opset_version, 13);
+  upgrade_to_opset13(g);
   std::vector<Node> front;                    // weight dequantization, runs first
   std::map<size_t, std::vector<Node>> before;  // activation Q/DQ, just before their layer
   for (const auto& l : cm.table.layers) {
