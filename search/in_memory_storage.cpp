@@ -31,30 +31,25 @@ InMemoryStorage::InMemoryStorage() : worker_prefix_(new_worker_prefix()) {}
 
 std::string InMemoryStorage::worker_id() const { return worker_prefix_ + current_thread_ident(); }
 
-void InMemoryStorage::apply(journal::Op op, nlohmann::ordered_json fields) {
-  const std::string worker = worker_id();
-  state_.apply(nlohmann::json(journal::with_header(op, worker, std::move(fields))), worker);
-}
-
 int64_t InMemoryStorage::create_new_study(const std::vector<StudyDirection>& directions, const std::string& name) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kCreateStudy, journal::create_study_log(directions, name));
+  state_.create_study(name, directions, true);
   return state_.study_id_from_name(name);
 }
 
 void InMemoryStorage::delete_study(int64_t study_id) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kDeleteStudy, {{"study_id", study_id}});
+  state_.delete_study(study_id, true);
 }
 
 void InMemoryStorage::set_study_user_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kSetStudyUserAttr, {{"study_id", study_id}, {"user_attr", {{key, value}}}});
+  state_.set_study_attr(study_id, true, key, value, true);
 }
 
 void InMemoryStorage::set_study_system_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kSetStudySystemAttr, {{"study_id", study_id}, {"system_attr", {{key, value}}}});
+  state_.set_study_attr(study_id, false, key, value, true);
 }
 
 int64_t InMemoryStorage::get_study_id_from_name(const std::string& name) {
@@ -73,15 +68,36 @@ std::vector<FrozenStudy> InMemoryStorage::get_all_studies() {
 }
 
 int64_t InMemoryStorage::create_new_trial(int64_t study_id, const FrozenTrial* template_trial) {
+  FrozenTrial t;
+  if (template_trial) {
+    t.state = template_trial->state;
+    t.values = template_trial->values;
+    t.datetime_start = template_trial->datetime_start;
+    t.datetime_complete = template_trial->datetime_complete;
+    t.params = template_trial->params;
+    t.distributions = template_trial->distributions;
+    t.user_attrs = template_trial->user_attrs;
+    t.system_attrs = template_trial->system_attrs;
+    t.intermediate_values = template_trial->intermediate_values;
+    for (const auto& [name, v] : t.params) {
+      if (!t.distributions.count(name)) {
+        throw std::invalid_argument("template trial: parameter \"" + name + "\" has no distribution");
+      }
+    }
+  } else {
+    t.state = TrialState::kRunning;
+    t.datetime_start = journal::now_frozen();
+  }
+  const std::string worker = worker_id();
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kCreateTrial, journal::create_trial_log(study_id, template_trial));
-  return *state_.last_created_trial(worker_id());
+  state_.create_trial(study_id, std::move(t), worker, true);
+  return *state_.last_created_trial(worker);
 }
 
 void InMemoryStorage::set_trial_param(int64_t trial_id, const std::string& name, double internal_value,
                                       const Distribution& distribution) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kSetTrialParam, journal::set_trial_param_log(trial_id, name, internal_value, distribution));
+  state_.set_trial_param(trial_id, name, internal_value, distribution, true);
 }
 
 int64_t InMemoryStorage::get_trial_id_from_study_id_trial_number(int64_t study_id, int64_t number) {
@@ -90,24 +106,27 @@ int64_t InMemoryStorage::get_trial_id_from_study_id_trial_number(int64_t study_i
 }
 
 bool InMemoryStorage::set_trial_state_values(int64_t trial_id, TrialState state, const std::vector<double>* values) {
+  const std::string worker = worker_id();
+  const std::string now = is_finished(state) || state == TrialState::kRunning ? journal::now_frozen() : std::string();
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kSetTrialStateValues, journal::set_trial_state_values_log(trial_id, state, values));
-  return !(state == TrialState::kRunning && state_.owned_trial(worker_id()) != trial_id);
+  state_.set_trial_state_values(trial_id, state, values ? std::optional<std::vector<double>>(*values) : std::nullopt,
+                                now, worker, true);
+  return !(state == TrialState::kRunning && state_.owned_trial(worker) != trial_id);
 }
 
 void InMemoryStorage::set_trial_intermediate_value(int64_t trial_id, int64_t step, double value) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kSetTrialIntermediateValue, {{"trial_id", trial_id}, {"step", step}, {"intermediate_value", value}});
+  state_.set_trial_intermediate_value(trial_id, step, value, true);
 }
 
 void InMemoryStorage::set_trial_user_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kSetTrialUserAttr, {{"trial_id", trial_id}, {"user_attr", {{key, value}}}});
+  state_.set_trial_attr(trial_id, true, key, value, true);
 }
 
 void InMemoryStorage::set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
-  apply(journal::Op::kSetTrialSystemAttr, {{"trial_id", trial_id}, {"system_attr", {{key, value}}}});
+  state_.set_trial_attr(trial_id, false, key, value, true);
 }
 
 FrozenTrial InMemoryStorage::get_trial(int64_t trial_id) {

@@ -37,7 +37,6 @@ class InMemoryStorage : public Storage {
 
  private:
   std::string worker_id() const;
-  void apply(journal::Op op, nlohmann::ordered_json fields);  // caller holds mutex_
 
   std::mutex mutex_;
   std::string worker_prefix_;

@@ -70,6 +70,8 @@ std::string now_isoformat() {
   return buf;
 }
 
+std::string now_frozen() { return datetime_from_journal(now_isoformat()); }
+
 std::string datetime_from_journal(const std::string& iso) {
   if (iso.size() < 19 || (iso[10] != 'T' && iso[10] != ' ')) {
     throw std::invalid_argument("journal datetime \"" + iso + "\" is not YYYY-MM-DDTHH:MM:SS[.ffffff]");
@@ -192,60 +194,132 @@ bool ReplayState::trial_updatable(int64_t trial_id, bool own) const {
   return true;
 }
 
+void ReplayState::create_study(const std::string& name, std::vector<StudyDirection> directions, bool own) {
+  if (study_by_name_.count(name)) {
+    if (own) {
+      throw DuplicatedStudyError("Another study with name '" + name +
+                                 "' already exists. Please specify a different name, or reuse the existing one.");
+    }
+    return;
+  }
+  FrozenStudy s;
+  s.study_id = next_study_id_++;
+  s.study_name = name;
+  s.directions = std::move(directions);
+  study_trials_[s.study_id];
+  study_by_name_[name] = s.study_id;
+  studies_[s.study_id] = std::move(s);
+}
+
+void ReplayState::delete_study(int64_t study_id, bool own) {
+  if (!study_exists(study_id, own)) return;
+  study_by_name_.erase(studies_[study_id].study_name);
+  studies_.erase(study_id);
+}
+
+void ReplayState::set_study_attr(int64_t study_id, bool user, const std::string& key, const nlohmann::json& value,
+                                 bool own) {
+  if (!study_exists(study_id, own)) return;
+  auto& s = studies_[study_id];
+  (user ? s.user_attrs : s.system_attrs)[key] = value;
+}
+
+void ReplayState::create_trial(int64_t study_id, FrozenTrial t, const std::string& worker, bool own) {
+  if (!study_exists(study_id, own)) return;
+  auto& ids = study_trials_[study_id];
+  t.trial_id = static_cast<int64_t>(trials_.size());
+  t.number = static_cast<int64_t>(ids.size());
+  const int64_t id = t.trial_id;
+  const bool running = t.state == TrialState::kRunning;
+  auto& first_dists = study_param_dists_[study_id];
+  for (const auto& [name, d] : t.distributions) first_dists.emplace(name, d);
+  trials_.push_back(std::move(t));
+  trial_study_.push_back(study_id);
+  ids.push_back(id);
+  if (own) {
+    last_created_[worker] = id;
+    if (running) owned_[worker] = id;
+  }
+}
+
+void ReplayState::set_trial_param(int64_t trial_id, const std::string& name, double internal, Distribution dist,
+                                  bool own) {
+  if (!trial_updatable(trial_id, own)) return;
+  const int64_t study_id = trial_study_[static_cast<size_t>(trial_id)];
+  auto& first_dists = study_param_dists_[study_id];
+  if (auto it = first_dists.find(name); it != first_dists.end()) {
+    try {
+      check_distribution_compatibility(name, it->second, dist);
+    } catch (const std::invalid_argument&) {
+      if (own) throw;
+      return;
+    }
+  } else {
+    first_dists.emplace(name, dist);
+  }
+  auto& t = trials_[static_cast<size_t>(trial_id)];
+  t.params[name] = internal;
+  t.distributions[name] = std::move(dist);
+}
+
+void ReplayState::set_trial_state_values(int64_t trial_id, TrialState state, std::optional<std::vector<double>> values,
+                                         const std::string& datetime, const std::string& worker, bool own) {
+  if (!trial_updatable(trial_id, own)) return;
+  auto& t = trials_[static_cast<size_t>(trial_id)];
+  if (state == TrialState::kRunning && t.state == TrialState::kRunning) return;
+  if (state == TrialState::kRunning) {
+    t.datetime_start = datetime;
+    if (own) owned_[worker] = trial_id;
+  }
+  if (is_finished(state)) t.datetime_complete = datetime;
+  t.state = state;
+  if (values) t.values = std::move(*values);
+}
+
+void ReplayState::set_trial_intermediate_value(int64_t trial_id, int64_t step, double value, bool own) {
+  if (!trial_updatable(trial_id, own)) return;
+  trials_[static_cast<size_t>(trial_id)].intermediate_values[step] = value;
+}
+
+void ReplayState::set_trial_attr(int64_t trial_id, bool user, const std::string& key, const nlohmann::json& value,
+                                 bool own) {
+  if (!trial_updatable(trial_id, own)) return;
+  auto& t = trials_[static_cast<size_t>(trial_id)];
+  (user ? t.user_attrs : t.system_attrs)[key] = value;
+}
+
 void ReplayState::apply(const nlohmann::json& log, const std::string& current_worker) {
   if (!log.is_object()) throw std::invalid_argument("journal record is not a JSON object: " + log.dump());
   const auto op = static_cast<Op>(int_field(log, "op_code"));
-  const auto& worker = field(log, "worker_id");
-  const bool own = worker.is_string() && worker.get_ref<const std::string&>() == current_worker;
+  const auto& worker_json = field(log, "worker_id");
+  const std::string worker = worker_json.is_string() ? worker_json.get<std::string>() : worker_json.dump();
+  const bool own = worker == current_worker;
   switch (op) {
     case Op::kCreateStudy: {
-      const std::string name = field(log, "study_name").get<std::string>();
+      const auto& name = field(log, "study_name");
+      if (!name.is_string()) throw std::invalid_argument("journal record: study_name must be a string: " + log.dump());
       std::vector<StudyDirection> dirs;
       for (const auto& d : field(log, "directions")) {
         int v = d.is_number_integer() ? d.get<int>() : -1;
         if (v < 0 || v > 2) throw std::invalid_argument("journal record: bad study direction " + d.dump());
         dirs.push_back(static_cast<StudyDirection>(v));
       }
-      for (const auto& [id, s] : studies_) {
-        if (s.study_name == name) {
-          if (own) {
-            throw DuplicatedStudyError("Another study with name '" + name +
-                                       "' already exists. Please specify a different name, or reuse the existing one.");
-          }
-          ++logs_applied_;
-          return;
-        }
-      }
-      FrozenStudy s;
-      s.study_id = next_study_id_++;
-      s.study_name = name;
-      s.directions = std::move(dirs);
-      study_trials_[s.study_id];
-      studies_[s.study_id] = std::move(s);
+      create_study(name.get<std::string>(), std::move(dirs), own);
       break;
     }
-    case Op::kDeleteStudy: {
-      int64_t id = int_field(log, "study_id");
-      if (study_exists(id, own)) studies_.erase(id);
+    case Op::kDeleteStudy:
+      delete_study(int_field(log, "study_id"), own);
       break;
-    }
     case Op::kSetStudyUserAttr:
     case Op::kSetStudySystemAttr: {
-      int64_t id = int_field(log, "study_id");
       const bool user = op == Op::kSetStudyUserAttr;
       const auto& a = single_attr(log, user ? "user_attr" : "system_attr");
-      if (study_exists(id, own)) {
-        auto& target = user ? studies_[id].user_attrs : studies_[id].system_attrs;
-        target[a.begin().key()] = a.begin().value();
-      }
+      set_study_attr(int_field(log, "study_id"), user, a.begin().key(), a.begin().value(), own);
       break;
     }
     case Op::kCreateTrial: {
-      int64_t study_id = int_field(log, "study_id");
-      if (!study_exists(study_id, own)) break;
+      const int64_t study_id = int_field(log, "study_id");
       FrozenTrial t;
-      t.trial_id = static_cast<int64_t>(trials_.size());
-      t.number = static_cast<int64_t>(study_trials_[study_id].size());
       if (auto it = log.find("distributions"); it != log.end() && it->is_object()) {
         for (auto d = it->begin(); d != it->end(); ++d) t.distributions[d.key()] = distribution_from_json(d.value());
       }
@@ -279,76 +353,37 @@ void ReplayState::apply(const nlohmann::json& log, const std::string& current_wo
           t.intermediate_values[std::stoll(a.key())] = number(a.value(), "an intermediate value");
         }
       }
-      const int64_t id = t.trial_id;
-      const bool running = t.state == TrialState::kRunning;
-      trials_.push_back(std::move(t));
-      trial_study_.push_back(study_id);
-      study_trials_[study_id].push_back(id);
-      if (own) {
-        last_created_[current_worker] = id;
-        if (running) owned_[current_worker] = id;
-      }
+      create_trial(study_id, std::move(t), worker, own);
       break;
     }
     case Op::kSetTrialParam: {
-      int64_t trial_id = int_field(log, "trial_id");
-      if (!trial_updatable(trial_id, own)) break;
-      const std::string name = field(log, "param_name").get<std::string>();
+      const int64_t trial_id = int_field(log, "trial_id");
+      const auto& name = field(log, "param_name");
+      if (!name.is_string()) throw std::invalid_argument("journal record: param_name must be a string: " + log.dump());
       const double value = number(field(log, "param_value_internal"), "param_value_internal");
-      Distribution dist = distribution_from_json(field(log, "distribution"));
-      const int64_t study_id = trial_study_[static_cast<size_t>(trial_id)];
-      for (int64_t prev : study_trials_[study_id]) {
-        const auto& pt = trials_[static_cast<size_t>(prev)];
-        auto pd = pt.distributions.find(name);
-        if (pt.params.count(name) && pd != pt.distributions.end()) {
-          try {
-            check_distribution_compatibility(name, pd->second, dist);
-          } catch (const std::invalid_argument&) {
-            if (own) throw;
-            ++logs_applied_;
-            return;
-          }
-          break;
-        }
-      }
-      auto& t = trials_[static_cast<size_t>(trial_id)];
-      t.params[name] = value;
-      t.distributions[name] = std::move(dist);
+      set_trial_param(trial_id, name.get<std::string>(), value, distribution_from_json(field(log, "distribution")), own);
       break;
     }
     case Op::kSetTrialStateValues: {
-      int64_t trial_id = int_field(log, "trial_id");
-      if (!trial_updatable(trial_id, own)) break;
+      const int64_t trial_id = int_field(log, "trial_id");
       const TrialState state = state_of(field(log, "state"));
-      auto& t = trials_[static_cast<size_t>(trial_id)];
-      if (state == TrialState::kRunning && t.state == TrialState::kRunning) break;
       std::optional<std::vector<double>> values;
       if (auto it = log.find("values"); it != log.end() && !it->is_null()) values = values_of(*it);
-      if (state == TrialState::kRunning) {
-        t.datetime_start = datetime_from_journal(field(log, "datetime_start").get<std::string>());
-        if (own) owned_[current_worker] = trial_id;
-      }
-      if (is_finished(state)) t.datetime_complete = datetime_from_journal(field(log, "datetime_complete").get<std::string>());
-      t.state = state;
-      if (values) t.values = std::move(*values);
+      std::string datetime;
+      if (state == TrialState::kRunning) datetime = datetime_from_journal(field(log, "datetime_start").get<std::string>());
+      else if (is_finished(state)) datetime = datetime_from_journal(field(log, "datetime_complete").get<std::string>());
+      set_trial_state_values(trial_id, state, std::move(values), datetime, worker, own);
       break;
     }
-    case Op::kSetTrialIntermediateValue: {
-      int64_t trial_id = int_field(log, "trial_id");
-      if (!trial_updatable(trial_id, own)) break;
-      const int64_t step = int_field(log, "step");
-      const double v = number(field(log, "intermediate_value"), "intermediate_value");
-      trials_[static_cast<size_t>(trial_id)].intermediate_values[step] = v;
+    case Op::kSetTrialIntermediateValue:
+      set_trial_intermediate_value(int_field(log, "trial_id"), int_field(log, "step"),
+                                   number(field(log, "intermediate_value"), "intermediate_value"), own);
       break;
-    }
     case Op::kSetTrialUserAttr:
     case Op::kSetTrialSystemAttr: {
-      int64_t trial_id = int_field(log, "trial_id");
       const bool user = op == Op::kSetTrialUserAttr;
       const auto& a = single_attr(log, user ? "user_attr" : "system_attr");
-      if (!trial_updatable(trial_id, own)) break;
-      auto& t = trials_[static_cast<size_t>(trial_id)];
-      (user ? t.user_attrs : t.system_attrs)[a.begin().key()] = a.begin().value();
+      set_trial_attr(int_field(log, "trial_id"), user, a.begin().key(), a.begin().value(), own);
       break;
     }
     default:
@@ -406,10 +441,9 @@ int64_t ReplayState::trial_id_from_number(int64_t study_id, int64_t number) cons
 }
 
 int64_t ReplayState::study_id_from_name(const std::string& name) const {
-  for (const auto& [id, s] : studies_) {
-    if (s.study_name == name) return id;
-  }
-  throw StorageKeyError("no study named \"" + name + "\"");
+  auto it = study_by_name_.find(name);
+  if (it == study_by_name_.end()) throw StorageKeyError("no study named \"" + name + "\"");
+  return it->second;
 }
 
 std::optional<int64_t> ReplayState::owned_trial(const std::string& worker) const {

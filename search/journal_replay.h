@@ -55,6 +55,20 @@ class ReplayState {
   // std::invalid_argument. The state is unchanged when apply throws.
   void apply(const nlohmann::json& log, const std::string& current_worker);
 
+  // The same operations, typed (InMemoryStorage calls these directly, skipping JSON). `worker`
+  // issued the operation; `own` says whether it is the current worker (errors throw) or not
+  // (errors are ignored). Datetimes are in FrozenTrial form.
+  void create_study(const std::string& name, std::vector<StudyDirection> directions, bool own);
+  void delete_study(int64_t study_id, bool own);
+  void set_study_attr(int64_t study_id, bool user, const std::string& key, const nlohmann::json& value, bool own);
+  // `t` holds state, values, datetimes, params, distributions, attributes, intermediate values.
+  void create_trial(int64_t study_id, FrozenTrial t, const std::string& worker, bool own);
+  void set_trial_param(int64_t trial_id, const std::string& name, double internal, Distribution dist, bool own);
+  void set_trial_state_values(int64_t trial_id, TrialState state, std::optional<std::vector<double>> values,
+                              const std::string& datetime, const std::string& worker, bool own);
+  void set_trial_intermediate_value(int64_t trial_id, int64_t step, double value, bool own);
+  void set_trial_attr(int64_t trial_id, bool user, const std::string& key, const nlohmann::json& value, bool own);
+
   const FrozenStudy& study(int64_t study_id) const;  // throws StorageKeyError
   const FrozenTrial& trial(int64_t trial_id) const;  // throws StorageKeyError
   std::vector<FrozenStudy> all_studies() const;
@@ -71,13 +85,20 @@ class ReplayState {
   bool trial_updatable(int64_t trial_id, bool own) const;
 
   std::map<int64_t, FrozenStudy> studies_;
+  std::map<std::string, int64_t> study_by_name_;
   std::vector<FrozenTrial> trials_;  // index = trial id
   std::vector<int64_t> trial_study_;
   std::map<int64_t, std::vector<int64_t>> study_trials_;
+  // The distribution a parameter name first got in each study: later ones must be compatible
+  // (Optuna checks against the first trial having the name; compatibility is an equivalence).
+  std::map<int64_t, std::map<std::string, Distribution>> study_param_dists_;
   int64_t next_study_id_ = 0;
   std::map<std::string, int64_t> owned_;
   std::map<std::string, int64_t> last_created_;
   int64_t logs_applied_ = 0;
 };
+
+// The current time in FrozenTrial form ("YYYY-MM-DD HH:MM:SS.ffffff", local time).
+std::string now_frozen();
 
 }  // namespace compsearch::search::journal
