@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "search/in_memory_storage.h"
 #include "search/journal_storage.h"
 #include "search/python_json.h"
 #include "search/random_sampler.h"
@@ -305,4 +306,49 @@ TEST_CASE("Python and compsearch workers share one journal without losing or ren
   CHECK(per_worker == std::map<std::string, int>{{"cli", 4}, {"cpp1", kPerWorker}, {"cpp2", kPerWorker},
                                                  {"py1", kPerWorker}, {"py2", kPerWorker}});
   check_same(canonical(storage), optuna_view(path));
+}
+
+TEST_CASE("a loop of fresh compsearch ask/tell processes proposes what one in-process loop proposes") {
+  TempDir dir;
+  const auto path = dir.file("loop.journal");
+  const std::string sampler_kwargs = R"({"seed": 0, "population_size": 4})";
+  const std::string space_json =
+      R"({"x": {"name": "FloatDistribution", "attributes": {"low": 0.0, "high": 1.0}}, "k": {"name": "CategoricalDistribution", "attributes": {"choices": ["a", "b"]}}, "n": {"name": "IntDistribution", "attributes": {"low": 1, "high": 5}}})";
+  auto objective = [](double x, const std::string& k, int64_t n) {
+    return std::vector<double>{x + 0.1 * static_cast<double>(n), 1.0 - std::sqrt(x) + (k == "a" ? 0.2 : 0.0)};
+  };
+  constexpr int kTrials = 12;
+  cli("create-study --study-name s --directions minimize minimize --storage " + shell_quote(path));
+  for (int i = 0; i < kTrials; ++i) {
+    auto asked = parse_python_json(cli("ask --storage " + shell_quote(path) +
+                                       " --study-name s --sampler NSGAIISampler --sampler-kwargs " +
+                                       shell_quote(sampler_kwargs) + " --search-space " + shell_quote(space_json)));
+    const auto& p = asked["params"];
+    auto v = objective(p["x"].get<double>(), p["k"].get<std::string>(), p["n"].get<int64_t>());
+    cli("tell --storage " + shell_quote(path) + " --study-name s --trial-number " +
+        std::to_string(asked["number"].get<int64_t>()) + " --values " + python_float_repr(v[0]) + " " +
+        python_float_repr(v[1]));
+  }
+  auto in_process = Study::create(std::make_shared<InMemoryStorage>(), "s",
+                                  {StudyDirection::kMinimize, StudyDirection::kMinimize},
+                                  std::shared_ptr<Sampler>(make_sampler("NSGAIISampler", parse_python_json(sampler_kwargs))));
+  std::vector<std::pair<std::string, Distribution>> space;
+  auto ordered = parse_python_json_ordered(space_json);
+  for (auto it = ordered.begin(); it != ordered.end(); ++it) {
+    space.emplace_back(it.key(), distribution_from_json(nlohmann::json(it.value())));
+  }
+  for (int i = 0; i < kTrials; ++i) {
+    auto t = in_process->ask(space);
+    auto v = objective(t.cached().param("x").get<double>(), t.cached().param("k").get<std::string>(),
+                       t.cached().param("n").get<int64_t>());
+    in_process->tell(t.number(), v);
+  }
+  JournalStorage journal(path);
+  auto a = journal.get_all_trials(0);
+  auto b = in_process->get_trials();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK_MESSAGE(a[i].params == b[i].params, "trial " << i);
+    CHECK(a[i].values == b[i].values);
+  }
 }
