@@ -63,19 +63,21 @@ Workload workload_from_graph(const model::Graph& graph, const model::LayerTable&
   return w;
 }
 
-std::vector<const LayerSetting*> resolve_settings(const compressors::Recipe& recipe,
-                                                  const model::LayerTable& table) {
-  std::vector<const LayerSetting*> out;
-  out.reserve(table.layers.size());
+void resolve_settings(const compressors::Recipe& recipe, const model::LayerTable& table,
+                      std::vector<const LayerSetting*>& out) {
+  out.resize(table.layers.size());
   size_t matched = 0;
-  for (const auto& layer : table.layers) {
-    auto it = recipe.layers.find(layer.name);
-    if (it != recipe.layers.end()) {
-      out.push_back(&it->second);
-      ++matched;
-    } else {
-      out.push_back(&recipe.default_setting);
+  const bool any = !recipe.layers.empty();
+  for (size_t i = 0; i < table.layers.size(); ++i) {
+    const LayerSetting* s = &recipe.default_setting;
+    if (any) {
+      auto it = recipe.layers.find(table.layers[i].name);
+      if (it != recipe.layers.end()) {
+        s = &it->second;
+        ++matched;
+      }
     }
+    out[i] = s;
   }
   if (matched != recipe.layers.size()) {
     for (const auto& [name, setting] : recipe.layers) {
@@ -86,6 +88,12 @@ std::vector<const LayerSetting*> resolve_settings(const compressors::Recipe& rec
       }
     }
   }
+}
+
+std::vector<const LayerSetting*> resolve_settings(const compressors::Recipe& recipe,
+                                                  const model::LayerTable& table) {
+  std::vector<const LayerSetting*> out;
+  resolve_settings(recipe, table, out);
   return out;
 }
 
@@ -96,12 +104,19 @@ double channel_keep(const CompiledLayer& layer, const LayerSetting& s) {
 }
 
 double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, double keep_in) {
+  const double wb = s.w_bits;
+  const double bias_bits_per_channel = 32.0 * layer.has_bias;
+  // Fast path (the common case in a search): no pruning of this layer or its producer.
+  if (s.prune.kind == PruneKind::kNone && keep_in == 1.0 &&
+      (s.w_bits > 8 || s.granularity.kind != GranularityKind::kGroup)) {
+    double bits = wb * layer.weight_elements + bias_bits_per_channel * layer.out_channels;
+    if (s.w_bits <= 8) bits += 16.0 * (s.granularity.kind == GranularityKind::kPerChannel ? layer.out_channels : 1.0);
+    return bits * 0.125;
+  }
   const double keep_out = channel_keep(layer, s);
   const double n = layer.weight_elements * keep_out * keep_in;
   const double out_ch = layer.out_channels * keep_out;
   const double row = layer.reduction_length * keep_in;
-  double bits = 0.0;
-  const double wb = s.w_bits;
   double stored = n;
   double index_bits = 0.0;
   if (s.prune.kind == PruneKind::kUnstructured) {
@@ -111,7 +126,7 @@ double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, do
     stored = n * double(s.prune.n) / double(s.prune.m);
     index_bits = 2.0 * stored;  // NVIDIA's 2-bit metadata per kept weight
   }
-  bits += wb * stored + index_bits;
+  double bits = wb * stored + index_bits;
   if (s.w_bits <= 8) {
     double groups = 1.0;
     if (s.granularity.kind == GranularityKind::kPerChannel) {
@@ -121,8 +136,8 @@ double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, do
     }
     bits += 16.0 * groups;  // fp16 scale (or binary alpha) per group
   }
-  bits += 32.0 * out_ch * layer.has_bias;
-  return bits / 8.0;
+  bits += bias_bits_per_channel * out_ch;
+  return bits * 0.125;
 }
 
 HardwareModel::HardwareModel(TargetProfile profile) : profile_(std::move(profile)) {
@@ -148,6 +163,11 @@ HardwareModel::HardwareModel(TargetProfile profile) : profile_(std::move(profile
   for (int d = 0; d < int(profile_.datapaths.size()); ++d) {
     if (profile_.datapaths[d].bits == 1) xnor_datapath_ = d;
   }
+  ms_per_memory_byte_ = 1e3 / profile_.memory_bandwidth_bytes_per_s.value;
+  ms_per_cache_byte_ = 1e3 / profile_.cache_bandwidth_bytes_per_s.value;
+  cache_bytes_ = profile_.cache_bytes.value;
+  layer_overhead_ms_ = profile_.layer_overhead_us.value * 1e-3;
+  dram_pj_per_byte_ = profile_.dram_energy_pj_per_byte.value;
 }
 
 int HardwareModel::executing_datapath(const LayerSetting& s) const {
@@ -198,8 +218,10 @@ CompiledModel HardwareModel::compile(const Workload& workload, int batch) const 
       // i.e. utilisation = eff × work / (work + eff × peak × fill time).
       const double fill_work = eff * peak * fill_s;
       const double util = work > 0 ? eff * work / (work + fill_work) : eff;
-      L.seconds_per_mac[d] = 1.0 / (peak * util);
+      L.ms_per_mac[d] = 1e3 / (peak * util);
     }
+    L.nm4_eligible = L.nm_axis % 4 == 0;
+    L.per_output_ms = L.output_elements * batch * profile_.utilisation.per_output_ns.value * 1e-6;
   }
   return c;
 }
@@ -215,6 +237,7 @@ void HardwareModel::finalize_layer(LayerEstimate& le) const {
 void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting& s,
                                const LayerSetting* source_setting, int datapath,
                                LayerEstimate& le) const {
+  // Hot path of the search: multiplications by precomputed reciprocals, no allocation.
   const CompiledLayer& L = c.layers[i];
   const Datapath& dp = profile_.datapaths[datapath];
   const double keep_out = channel_keep(L, s);
@@ -223,30 +246,24 @@ void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting
   const double batch = c.batch;
   double macs = L.macs * keep_out * keep_in * batch;
   double sparse_slowdown = 1.0;
-  if (s.prune.kind == PruneKind::kNM && s.prune.n == 2 && s.prune.m == 4 && dp.sparse_2_4 &&
-      L.nm_axis % 4 == 0) {
+  if (s.prune.kind == PruneKind::kNM && L.nm4_eligible && s.prune.n == 2 && s.prune.m == 4 && dp.sparse_2_4) {
     macs *= 0.5;  // sparse tensor cores skip the pruned half...
     sparse_slowdown = 2.0 / dp.sparse_2_4_speedup.value;  // ...at the efficiency sparse kernels reach
   }
   const double wbytes = stored_weight_bytes(L, s, keep_in);
-  const double a_bytes = s.a_bits / 8.0;
-  const double act = (L.input_elements * keep_in + L.output_elements * keep_out) * a_bytes * batch;
-  const bool act_cached = act <= profile_.cache_bytes.value;
-  const double act_bw = act_cached ? profile_.cache_bandwidth_bytes_per_s.value
-                                   : profile_.memory_bandwidth_bytes_per_s.value;
+  const double act = (L.input_elements * keep_in + L.output_elements * keep_out) * (s.a_bits * 0.125) * batch;
+  const bool act_cached = act <= cache_bytes_;
   le.layer = i;
   le.precision = dp.name;
   le.on_host = false;
   le.macs = macs;
   le.weight_bytes = wbytes;
   le.activation_bytes = act;
-  le.compute_ms = (macs * L.seconds_per_mac[datapath] * sparse_slowdown +
-                   L.output_elements * keep_out * batch * profile_.utilisation.per_output_ns.value * 1e-9) * 1e3;
-  le.memory_ms = (wbytes / profile_.memory_bandwidth_bytes_per_s.value + act / act_bw) * 1e3;
-  le.overhead_ms = profile_.layer_overhead_us.value * 1e-3;
+  le.compute_ms = macs * L.ms_per_mac[datapath] * sparse_slowdown + L.per_output_ms * keep_out;
+  le.memory_ms = wbytes * ms_per_memory_byte_ + act * (act_cached ? ms_per_cache_byte_ : ms_per_memory_byte_);
+  le.overhead_ms = layer_overhead_ms_;
   const double dram_bytes = wbytes + (act_cached ? 0.0 : act);
-  le.dynamic_energy_mj = (macs * dp.energy_pj_per_mac.value +
-                          dram_bytes * profile_.dram_energy_pj_per_byte.value) * 1e-9;  // pJ -> mJ
+  le.dynamic_energy_mj = (macs * dp.energy_pj_per_mac.value + dram_bytes * dram_pj_per_byte_) * 1e-9;  // pJ -> mJ
   finalize_layer(le);
 }
 

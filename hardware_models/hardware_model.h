@@ -96,7 +96,9 @@ struct CompiledLayer {
   double has_bias = 0.0;
   int64_t nm_axis = 0;           // input channels per group (Conv) or input features
   int channel_source = -1;
-  std::array<double, 8> seconds_per_mac{};  // per datapath: 1 / (peak × utilisation)
+  bool nm4_eligible = false;     // runs of 4 fit the reduction rows (2:4 sparse tensor cores)
+  double per_output_ms = 0.0;    // per-output-element time of the whole batch, dense
+  std::array<double, 8> ms_per_mac{};  // per datapath: 1e3 / (peak × utilisation)
 };
 
 struct CompiledModel {
@@ -142,6 +144,12 @@ class HardwareModel {
   std::array<int, 33> int_datapath_{};    // bits required -> datapath for integer values
   std::array<int, 33> float_datapath_{};  // bits required -> datapath for floating values
   int xnor_datapath_ = -1;
+  // Reciprocals and copies of profile constants used in the hot path.
+  double ms_per_memory_byte_ = 0.0;
+  double ms_per_cache_byte_ = 0.0;
+  double cache_bytes_ = 0.0;
+  double layer_overhead_ms_ = 0.0;
+  double dram_pj_per_byte_ = 0.0;
 };
 
 class GpuModel : public HardwareModel {
@@ -186,6 +194,9 @@ std::unique_ptr<HardwareModel> make_hardware_model(const TargetProfile& profile)
 // pointers into `recipe`. Unknown layer names in the recipe throw std::invalid_argument.
 std::vector<const compressors::LayerSetting*> resolve_settings(const compressors::Recipe& recipe,
                                                                const model::LayerTable& table);
+// Same, into `out` (reusing its storage: no allocation once it has the model's size).
+void resolve_settings(const compressors::Recipe& recipe, const model::LayerTable& table,
+                      std::vector<const compressors::LayerSetting*>& out);
 
 // Stored bytes of a layer's weights under a setting (DESIGN.md rule 9): weights at their bit width
 // (non-zeros for unstructured, kept weights for N:M, kept channels for channel pruning), one fp16

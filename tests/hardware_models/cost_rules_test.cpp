@@ -303,15 +303,21 @@ TEST_CASE("MCU peak SRAM and flash decide deployability, with the reasons") {
   CHECK(f.reasons[0].find("exceeds the 6.8 KiB of test:mcu") != std::string::npos);
 }
 
-TEST_CASE("A warm estimate does not allocate") {
+TEST_CASE("A warm recipe resolution and estimate do not allocate") {
   const auto model = hm::make_hardware_model(hm::load_profile("gpu:t4"));
   const auto w = two_layers();
   const auto c = model->compile(w, 1);
   const cp::Recipe r = recipe(setting(8, 8));
-  const auto settings = hm::resolve_settings(r, w.table);
+  std::vector<const cp::LayerSetting*> settings;
+  hm::resolve_settings(r, w.table, settings);
   hm::Estimate out;
   model->estimate(c, settings, out);
   const long before = g_allocations.load();
-  for (int i = 0; i < 10; ++i) model->estimate(c, settings, out);
+  for (int i = 0; i < 10; ++i) {
+    hm::resolve_settings(r, w.table, settings);
+    model->estimate(c, settings, out);
+  }
   CHECK(g_allocations.load() == before);
+  CHECK(out.layers.size() == 2);
+  CHECK(out.latency_ms > 0);
 }
