@@ -29,6 +29,11 @@ namespace {
 #define COMPSEARCH_HOT
 #endif
 
+// Below this many weights a parallel region costs more than it saves (and on a loaded machine a
+// fork can cost milliseconds), so small layers run on the calling thread.
+constexpr size_t kParallelMin = size_t{1} << 20;
+inline bool parallel_worth(size_t n) { return n >= kParallelMin; }
+
 inline uint32_t abs_key(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
@@ -305,7 +310,7 @@ int64_t prune_unstructured(std::span<float> w, double ratio, PruneMask* mask) {
   const Selection s = select_smallest(w.data(), n, k);
   const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(n / 4096, 4096));
   int64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+#pragma omp parallel for schedule(static) reduction(+ : total) if (parallel_worth(w.size()))
   for (int64_t r = 0; r < rows; ++r) {
     total += prune_range(w.data(), n * r / rows, n * (r + 1) / rows, s, mask ? mask->data() : nullptr);
   }
@@ -321,7 +326,7 @@ std::vector<int64_t> prune_channels(std::span<float> w, const WeightLayout& layo
   if (k <= 0) return {};
   std::vector<double> norm(O, 0.0);
   // Sum of squares in double, in reduction-row order, so equal channels tie exactly.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(w.size()))
   for (int64_t o = 0; o < O; ++o) {
     double s = 0.0;
     for (int64_t r = 0; r < R; ++r) {
@@ -357,7 +362,7 @@ int64_t prune_n_m(std::span<float> w, const WeightLayout& layout, int n, int m, 
   if (mask) mask->assign(w.size(), 0);
   const int64_t O = layout.out_channels, R = layout.row_length();
   int64_t total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+#pragma omp parallel for schedule(static) reduction(+ : total) if (parallel_worth(w.size()))
   for (int64_t o = 0; o < O; ++o) {
     int64_t idx[64];
     int order[64];
@@ -395,14 +400,14 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
   float* data = w.data();
   if (g.kind == GranularityKind::kPerTensor) {
     float amax = 0.0f;
-#pragma omp parallel for schedule(static) reduction(max : amax)
+#pragma omp parallel for schedule(static) reduction(max : amax) if (parallel_worth(w.size()))
     for (int64_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(data[i]));
     double a = amax;
     if (calibration == WeightCalibration::kMse) a = mse_amax(std::vector<float>(w.begin(), w.end()), a, qmax);
     const double scale = scale_from_amax(a, qmax);
     if (out) out->scales[0] = scale;
     const int64_t chunks = std::max<int64_t>(1, n / 65536);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(w.size()))
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
       quantize_contiguous(data + b, e - b, scale, qmax, q ? q + b : nullptr);
@@ -413,7 +418,7 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
   const int64_t R = layout.row_length();
   if (g.kind == GranularityKind::kPerChannel && !layout.transposed) {
     // A channel is a contiguous block; order inside it does not matter for one scale.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(w.size()))
     for (int64_t o = 0; o < layout.out_channels; ++o) {
       float* row = data + o * R;
       double a = amax_contiguous(row, R);
@@ -435,7 +440,7 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
     std::vector<double> scale(O);
     for (int64_t o = 0; o < O; ++o) scale[o] = scale_from_amax(amax[o], qmax);
     if (out) out->scales = scale;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(w.size()))
     for (int64_t r = 0; r < R; ++r) {
       float* row = data + r * O;
       for (int64_t o = 0; o < O; ++o) {
@@ -448,7 +453,7 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
     return;
   }
   // General path: gather each group's indices (group:G, or a transposed layout with mse).
-#pragma omp parallel
+#pragma omp parallel if (parallel_worth(w.size()))
   {
     std::vector<int64_t> idx;
     std::vector<float> vals;
@@ -511,7 +516,7 @@ void binarize_weights(std::span<float> w, const WeightLayout& layout, const Gran
     binarize(idx, 0);
     return;
   }
-#pragma omp parallel
+#pragma omp parallel if (parallel_worth(w.size()))
   {
     std::vector<int64_t> idx;
 #pragma omp for schedule(static)
@@ -576,7 +581,7 @@ float half_bits_to_float(uint16_t h) {
 
 void round_weights_to_half(std::span<float> w) {
   const int64_t n = static_cast<int64_t>(w.size());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (parallel_worth(w.size()))
   for (int64_t i = 0; i < n; ++i) w[i] = round_to_half(w[i]);
 }
 
@@ -610,7 +615,7 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
     }
     int64_t total = 0;
     float* data = w.data();
-#pragma omp parallel for schedule(static) reduction(+ : total)
+#pragma omp parallel for schedule(static) reduction(+ : total) if (parallel_worth(w.size()))
     for (int64_t o = 0; o < O; ++o) {
       float* row = data + o * R;
       if (k > 0) total += prune_range(data, o * R, (o + 1) * R, s, nullptr);
