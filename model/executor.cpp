@@ -1112,33 +1112,19 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
 
 void Executor::set_layer_input_hook(LayerInputHook hook) { impl_->hook = std::move(hook); }
 
-std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
-  const Impl& im = *impl_;
+namespace {
+
+// Runs every step once on `inputs` with `threads` threads inside the kernels.
+std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor>& inputs, int threads,
+                              bool use_hook) {
   const Graph& graph = *im.graph;
-  if (inputs.size() != graph.inputs.size()) {
-    throw std::invalid_argument("the model has " + std::to_string(graph.inputs.size()) +
-                                " inputs, " + std::to_string(inputs.size()) + " given");
-  }
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const ValueInfo& vi = graph.inputs[i];
-    const Shape& s = inputs[i].shape;
-    bool ok = s.size() == vi.shape.size() && inputs[i].is_float() == (vi.dtype == DType::kFloat32 || vi.dtype == DType::kFloat16);
-    for (size_t d = 1; ok && d < s.size(); ++d) ok = vi.shape[d] < 0 || vi.shape[d] == s[d];
-    if (ok && inputs[i].is_float() && static_cast<int64_t>(inputs[i].f32.size()) != inputs[i].numel()) ok = false;
-    if (!ok) {
-      throw std::invalid_argument("model input '" + vi.name + "' expects shape " +
-                                  shape_to_string(vi.shape) + " (first dim = batch, -1 = any) of " +
-                                  dtype_name(vi.dtype) + ", got " + shape_to_string(s) + " of " +
-                                  dtype_name(inputs[i].dtype));
-    }
-  }
   auto ws = im.acquire();
   struct Return {  // hands the workspace back even when a node throws
-    const Impl& im;
+    const Executor::Impl& im;
     std::unique_ptr<Workspace>& ws;
     ~Return() { im.give_back(std::move(ws)); }
   } giver{im, ws};
-  OpContext ctx{im.threads, graph.opset_version};
+  OpContext ctx{threads, graph.opset_version};
   auto value = [&](int s) -> const Tensor* {
     if (s < 0) return nullptr;
     if (static_cast<size_t>(s) < im.n_inputs) return &inputs[s];
@@ -1151,7 +1137,7 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
     const Node& node = graph.nodes[step.node_index];
     in.clear();
     for (int s : step.inputs) in.push_back(value(s));
-    if (step.hooked && im.hook) {
+    if (use_hook && step.hooked && im.hook) {
       ws->hooked_input = *in[0];
       im.hook(step.node_index, ws->hooked_input);
       in[0] = &ws->hooked_input;
@@ -1178,6 +1164,83 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
   }
   std::vector<Tensor> results;
   for (int s : im.output_slots) results.push_back(*value(s));
+  return results;
+}
+
+}  // namespace
+
+std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
+  const Impl& im = *impl_;
+  const Graph& graph = *im.graph;
+  if (inputs.size() != graph.inputs.size()) {
+    throw std::invalid_argument("the model has " + std::to_string(graph.inputs.size()) +
+                                " inputs, " + std::to_string(inputs.size()) + " given");
+  }
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const ValueInfo& vi = graph.inputs[i];
+    const Shape& s = inputs[i].shape;
+    bool ok = s.size() == vi.shape.size() && inputs[i].is_float() == (vi.dtype == DType::kFloat32 || vi.dtype == DType::kFloat16);
+    for (size_t d = 1; ok && d < s.size(); ++d) ok = vi.shape[d] < 0 || vi.shape[d] == s[d];
+    if (ok && inputs[i].is_float() && static_cast<int64_t>(inputs[i].f32.size()) != inputs[i].numel()) ok = false;
+    if (!ok) {
+      throw std::invalid_argument("model input '" + vi.name + "' expects shape " +
+                                  shape_to_string(vi.shape) + " (first dim = batch, -1 = any) of " +
+                                  dtype_name(vi.dtype) + ", got " + shape_to_string(s) + " of " +
+                                  dtype_name(inputs[i].dtype));
+    }
+  }
+  const int64_t batch = inputs.empty() || inputs[0].shape.empty() ? 0 : inputs[0].shape[0];
+  bool split = !im.hook && im.threads > 1 && batch >= im.threads;
+  for (const auto& t : inputs) split = split && !t.shape.empty() && t.shape[0] == batch;
+  if (!split) return run_steps(im, inputs, im.threads, true);
+  // Coarse-grained batch parallelism: each thread runs the whole graph on a contiguous slice of
+  // the batch with single-threaded kernels, so a batch costs one fork/join instead of one per op
+  // (which matters on a loaded machine, where every barrier waits for a descheduled thread).
+  // With a hook set we keep whole-batch calls (the hook sees the full batch, from one thread).
+  const int nt = im.threads;
+  std::vector<std::vector<Tensor>> parts(nt);
+  std::vector<std::exception_ptr> errors(nt);
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    const int64_t b0 = batch * t / nt, b1 = batch * (t + 1) / nt;
+    try {
+      std::vector<Tensor> slice(inputs.size());
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        const Tensor& x = inputs[i];
+        const int64_t per = batch ? x.numel() / batch : 0;
+        slice[i].dtype = x.dtype;
+        slice[i].shape = x.shape;
+        slice[i].shape[0] = b1 - b0;
+        if (x.is_float()) slice[i].f32.assign(x.f32.begin() + b0 * per, x.f32.begin() + b1 * per);
+        else slice[i].i64.assign(x.i64.begin() + b0 * per, x.i64.begin() + b1 * per);
+      }
+      parts[t] = run_steps(im, slice, 1, false);
+    } catch (...) {
+      errors[t] = std::current_exception();
+    }
+  }
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  std::vector<Tensor> results(parts[0].size());
+  for (size_t o = 0; o < results.size(); ++o) {
+    Tensor& r = results[o];
+    r.dtype = parts[0][o].dtype;
+    r.shape = parts[0][o].shape;
+    if (r.shape.empty()) return run_steps(im, inputs, im.threads, true);
+    r.shape[0] = 0;
+    for (int t = 0; t < nt; ++t) {
+      const Tensor& p = parts[t][o];
+      // An output without the batch as dim 0 cannot be stitched: run the batch whole instead.
+      if (p.shape.empty() || p.shape[0] != batch * (t + 1) / nt - batch * t / nt) {
+        return run_steps(im, inputs, im.threads, true);
+      }
+      r.shape[0] += p.shape[0];
+      r.f32.insert(r.f32.end(), p.f32.begin(), p.f32.end());
+      r.i64.insert(r.i64.end(), p.i64.begin(), p.i64.end());
+    }
+  }
   return results;
 }
 

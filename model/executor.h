@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "model/graph.h"
@@ -9,7 +10,10 @@
 namespace compsearch::model {
 
 struct ExecutorOptions {
-  int threads = 0;  // 0 = OpenMP default
+  // 0 = OpenMP default. Without a hook, a batch of at least `threads` samples is split into
+  // `threads` slices that run the whole graph in parallel; smaller batches parallelise inside
+  // the ops (GEMM rows/columns, convolution samples, pooling planes).
+  int threads = 0;
 };
 
 class Executor {
@@ -19,7 +23,9 @@ class Executor {
 
   // Called with a Conv/Gemm/MatMul node's activation input just before the node computes it;
   // the hook may change it in place (activation fake-quantization) or only observe it
-  // (calibration). node_index indexes Graph::nodes.
+  // (calibration). node_index indexes Graph::nodes. The hook gets a copy (other readers of the
+  // value are unaffected), always sees the whole batch, and is called from the thread that
+  // called run(), one layer at a time; kernels are then parallel inside each op.
   using LayerInputHook = std::function<void(size_t node_index, Tensor& activation)>;
   void set_layer_input_hook(LayerInputHook hook);
 
@@ -28,8 +34,10 @@ class Executor {
   // the model (naming the input, the expected and the given shape).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
 
- private:
+ // Internal state (prepared plan, buffer pool); public only so executor.cpp's helpers can name it.
   struct Impl;
+
+ private:
   std::shared_ptr<Impl> impl_;
 };
 
