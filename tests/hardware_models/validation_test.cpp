@@ -66,7 +66,7 @@ TEST_CASE("Hardware models agree with published latencies and memory within a 30
   Evaluator ev;
   std::vector<double> all, held_out, fit;
   std::map<std::string, std::vector<double>> by_class;
-  std::printf("\n%-34s %-30s %-10s %10s %10s %8s %s\n", "case", "target", "metric", "published", "ours",
+  std::printf("\n%-34s %-30s %-21s %10s %10s %8s %s\n", "case", "target", "metric", "published", "ours",
               "error", "subset");
   for (const auto& c : doc["cases"]) {
     const double ours = ev.metric(c);
@@ -75,7 +75,7 @@ TEST_CASE("Hardware models agree with published latencies and memory within a 30
     const bool is_fit = c["fit"];
     std::string target = c["target"];
     if (target.size() > 30) target = "..." + target.substr(target.size() - 27);
-    std::printf("%-34s %-30s %-10s %10.4g %10.4g %+7.1f%% %s\n", c["id"].get<std::string>().c_str(),
+    std::printf("%-34s %-30s %-21s %10.4g %10.4g %+7.1f%% %s\n", c["id"].get<std::string>().c_str(),
                 target.c_str(), c["metric"].get<std::string>().c_str(), pub, ours, 100 * err,
                 is_fit ? "fit" : "held-out");
     all.push_back(std::abs(err));
