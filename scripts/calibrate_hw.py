@@ -158,6 +158,11 @@ def main():
         etpu = PROFILES / "npu_edgetpu.json"
         print("Edge TPU fill time:", grid(binary, lambda f: set_value(etpu, "utilisation.fill_time_us", f),
                                           [[10, 15, 20, 25, 30, 35, 40]], ["edgetpu-mobilenetv1-224"]))
+        h7a3 = USER / "stm32h7a3.json"
+        print("STM32L4R5 board power:", grid(binary, lambda w: set_value(l4, "idle_power_w", round(w, 4)),
+                                             [[0.06 + 0.0005 * i for i in range(81)]], ["stm32l4r5-ic-energy"]))
+        print("STM32H7A3 board power:", grid(binary, lambda w: set_value(h7a3, "idle_power_w", round(w, 4)),
+                                             [[0.12 + 0.0005 * i for i in range(81)]], ["stm32h7a3-ic-energy"]))
         final = errors(binary)
         print("all cases:", json.dumps({k: round(v, 3) for k, v in final.items()}, indent=0))
     finally:

@@ -48,6 +48,7 @@ struct Evaluator {
     if (metric == "latency_per_sample_ms") return e.latency_ms / e.batch;
     if (metric == "sram_kb") return e.sram_kb;
     if (metric == "flash_kb") return e.flash_kb;
+    if (metric == "energy_mj") return e.energy_mj;
     FAIL("unknown metric " << metric);
     return 0;
   }
@@ -61,7 +62,7 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-TEST_CASE("Hardware models agree with published latencies and memory within a 30% median error") {
+TEST_CASE("Hardware models agree with published latency, memory and energy within a 30% median error") {
   const auto doc = load_cases();
   Evaluator ev;
   std::vector<double> all, held_out, fit;
