@@ -61,13 +61,8 @@ int run_compress(const std::vector<std::string>& args) {
   const std::string model_path = vm["model"].as<std::string>();
   const model::Graph graph = model::load_onnx(model_path);
   const compressors::Recipe recipe = compressors::load_recipe(vm["recipe"].as<std::string>());
-  bool needs_calibration = false;
-  for (const auto& l : model::build_layer_table(graph).layers) {
-    const int a = recipe.setting_for(l.name).a_bits;
-    needs_calibration = needs_calibration || a == 4 || a == 8;
-  }
   std::optional<model::Dataset> calibration;
-  if (needs_calibration)
+  if (experiments::recipe_needs_calibration(graph, recipe))
     calibration = model::load_dataset(vm["calibration-data"].as<std::string>(), vm["calibration-split"].as<std::string>());
   const auto summary = experiments::compress_model(graph, recipe, format, vm["out"].as<std::string>(),
                                                    calibration ? &*calibration : nullptr,

@@ -24,6 +24,14 @@ compressors::Recipe uncompressed_recipe() { return compressors::Recipe{}; }
 
 }  // namespace
 
+bool recipe_needs_calibration(const model::Graph& graph, const compressors::Recipe& recipe) {
+  for (const auto& l : model::build_layer_table(graph).layers) {
+    const int a = recipe.setting_for(l.name).a_bits;
+    if (a == 4 || a == 8) return true;
+  }
+  return false;
+}
+
 RecipeEvaluateResult evaluate_recipe(const model::Graph& graph, const compressors::Recipe& recipe,
                                      const model::Dataset& data, const model::Dataset& calibration,
                                      const RecipeEvaluateOptions& options, const std::string& model_label,

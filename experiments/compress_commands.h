@@ -19,6 +19,9 @@
 
 namespace compsearch::experiments {
 
+// True when some layer of `graph` gets a_bits 4 or 8 from `recipe` (activation calibration needed).
+bool recipe_needs_calibration(const model::Graph& graph, const compressors::Recipe& recipe);
+
 struct RecipeEvaluateOptions {
   int64_t batch_size = 256;
   int threads = 0;
