@@ -3,7 +3,6 @@
 // file JournalStorage(JournalFileStorage(PATH)) opens) and prints the same JSON. Every call is a
 // fresh process: samplers rebuild their state from the study's trials.
 #include <boost/program_options.hpp>
-
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -30,14 +29,15 @@ struct Parsed {
   bool has_values = false;
 };
 
-Parsed parse(const std::vector<std::string>& args, po::options_description& opts, const std::string& verb) {
+Parsed parse(const std::vector<std::string>& args, po::options_description& opts,
+             const std::string& verb) {
   Parsed p;
   std::vector<std::string> rest;
   for (size_t i = 1; i < args.size(); ++i) {
     if (args[i] == "--values") {
       p.has_values = true;
       while (i + 1 < args.size() && !(args[i + 1].rfind("--", 0) == 0 && args[i + 1].size() > 2 &&
-                                       !std::isdigit(static_cast<unsigned char>(args[i + 1][2])))) {
+                                      !std::isdigit(static_cast<unsigned char>(args[i + 1][2])))) {
         p.values.push_back(args[++i]);
       }
       continue;
@@ -55,9 +55,11 @@ Parsed parse(const std::vector<std::string>& args, po::options_description& opts
 }
 
 void add_common(po::options_description& opts, bool study_name_required) {
-  opts.add_options()("help,h", "show this help")("storage", po::value<std::string>(),
-                                                  "journal file (Optuna's JournalFileStorage path); required")(
-      "study-name", study_name_required ? po::value<std::string>()->required() : po::value<std::string>(),
+  opts.add_options()("help,h", "show this help")(
+      "storage", po::value<std::string>(),
+      "journal file (Optuna's JournalFileStorage path); required")(
+      "study-name",
+      study_name_required ? po::value<std::string>()->required() : po::value<std::string>(),
       "name of the study");
 }
 
@@ -71,7 +73,8 @@ std::shared_ptr<Storage> open_storage(const po::variables_map& vm) {
   if (!vm.count("storage")) throw UsageError("--storage PATH is required (a journal file)");
   const std::string path = vm["storage"].as<std::string>();
   if (path.find("://") != std::string::npos) {
-    throw UsageError("--storage " + path + ": database URLs are not supported; give the path of a journal file");
+    throw UsageError("--storage " + path +
+                     ": database URLs are not supported; give the path of a journal file");
   }
   return std::make_shared<JournalStorage>(path);
 }
@@ -87,16 +90,20 @@ bool help(const po::variables_map& vm, const po::options_description& opts) {
   return true;
 }
 
-void print(const nlohmann::ordered_json& j) { std::cout << dump_python_json(j, JsonSeparators::kPython) << std::endl; }
+void print(const nlohmann::ordered_json& j) {
+  std::cout << dump_python_json(j, JsonSeparators::kPython) << std::endl;
+}
 
 int run_create_study(const std::vector<std::string>& args) {
   po::options_description opts(
       "usage: compsearch create-study --storage PATH [--study-name NAME] [--directions D ...] "
-      "[--skip-if-exists]\n\nCreates a study (as `optuna create-study`) and prints its name.\n\noptions");
+      "[--skip-if-exists]\n\nCreates a study (as `optuna create-study`) and prints its "
+      "name.\n\noptions");
   add_common(opts, false);
   opts.add_options()("direction", po::value<std::string>(), "minimize or maximize (one objective)")(
-      "directions", po::value<std::vector<std::string>>()->multitoken(), "minimize|maximize for each objective")(
-      "skip-if-exists", "reuse the study when the name exists");
+      "directions", po::value<std::vector<std::string>>()->multitoken(),
+      "minimize|maximize for each objective")("skip-if-exists",
+                                              "reuse the study when the name exists");
   auto p = parse(args, opts, "create-study");
   if (help(p.vm, opts)) return 0;
   auto storage = open_storage(p.vm);
@@ -104,11 +111,13 @@ int run_create_study(const std::vector<std::string>& args) {
   if (p.vm.count("direction") && p.vm.count("directions")) {
     throw UsageError("Specify only one of `direction` and `directions`.");
   }
-  if (p.vm.count("direction")) dirs.push_back(direction_from_string(p.vm["direction"].as<std::string>()));
+  if (p.vm.count("direction"))
+    dirs.push_back(direction_from_string(p.vm["direction"].as<std::string>()));
   if (p.vm.count("directions")) {
     for (const auto& d : p.vm["directions"].as<std::vector<std::string>>()) {
       if (d != "minimize" && d != "maximize") {
-        throw UsageError("--directions: invalid choice '" + d + "' (choose from 'minimize', 'maximize')");
+        throw UsageError("--directions: invalid choice '" + d +
+                         "' (choose from 'minimize', 'maximize')");
       }
       dirs.push_back(direction_from_string(d));
     }
@@ -134,7 +143,8 @@ std::shared_ptr<Sampler> sampler_for(const po::variables_map& vm, size_t n_objec
   if (vm.count("sampler-kwargs")) {
     if (!vm.count("sampler")) {
       throw UsageError(
-          "`--sampler_kwargs` is set without `--sampler`. Please specify `--sampler` as well or omit "
+          "`--sampler_kwargs` is set without `--sampler`. Please specify `--sampler` as well or "
+          "omit "
           "`--sampler-kwargs`.");
     }
     const std::string text = vm["sampler-kwargs"].as<std::string>();
@@ -145,26 +155,35 @@ std::shared_ptr<Sampler> sampler_for(const po::variables_map& vm, size_t n_objec
     }
   }
   std::string cls;
-  if (vm.count("sampler")) cls = vm["sampler"].as<std::string>();
-  else cls = n_objectives > 1 ? "NSGAIISampler" : "TPESampler";
+  if (vm.count("sampler"))
+    cls = vm["sampler"].as<std::string>();
+  else
+    cls = n_objectives > 1 ? "NSGAIISampler" : "TPESampler";
   return std::shared_ptr<Sampler>(make_sampler(cls, kwargs));
 }
 
 int run_ask(const std::vector<std::string>& args) {
   po::options_description opts(
-      "usage: compsearch ask --storage PATH --study-name NAME [--search-space JSON] [--sampler CLASS] "
-      "[--sampler-kwargs JSON]\n\nCreates a trial, samples the search space and prints {\"number\": N, "
-      "\"params\": {...}} (as `optuna ask`). The study is created (minimize, or --directions) when absent.\n\n"
+      "usage: compsearch ask --storage PATH --study-name NAME [--search-space JSON] [--sampler "
+      "CLASS] "
+      "[--sampler-kwargs JSON]\n\nCreates a trial, samples the search space and prints "
+      "{\"number\": N, "
+      "\"params\": {...}} (as `optuna ask`). The study is created (minimize, or --directions) when "
+      "absent.\n\n"
       "options");
   add_common(opts, false);
   add_format(opts);
-  opts.add_options()("search-space", po::value<std::string>(),
-                     "JSON object: name -> Optuna distribution JSON ({\"name\": \"FloatDistribution\", "
-                     "\"attributes\": {...}})")(
-      "sampler", po::value<std::string>(), "RandomSampler, GridSampler, NSGAIISampler or TPESampler")(
-      "sampler-kwargs", po::value<std::string>(), "JSON object of the sampler's keyword arguments, e.g. {\"seed\": 0}")(
-      "direction", po::value<std::string>(), "deprecated in Optuna: direction of a study created here")(
-      "directions", po::value<std::vector<std::string>>()->multitoken(), "deprecated in Optuna: directions");
+  opts.add_options()(
+      "search-space", po::value<std::string>(),
+      "JSON object: name -> Optuna distribution JSON ({\"name\": \"FloatDistribution\", "
+      "\"attributes\": {...}})")("sampler", po::value<std::string>(),
+                                 "RandomSampler, GridSampler, NSGAIISampler or TPESampler")(
+      "sampler-kwargs", po::value<std::string>(),
+      "JSON object of the sampler's keyword arguments, e.g. {\"seed\": 0}")(
+      "direction", po::value<std::string>(),
+      "deprecated in Optuna: direction of a study created here")(
+      "directions", po::value<std::vector<std::string>>()->multitoken(),
+      "deprecated in Optuna: directions");
   auto p = parse(args, opts, "ask");
   if (help(p.vm, opts)) return 0;
   check_format(p.vm);
@@ -181,7 +200,8 @@ int run_ask(const std::vector<std::string>& args) {
     } catch (const nlohmann::json::exception& e) {
       throw UsageError("--search-space: not JSON: " + std::string(e.what()));
     }
-    if (!j.is_object()) throw UsageError("--search-space: expected a JSON object of name -> distribution");
+    if (!j.is_object())
+      throw UsageError("--search-space: expected a JSON object of name -> distribution");
     for (auto it = j.begin(); it != j.end(); ++it) {
       try {
         space.emplace_back(it.key(), distribution_from_json(nlohmann::json(it.value())));
@@ -191,9 +211,11 @@ int run_ask(const std::vector<std::string>& args) {
     }
   }
   std::vector<StudyDirection> dirs;
-  if (p.vm.count("direction")) dirs.push_back(direction_from_string(p.vm["direction"].as<std::string>()));
+  if (p.vm.count("direction"))
+    dirs.push_back(direction_from_string(p.vm["direction"].as<std::string>()));
   if (p.vm.count("directions")) {
-    for (const auto& d : p.vm["directions"].as<std::vector<std::string>>()) dirs.push_back(direction_from_string(d));
+    for (const auto& d : p.vm["directions"].as<std::vector<std::string>>())
+      dirs.push_back(direction_from_string(d));
   }
   std::unique_ptr<Study> study;
   int64_t study_id;
@@ -203,14 +225,16 @@ int run_ask(const std::vector<std::string>& args) {
     study_id = -1;
   }
   std::vector<StudyDirection> study_dirs =
-      study_id >= 0 ? storage->get_study(study_id).directions
-                    : (dirs.empty() ? std::vector<StudyDirection>{StudyDirection::kMinimize} : dirs);
+      study_id >= 0
+          ? storage->get_study(study_id).directions
+          : (dirs.empty() ? std::vector<StudyDirection>{StudyDirection::kMinimize} : dirs);
   if (study_id >= 0 && !dirs.empty() && dirs != study_dirs) {
     throw std::invalid_argument("Cannot overwrite study direction of \"" + name + "\".");
   }
   auto sampler = sampler_for(p.vm, study_dirs.size());
-  study = study_id >= 0 ? std::make_unique<Study>(storage, study_id, sampler)
-                        : Study::create(storage, name, study_dirs, sampler, /*load_if_exists=*/true);
+  study = study_id >= 0
+              ? std::make_unique<Study>(storage, study_id, sampler)
+              : Study::create(storage, name, study_dirs, sampler, /*load_if_exists=*/true);
   Trial trial = study->ask(space);
   print(optuna_cli_ask(trial.number(), trial.params(), p.vm.count("flatten") > 0));
   return 0;
@@ -232,7 +256,8 @@ int run_tell(const std::vector<std::string>& args) {
       "`optuna tell`).\n\noptions");
   add_common(opts, false);
   opts.add_options()("trial-number", po::value<int64_t>(), "trial number")(
-      "values", "objective values (one per direction)")("state", po::value<std::string>(), "complete, pruned or fail")(
+      "values", "objective values (one per direction)")("state", po::value<std::string>(),
+                                                        "complete, pruned or fail")(
       "skip-if-finished", "do nothing when the trial is already finished");
   auto p = parse(args, opts, "tell");
   if (help(p.vm, opts)) return 0;
@@ -243,7 +268,8 @@ int run_tell(const std::vector<std::string>& args) {
   if (p.vm.count("state")) {
     const std::string s = p.vm["state"].as<std::string>();
     if (s != "complete" && s != "pruned" && s != "fail") {
-      throw UsageError("--state: invalid choice '" + s + "' (choose from 'complete', 'pruned', 'fail')");
+      throw UsageError("--state: invalid choice '" + s +
+                       "' (choose from 'complete', 'pruned', 'fail')");
     }
     state = trial_state_from_string(s);
   }
@@ -254,16 +280,18 @@ int run_tell(const std::vector<std::string>& args) {
     for (const auto& v : p.values) values->push_back(parse_python_float(v));
   }
   auto study = Study::load(storage, p.vm["study-name"].as<std::string>());
-  study->tell(p.vm["trial-number"].as<int64_t>(), values, state, p.vm.count("skip-if-finished") > 0);
+  study->tell(p.vm["trial-number"].as<int64_t>(), values, state,
+              p.vm.count("skip-if-finished") > 0);
   return 0;
 }
 
 int run_trials(const std::vector<std::string>& args, bool best) {
-  po::options_description opts(std::string("usage: compsearch ") + (best ? "best-trials" : "trials") +
-                               " --storage PATH --study-name NAME [--flatten]\n\n" +
-                               (best ? "Prints the study's Pareto-optimal feasible trials"
-                                     : "Prints every trial of the study") +
-                               " as `optuna " + (best ? "best-trials" : "trials") + " -f json` does.\n\noptions");
+  po::options_description opts(
+      std::string("usage: compsearch ") + (best ? "best-trials" : "trials") +
+      " --storage PATH --study-name NAME [--flatten]\n\n" +
+      (best ? "Prints the study's Pareto-optimal feasible trials"
+            : "Prints every trial of the study") +
+      " as `optuna " + (best ? "best-trials" : "trials") + " -f json` does.\n\noptions");
   add_common(opts, false);
   add_format(opts);
   auto p = parse(args, opts, best ? "best-trials" : "trials");
@@ -275,15 +303,18 @@ int run_trials(const std::vector<std::string>& args, bool best) {
   const auto trials = study->get_trials();
   std::vector<int64_t> best_numbers;
   if (best) {
-    for (const auto& t : best_trials_of(trials, study->directions())) best_numbers.push_back(t.number);
+    for (const auto& t : best_trials_of(trials, study->directions()))
+      best_numbers.push_back(t.number);
   }
-  print(optuna_cli_trials(trials, study->directions(), p.vm.count("flatten") > 0, best ? &best_numbers : nullptr));
+  print(optuna_cli_trials(trials, study->directions(), p.vm.count("flatten") > 0,
+                          best ? &best_numbers : nullptr));
   return 0;
 }
 
 int run_studies(const std::vector<std::string>& args) {
   po::options_description opts(
-      "usage: compsearch studies --storage PATH [--flatten]\n\nLists the studies of a journal as `optuna "
+      "usage: compsearch studies --storage PATH [--flatten]\n\nLists the studies of a journal as "
+      "`optuna "
       "studies -f json` does.\n\noptions");
   add_common(opts, false);
   add_format(opts);
@@ -295,14 +326,21 @@ int run_studies(const std::vector<std::string>& args) {
   return 0;
 }
 
-const CommandRegistration kCreateStudy("create-study", "create an Optuna-compatible study in a journal file",
+const CommandRegistration kCreateStudy("create-study",
+                                       "create an Optuna-compatible study in a journal file",
                                        run_create_study);
-const CommandRegistration kAsk("ask", "create a trial and sample its parameters (Optuna's ask)", run_ask);
-const CommandRegistration kTell("tell", "finish a trial with values or a state (Optuna's tell)", run_tell);
+const CommandRegistration kAsk("ask", "create a trial and sample its parameters (Optuna's ask)",
+                               run_ask);
+const CommandRegistration kTell("tell", "finish a trial with values or a state (Optuna's tell)",
+                                run_tell);
 const CommandRegistration kTrials("trials", "print a study's trials as Optuna's CLI does",
-                                  [](const std::vector<std::string>& a) { return run_trials(a, false); });
+                                  [](const std::vector<std::string>& a) {
+                                    return run_trials(a, false);
+                                  });
 const CommandRegistration kBestTrials("best-trials", "print a study's Pareto-optimal trials",
-                                      [](const std::vector<std::string>& a) { return run_trials(a, true); });
+                                      [](const std::vector<std::string>& a) {
+                                        return run_trials(a, true);
+                                      });
 const CommandRegistration kStudies("studies", "list the studies of a journal file", run_studies);
 
 }  // namespace

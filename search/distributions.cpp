@@ -92,7 +92,8 @@ bool valid_choice(const nlohmann::json& c) {
 }
 
 template <class T>
-const nlohmann::json& require(const nlohmann::json& attrs, const char* key, const std::string& cls) {
+const nlohmann::json& require(const nlohmann::json& attrs, const char* key,
+                              const std::string& cls) {
   if (!attrs.contains(key)) {
     throw std::invalid_argument(cls + ": missing attribute \"" + key + "\" in " + attrs.dump());
   }
@@ -102,7 +103,8 @@ const nlohmann::json& require(const nlohmann::json& attrs, const char* key, cons
 double number_attr(const nlohmann::json& attrs, const char* key, const std::string& cls) {
   const auto& v = require<double>(attrs, key, cls);
   if (!v.is_number()) {
-    throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be a number, got " + v.dump());
+    throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be a number, got " +
+                                v.dump());
   }
   return v.get<double>();
 }
@@ -113,14 +115,17 @@ int64_t int_attr(const nlohmann::json& attrs, const char* key, const std::string
   if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
     return static_cast<int64_t>(v.get<double>());
   }
-  throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be an integer, got " + v.dump());
+  throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be an integer, got " +
+                              v.dump());
 }
 
-bool bool_attr(const nlohmann::json& attrs, const char* key, bool fallback, const std::string& cls) {
+bool bool_attr(const nlohmann::json& attrs, const char* key, bool fallback,
+               const std::string& cls) {
   if (!attrs.contains(key) || attrs.at(key).is_null()) return fallback;
   const auto& v = attrs.at(key);
   if (!v.is_boolean()) {
-    throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be a boolean, got " + v.dump());
+    throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be a boolean, got " +
+                                v.dump());
   }
   return v.get<bool>();
 }
@@ -129,26 +134,29 @@ bool bool_attr(const nlohmann::json& attrs, const char* key, bool fallback, cons
 
 FloatDistribution make_float(double low, double high, bool log, std::optional<double> step) {
   if (std::isnan(low) || std::isnan(high)) {
-    throw std::invalid_argument("FloatDistribution: low and high must not be NaN (low=" + repr(low) +
-                                ", high=" + repr(high) + ")");
+    throw std::invalid_argument("FloatDistribution: low and high must not be NaN (low=" +
+                                repr(low) + ", high=" + repr(high) + ")");
   }
   if (log && step) {
-    throw std::invalid_argument("FloatDistribution: the parameter `step` is not supported when `log` is true (step=" +
-                                repr(*step) + ")");
+    throw std::invalid_argument(
+        "FloatDistribution: the parameter `step` is not supported when `log` is true (step=" +
+        repr(*step) + ")");
   }
   if (low > high) {
     throw std::invalid_argument(
-        "FloatDistribution: the `low` value must be smaller than or equal to the `high` value (low=" +
+        "FloatDistribution: the `low` value must be smaller than or equal to the `high` value "
+        "(low=" +
         repr(low) + ", high=" + repr(high) + ")");
   }
   if (log && low <= 0.0) {
     throw std::invalid_argument(
-        "FloatDistribution: the `low` value must be larger than 0 for a log distribution (low=" + repr(low) +
-        ", high=" + repr(high) + ")");
+        "FloatDistribution: the `low` value must be larger than 0 for a log distribution (low=" +
+        repr(low) + ", high=" + repr(high) + ")");
   }
   if (step && !(*step > 0)) {
-    throw std::invalid_argument("FloatDistribution: the `step` value must be non-zero positive value, but step=" +
-                                repr(*step));
+    throw std::invalid_argument(
+        "FloatDistribution: the `step` value must be non-zero positive value, but step=" +
+        repr(*step));
   }
   FloatDistribution d;
   d.low = low;
@@ -160,8 +168,9 @@ FloatDistribution make_float(double low, double high, bool log, std::optional<do
 
 IntDistribution make_int(int64_t low, int64_t high, bool log, int64_t step) {
   if (log && step != 1) {
-    throw std::invalid_argument("IntDistribution: samplers only accept step 1 when `log` is true (step=" +
-                                std::to_string(step) + ")");
+    throw std::invalid_argument(
+        "IntDistribution: samplers only accept step 1 when `log` is true (step=" +
+        std::to_string(step) + ")");
   }
   if (low > high) {
     throw std::invalid_argument(
@@ -170,12 +179,14 @@ IntDistribution make_int(int64_t low, int64_t high, bool log, int64_t step) {
   }
   if (log && low < 1) {
     throw std::invalid_argument(
-        "IntDistribution: the `low` value must be equal to or greater than 1 for a log distribution (low=" +
+        "IntDistribution: the `low` value must be equal to or greater than 1 for a log "
+        "distribution (low=" +
         std::to_string(low) + ", high=" + std::to_string(high) + ")");
   }
   if (step <= 0) {
-    throw std::invalid_argument("IntDistribution: the `step` value must be non-zero positive value, but step=" +
-                                std::to_string(step));
+    throw std::invalid_argument(
+        "IntDistribution: the `step` value must be non-zero positive value, but step=" +
+        std::to_string(step));
   }
   IntDistribution d;
   d.low = low;
@@ -188,15 +199,18 @@ IntDistribution make_int(int64_t low, int64_t high, bool log, int64_t step) {
 
 CategoricalDistribution make_categorical(std::vector<nlohmann::json> choices) {
   if (choices.empty()) {
-    throw std::invalid_argument("CategoricalDistribution: the `choices` must contain one or more elements");
+    throw std::invalid_argument(
+        "CategoricalDistribution: the `choices` must contain one or more elements");
   }
   for (size_t i = 0; i < choices.size(); ++i) {
     if (!valid_choice(choices[i])) {
       throw std::invalid_argument("CategoricalDistribution: choice " + std::to_string(i) + " is " +
-                                  choices[i].dump() + "; expected null, a boolean, a number or a string");
+                                  choices[i].dump() +
+                                  "; expected null, a boolean, a number or a string");
     }
     for (size_t k = 0; k < i; ++k) {
-      if (choices[k].type() == choices[i].type() && categorical_choice_equal(choices[k], choices[i])) {
+      if (choices[k].type() == choices[i].type() &&
+          categorical_choice_equal(choices[k], choices[i])) {
         throw std::invalid_argument("CategoricalDistribution: choice " + choices[i].dump() +
                                     " appears twice (positions " + std::to_string(k) + " and " +
                                     std::to_string(i) + "); choices must be unique");
@@ -246,7 +260,8 @@ Distribution distribution_from_json(const nlohmann::json& j_in) {
     try {
       j = parse_python_json(j.get<std::string>());
     } catch (const nlohmann::json::exception& e) {
-      throw std::invalid_argument("distribution: cannot parse " + j_in.dump() + " as JSON: " + e.what());
+      throw std::invalid_argument("distribution: cannot parse " + j_in.dump() +
+                                  " as JSON: " + e.what());
     }
   }
   if (!j.is_object()) {
@@ -254,11 +269,13 @@ Distribution distribution_from_json(const nlohmann::json& j_in) {
   }
   if (j.contains("name")) {
     if (!j["name"].is_string()) {
-      throw std::invalid_argument("distribution: \"name\" must be a string, got " + j["name"].dump());
+      throw std::invalid_argument("distribution: \"name\" must be a string, got " +
+                                  j["name"].dump());
     }
     const std::string name = j["name"].get<std::string>();
     if (!j.contains("attributes") || !j["attributes"].is_object()) {
-      throw std::invalid_argument("distribution " + name + ": missing object \"attributes\" in " + j.dump());
+      throw std::invalid_argument("distribution " + name + ": missing object \"attributes\" in " +
+                                  j.dump());
     }
     const auto& a = j["attributes"];
     auto check_keys = [&](std::initializer_list<const char*> allowed) {
@@ -279,8 +296,8 @@ Distribution distribution_from_json(const nlohmann::json& j_in) {
     };
     if (name == "FloatDistribution") {
       check_keys({"low", "high", "log", "step"});
-      return make_float(number_attr(a, "low", name), number_attr(a, "high", name), bool_attr(a, "log", false, name),
-                        opt_step("step"));
+      return make_float(number_attr(a, "low", name), number_attr(a, "high", name),
+                        bool_attr(a, "log", false, name), opt_step("step"));
     }
     if (name == "UniformDistribution") {
       check_keys({"low", "high"});
@@ -295,9 +312,12 @@ Distribution distribution_from_json(const nlohmann::json& j_in) {
       return make_float(number_attr(a, "low", name), number_attr(a, "high", name), false,
                         number_attr(a, "q", name));
     }
-    if (name == "IntDistribution" || name == "IntUniformDistribution" || name == "IntLogUniformDistribution") {
-      if (name == "IntDistribution") check_keys({"low", "high", "log", "step"});
-      else check_keys({"low", "high", "step"});
+    if (name == "IntDistribution" || name == "IntUniformDistribution" ||
+        name == "IntLogUniformDistribution") {
+      if (name == "IntDistribution")
+        check_keys({"low", "high", "log", "step"});
+      else
+        check_keys({"low", "high", "step"});
       bool log = name == "IntLogUniformDistribution" ? true : bool_attr(a, "log", false, name);
       int64_t step = a.contains("step") && !a["step"].is_null() ? int_attr(a, "step", name) : 1;
       // Optuna ignores a deprecated IntLogUniformDistribution's step (it is always 1).
@@ -308,35 +328,39 @@ Distribution distribution_from_json(const nlohmann::json& j_in) {
       check_keys({"choices"});
       const auto& c = require<int>(a, "choices", name);
       if (!c.is_array()) {
-        throw std::invalid_argument("distribution CategoricalDistribution: \"choices\" must be an array, got " +
-                                    c.dump());
+        throw std::invalid_argument(
+            "distribution CategoricalDistribution: \"choices\" must be an array, got " + c.dump());
       }
       return make_categorical(std::vector<nlohmann::json>(c.begin(), c.end()));
     }
-    throw std::invalid_argument("distribution: unknown distribution class \"" + name +
-                                "\"; expected FloatDistribution, IntDistribution or CategoricalDistribution");
+    throw std::invalid_argument(
+        "distribution: unknown distribution class \"" + name +
+        "\"; expected FloatDistribution, IntDistribution or CategoricalDistribution");
   }
   if (j.contains("type") && j["type"].is_string()) {
     const std::string type = j["type"].get<std::string>();
     if (type == "categorical") {
       const auto& c = require<int>(j, "choices", type);
-      if (!c.is_array()) throw std::invalid_argument("distribution categorical: \"choices\" must be an array");
+      if (!c.is_array())
+        throw std::invalid_argument("distribution categorical: \"choices\" must be an array");
       return make_categorical(std::vector<nlohmann::json>(c.begin(), c.end()));
     }
     if (type == "float") {
       std::optional<double> step;
       if (j.contains("step") && !j["step"].is_null()) step = number_attr(j, "step", type);
-      return make_float(number_attr(j, "low", type), number_attr(j, "high", type), bool_attr(j, "log", false, type),
-                        step);
+      return make_float(number_attr(j, "low", type), number_attr(j, "high", type),
+                        bool_attr(j, "log", false, type), step);
     }
     if (type == "int") {
       int64_t step = j.contains("step") && !j["step"].is_null() ? int_attr(j, "step", type) : 1;
-      return make_int(int_attr(j, "low", type), int_attr(j, "high", type), bool_attr(j, "log", false, type), step);
+      return make_int(int_attr(j, "low", type), int_attr(j, "high", type),
+                      bool_attr(j, "log", false, type), step);
     }
     throw std::invalid_argument("distribution: unknown distribution type \"" + type +
                                 "\"; expected categorical, float or int");
   }
-  throw std::invalid_argument("distribution: expected {\"name\": ..., \"attributes\": {...}}, got " + j.dump());
+  throw std::invalid_argument(
+      "distribution: expected {\"name\": ..., \"attributes\": {...}}, got " + j.dump());
 }
 
 bool operator==(const Distribution& a, const Distribution& b) {
@@ -365,19 +389,26 @@ double to_internal(const Distribution& d, const nlohmann::json& external) {
     }
     std::string list;
     for (const auto& ch : c->choices) list += (list.empty() ? "" : ", ") + ch.dump();
-    throw std::invalid_argument("value " + external.dump() + " is not one of the choices [" + list + "]");
+    throw std::invalid_argument("value " + external.dump() + " is not one of the choices [" + list +
+                                "]");
   }
   if (!external.is_number() && !external.is_boolean()) {
-    throw std::invalid_argument("value " + external.dump() + " is not a number; a float-castable value is expected");
+    throw std::invalid_argument("value " + external.dump() +
+                                " is not a number; a float-castable value is expected");
   }
   double v = external.is_boolean() ? (external.get<bool>() ? 1.0 : 0.0) : external.get<double>();
   if (std::isnan(v)) throw std::invalid_argument("value NaN is not a valid parameter value");
-  bool log = std::visit([](const auto& x) -> bool {
-    if constexpr (std::is_same_v<std::decay_t<decltype(x)>, CategoricalDistribution>) return false;
-    else return x.log;
-  }, d);
+  bool log = std::visit(
+      [](const auto& x) -> bool {
+        if constexpr (std::is_same_v<std::decay_t<decltype(x)>, CategoricalDistribution>)
+          return false;
+        else
+          return x.log;
+      },
+      d);
   if (log && v <= 0.0) {
-    throw std::invalid_argument("value " + external.dump() + " is invalid for a log distribution (must be > 0)");
+    throw std::invalid_argument("value " + external.dump() +
+                                " is invalid for a log distribution (must be > 0)");
   }
   return v;
 }
@@ -416,7 +447,8 @@ bool is_single(const Distribution& d) {
     if (!f->step) return false;
     Decimal dl = to_decimal(f->low), dh = to_decimal(f->high), ds = to_decimal(*f->step);
     int e = std::min({dl.exponent, dh.exponent, ds.exponent});
-    if (!scale_to(dl, e) || !scale_to(dh, e) || !scale_to(ds, e)) return (f->high - f->low) < *f->step;
+    if (!scale_to(dl, e) || !scale_to(dh, e) || !scale_to(ds, e))
+      return (f->high - f->low) < *f->step;
     return dh.mantissa - dl.mantissa < ds.mantissa;
   }
   if (const auto* i = std::get_if<IntDistribution>(&d)) {
@@ -435,9 +467,10 @@ double single_value(const Distribution& d) {
 void check_distribution_compatibility(const std::string& param_name, const Distribution& old_d,
                                       const Distribution& new_d) {
   if (old_d.index() != new_d.index()) {
-    throw std::invalid_argument("parameter \"" + param_name + "\": cannot set different distribution kind (" +
-                                distribution_to_json_string(old_d) + " then " + distribution_to_json_string(new_d) +
-                                ") to the same parameter name");
+    throw std::invalid_argument(
+        "parameter \"" + param_name + "\": cannot set different distribution kind (" +
+        distribution_to_json_string(old_d) + " then " + distribution_to_json_string(new_d) +
+        ") to the same parameter name");
   }
   auto log_of = [](const Distribution& d) {
     if (const auto* f = std::get_if<FloatDistribution>(&d)) return f->log;
@@ -445,12 +478,15 @@ void check_distribution_compatibility(const std::string& param_name, const Distr
     return false;
   };
   if (log_of(old_d) != log_of(new_d)) {
-    throw std::invalid_argument("parameter \"" + param_name +
-                                "\": cannot set different log configuration to the same parameter name");
+    throw std::invalid_argument(
+        "parameter \"" + param_name +
+        "\": cannot set different log configuration to the same parameter name");
   }
   if (std::holds_alternative<CategoricalDistribution>(old_d) && !(old_d == new_d)) {
-    throw std::invalid_argument("parameter \"" + param_name + "\": CategoricalDistribution does not support dynamic value space (" +
-                                distribution_to_json_string(old_d) + " then " + distribution_to_json_string(new_d) + ")");
+    throw std::invalid_argument(
+        "parameter \"" + param_name +
+        "\": CategoricalDistribution does not support dynamic value space (" +
+        distribution_to_json_string(old_d) + " then " + distribution_to_json_string(new_d) + ")");
   }
 }
 

@@ -11,15 +11,18 @@ namespace compsearch::search {
 
 std::string new_worker_prefix() {
   std::random_device rd;
-  std::mt19937_64 rng((static_cast<uint64_t>(rd()) << 32) ^ rd() ^
-                      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::mt19937_64 rng(
+      (static_cast<uint64_t>(rd()) << 32) ^ rd() ^
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
   uint64_t a = rng(), b = rng();
-  a = (a & ~0xF000ULL) | 0x4000ULL;                             // version 4
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;      // RFC 4122 variant
+  a = (a & ~0xF000ULL) | 0x4000ULL;                         // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%08llx-%04llx-%04llx-%04llx-%012llx-", static_cast<unsigned long long>(a >> 32),
-                static_cast<unsigned long long>((a >> 16) & 0xFFFF), static_cast<unsigned long long>(a & 0xFFFF),
-                static_cast<unsigned long long>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+  std::snprintf(
+      buf, sizeof(buf), "%08llx-%04llx-%04llx-%04llx-%012llx-",
+      static_cast<unsigned long long>(a >> 32), static_cast<unsigned long long>((a >> 16) & 0xFFFF),
+      static_cast<unsigned long long>(a & 0xFFFF), static_cast<unsigned long long>(b >> 48),
+      static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
   return buf;
 }
 
@@ -31,7 +34,8 @@ InMemoryStorage::InMemoryStorage() : worker_prefix_(new_worker_prefix()) {}
 
 std::string InMemoryStorage::worker_id() const { return worker_prefix_ + current_thread_ident(); }
 
-int64_t InMemoryStorage::create_new_study(const std::vector<StudyDirection>& directions, const std::string& name) {
+int64_t InMemoryStorage::create_new_study(const std::vector<StudyDirection>& directions,
+                                          const std::string& name) {
   std::lock_guard lock(mutex_);
   state_.create_study(name, directions, true);
   return state_.study_id_from_name(name);
@@ -42,12 +46,14 @@ void InMemoryStorage::delete_study(int64_t study_id) {
   state_.delete_study(study_id, true);
 }
 
-void InMemoryStorage::set_study_user_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
+void InMemoryStorage::set_study_user_attr(int64_t study_id, const std::string& key,
+                                          const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
   state_.set_study_attr(study_id, true, key, value, true);
 }
 
-void InMemoryStorage::set_study_system_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
+void InMemoryStorage::set_study_system_attr(int64_t study_id, const std::string& key,
+                                            const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
   state_.set_study_attr(study_id, false, key, value, true);
 }
@@ -81,7 +87,8 @@ int64_t InMemoryStorage::create_new_trial(int64_t study_id, const FrozenTrial* t
     t.intermediate_values = template_trial->intermediate_values;
     for (const auto& [name, v] : t.params) {
       if (!t.distributions.count(name)) {
-        throw std::invalid_argument("template trial: parameter \"" + name + "\" has no distribution");
+        throw std::invalid_argument("template trial: parameter \"" + name +
+                                    "\" has no distribution");
       }
     }
   } else {
@@ -94,8 +101,8 @@ int64_t InMemoryStorage::create_new_trial(int64_t study_id, const FrozenTrial* t
   return *state_.last_created_trial(worker);
 }
 
-void InMemoryStorage::set_trial_param(int64_t trial_id, const std::string& name, double internal_value,
-                                      const Distribution& distribution) {
+void InMemoryStorage::set_trial_param(int64_t trial_id, const std::string& name,
+                                      double internal_value, const Distribution& distribution) {
   std::lock_guard lock(mutex_);
   state_.set_trial_param(trial_id, name, internal_value, distribution, true);
 }
@@ -105,11 +112,14 @@ int64_t InMemoryStorage::get_trial_id_from_study_id_trial_number(int64_t study_i
   return state_.trial_id_from_number(study_id, number);
 }
 
-bool InMemoryStorage::set_trial_state_values(int64_t trial_id, TrialState state, const std::vector<double>* values) {
+bool InMemoryStorage::set_trial_state_values(int64_t trial_id, TrialState state,
+                                             const std::vector<double>* values) {
   const std::string worker = worker_id();
-  const std::string now = is_finished(state) || state == TrialState::kRunning ? journal::now_frozen() : std::string();
+  const std::string now =
+      is_finished(state) || state == TrialState::kRunning ? journal::now_frozen() : std::string();
   std::lock_guard lock(mutex_);
-  state_.set_trial_state_values(trial_id, state, values ? std::optional<std::vector<double>>(*values) : std::nullopt,
+  state_.set_trial_state_values(trial_id, state,
+                                values ? std::optional<std::vector<double>>(*values) : std::nullopt,
                                 now, worker, true);
   return !(state == TrialState::kRunning && state_.owned_trial(worker) != trial_id);
 }
@@ -119,12 +129,14 @@ void InMemoryStorage::set_trial_intermediate_value(int64_t trial_id, int64_t ste
   state_.set_trial_intermediate_value(trial_id, step, value, true);
 }
 
-void InMemoryStorage::set_trial_user_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
+void InMemoryStorage::set_trial_user_attr(int64_t trial_id, const std::string& key,
+                                          const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
   state_.set_trial_attr(trial_id, true, key, value, true);
 }
 
-void InMemoryStorage::set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
+void InMemoryStorage::set_trial_system_attr(int64_t trial_id, const std::string& key,
+                                            const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
   state_.set_trial_attr(trial_id, false, key, value, true);
 }
@@ -134,7 +146,8 @@ FrozenTrial InMemoryStorage::get_trial(int64_t trial_id) {
   return state_.trial(trial_id);
 }
 
-std::vector<FrozenTrial> InMemoryStorage::get_all_trials(int64_t study_id, const std::vector<TrialState>& states) {
+std::vector<FrozenTrial> InMemoryStorage::get_all_trials(int64_t study_id,
+                                                         const std::vector<TrialState>& states) {
   std::lock_guard lock(mutex_);
   return state_.all_trials(study_id, states);
 }

@@ -15,10 +15,13 @@ class InMemoryStorage : public Storage {
  public:
   InMemoryStorage();
 
-  int64_t create_new_study(const std::vector<StudyDirection>& directions, const std::string& study_name) override;
+  int64_t create_new_study(const std::vector<StudyDirection>& directions,
+                           const std::string& study_name) override;
   void delete_study(int64_t study_id) override;
-  void set_study_user_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) override;
-  void set_study_system_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) override;
+  void set_study_user_attr(int64_t study_id, const std::string& key,
+                           const nlohmann::json& value) override;
+  void set_study_system_attr(int64_t study_id, const std::string& key,
+                             const nlohmann::json& value) override;
   int64_t get_study_id_from_name(const std::string& study_name) override;
   FrozenStudy get_study(int64_t study_id) override;
   std::vector<FrozenStudy> get_all_studies() override;
@@ -27,12 +30,16 @@ class InMemoryStorage : public Storage {
   void set_trial_param(int64_t trial_id, const std::string& name, double internal_value,
                        const Distribution& distribution) override;
   int64_t get_trial_id_from_study_id_trial_number(int64_t study_id, int64_t number) override;
-  bool set_trial_state_values(int64_t trial_id, TrialState state, const std::vector<double>* values = nullptr) override;
+  bool set_trial_state_values(int64_t trial_id, TrialState state,
+                              const std::vector<double>* values = nullptr) override;
   void set_trial_intermediate_value(int64_t trial_id, int64_t step, double value) override;
-  void set_trial_user_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) override;
-  void set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) override;
+  void set_trial_user_attr(int64_t trial_id, const std::string& key,
+                           const nlohmann::json& value) override;
+  void set_trial_system_attr(int64_t trial_id, const std::string& key,
+                             const nlohmann::json& value) override;
   FrozenTrial get_trial(int64_t trial_id) override;
-  std::vector<FrozenTrial> get_all_trials(int64_t study_id, const std::vector<TrialState>& states = {}) override;
+  std::vector<FrozenTrial> get_all_trials(int64_t study_id,
+                                          const std::vector<TrialState>& states = {}) override;
   std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) override;
 
  private:

@@ -24,19 +24,23 @@ const nlohmann::json& field(const nlohmann::json& log, const char* key) {
 int64_t int_field(const nlohmann::json& log, const char* key) {
   const auto& v = field(log, key);
   if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
-  throw std::invalid_argument(std::string("journal record: \"") + key + "\" must be an integer, got " + v.dump());
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+    return static_cast<int64_t>(v.get<double>());
+  throw std::invalid_argument(std::string("journal record: \"") + key +
+                              "\" must be an integer, got " + v.dump());
 }
 
 double number(const nlohmann::json& v, const char* what) {
   if (v.is_number()) return v.get<double>();
   if (v.is_boolean()) return v.get<bool>() ? 1.0 : 0.0;
-  throw std::invalid_argument(std::string("journal record: ") + what + " must be a number, got " + v.dump());
+  throw std::invalid_argument(std::string("journal record: ") + what + " must be a number, got " +
+                              v.dump());
 }
 
 std::vector<double> values_of(const nlohmann::json& v) {
   std::vector<double> out;
-  if (!v.is_array()) throw std::invalid_argument("journal record: values must be a list, got " + v.dump());
+  if (!v.is_array())
+    throw std::invalid_argument("journal record: values must be a list, got " + v.dump());
   for (const auto& x : v) out.push_back(number(x, "a value"));
   return out;
 }
@@ -51,7 +55,8 @@ TrialState state_of(const nlohmann::json& v) {
 const nlohmann::json& single_attr(const nlohmann::json& log, const char* key) {
   const auto& a = field(log, key);
   if (!a.is_object() || a.size() != 1) {
-    throw std::invalid_argument(std::string("journal record: \"") + key + "\" must hold exactly one key: " + log.dump());
+    throw std::invalid_argument(std::string("journal record: \"") + key +
+                                "\" must hold exactly one key: " + log.dump());
   }
   return a;
 }
@@ -61,12 +66,15 @@ const nlohmann::json& single_attr(const nlohmann::json& log, const char* key) {
 std::string now_isoformat() {
   auto now = std::chrono::system_clock::now();
   auto secs = std::chrono::system_clock::to_time_t(now);
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() % 1000000;
+  auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+      1000000;
   std::tm tm{};
   localtime_r(&secs, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lld", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<long long>(micros));
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06lld", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<long long>(micros));
   return buf;
 }
 
@@ -74,13 +82,15 @@ std::string now_frozen() { return datetime_from_journal(now_isoformat()); }
 
 std::string datetime_from_journal(const std::string& iso) {
   if (iso.size() < 19 || (iso[10] != 'T' && iso[10] != ' ')) {
-    throw std::invalid_argument("journal datetime \"" + iso + "\" is not YYYY-MM-DDTHH:MM:SS[.ffffff]");
+    throw std::invalid_argument("journal datetime \"" + iso +
+                                "\" is not YYYY-MM-DDTHH:MM:SS[.ffffff]");
   }
   std::string out = iso.substr(0, 10) + " " + iso.substr(11, 8);
   std::string frac;
   if (iso.size() > 19 && iso[19] == '.') {
     size_t i = 20;
-    while (i < iso.size() && std::isdigit(static_cast<unsigned char>(iso[i]))) frac.push_back(iso[i++]);
+    while (i < iso.size() && std::isdigit(static_cast<unsigned char>(iso[i])))
+      frac.push_back(iso[i++]);
   }
   frac.resize(6, '0');
   return out + "." + frac;
@@ -93,7 +103,8 @@ std::string datetime_to_journal(const std::string& frozen) {
   return s;
 }
 
-nlohmann::ordered_json with_header(Op op, const std::string& worker_id, nlohmann::ordered_json fields) {
+nlohmann::ordered_json with_header(Op op, const std::string& worker_id,
+                                   nlohmann::ordered_json fields) {
   nlohmann::ordered_json out;
   out["op_code"] = static_cast<int>(op);
   out["worker_id"] = worker_id;
@@ -101,7 +112,8 @@ nlohmann::ordered_json with_header(Op op, const std::string& worker_id, nlohmann
   return out;
 }
 
-nlohmann::ordered_json create_study_log(const std::vector<StudyDirection>& directions, const std::string& name) {
+nlohmann::ordered_json create_study_log(const std::vector<StudyDirection>& directions,
+                                        const std::string& name) {
   nlohmann::ordered_json log;
   log["study_name"] = name;
   nlohmann::ordered_json dirs = nlohmann::ordered_json::array();
@@ -121,11 +133,13 @@ nlohmann::ordered_json create_trial_log(int64_t study_id, const FrozenTrial* t) 
     log["value"] = nullptr;
     log["values"] = t->values;
   } else {
-    log["value"] = t->values.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t->values[0]);
+    log["value"] =
+        t->values.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t->values[0]);
     log["values"] = nullptr;
   }
-  log["datetime_start"] = t->datetime_start ? nlohmann::ordered_json(datetime_to_journal(*t->datetime_start))
-                                            : nlohmann::ordered_json(nullptr);
+  log["datetime_start"] = t->datetime_start
+                              ? nlohmann::ordered_json(datetime_to_journal(*t->datetime_start))
+                              : nlohmann::ordered_json(nullptr);
   if (t->datetime_complete) log["datetime_complete"] = datetime_to_journal(*t->datetime_complete);
   nlohmann::ordered_json dists = nlohmann::ordered_json::object();
   nlohmann::ordered_json params = nlohmann::ordered_json::object();
@@ -135,12 +149,15 @@ nlohmann::ordered_json create_trial_log(int64_t study_id, const FrozenTrial* t) 
     if (d == t->distributions.end()) {
       throw std::invalid_argument("template trial: parameter \"" + name + "\" has no distribution");
     }
-    if (std::holds_alternative<CategoricalDistribution>(d->second)) params[name] = static_cast<int64_t>(v);
-    else params[name] = v;
+    if (std::holds_alternative<CategoricalDistribution>(d->second))
+      params[name] = static_cast<int64_t>(v);
+    else
+      params[name] = v;
   }
   log["distributions"] = dists;
   log["params"] = params;
-  nlohmann::ordered_json ua = nlohmann::ordered_json::object(), sa = nlohmann::ordered_json::object();
+  nlohmann::ordered_json ua = nlohmann::ordered_json::object(),
+                         sa = nlohmann::ordered_json::object();
   for (const auto& [k, v] : t->user_attrs) ua[k] = nlohmann::ordered_json(v);
   for (const auto& [k, v] : t->system_attrs) sa[k] = nlohmann::ordered_json(v);
   log["user_attrs"] = ua;
@@ -151,54 +168,65 @@ nlohmann::ordered_json create_trial_log(int64_t study_id, const FrozenTrial* t) 
   return log;
 }
 
-nlohmann::ordered_json set_trial_param_log(int64_t trial_id, const std::string& name, double internal,
-                                           const Distribution& distribution) {
+nlohmann::ordered_json set_trial_param_log(int64_t trial_id, const std::string& name,
+                                           double internal, const Distribution& distribution) {
   nlohmann::ordered_json log;
   log["trial_id"] = trial_id;
   log["param_name"] = name;
   // Optuna's CategoricalDistribution.to_internal_repr returns the int index.
-  if (std::holds_alternative<CategoricalDistribution>(distribution)) log["param_value_internal"] = static_cast<int64_t>(internal);
-  else log["param_value_internal"] = internal;
+  if (std::holds_alternative<CategoricalDistribution>(distribution))
+    log["param_value_internal"] = static_cast<int64_t>(internal);
+  else
+    log["param_value_internal"] = internal;
   log["distribution"] = distribution_to_json_string(distribution);
   return log;
 }
 
-nlohmann::ordered_json set_trial_state_values_log(int64_t trial_id, TrialState state, const std::vector<double>* values) {
+nlohmann::ordered_json set_trial_state_values_log(int64_t trial_id, TrialState state,
+                                                  const std::vector<double>* values) {
   nlohmann::ordered_json log;
   log["trial_id"] = trial_id;
   log["state"] = static_cast<int>(state);
   log["values"] = values ? nlohmann::ordered_json(*values) : nlohmann::ordered_json(nullptr);
-  if (state == TrialState::kRunning) log["datetime_start"] = now_isoformat();
-  else if (is_finished(state)) log["datetime_complete"] = now_isoformat();
+  if (state == TrialState::kRunning)
+    log["datetime_start"] = now_isoformat();
+  else if (is_finished(state))
+    log["datetime_complete"] = now_isoformat();
   return log;
 }
 
 bool ReplayState::study_exists(int64_t study_id, bool own) const {
   if (studies_.count(study_id)) return true;
-  if (own) throw StorageKeyError(std::string(kNotFound) + " (study id " + std::to_string(study_id) + ")");
+  if (own)
+    throw StorageKeyError(std::string(kNotFound) + " (study id " + std::to_string(study_id) + ")");
   return false;
 }
 
 bool ReplayState::trial_updatable(int64_t trial_id, bool own) const {
   if (trial_id < 0 || trial_id >= static_cast<int64_t>(trials_.size())) {
-    if (own) throw StorageKeyError(std::string(kNotFound) + " (trial id " + std::to_string(trial_id) + ")");
+    if (own)
+      throw StorageKeyError(std::string(kNotFound) + " (trial id " + std::to_string(trial_id) +
+                            ")");
     return false;
   }
   const auto& t = trials_[static_cast<size_t>(trial_id)];
   if (is_finished(t.state)) {
     if (own) {
-      throw TrialFinishedError("Trial#" + std::to_string(t.number) + " has already finished and can not be updated.");
+      throw TrialFinishedError("Trial#" + std::to_string(t.number) +
+                               " has already finished and can not be updated.");
     }
     return false;
   }
   return true;
 }
 
-void ReplayState::create_study(const std::string& name, std::vector<StudyDirection> directions, bool own) {
+void ReplayState::create_study(const std::string& name, std::vector<StudyDirection> directions,
+                               bool own) {
   if (study_by_name_.count(name)) {
     if (own) {
-      throw DuplicatedStudyError("Another study with name '" + name +
-                                 "' already exists. Please specify a different name, or reuse the existing one.");
+      throw DuplicatedStudyError(
+          "Another study with name '" + name +
+          "' already exists. Please specify a different name, or reuse the existing one.");
     }
     return;
   }
@@ -217,14 +245,15 @@ void ReplayState::delete_study(int64_t study_id, bool own) {
   studies_.erase(study_id);
 }
 
-void ReplayState::set_study_attr(int64_t study_id, bool user, const std::string& key, const nlohmann::json& value,
-                                 bool own) {
+void ReplayState::set_study_attr(int64_t study_id, bool user, const std::string& key,
+                                 const nlohmann::json& value, bool own) {
   if (!study_exists(study_id, own)) return;
   auto& s = studies_[study_id];
   (user ? s.user_attrs : s.system_attrs)[key] = value;
 }
 
-void ReplayState::create_trial(int64_t study_id, FrozenTrial t, const std::string& worker, bool own) {
+void ReplayState::create_trial(int64_t study_id, FrozenTrial t, const std::string& worker,
+                               bool own) {
   if (!study_exists(study_id, own)) return;
   auto& ids = study_trials_[study_id];
   t.trial_id = static_cast<int64_t>(trials_.size());
@@ -242,8 +271,8 @@ void ReplayState::create_trial(int64_t study_id, FrozenTrial t, const std::strin
   }
 }
 
-void ReplayState::set_trial_param(int64_t trial_id, const std::string& name, double internal, Distribution dist,
-                                  bool own) {
+void ReplayState::set_trial_param(int64_t trial_id, const std::string& name, double internal,
+                                  Distribution dist, bool own) {
   if (!trial_updatable(trial_id, own)) return;
   const int64_t study_id = trial_study_[static_cast<size_t>(trial_id)];
   auto& first_dists = study_param_dists_[study_id];
@@ -262,8 +291,10 @@ void ReplayState::set_trial_param(int64_t trial_id, const std::string& name, dou
   t.distributions[name] = std::move(dist);
 }
 
-void ReplayState::set_trial_state_values(int64_t trial_id, TrialState state, std::optional<std::vector<double>> values,
-                                         const std::string& datetime, const std::string& worker, bool own) {
+void ReplayState::set_trial_state_values(int64_t trial_id, TrialState state,
+                                         std::optional<std::vector<double>> values,
+                                         const std::string& datetime, const std::string& worker,
+                                         bool own) {
   if (!trial_updatable(trial_id, own)) return;
   auto& t = trials_[static_cast<size_t>(trial_id)];
   if (state == TrialState::kRunning && t.state == TrialState::kRunning) return;
@@ -276,32 +307,37 @@ void ReplayState::set_trial_state_values(int64_t trial_id, TrialState state, std
   if (values) t.values = std::move(*values);
 }
 
-void ReplayState::set_trial_intermediate_value(int64_t trial_id, int64_t step, double value, bool own) {
+void ReplayState::set_trial_intermediate_value(int64_t trial_id, int64_t step, double value,
+                                               bool own) {
   if (!trial_updatable(trial_id, own)) return;
   trials_[static_cast<size_t>(trial_id)].intermediate_values[step] = value;
 }
 
-void ReplayState::set_trial_attr(int64_t trial_id, bool user, const std::string& key, const nlohmann::json& value,
-                                 bool own) {
+void ReplayState::set_trial_attr(int64_t trial_id, bool user, const std::string& key,
+                                 const nlohmann::json& value, bool own) {
   if (!trial_updatable(trial_id, own)) return;
   auto& t = trials_[static_cast<size_t>(trial_id)];
   (user ? t.user_attrs : t.system_attrs)[key] = value;
 }
 
 void ReplayState::apply(const nlohmann::json& log, const std::string& current_worker) {
-  if (!log.is_object()) throw std::invalid_argument("journal record is not a JSON object: " + log.dump());
+  if (!log.is_object())
+    throw std::invalid_argument("journal record is not a JSON object: " + log.dump());
   const auto op = static_cast<Op>(int_field(log, "op_code"));
   const auto& worker_json = field(log, "worker_id");
-  const std::string worker = worker_json.is_string() ? worker_json.get<std::string>() : worker_json.dump();
+  const std::string worker =
+      worker_json.is_string() ? worker_json.get<std::string>() : worker_json.dump();
   const bool own = worker == current_worker;
   switch (op) {
     case Op::kCreateStudy: {
       const auto& name = field(log, "study_name");
-      if (!name.is_string()) throw std::invalid_argument("journal record: study_name must be a string: " + log.dump());
+      if (!name.is_string())
+        throw std::invalid_argument("journal record: study_name must be a string: " + log.dump());
       std::vector<StudyDirection> dirs;
       for (const auto& d : field(log, "directions")) {
         int v = d.is_number_integer() ? d.get<int>() : -1;
-        if (v < 0 || v > 2) throw std::invalid_argument("journal record: bad study direction " + d.dump());
+        if (v < 0 || v > 2)
+          throw std::invalid_argument("journal record: bad study direction " + d.dump());
         dirs.push_back(static_cast<StudyDirection>(v));
       }
       create_study(name.get<std::string>(), std::move(dirs), own);
@@ -321,12 +357,14 @@ void ReplayState::apply(const nlohmann::json& log, const std::string& current_wo
       const int64_t study_id = int_field(log, "study_id");
       FrozenTrial t;
       if (auto it = log.find("distributions"); it != log.end() && it->is_object()) {
-        for (auto d = it->begin(); d != it->end(); ++d) t.distributions[d.key()] = distribution_from_json(d.value());
+        for (auto d = it->begin(); d != it->end(); ++d)
+          t.distributions[d.key()] = distribution_from_json(d.value());
       }
       if (auto it = log.find("params"); it != log.end() && it->is_object()) {
         for (auto p = it->begin(); p != it->end(); ++p) {
           if (!t.distributions.count(p.key())) {
-            throw std::invalid_argument("journal record: param \"" + p.key() + "\" has no distribution: " + log.dump());
+            throw std::invalid_argument("journal record: param \"" + p.key() +
+                                        "\" has no distribution: " + log.dump());
           }
           t.params[p.key()] = number(p.value(), "a param value");
         }
@@ -359,9 +397,11 @@ void ReplayState::apply(const nlohmann::json& log, const std::string& current_wo
     case Op::kSetTrialParam: {
       const int64_t trial_id = int_field(log, "trial_id");
       const auto& name = field(log, "param_name");
-      if (!name.is_string()) throw std::invalid_argument("journal record: param_name must be a string: " + log.dump());
+      if (!name.is_string())
+        throw std::invalid_argument("journal record: param_name must be a string: " + log.dump());
       const double value = number(field(log, "param_value_internal"), "param_value_internal");
-      set_trial_param(trial_id, name.get<std::string>(), value, distribution_from_json(field(log, "distribution")), own);
+      set_trial_param(trial_id, name.get<std::string>(), value,
+                      distribution_from_json(field(log, "distribution")), own);
       break;
     }
     case Op::kSetTrialStateValues: {
@@ -370,14 +410,17 @@ void ReplayState::apply(const nlohmann::json& log, const std::string& current_wo
       std::optional<std::vector<double>> values;
       if (auto it = log.find("values"); it != log.end() && !it->is_null()) values = values_of(*it);
       std::string datetime;
-      if (state == TrialState::kRunning) datetime = datetime_from_journal(field(log, "datetime_start").get<std::string>());
-      else if (is_finished(state)) datetime = datetime_from_journal(field(log, "datetime_complete").get<std::string>());
+      if (state == TrialState::kRunning)
+        datetime = datetime_from_journal(field(log, "datetime_start").get<std::string>());
+      else if (is_finished(state))
+        datetime = datetime_from_journal(field(log, "datetime_complete").get<std::string>());
       set_trial_state_values(trial_id, state, std::move(values), datetime, worker, own);
       break;
     }
     case Op::kSetTrialIntermediateValue:
       set_trial_intermediate_value(int_field(log, "trial_id"), int_field(log, "step"),
-                                   number(field(log, "intermediate_value"), "intermediate_value"), own);
+                                   number(field(log, "intermediate_value"), "intermediate_value"),
+                                   own);
       break;
     case Op::kSetTrialUserAttr:
     case Op::kSetTrialSystemAttr: {
@@ -387,14 +430,16 @@ void ReplayState::apply(const nlohmann::json& log, const std::string& current_wo
       break;
     }
     default:
-      throw std::invalid_argument("journal record: unknown op_code " + field(log, "op_code").dump());
+      throw std::invalid_argument("journal record: unknown op_code " +
+                                  field(log, "op_code").dump());
   }
   ++logs_applied_;
 }
 
 const FrozenStudy& ReplayState::study(int64_t study_id) const {
   auto it = studies_.find(study_id);
-  if (it == studies_.end()) throw StorageKeyError(std::string(kNotFound) + " (study id " + std::to_string(study_id) + ")");
+  if (it == studies_.end())
+    throw StorageKeyError(std::string(kNotFound) + " (study id " + std::to_string(study_id) + ")");
   return it->second;
 }
 
@@ -411,12 +456,14 @@ std::vector<FrozenStudy> ReplayState::all_studies() const {
   return out;
 }
 
-std::vector<FrozenTrial> ReplayState::all_trials(int64_t study_id, const std::vector<TrialState>& states) const {
+std::vector<FrozenTrial> ReplayState::all_trials(int64_t study_id,
+                                                 const std::vector<TrialState>& states) const {
   study(study_id);
   std::vector<FrozenTrial> out;
   for (int64_t id : study_trials_.at(study_id)) {
     const auto& t = trials_[static_cast<size_t>(id)];
-    if (states.empty() || std::find(states.begin(), states.end(), t.state) != states.end()) out.push_back(t);
+    if (states.empty() || std::find(states.begin(), states.end(), t.state) != states.end())
+      out.push_back(t);
   }
   return out;
 }
@@ -433,9 +480,10 @@ std::vector<FrozenTrial> ReplayState::trials_from(int64_t study_id, int64_t firs
 
 int64_t ReplayState::trial_id_from_number(int64_t study_id, int64_t number) const {
   auto it = study_trials_.find(study_id);
-  if (it == study_trials_.end() || number < 0 || number >= static_cast<int64_t>(it->second.size())) {
-    throw StorageKeyError("No trial with trial number " + std::to_string(number) + " exists in study with study_id " +
-                          std::to_string(study_id) + ".");
+  if (it == study_trials_.end() || number < 0 ||
+      number >= static_cast<int64_t>(it->second.size())) {
+    throw StorageKeyError("No trial with trial number " + std::to_string(number) +
+                          " exists in study with study_id " + std::to_string(study_id) + ".");
   }
   return it->second[static_cast<size_t>(number)];
 }

@@ -7,10 +7,9 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "search/storage.h"
 
@@ -38,14 +37,16 @@ std::string datetime_from_journal(const std::string& iso);
 std::string datetime_to_journal(const std::string& frozen);
 
 // Log records (without op_code and worker_id, which the writer adds first, as Optuna does).
-nlohmann::ordered_json create_study_log(const std::vector<StudyDirection>& directions, const std::string& name);
+nlohmann::ordered_json create_study_log(const std::vector<StudyDirection>& directions,
+                                        const std::string& name);
 nlohmann::ordered_json create_trial_log(int64_t study_id, const FrozenTrial* template_trial);
-nlohmann::ordered_json set_trial_param_log(int64_t trial_id, const std::string& name, double internal,
-                                           const Distribution& distribution);
+nlohmann::ordered_json set_trial_param_log(int64_t trial_id, const std::string& name,
+                                           double internal, const Distribution& distribution);
 nlohmann::ordered_json set_trial_state_values_log(int64_t trial_id, TrialState state,
                                                   const std::vector<double>* values);
 // Prepends op_code and worker_id.
-nlohmann::ordered_json with_header(Op op, const std::string& worker_id, nlohmann::ordered_json fields);
+nlohmann::ordered_json with_header(Op op, const std::string& worker_id,
+                                   nlohmann::ordered_json fields);
 
 class ReplayState {
  public:
@@ -60,19 +61,24 @@ class ReplayState {
   // (errors are ignored). Datetimes are in FrozenTrial form.
   void create_study(const std::string& name, std::vector<StudyDirection> directions, bool own);
   void delete_study(int64_t study_id, bool own);
-  void set_study_attr(int64_t study_id, bool user, const std::string& key, const nlohmann::json& value, bool own);
+  void set_study_attr(int64_t study_id, bool user, const std::string& key,
+                      const nlohmann::json& value, bool own);
   // `t` holds state, values, datetimes, params, distributions, attributes, intermediate values.
   void create_trial(int64_t study_id, FrozenTrial t, const std::string& worker, bool own);
-  void set_trial_param(int64_t trial_id, const std::string& name, double internal, Distribution dist, bool own);
-  void set_trial_state_values(int64_t trial_id, TrialState state, std::optional<std::vector<double>> values,
+  void set_trial_param(int64_t trial_id, const std::string& name, double internal,
+                       Distribution dist, bool own);
+  void set_trial_state_values(int64_t trial_id, TrialState state,
+                              std::optional<std::vector<double>> values,
                               const std::string& datetime, const std::string& worker, bool own);
   void set_trial_intermediate_value(int64_t trial_id, int64_t step, double value, bool own);
-  void set_trial_attr(int64_t trial_id, bool user, const std::string& key, const nlohmann::json& value, bool own);
+  void set_trial_attr(int64_t trial_id, bool user, const std::string& key,
+                      const nlohmann::json& value, bool own);
 
   const FrozenStudy& study(int64_t study_id) const;  // throws StorageKeyError
   const FrozenTrial& trial(int64_t trial_id) const;  // throws StorageKeyError
   std::vector<FrozenStudy> all_studies() const;
-  std::vector<FrozenTrial> all_trials(int64_t study_id, const std::vector<TrialState>& states) const;
+  std::vector<FrozenTrial> all_trials(int64_t study_id,
+                                      const std::vector<TrialState>& states) const;
   std::vector<FrozenTrial> trials_from(int64_t study_id, int64_t first_number) const;
   int64_t trial_id_from_number(int64_t study_id, int64_t number) const;
   int64_t study_id_from_name(const std::string& name) const;

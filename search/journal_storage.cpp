@@ -58,7 +58,9 @@ void write_all(int fd, const std::string& data, const std::string& path) {
 }  // namespace
 
 JournalFileLock::JournalFileLock(std::string journal_path, double grace_period_s)
-    : journal_path_(std::move(journal_path)), lock_path_(journal_path_ + ".lock"), grace_period_s_(grace_period_s) {}
+    : journal_path_(std::move(journal_path)),
+      lock_path_(journal_path_ + ".lock"),
+      grace_period_s_(grace_period_s) {}
 
 void JournalFileLock::acquire() {
   double sleep_s = 0.001;
@@ -67,7 +69,8 @@ void JournalFileLock::acquire() {
   while (true) {
     if (::symlink(journal_path_.c_str(), lock_path_.c_str()) == 0) return;
     if (errno != EEXIST) {
-      throw std::runtime_error("journal lock " + lock_path_ + ": cannot create the lock symlink: " + errno_text());
+      throw std::runtime_error("journal lock " + lock_path_ +
+                               ": cannot create the lock symlink: " + errno_text());
     }
     struct stat st {};
     if (::lstat(lock_path_.c_str(), &st) == 0) {
@@ -88,13 +91,15 @@ void JournalFileLock::acquire() {
           if (::lstat(aside.c_str(), &moved) == 0 && moved.st_ino != key.first) {
             // A fresh lock: put it back (link fails harmlessly if yet another one exists).
             if (::link(aside.c_str(), lock_path_.c_str()) != 0) {
-              std::cerr << "compsearch: warning: journal lock " << lock_path_ << " changed while being broken\n";
+              std::cerr << "compsearch: warning: journal lock " << lock_path_
+                        << " changed while being broken\n";
             }
             ::unlink(aside.c_str());
           } else {
             ::unlink(aside.c_str());
-            std::cerr << "compsearch: warning: broke the stale journal lock " << lock_path_ << " (held for "
-                      << std::max(age_s, observed_s) << " s, grace period " << grace_period_s_ << " s)\n";
+            std::cerr << "compsearch: warning: broke the stale journal lock " << lock_path_
+                      << " (held for " << std::max(age_s, observed_s) << " s, grace period "
+                      << grace_period_s_ << " s)\n";
           }
         }
         seen.reset();
@@ -122,7 +127,8 @@ JournalStorage::JournalStorage(std::string path, JournalOptions options)
       lock_(path_, options.lock_grace_period_s),
       worker_prefix_(new_worker_prefix()) {
   Fd f{::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644)};
-  if (f.fd < 0) throw std::runtime_error("journal " + path_ + ": cannot open or create: " + errno_text());
+  if (f.fd < 0)
+    throw std::runtime_error("journal " + path_ + ": cannot open or create: " + errno_text());
   std::lock_guard lock(mutex_);
   sync();
 }
@@ -131,7 +137,8 @@ std::string JournalStorage::worker_id() const { return worker_prefix_ + current_
 
 void JournalStorage::sync() {
   Fd f{::open(path_.c_str(), O_RDONLY)};
-  if (f.fd < 0) throw std::runtime_error("journal " + path_ + ": cannot open for reading: " + errno_text());
+  if (f.fd < 0)
+    throw std::runtime_error("journal " + path_ + ": cannot open for reading: " + errno_text());
   std::string data;
   char buf[1 << 16];
   off_t pos = static_cast<off_t>(offset_);
@@ -160,8 +167,8 @@ void JournalStorage::sync() {
     try {
       log = parse_python_json(line);
     } catch (const nlohmann::json::exception& e) {
-      std::cerr << "compsearch: warning: journal " << path_ << ": skipping a line at byte " << line_offset
-                << " that is not JSON (" << e.what() << ")\n";
+      std::cerr << "compsearch: warning: journal " << path_ << ": skipping a line at byte "
+                << line_offset << " that is not JSON (" << e.what() << ")\n";
       continue;
     }
     const bool own = log.is_object() && log.contains("worker_id") && log["worker_id"] == me;
@@ -174,8 +181,8 @@ void JournalStorage::sync() {
         try {
           throw;
         } catch (const std::exception& e) {
-          std::cerr << "compsearch: warning: journal " << path_ << ": skipping a record at byte " << line_offset
-                    << ": " << e.what() << "\n";
+          std::cerr << "compsearch: warning: journal " << path_ << ": skipping a record at byte "
+                    << line_offset << ": " << e.what() << "\n";
         }
       }
     }
@@ -185,13 +192,17 @@ void JournalStorage::sync() {
 
 void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
   const std::string line =
-      dump_python_json(journal::with_header(op, worker_id(), std::move(fields)), JsonSeparators::kCompact) + "\n";
+      dump_python_json(journal::with_header(op, worker_id(), std::move(fields)),
+                       JsonSeparators::kCompact) +
+      "\n";
   lock_.acquire();
   try {
     Fd f{::open(path_.c_str(), O_RDWR | O_CREAT, 0644)};
-    if (f.fd < 0) throw std::runtime_error("journal " + path_ + ": cannot open for writing: " + errno_text());
+    if (f.fd < 0)
+      throw std::runtime_error("journal " + path_ + ": cannot open for writing: " + errno_text());
     struct stat st {};
-    if (::fstat(f.fd, &st) != 0) throw std::runtime_error("journal " + path_ + ": fstat failed: " + errno_text());
+    if (::fstat(f.fd, &st) != 0)
+      throw std::runtime_error("journal " + path_ + ": fstat failed: " + errno_text());
     off_t size = st.st_size;
     char last = '\n';
     if (size > 0 && ::pread(f.fd, &last, 1, size - 1) != 1) {
@@ -214,14 +225,17 @@ void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
         }
         end = begin;
       }
-      if (::ftruncate(f.fd, keep) != 0) throw std::runtime_error("journal " + path_ + ": truncate failed: " + errno_text());
-      std::cerr << "compsearch: warning: journal " << path_ << ": removed a torn last line (" << (size - keep)
-                << " bytes)\n";
+      if (::ftruncate(f.fd, keep) != 0)
+        throw std::runtime_error("journal " + path_ + ": truncate failed: " + errno_text());
+      std::cerr << "compsearch: warning: journal " << path_ << ": removed a torn last line ("
+                << (size - keep) << " bytes)\n";
       size = keep;
     }
-    if (::lseek(f.fd, size, SEEK_SET) < 0) throw std::runtime_error("journal " + path_ + ": seek failed: " + errno_text());
+    if (::lseek(f.fd, size, SEEK_SET) < 0)
+      throw std::runtime_error("journal " + path_ + ": seek failed: " + errno_text());
     write_all(f.fd, line, path_);
-    if (options_.fsync && ::fsync(f.fd) != 0) throw std::runtime_error("journal " + path_ + ": fsync failed: " + errno_text());
+    if (options_.fsync && ::fsync(f.fd) != 0)
+      throw std::runtime_error("journal " + path_ + ": fsync failed: " + errno_text());
   } catch (...) {
     lock_.release();
     throw;
@@ -230,7 +244,8 @@ void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
   sync();
 }
 
-int64_t JournalStorage::create_new_study(const std::vector<StudyDirection>& directions, const std::string& name) {
+int64_t JournalStorage::create_new_study(const std::vector<StudyDirection>& directions,
+                                         const std::string& name) {
   std::lock_guard lock(mutex_);
   write(journal::Op::kCreateStudy, journal::create_study_log(directions, name));
   return state_.study_id_from_name(name);
@@ -241,14 +256,17 @@ void JournalStorage::delete_study(int64_t study_id) {
   write(journal::Op::kDeleteStudy, {{"study_id", study_id}});
 }
 
-void JournalStorage::set_study_user_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
+void JournalStorage::set_study_user_attr(int64_t study_id, const std::string& key,
+                                         const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
   write(journal::Op::kSetStudyUserAttr, {{"study_id", study_id}, {"user_attr", {{key, value}}}});
 }
 
-void JournalStorage::set_study_system_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) {
+void JournalStorage::set_study_system_attr(int64_t study_id, const std::string& key,
+                                           const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
-  write(journal::Op::kSetStudySystemAttr, {{"study_id", study_id}, {"system_attr", {{key, value}}}});
+  write(journal::Op::kSetStudySystemAttr,
+        {{"study_id", study_id}, {"system_attr", {{key, value}}}});
 }
 
 int64_t JournalStorage::get_study_id_from_name(const std::string& name) {
@@ -275,10 +293,11 @@ int64_t JournalStorage::create_new_trial(int64_t study_id, const FrozenTrial* te
   return *state_.last_created_trial(worker_id());
 }
 
-void JournalStorage::set_trial_param(int64_t trial_id, const std::string& name, double internal_value,
-                                     const Distribution& distribution) {
+void JournalStorage::set_trial_param(int64_t trial_id, const std::string& name,
+                                     double internal_value, const Distribution& distribution) {
   std::lock_guard lock(mutex_);
-  write(journal::Op::kSetTrialParam, journal::set_trial_param_log(trial_id, name, internal_value, distribution));
+  write(journal::Op::kSetTrialParam,
+        journal::set_trial_param_log(trial_id, name, internal_value, distribution));
 }
 
 int64_t JournalStorage::get_trial_id_from_study_id_trial_number(int64_t study_id, int64_t number) {
@@ -287,25 +306,31 @@ int64_t JournalStorage::get_trial_id_from_study_id_trial_number(int64_t study_id
   return state_.trial_id_from_number(study_id, number);
 }
 
-bool JournalStorage::set_trial_state_values(int64_t trial_id, TrialState state, const std::vector<double>* values) {
+bool JournalStorage::set_trial_state_values(int64_t trial_id, TrialState state,
+                                            const std::vector<double>* values) {
   std::lock_guard lock(mutex_);
-  write(journal::Op::kSetTrialStateValues, journal::set_trial_state_values_log(trial_id, state, values));
+  write(journal::Op::kSetTrialStateValues,
+        journal::set_trial_state_values_log(trial_id, state, values));
   return !(state == TrialState::kRunning && state_.owned_trial(worker_id()) != trial_id);
 }
 
 void JournalStorage::set_trial_intermediate_value(int64_t trial_id, int64_t step, double value) {
   std::lock_guard lock(mutex_);
-  write(journal::Op::kSetTrialIntermediateValue, {{"trial_id", trial_id}, {"step", step}, {"intermediate_value", value}});
+  write(journal::Op::kSetTrialIntermediateValue,
+        {{"trial_id", trial_id}, {"step", step}, {"intermediate_value", value}});
 }
 
-void JournalStorage::set_trial_user_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
+void JournalStorage::set_trial_user_attr(int64_t trial_id, const std::string& key,
+                                         const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
   write(journal::Op::kSetTrialUserAttr, {{"trial_id", trial_id}, {"user_attr", {{key, value}}}});
 }
 
-void JournalStorage::set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
+void JournalStorage::set_trial_system_attr(int64_t trial_id, const std::string& key,
+                                           const nlohmann::json& value) {
   std::lock_guard lock(mutex_);
-  write(journal::Op::kSetTrialSystemAttr, {{"trial_id", trial_id}, {"system_attr", {{key, value}}}});
+  write(journal::Op::kSetTrialSystemAttr,
+        {{"trial_id", trial_id}, {"system_attr", {{key, value}}}});
 }
 
 FrozenTrial JournalStorage::get_trial(int64_t trial_id) {
@@ -314,7 +339,8 @@ FrozenTrial JournalStorage::get_trial(int64_t trial_id) {
   return state_.trial(trial_id);
 }
 
-std::vector<FrozenTrial> JournalStorage::get_all_trials(int64_t study_id, const std::vector<TrialState>& states) {
+std::vector<FrozenTrial> JournalStorage::get_all_trials(int64_t study_id,
+                                                        const std::vector<TrialState>& states) {
   std::lock_guard lock(mutex_);
   sync();
   return state_.all_trials(study_id, states);

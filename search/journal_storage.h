@@ -49,10 +49,13 @@ class JournalStorage : public Storage {
   // Creates the file when absent; throws std::runtime_error naming the path when it cannot.
   explicit JournalStorage(std::string path, JournalOptions options = {});
 
-  int64_t create_new_study(const std::vector<StudyDirection>& directions, const std::string& study_name) override;
+  int64_t create_new_study(const std::vector<StudyDirection>& directions,
+                           const std::string& study_name) override;
   void delete_study(int64_t study_id) override;
-  void set_study_user_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) override;
-  void set_study_system_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) override;
+  void set_study_user_attr(int64_t study_id, const std::string& key,
+                           const nlohmann::json& value) override;
+  void set_study_system_attr(int64_t study_id, const std::string& key,
+                             const nlohmann::json& value) override;
   int64_t get_study_id_from_name(const std::string& study_name) override;
   FrozenStudy get_study(int64_t study_id) override;
   std::vector<FrozenStudy> get_all_studies() override;
@@ -61,20 +64,25 @@ class JournalStorage : public Storage {
   void set_trial_param(int64_t trial_id, const std::string& name, double internal_value,
                        const Distribution& distribution) override;
   int64_t get_trial_id_from_study_id_trial_number(int64_t study_id, int64_t number) override;
-  bool set_trial_state_values(int64_t trial_id, TrialState state, const std::vector<double>* values = nullptr) override;
+  bool set_trial_state_values(int64_t trial_id, TrialState state,
+                              const std::vector<double>* values = nullptr) override;
   void set_trial_intermediate_value(int64_t trial_id, int64_t step, double value) override;
-  void set_trial_user_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) override;
-  void set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) override;
+  void set_trial_user_attr(int64_t trial_id, const std::string& key,
+                           const nlohmann::json& value) override;
+  void set_trial_system_attr(int64_t trial_id, const std::string& key,
+                             const nlohmann::json& value) override;
   FrozenTrial get_trial(int64_t trial_id) override;
-  std::vector<FrozenTrial> get_all_trials(int64_t study_id, const std::vector<TrialState>& states = {}) override;
+  std::vector<FrozenTrial> get_all_trials(int64_t study_id,
+                                          const std::vector<TrialState>& states = {}) override;
   std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) override;
 
   const std::string& path() const { return path_; }
 
  private:
   std::string worker_id() const;
-  void sync();                                           // caller holds mutex_
-  void write(journal::Op op, nlohmann::ordered_json fields);  // caller holds mutex_; appends, then syncs
+  void sync();  // caller holds mutex_
+  void write(journal::Op op,
+             nlohmann::ordered_json fields);  // caller holds mutex_; appends, then syncs
 
   std::mutex mutex_;
   std::string path_;

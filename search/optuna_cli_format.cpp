@@ -20,8 +20,10 @@ struct Column {
   nlohmann::ordered_json nested;  // "" or string or integer
   bool operator<(const Column& o) const {
     if (name != o.name) return name < o.name;
-    if (nested.is_number() && o.nested.is_number()) return nested.get<int64_t>() < o.nested.get<int64_t>();
-    if (nested.is_string() && o.nested.is_string()) return nested.get<std::string>() < o.nested.get<std::string>();
+    if (nested.is_number() && o.nested.is_number())
+      return nested.get<int64_t>() < o.nested.get<int64_t>();
+    if (nested.is_string() && o.nested.is_string())
+      return nested.get<std::string>() < o.nested.get<std::string>();
     return nested.is_number() && !o.nested.is_number();
   }
   bool operator==(const Column& o) const { return name == o.name && nested == o.nested; }
@@ -37,7 +39,8 @@ const nlohmann::ordered_json* find(const Record& r, const Column& c) {
   return nullptr;
 }
 
-nlohmann::ordered_json convert(const std::vector<Record>& records, const std::vector<Column>& columns, bool flatten) {
+nlohmann::ordered_json convert(const std::vector<Record>& records,
+                               const std::vector<Column>& columns, bool flatten) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   if (flatten) {
     // Columns whose values are lists in some record are expanded to name_0, name_1, ...
@@ -53,7 +56,8 @@ nlohmann::ordered_json convert(const std::vector<Record>& records, const std::ve
         const auto* v = find(r, c);
         if (!v) continue;
         if (!c.non_nested()) {
-          std::string key = c.nested.is_number() ? std::to_string(c.nested.get<int64_t>()) : c.nested.get<std::string>();
+          std::string key = c.nested.is_number() ? std::to_string(c.nested.get<int64_t>())
+                                                 : c.nested.get<std::string>();
           row[c.name + "_" + key] = *v;
         } else if (is_list_column(c)) {
           for (size_t i = 0; i < v->size(); ++i) row[c.name + "_" + std::to_string(i)] = (*v)[i];
@@ -101,7 +105,8 @@ int64_t micros_since_epoch(const std::string& dt) {
   std::tm tm{};
   int year, mon, day, hour, min, sec;
   long micros = 0;
-  if (std::sscanf(dt.c_str(), "%d-%d-%d %d:%d:%d.%ld", &year, &mon, &day, &hour, &min, &sec, &micros) < 6) {
+  if (std::sscanf(dt.c_str(), "%d-%d-%d %d:%d:%d.%ld", &year, &mon, &day, &hour, &min, &sec,
+                  &micros) < 6) {
     throw std::invalid_argument("datetime \"" + dt + "\" is not YYYY-MM-DD HH:MM:SS.ffffff");
   }
   tm.tm_year = year - 1900;
@@ -110,7 +115,8 @@ int64_t micros_since_epoch(const std::string& dt) {
   tm.tm_hour = hour;
   tm.tm_min = min;
   tm.tm_sec = sec;
-  return static_cast<int64_t>(timegm(&tm)) * 1000000 + micros;  // naive datetimes, as Python subtracts them
+  return static_cast<int64_t>(timegm(&tm)) * 1000000 +
+         micros;  // naive datetimes, as Python subtracts them
 }
 
 }  // namespace
@@ -136,11 +142,13 @@ std::string python_timedelta_str(const std::string& start, const std::string& en
 }
 
 nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
-                                         const std::vector<StudyDirection>& directions, bool flatten,
-                                         const std::vector<int64_t>* only) {
+                                         const std::vector<StudyDirection>& directions,
+                                         bool flatten, const std::vector<int64_t>* only) {
   const bool multi = directions.size() > 1;
-  const std::vector<std::string> attrs = {"number", multi ? "values" : "value", "datetime_start", "datetime_complete",
-                                          "duration", "params", "user_attrs", "state"};
+  const std::vector<std::string> attrs = {"number",         multi ? "values" : "value",
+                                          "datetime_start", "datetime_complete",
+                                          "duration",       "params",
+                                          "user_attrs",     "state"};
   std::map<std::string, std::set<Column>> column_agg;
   std::vector<Record> records;
   for (const auto& t : trials) {
@@ -152,22 +160,29 @@ nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
     add("number", {"number", ""}, t.number);
     if (multi) {
       if (t.values.empty()) {
-        for (size_t i = 0; i < directions.size(); ++i) add("values", {"values", static_cast<int64_t>(i)}, nullptr);
+        for (size_t i = 0; i < directions.size(); ++i)
+          add("values", {"values", static_cast<int64_t>(i)}, nullptr);
       } else {
-        for (size_t i = 0; i < t.values.size(); ++i) add("values", {"values", static_cast<int64_t>(i)}, t.values[i]);
+        for (size_t i = 0; i < t.values.size(); ++i)
+          add("values", {"values", static_cast<int64_t>(i)}, t.values[i]);
       }
     } else {
-      add("value", {"value", ""}, t.values.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t.values[0]));
+      add("value", {"value", ""},
+          t.values.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t.values[0]));
     }
     add("datetime_start", {"datetime_start", ""}, datetime_value(t.datetime_start));
     add("datetime_complete", {"datetime_complete", ""}, datetime_value(t.datetime_complete));
     nlohmann::ordered_json duration = nullptr;
-    if (t.datetime_start && t.datetime_complete) duration = python_timedelta_str(*t.datetime_start, *t.datetime_complete);
+    if (t.datetime_start && t.datetime_complete)
+      duration = python_timedelta_str(*t.datetime_start, *t.datetime_complete);
     add("duration", {"duration", ""}, duration);
-    for (const auto& [name, v] : t.params) add("params", {"params", name}, nlohmann::ordered_json(t.param(name)));
-    for (const auto& [key, v] : t.user_attrs) add("user_attrs", {"user_attrs", key}, nlohmann::ordered_json(v));
+    for (const auto& [name, v] : t.params)
+      add("params", {"params", name}, nlohmann::ordered_json(t.param(name)));
+    for (const auto& [key, v] : t.user_attrs)
+      add("user_attrs", {"user_attrs", key}, nlohmann::ordered_json(v));
     add("state", {"state", ""}, to_string(t.state));
-    if (!only || std::find(only->begin(), only->end(), t.number) != only->end()) records.push_back(std::move(r));
+    if (!only || std::find(only->begin(), only->end(), t.number) != only->end())
+      records.push_back(std::move(r));
   }
   std::vector<Column> columns;
   for (const auto& a : attrs) {
@@ -177,8 +192,9 @@ nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
   return convert(records, columns, flatten);
 }
 
-nlohmann::ordered_json optuna_cli_ask(int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
-                                      bool flatten) {
+nlohmann::ordered_json optuna_cli_ask(
+    int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
+    bool flatten) {
   Record r;
   std::vector<Column> columns;
   r.emplace_back(Column{"number", ""}, number);
@@ -217,7 +233,8 @@ nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten) {
     r.emplace_back(Column{"user_attrs", ""}, ua);
     records.push_back(std::move(r));
   }
-  std::vector<Column> columns = {{"name", ""}, {"direction", ""}, {"n_trials", ""}, {"datetime_start", ""}};
+  std::vector<Column> columns = {
+      {"name", ""}, {"direction", ""}, {"n_trials", ""}, {"datetime_start", ""}};
   if (any_user_attrs) columns.push_back({"user_attrs", ""});
   return convert(records, columns, flatten);
 }

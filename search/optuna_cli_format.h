@@ -6,11 +6,10 @@
 // --flatten's "params_x" / "values_0" columns.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "search/storage.h"
 #include "search/trial.h"
@@ -20,11 +19,12 @@ namespace compsearch::search {
 // `optuna trials`: a JSON array of every trial. With `only`, just those numbers (`optuna
 // best-trials`), but with the columns of all trials, as Optuna filters the records last.
 nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
-                                         const std::vector<StudyDirection>& directions, bool flatten,
-                                         const std::vector<int64_t>* only = nullptr);
+                                         const std::vector<StudyDirection>& directions,
+                                         bool flatten, const std::vector<int64_t>* only = nullptr);
 // `optuna ask`: {"number": N, "params": {...}} with params in suggestion order.
-nlohmann::ordered_json optuna_cli_ask(int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
-                                      bool flatten);
+nlohmann::ordered_json optuna_cli_ask(
+    int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
+    bool flatten);
 // `optuna studies`: one record per study in id order.
 nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten);
 

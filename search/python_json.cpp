@@ -17,18 +17,27 @@ namespace {
 constexpr const char* kNanToken = "\"\\u0001compsearch:NaN\"";
 constexpr const char* kPosInfToken = "\"\\u0001compsearch:+Infinity\"";
 constexpr const char* kNegInfToken = "\"\\u0001compsearch:-Infinity\"";
-const std::string kNanString = "\x01" "compsearch:NaN";
-const std::string kPosInfString = "\x01" "compsearch:+Infinity";
-const std::string kNegInfString = "\x01" "compsearch:-Infinity";
+const std::string kNanString =
+    "\x01"
+    "compsearch:NaN";
+const std::string kPosInfString =
+    "\x01"
+    "compsearch:+Infinity";
+const std::string kNegInfString =
+    "\x01"
+    "compsearch:-Infinity";
 
 template <class Json>
 void restore_non_finite(Json& j) {
   if (j.is_string()) {
     const auto& s = j.template get_ref<const std::string&>();
     if (s.size() > 1 && s[0] == '\x01') {
-      if (s == kNanString) j = std::numeric_limits<double>::quiet_NaN();
-      else if (s == kPosInfString) j = std::numeric_limits<double>::infinity();
-      else if (s == kNegInfString) j = -std::numeric_limits<double>::infinity();
+      if (s == kNanString)
+        j = std::numeric_limits<double>::quiet_NaN();
+      else if (s == kPosInfString)
+        j = std::numeric_limits<double>::infinity();
+      else if (s == kNegInfString)
+        j = -std::numeric_limits<double>::infinity();
     }
   } else if (j.is_array() || j.is_object()) {
     for (auto& v : j) restore_non_finite(v);
@@ -79,7 +88,8 @@ template <class Json>
 Json parse_impl(std::string_view text) {
   // Fast path: no bare N/I outside strings is the common case; checking for the letters at all
   // is cheaper than a full rewrite.
-  if (text.find("NaN") == std::string_view::npos && text.find("Infinity") == std::string_view::npos) {
+  if (text.find("NaN") == std::string_view::npos &&
+      text.find("Infinity") == std::string_view::npos) {
     return Json::parse(text.begin(), text.end());
   }
   bool replaced = false;
@@ -97,13 +107,22 @@ uint32_t decode_utf8(const std::string& s, size_t& i) {
     auto b = static_cast<unsigned char>(s[i + k]);
     return (b & 0xC0) == 0x80 ? (b & 0x3F) : -1;
   };
-  if (b0 < 0x80) { ++i; return b0; }
+  if (b0 < 0x80) {
+    ++i;
+    return b0;
+  }
   if ((b0 & 0xE0) == 0xC0) {
     int c1 = cont(1);
-    if (c1 >= 0) { i += 2; return ((b0 & 0x1Fu) << 6) | c1; }
+    if (c1 >= 0) {
+      i += 2;
+      return ((b0 & 0x1Fu) << 6) | c1;
+    }
   } else if ((b0 & 0xF0) == 0xE0) {
     int c1 = cont(1), c2 = cont(2);
-    if (c1 >= 0 && c2 >= 0) { i += 3; return ((b0 & 0x0Fu) << 12) | (c1 << 6) | c2; }
+    if (c1 >= 0 && c2 >= 0) {
+      i += 3;
+      return ((b0 & 0x0Fu) << 12) | (c1 << 6) | c2;
+    }
   } else if ((b0 & 0xF8) == 0xF0) {
     int c1 = cont(1), c2 = cont(2), c3 = cont(3);
     if (c1 >= 0 && c2 >= 0 && c3 >= 0) {
@@ -128,16 +147,32 @@ void dump_string(const std::string& s, std::string& out) {
     if (c < 0x80) {
       ++i;
       switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
+        case '"':
+          out += "\\\"";
+          break;
+        case '\\':
+          out += "\\\\";
+          break;
+        case '\n':
+          out += "\\n";
+          break;
+        case '\r':
+          out += "\\r";
+          break;
+        case '\t':
+          out += "\\t";
+          break;
+        case '\b':
+          out += "\\b";
+          break;
+        case '\f':
+          out += "\\f";
+          break;
         default:
-          if (c < 0x20) append_u_escape(out, c);
-          else out.push_back(static_cast<char>(c));
+          if (c < 0x20)
+            append_u_escape(out, c);
+          else
+            out.push_back(static_cast<char>(c));
       }
       continue;
     }
@@ -158,16 +193,24 @@ void dump_impl(const Json& j, JsonSeparators sep, std::string& out) {
   const char* item_sep = sep == JsonSeparators::kCompact ? "," : ", ";
   const char* key_sep = sep == JsonSeparators::kCompact ? ":" : ": ";
   switch (j.type()) {
-    case nlohmann::json::value_t::null: out += "null"; break;
-    case nlohmann::json::value_t::boolean: out += j.template get<bool>() ? "true" : "false"; break;
+    case nlohmann::json::value_t::null:
+      out += "null";
+      break;
+    case nlohmann::json::value_t::boolean:
+      out += j.template get<bool>() ? "true" : "false";
+      break;
     case nlohmann::json::value_t::number_integer:
       out += std::to_string(j.template get<int64_t>());
       break;
     case nlohmann::json::value_t::number_unsigned:
       out += std::to_string(j.template get<uint64_t>());
       break;
-    case nlohmann::json::value_t::number_float: out += python_float_repr(j.template get<double>()); break;
-    case nlohmann::json::value_t::string: dump_string(j.template get_ref<const std::string&>(), out); break;
+    case nlohmann::json::value_t::number_float:
+      out += python_float_repr(j.template get<double>());
+      break;
+    case nlohmann::json::value_t::string:
+      dump_string(j.template get_ref<const std::string&>(), out);
+      break;
     case nlohmann::json::value_t::array: {
       out.push_back('[');
       bool first = true;

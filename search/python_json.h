@@ -5,10 +5,9 @@
 // null and rejects NaN on input, so the journal and CLI go through these functions.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace compsearch::search {
 

@@ -35,15 +35,17 @@ double uniform(uint64_t& state, double lo, double hi) { return lo + (hi - lo) * 
 
 RandomSampler::RandomSampler(uint64_t seed) : seed_(seed) {}
 
-SearchSpace RandomSampler::infer_relative_search_space(const StudyView&, const FrozenTrial&) { return {}; }
-
-std::map<std::string, double> RandomSampler::sample_relative(const StudyView&, const FrozenTrial&,
-                                                              const SearchSpace&) {
+SearchSpace RandomSampler::infer_relative_search_space(const StudyView&, const FrozenTrial&) {
   return {};
 }
 
-double RandomSampler::sample_independent(const StudyView&, const FrozenTrial& trial, const std::string& name,
-                                         const Distribution& dist) {
+std::map<std::string, double> RandomSampler::sample_relative(const StudyView&, const FrozenTrial&,
+                                                             const SearchSpace&) {
+  return {};
+}
+
+double RandomSampler::sample_independent(const StudyView&, const FrozenTrial& trial,
+                                         const std::string& name, const Distribution& dist) {
   uint64_t s = seed_;
   uint64_t a = splitmix64(s) ^ static_cast<uint64_t>(trial.number);
   uint64_t b = splitmix64(a) ^ fnv1a(name);

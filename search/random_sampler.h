@@ -20,12 +20,13 @@ class RandomSampler : public Sampler {
  public:
   explicit RandomSampler(uint64_t seed);
 
-  SearchSpace infer_relative_search_space(const StudyView& study, const FrozenTrial& trial) override;
+  SearchSpace infer_relative_search_space(const StudyView& study,
+                                          const FrozenTrial& trial) override;
   std::map<std::string, double> sample_relative(const StudyView& study, const FrozenTrial& trial,
                                                 const SearchSpace& space) override;
   // Returns the internal value (a categorical's index).
-  double sample_independent(const StudyView& study, const FrozenTrial& trial, const std::string& name,
-                            const Distribution& dist) override;
+  double sample_independent(const StudyView& study, const FrozenTrial& trial,
+                            const std::string& name, const Distribution& dist) override;
   void reseed_rng(uint64_t seed) override;
 
   // The draw itself, for samplers that fall back to random sampling with their own stream

@@ -27,12 +27,11 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "search/distributions.h"
 #include "search/trial.h"
@@ -65,8 +64,10 @@ class Storage {
   virtual int64_t create_new_study(const std::vector<StudyDirection>& directions,
                                    const std::string& study_name) = 0;
   virtual void delete_study(int64_t study_id) = 0;
-  virtual void set_study_user_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) = 0;
-  virtual void set_study_system_attr(int64_t study_id, const std::string& key, const nlohmann::json& value) = 0;
+  virtual void set_study_user_attr(int64_t study_id, const std::string& key,
+                                   const nlohmann::json& value) = 0;
+  virtual void set_study_system_attr(int64_t study_id, const std::string& key,
+                                     const nlohmann::json& value) = 0;
   virtual int64_t get_study_id_from_name(const std::string& study_name) = 0;
   virtual FrozenStudy get_study(int64_t study_id) = 0;
   virtual std::vector<FrozenStudy> get_all_studies() = 0;  // in study id order
@@ -74,7 +75,8 @@ class Storage {
   // Trials. `template_trial` (Optuna's add_trial / enqueue_trial) gives the new trial's state,
   // values, params, distributions, attributes and intermediate values; without it the trial is
   // RUNNING, started now, and owned by the calling worker.
-  virtual int64_t create_new_trial(int64_t study_id, const FrozenTrial* template_trial = nullptr) = 0;
+  virtual int64_t create_new_trial(int64_t study_id,
+                                   const FrozenTrial* template_trial = nullptr) = 0;
   virtual void set_trial_param(int64_t trial_id, const std::string& name, double internal_value,
                                const Distribution& distribution) = 0;
   virtual int64_t get_trial_id_from_study_id_trial_number(int64_t study_id, int64_t number) = 0;
@@ -85,11 +87,14 @@ class Storage {
   // Optuna keeps the first value reported at a step; the storage overwrites (Trial::report
   // enforces Optuna's rule).
   virtual void set_trial_intermediate_value(int64_t trial_id, int64_t step, double value) = 0;
-  virtual void set_trial_user_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) = 0;
-  virtual void set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) = 0;
+  virtual void set_trial_user_attr(int64_t trial_id, const std::string& key,
+                                   const nlohmann::json& value) = 0;
+  virtual void set_trial_system_attr(int64_t trial_id, const std::string& key,
+                                     const nlohmann::json& value) = 0;
   virtual FrozenTrial get_trial(int64_t trial_id) = 0;
   // Trials of a study in number order; `states` empty means all.
-  virtual std::vector<FrozenTrial> get_all_trials(int64_t study_id, const std::vector<TrialState>& states = {}) = 0;
+  virtual std::vector<FrozenTrial> get_all_trials(int64_t study_id,
+                                                  const std::vector<TrialState>& states = {}) = 0;
   // Trials numbered >= first_number, in number order (samplers cache the finished ones).
   virtual std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) {
     std::vector<FrozenTrial> out;
@@ -121,7 +126,7 @@ double unix_time_now_s();
 // Marks FAIL (with fail_reason) every RUNNING trial of the study whose heartbeat is older than
 // options.grace_s at `now_s`, and re-queues it when options.requeue and retries remain. Returns
 // the numbers of the trials this call failed (another worker may have failed some first).
-std::vector<int64_t> fail_stale_trials(Storage& storage, int64_t study_id, const HeartbeatOptions& options,
-                                       double now_s);
+std::vector<int64_t> fail_stale_trials(Storage& storage, int64_t study_id,
+                                       const HeartbeatOptions& options, double now_s);
 
 }  // namespace compsearch::search

@@ -32,15 +32,18 @@ Trial::Trial(Study& study, int64_t trial_id) : study_(&study), trial_id_(trial_i
   relative_params_ = study.sampler_->sample_relative(study, cached_, relative_space_);
 }
 
-double Trial::suggest_float(const std::string& name, double low, double high, std::optional<double> step, bool log) {
+double Trial::suggest_float(const std::string& name, double low, double high,
+                            std::optional<double> step, bool log) {
   return suggest(name, make_float(low, high, log, step)).get<double>();
 }
 
-int64_t Trial::suggest_int(const std::string& name, int64_t low, int64_t high, int64_t step, bool log) {
+int64_t Trial::suggest_int(const std::string& name, int64_t low, int64_t high, int64_t step,
+                           bool log) {
   return suggest(name, make_int(low, high, log, step)).get<int64_t>();
 }
 
-nlohmann::json Trial::suggest_categorical(const std::string& name, std::vector<nlohmann::json> choices) {
+nlohmann::json Trial::suggest_categorical(const std::string& name,
+                                          std::vector<nlohmann::json> choices) {
   return suggest(name, make_categorical(std::move(choices)));
 }
 
@@ -51,19 +54,22 @@ nlohmann::json Trial::suggest(const std::string& name, const Distribution& dist)
   }
   std::optional<double> internal;
   auto fixed = cached_.system_attrs.find("fixed_params");
-  if (fixed != cached_.system_attrs.end() && fixed->second.is_object() && fixed->second.contains(name)) {
+  if (fixed != cached_.system_attrs.end() && fixed->second.is_object() &&
+      fixed->second.contains(name)) {
     internal = to_internal(dist, fixed->second[name]);
     if (!contains(dist, *internal)) {
-      std::cerr << "compsearch: warning: fixed parameter '" << name << "' with value " << fixed->second[name].dump()
-                << " is out of range for distribution " << distribution_to_json_string(dist) << "\n";
+      std::cerr << "compsearch: warning: fixed parameter '" << name << "' with value "
+                << fixed->second[name].dump() << " is out of range for distribution "
+                << distribution_to_json_string(dist) << "\n";
     }
   } else if (is_single(dist)) {
     internal = single_value(dist);
   } else if (auto rel = relative_params_.find(name); rel != relative_params_.end()) {
     auto space = relative_space_.find(name);
     if (space == relative_space_.end()) {
-      throw std::logic_error("parameter '" + name +
-                             "' was sampled by sample_relative but is not in the relative search space");
+      throw std::logic_error(
+          "parameter '" + name +
+          "' was sampled by sample_relative but is not in the relative search space");
     }
     check_distribution_compatibility(name, space->second, dist);
     if (contains(dist, rel->second)) internal = rel->second;
@@ -85,7 +91,8 @@ void Trial::report(double value, int64_t step) {
     throw std::logic_error("Trial.report is not supported for multi-objective optimization");
   }
   if (step < 0) {
-    throw std::invalid_argument("The `step` argument is " + std::to_string(step) + " but cannot be negative.");
+    throw std::invalid_argument("The `step` argument is " + std::to_string(step) +
+                                " but cannot be negative.");
   }
   if (cached_.intermediate_values.count(step)) return;  // Optuna keeps the first report of a step
   study_->storage_->set_trial_intermediate_value(trial_id_, step, value);
@@ -104,13 +111,38 @@ void Trial::set_system_attr(const std::string& key, const nlohmann::json& value)
 
 // ---------------------------------------------------------------------------------- Study
 
+namespace {
+
+// Every problem at once, so a configuration is fixed in one go.
+void validate_options(const StudyOptions& options, const std::string& name) {
+  const auto& hb = options.heartbeat;
+  if (!hb) return;
+  std::string problems;
+  if (!(hb->interval_s > 0))
+    problems += " interval_s = " + python_float_repr(hb->interval_s) + " (expected > 0);";
+  if (!(hb->grace_s > hb->interval_s)) {
+    problems += " grace_s = " + python_float_repr(hb->grace_s) +
+                " (expected > interval_s, or live trials go stale);";
+  }
+  if (hb->max_retries < 0)
+    problems += " max_retries = " + std::to_string(hb->max_retries) + " (expected >= 0);";
+  if (!problems.empty())
+    throw std::invalid_argument("study \"" + name + "\": heartbeat options:" + problems);
+}
+
+}  // namespace
+
 std::unique_ptr<Study> Study::create(std::shared_ptr<Storage> storage, const std::string& name,
-                                     const std::vector<StudyDirection>& directions, std::shared_ptr<Sampler> sampler,
-                                     bool load_if_exists, StudyOptions options) {
-  if (directions.empty()) throw std::invalid_argument("study \"" + name + "\": at least one direction is required");
+                                     const std::vector<StudyDirection>& directions,
+                                     std::shared_ptr<Sampler> sampler, bool load_if_exists,
+                                     StudyOptions options) {
+  validate_options(options, name);
+  if (directions.empty())
+    throw std::invalid_argument("study \"" + name + "\": at least one direction is required");
   for (auto d : directions) {
     if (d != StudyDirection::kMinimize && d != StudyDirection::kMaximize) {
-      throw std::invalid_argument("study \"" + name + "\": directions must be minimize or maximize");
+      throw std::invalid_argument("study \"" + name +
+                                  "\": directions must be minimize or maximize");
     }
   }
   int64_t id;
@@ -134,12 +166,17 @@ std::unique_ptr<Study> Study::load(std::shared_ptr<Storage> storage, const std::
   return std::make_unique<Study>(std::move(storage), id, std::move(sampler), options);
 }
 
-Study::Study(std::shared_ptr<Storage> storage, int64_t study_id, std::shared_ptr<Sampler> sampler, StudyOptions options)
-    : storage_(std::move(storage)), study_id_(study_id), sampler_(std::move(sampler)), options_(options) {
+Study::Study(std::shared_ptr<Storage> storage, int64_t study_id, std::shared_ptr<Sampler> sampler,
+             StudyOptions options)
+    : storage_(std::move(storage)),
+      study_id_(study_id),
+      sampler_(std::move(sampler)),
+      options_(options) {
   FrozenStudy s = storage_->get_study(study_id);
   name_ = s.study_name;
   directions_ = s.directions;
   if (!sampler_) sampler_ = std::make_shared<RandomSampler>(std::random_device{}());
+  validate_options(options_, name_);
 }
 
 Study::~Study() = default;
@@ -152,7 +189,8 @@ std::vector<FrozenTrial> Study::get_trials_from(int64_t first_number) const {
   return storage_->get_trials_from(study_id_, first_number);
 }
 
-void Study::set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) {
+void Study::set_trial_system_attr(int64_t trial_id, const std::string& key,
+                                  const nlohmann::json& value) {
   storage_->set_trial_system_attr(trial_id, key, value);
 }
 
@@ -208,8 +246,8 @@ std::optional<std::string> values_problem(const std::vector<double>& values, siz
 
 }  // namespace
 
-FrozenTrial Study::tell(int64_t number, std::optional<std::vector<double>> values, std::optional<TrialState> state,
-                        bool skip_if_finished) {
+FrozenTrial Study::tell(int64_t number, std::optional<std::vector<double>> values,
+                        std::optional<TrialState> state, bool skip_if_finished) {
   int64_t trial_id;
   try {
     trial_id = storage_->get_trial_id_from_study_id_trial_number(study_id_, number);
@@ -223,11 +261,14 @@ FrozenTrial Study::tell(int64_t number, std::optional<std::vector<double>> value
     throw std::invalid_argument(std::string("Cannot tell a ") + to_string(ft.state) + " trial.");
   }
   if (state == TrialState::kComplete) {
-    if (!values) throw std::invalid_argument("No values were told. Values are required when state is TrialState.COMPLETE.");
+    if (!values)
+      throw std::invalid_argument(
+          "No values were told. Values are required when state is TrialState.COMPLETE.");
   } else if (state == TrialState::kPruned || state == TrialState::kFail) {
     if (values) {
       throw std::invalid_argument(
-          "Values were told. Values cannot be specified when state is TrialState.PRUNED or TrialState.FAIL.");
+          "Values were told. Values cannot be specified when state is TrialState.PRUNED or "
+          "TrialState.FAIL.");
     }
   } else if (state) {
     throw std::invalid_argument(std::string("Cannot tell with state ") + to_string(*state) + ".");
@@ -235,7 +276,8 @@ FrozenTrial Study::tell(int64_t number, std::optional<std::vector<double>> value
 
   std::optional<std::string> fail_reason;
   if (state == TrialState::kComplete) {
-    if (auto problem = values_problem(*values, directions_.size())) throw std::invalid_argument(*problem);
+    if (auto problem = values_problem(*values, directions_.size()))
+      throw std::invalid_argument(*problem);
   } else if (state == TrialState::kPruned) {
     if (!ft.intermediate_values.empty()) {
       double last = ft.intermediate_values.rbegin()->second;
@@ -302,17 +344,22 @@ void Study::run_trial(const Objective& objective) {
     beating_.erase(trial.trial_id());
   }
   if (reason) storage_->set_trial_system_attr(trial.trial_id(), kFailReasonAttr, *reason);
-  if (state) tell(trial.number(), std::nullopt, state);
-  else tell(trial.number(), values, std::nullopt);
+  if (state)
+    tell(trial.number(), std::nullopt, state);
+  else
+    tell(trial.number(), values, std::nullopt);
 }
 
 void Study::optimize(const Objective& objective, int n_trials, int n_jobs, double timeout_s) {
   if (n_trials <= 0 && timeout_s <= 0) {
-    throw std::invalid_argument("optimize: give n_trials > 0 or timeout_s > 0 (got n_trials=" +
-                                std::to_string(n_trials) + ", timeout_s=" + python_float_repr(timeout_s) + ")");
+    throw std::invalid_argument(
+        "optimize: give n_trials > 0 or timeout_s > 0 (got n_trials=" + std::to_string(n_trials) +
+        ", timeout_s=" + python_float_repr(timeout_s) + ")");
   }
   if (n_jobs == -1) n_jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (n_jobs < 1) throw std::invalid_argument("optimize: n_jobs = " + std::to_string(n_jobs) + ", expected >= 1 or -1");
+  if (n_jobs < 1)
+    throw std::invalid_argument("optimize: n_jobs = " + std::to_string(n_jobs) +
+                                ", expected >= 1 or -1");
   const auto start = std::chrono::steady_clock::now();
   std::atomic<int> started{0};
   std::atomic<bool> stop{false};
@@ -323,7 +370,8 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
     while (!stop.load()) {
       if (n_trials > 0 && started.fetch_add(1) >= n_trials) break;
       if (timeout_s > 0 &&
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >= timeout_s) {
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=
+              timeout_s) {
         break;
       }
       try {
@@ -345,7 +393,8 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
     const double interval_s = options_.heartbeat->interval_s;
     hb_thread = std::thread([&, interval_s] {
       std::unique_lock lock(hb_mutex);
-      while (!hb_cv.wait_for(lock, std::chrono::duration<double>(interval_s), [&] { return hb_done; })) {
+      while (!hb_cv.wait_for(lock, std::chrono::duration<double>(interval_s),
+                             [&] { return hb_done; })) {
         std::vector<int64_t> ids;
         {
           std::lock_guard beat_lock(heartbeat_mutex_);
@@ -367,7 +416,8 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
   } else {
     // Let TBB run n_jobs workers even beyond the core count (objectives may wait on I/O or
     // external commands); the limit is lifted only while this loop runs.
-    tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(n_jobs));
+    tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism,
+                                    static_cast<size_t>(n_jobs));
     tbb::task_arena arena(n_jobs);
     arena.execute([&] {
       tbb::task_group group;
@@ -386,13 +436,16 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
   if (first_error) std::rethrow_exception(first_error);
 }
 
-std::vector<FrozenTrial> Study::best_trials() const { return best_trials_of(get_trials(), directions_); }
+std::vector<FrozenTrial> Study::best_trials() const {
+  return best_trials_of(get_trials(), directions_);
+}
 
 std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
                                         const std::vector<StudyDirection>& directions) {
   std::vector<const FrozenTrial*> pool;
   for (const auto& t : trials) {
-    if (t.state == TrialState::kComplete && t.values.size() == directions.size() && t.feasible()) pool.push_back(&t);
+    if (t.state == TrialState::kComplete && t.values.size() == directions.size() && t.feasible())
+      pool.push_back(&t);
   }
   std::vector<FrozenTrial> out;
   if (pool.empty()) return out;
@@ -429,7 +482,8 @@ std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
       if (dominates(*front.back(), *sorted[i])) continue;
       front.push_back(sorted[i]);
     }
-    std::sort(front.begin(), front.end(), [](const FrozenTrial* a, const FrozenTrial* b) { return a->number < b->number; });
+    std::sort(front.begin(), front.end(),
+              [](const FrozenTrial* a, const FrozenTrial* b) { return a->number < b->number; });
     for (const auto* t : front) out.push_back(*t);
     return out;
   }

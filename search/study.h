@@ -19,13 +19,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "search/sampler.h"
 #include "search/storage.h"
@@ -50,11 +49,13 @@ class Trial {
   // Optuna's suggest_* (the same name twice returns the first value). Distribution arguments
   // are validated (std::invalid_argument); a name must keep a compatible distribution across
   // the study's trials.
-  double suggest_float(const std::string& name, double low, double high, std::optional<double> step = std::nullopt,
-                       bool log = false);
-  int64_t suggest_int(const std::string& name, int64_t low, int64_t high, int64_t step = 1, bool log = false);
+  double suggest_float(const std::string& name, double low, double high,
+                       std::optional<double> step = std::nullopt, bool log = false);
+  int64_t suggest_int(const std::string& name, int64_t low, int64_t high, int64_t step = 1,
+                      bool log = false);
   nlohmann::json suggest_categorical(const std::string& name, std::vector<nlohmann::json> choices);
-  nlohmann::json suggest(const std::string& name, const Distribution& distribution);  // external value
+  nlohmann::json suggest(const std::string& name,
+                         const Distribution& distribution);  // external value
 
   // Intermediate value at `step` (>= 0). Single-objective studies only; the first report of a
   // step wins (Optuna's rule).
@@ -91,13 +92,15 @@ class Study : public StudyView {
   // A null sampler means RandomSampler with a random seed.
   static std::unique_ptr<Study> create(std::shared_ptr<Storage> storage, const std::string& name,
                                        const std::vector<StudyDirection>& directions,
-                                       std::shared_ptr<Sampler> sampler = nullptr, bool load_if_exists = false,
-                                       StudyOptions options = {});
+                                       std::shared_ptr<Sampler> sampler = nullptr,
+                                       bool load_if_exists = false, StudyOptions options = {});
   // Loads an existing study; throws StorageKeyError naming the study when absent.
   static std::unique_ptr<Study> load(std::shared_ptr<Storage> storage, const std::string& name,
-                                     std::shared_ptr<Sampler> sampler = nullptr, StudyOptions options = {});
+                                     std::shared_ptr<Sampler> sampler = nullptr,
+                                     StudyOptions options = {});
 
-  Study(std::shared_ptr<Storage> storage, int64_t study_id, std::shared_ptr<Sampler> sampler, StudyOptions options = {});
+  Study(std::shared_ptr<Storage> storage, int64_t study_id, std::shared_ptr<Sampler> sampler,
+        StudyOptions options = {});
   ~Study() override;
 
   int64_t study_id() const { return study_id_; }
@@ -109,14 +112,15 @@ class Study : public StudyView {
   std::vector<StudyDirection> directions() const override { return directions_; }
   std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const override;
   std::vector<FrozenTrial> get_trials_from(int64_t first_number) const override;
-  void set_trial_system_attr(int64_t trial_id, const std::string& key, const nlohmann::json& value) override;
+  void set_trial_system_attr(int64_t trial_id, const std::string& key,
+                             const nlohmann::json& value) override;
 
   // Creates (or pops a WAITING) trial and suggests every parameter of `fixed`, in order.
   Trial ask(const std::vector<std::pair<std::string, Distribution>>& fixed = {});
   // Finishes trial `number`. Throws std::invalid_argument for Optuna's ValueErrors (unknown
   // number, trial not RUNNING, state/values mismatch, NaN, wrong number of values).
-  FrozenTrial tell(int64_t number, std::optional<std::vector<double>> values, std::optional<TrialState> state = std::nullopt,
-                   bool skip_if_finished = false);
+  FrozenTrial tell(int64_t number, std::optional<std::vector<double>> values,
+                   std::optional<TrialState> state = std::nullopt, bool skip_if_finished = false);
 
   // Optuna's enqueue_trial: a WAITING trial whose listed params are fixed.
   void enqueue_trial(const std::map<std::string, nlohmann::json>& params,

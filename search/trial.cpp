@@ -9,11 +9,16 @@ namespace compsearch::search {
 
 const char* to_string(TrialState s) {
   switch (s) {
-    case TrialState::kRunning: return "RUNNING";
-    case TrialState::kComplete: return "COMPLETE";
-    case TrialState::kPruned: return "PRUNED";
-    case TrialState::kFail: return "FAIL";
-    case TrialState::kWaiting: return "WAITING";
+    case TrialState::kRunning:
+      return "RUNNING";
+    case TrialState::kComplete:
+      return "COMPLETE";
+    case TrialState::kPruned:
+      return "PRUNED";
+    case TrialState::kFail:
+      return "FAIL";
+    case TrialState::kWaiting:
+      return "WAITING";
   }
   return "UNKNOWN";
 }
@@ -26,14 +31,19 @@ TrialState trial_state_from_string(const std::string& s) {
   if (u == "PRUNED") return TrialState::kPruned;
   if (u == "FAIL") return TrialState::kFail;
   if (u == "WAITING") return TrialState::kWaiting;
-  throw std::invalid_argument("trial state \"" + s + "\" is unknown; expected one of running, complete, pruned, fail, waiting");
+  throw std::invalid_argument(
+      "trial state \"" + s +
+      "\" is unknown; expected one of running, complete, pruned, fail, waiting");
 }
 
 const char* to_string(StudyDirection d) {
   switch (d) {
-    case StudyDirection::kNotSet: return "NOT_SET";
-    case StudyDirection::kMinimize: return "MINIMIZE";
-    case StudyDirection::kMaximize: return "MAXIMIZE";
+    case StudyDirection::kNotSet:
+      return "NOT_SET";
+    case StudyDirection::kMinimize:
+      return "MINIMIZE";
+    case StudyDirection::kMaximize:
+      return "MAXIMIZE";
   }
   return "NOT_SET";
 }
@@ -43,7 +53,8 @@ StudyDirection direction_from_string(const std::string& s) {
   std::transform(u.begin(), u.end(), u.begin(), [](unsigned char c) { return std::toupper(c); });
   if (u == "MINIMIZE") return StudyDirection::kMinimize;
   if (u == "MAXIMIZE") return StudyDirection::kMaximize;
-  throw std::invalid_argument("study direction \"" + s + "\" is unknown; expected minimize or maximize");
+  throw std::invalid_argument("study direction \"" + s +
+                              "\" is unknown; expected minimize or maximize");
 }
 
 bool is_finished(TrialState s) {
@@ -54,7 +65,8 @@ nlohmann::json FrozenTrial::param(const std::string& name) const {
   auto p = params.find(name);
   auto d = distributions.find(name);
   if (p == params.end() || d == distributions.end()) {
-    throw std::out_of_range("trial " + std::to_string(number) + " has no parameter \"" + name + "\"");
+    throw std::out_of_range("trial " + std::to_string(number) + " has no parameter \"" + name +
+                            "\"");
   }
   return to_external(d->second, p->second);
 }
@@ -63,14 +75,16 @@ std::optional<std::vector<double>> FrozenTrial::constraints() const {
   auto it = system_attrs.find("constraints");
   if (it == system_attrs.end() || it->second.is_null()) return std::nullopt;
   if (!it->second.is_array()) {
-    throw std::invalid_argument("trial " + std::to_string(number) +
-                                ": system attribute \"constraints\" must be a list of numbers, got " + it->second.dump());
+    throw std::invalid_argument(
+        "trial " + std::to_string(number) +
+        ": system attribute \"constraints\" must be a list of numbers, got " + it->second.dump());
   }
   std::vector<double> out;
   for (const auto& v : it->second) {
     if (!v.is_number()) {
       throw std::invalid_argument("trial " + std::to_string(number) +
-                                  ": system attribute \"constraints\" holds a non-number " + v.dump());
+                                  ": system attribute \"constraints\" holds a non-number " +
+                                  v.dump());
     }
     out.push_back(v.get<double>());
   }

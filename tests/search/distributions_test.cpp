@@ -1,5 +1,7 @@
 // Distributions and Python-compatible JSON against Optuna 3.1 itself: the reference values in
 // tests/data/search/optuna_reference.json are printed by scripts/optuna_interop.py reference.
+#include "search/distributions.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,7 +10,6 @@
 #include <limits>
 #include <sstream>
 
-#include "search/distributions.h"
 #include "search/python_json.h"
 
 using namespace compsearch::search;
@@ -46,11 +47,13 @@ TEST_CASE("dump_python_json matches json.dumps with both separator styles") {
   CHECK(dump_python_json(j) == ref["json_dumps"].get<std::string>());
   nlohmann::ordered_json k;
   k["k"] = {1.5, {{"z", "q"}}};
-  CHECK(dump_python_json(k, JsonSeparators::kCompact) == ref["json_dumps_compact"].get<std::string>());
+  CHECK(dump_python_json(k, JsonSeparators::kCompact) ==
+        ref["json_dumps_compact"].get<std::string>());
 }
 
 TEST_CASE("parse_python_json reads NaN and Infinity outside strings only") {
-  auto j = parse_python_json(R"({"a": NaN, "b": [Infinity, -Infinity], "s": "NaN Infinity", "n": 1})");
+  auto j =
+      parse_python_json(R"({"a": NaN, "b": [Infinity, -Infinity], "s": "NaN Infinity", "n": 1})");
   CHECK(std::isnan(j["a"].get<double>()));
   CHECK(j["b"][0].get<double>() == std::numeric_limits<double>::infinity());
   CHECK(j["b"][1].get<double>() == -std::numeric_limits<double>::infinity());
@@ -62,55 +65,73 @@ TEST_CASE("parse_python_json reads NaN and Infinity outside strings only") {
 TEST_CASE("distribution JSON text is byte-identical to Optuna's distribution_to_json") {
   const auto ref = reference()["distribution_json"];
   CHECK(distribution_to_json_string(make_float(0.0, 1.0)) == ref["float"].get<std::string>());
-  CHECK(distribution_to_json_string(make_float(1e-5, 1.0, true)) == ref["float_log"].get<std::string>());
-  CHECK(distribution_to_json_string(make_float(0.0, 1.0, false, 0.3)) == ref["float_step"].get<std::string>());
-  CHECK(distribution_to_json_string(make_float(-1.0, 2.05, false, 0.1)) == ref["float_step2"].get<std::string>());
-  CHECK(distribution_to_json_string(make_float(0.1, 0.75, false, 0.25)) == ref["float_step3"].get<std::string>());
+  CHECK(distribution_to_json_string(make_float(1e-5, 1.0, true)) ==
+        ref["float_log"].get<std::string>());
+  CHECK(distribution_to_json_string(make_float(0.0, 1.0, false, 0.3)) ==
+        ref["float_step"].get<std::string>());
+  CHECK(distribution_to_json_string(make_float(-1.0, 2.05, false, 0.1)) ==
+        ref["float_step2"].get<std::string>());
+  CHECK(distribution_to_json_string(make_float(0.1, 0.75, false, 0.25)) ==
+        ref["float_step3"].get<std::string>());
   CHECK(distribution_to_json_string(make_int(0, 10, false, 3)) == ref["int"].get<std::string>());
   CHECK(distribution_to_json_string(make_int(1, 1024, true)) == ref["int_log"].get<std::string>());
-  CHECK(distribution_to_json_string(make_categorical({"a", 1, 2.5, nullptr, true})) == ref["cat"].get<std::string>());
+  CHECK(distribution_to_json_string(make_categorical({"a", 1, 2.5, nullptr, true})) ==
+        ref["cat"].get<std::string>());
 }
 
-TEST_CASE("distributions round-trip through JSON, including Optuna's strings and deprecated classes") {
+TEST_CASE(
+    "distributions round-trip through JSON, including Optuna's strings and deprecated classes") {
   const auto ref = reference()["distribution_json"];
   for (auto it = ref.begin(); it != ref.end(); ++it) {
     Distribution d = distribution_from_json(it.value());  // the journal stores a JSON string
     CHECK(distribution_to_json_string(d) == it.value().get<std::string>());
     CHECK(distribution_from_json(distribution_to_json(d)) == d);
   }
-  auto uni = distribution_from_json(nlohmann::json::parse(R"({"name": "UniformDistribution", "attributes": {"low": 1, "high": 2}})"));
+  auto uni = distribution_from_json(nlohmann::json::parse(
+      R"({"name": "UniformDistribution", "attributes": {"low": 1, "high": 2}})"));
   CHECK(uni == Distribution(make_float(1, 2)));
-  auto disc = distribution_from_json(
-      nlohmann::json::parse(R"({"name": "DiscreteUniformDistribution", "attributes": {"low": 0, "high": 1, "q": 0.3}})"));
+  auto disc = distribution_from_json(nlohmann::json::parse(
+      R"({"name": "DiscreteUniformDistribution", "attributes": {"low": 0, "high": 1, "q": 0.3}})"));
   CHECK(std::get<FloatDistribution>(disc).high == 0.9);
-  auto ilog = distribution_from_json(
-      nlohmann::json::parse(R"({"name": "IntLogUniformDistribution", "attributes": {"low": 1, "high": 8, "step": 1}})"));
+  auto ilog = distribution_from_json(nlohmann::json::parse(
+      R"({"name": "IntLogUniformDistribution", "attributes": {"low": 1, "high": 8, "step": 1}})"));
   CHECK(std::get<IntDistribution>(ilog).log);
-  auto old = distribution_from_json(nlohmann::json::parse(R"({"type": "int", "low": 0, "high": 7, "step": 2})"));
+  auto old = distribution_from_json(
+      nlohmann::json::parse(R"({"type": "int", "low": 0, "high": 7, "step": 2})"));
   CHECK(std::get<IntDistribution>(old).high == 6);
-  CHECK_THROWS_WITH_AS(distribution_from_json(nlohmann::json::parse(R"({"name": "Foo", "attributes": {}})")),
-                       doctest::Contains("unknown distribution class \"Foo\""), std::invalid_argument);
   CHECK_THROWS_WITH_AS(
-      distribution_from_json(nlohmann::json::parse(R"({"name": "FloatDistribution", "attributes": {"low": 0}})")),
-      doctest::Contains("missing attribute \"high\""), std::invalid_argument);
+      distribution_from_json(nlohmann::json::parse(R"({"name": "Foo", "attributes": {}})")),
+      doctest::Contains("unknown distribution class \"Foo\""), std::invalid_argument);
   CHECK_THROWS_WITH_AS(distribution_from_json(nlohmann::json::parse(
-                           R"({"name": "IntDistribution", "attributes": {"low": 0, "high": 1, "lo": 2}})")),
-                       doctest::Contains("unknown attribute \"lo\""), std::invalid_argument);
+                           R"({"name": "FloatDistribution", "attributes": {"low": 0}})")),
+                       doctest::Contains("missing attribute \"high\""), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distribution_from_json(nlohmann::json::parse(
+          R"({"name": "IntDistribution", "attributes": {"low": 0, "high": 1, "lo": 2}})")),
+      doctest::Contains("unknown attribute \"lo\""), std::invalid_argument);
 }
 
 TEST_CASE("distribution constructors reject Optuna's invalid arguments with the values") {
-  CHECK_THROWS_WITH_AS(make_float(2, 1), doctest::Contains("(low=2.0, high=1.0)"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_float(0, 1, true), doctest::Contains("larger than 0 for a log"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_float(1, 2, true, 0.5), doctest::Contains("not supported when `log` is true"),
+  CHECK_THROWS_WITH_AS(make_float(2, 1), doctest::Contains("(low=2.0, high=1.0)"),
                        std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_float(0, 1, false, 0.0), doctest::Contains("step=0.0"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_int(0, 5, true), doctest::Contains("(low=0, high=5)"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_float(0, 1, true), doctest::Contains("larger than 0 for a log"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_float(1, 2, true, 0.5),
+                       doctest::Contains("not supported when `log` is true"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_float(0, 1, false, 0.0), doctest::Contains("step=0.0"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_int(0, 5, true), doctest::Contains("(low=0, high=5)"),
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_int(1, 5, true, 2), doctest::Contains("step=2"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_int(0, 5, false, 0), doctest::Contains("step=0"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_categorical({}), doctest::Contains("one or more"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_categorical({"a", "a"}), doctest::Contains("appears twice"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_categorical({nlohmann::json::array()}), doctest::Contains("choice 0 is []"),
+  CHECK_THROWS_WITH_AS(make_int(0, 5, false, 0), doctest::Contains("step=0"),
                        std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_categorical({}), doctest::Contains("one or more"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_categorical({"a", "a"}), doctest::Contains("appears twice"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_categorical({nlohmann::json::array()}),
+                       doctest::Contains("choice 0 is []"), std::invalid_argument);
 }
 
 TEST_CASE("single, contains and internal/external values follow Optuna") {
@@ -132,7 +153,8 @@ TEST_CASE("single, contains and internal/external values follow Optuna") {
   CHECK(to_internal(cat, 2) == 1.0);
   CHECK(to_internal(cat, nullptr) == 2.0);
   CHECK(to_external(cat, 0.0) == "a");
-  CHECK_THROWS_WITH_AS(to_internal(cat, "b"), doctest::Contains("\"b\" is not one of the choices"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(to_internal(cat, "b"), doctest::Contains("\"b\" is not one of the choices"),
+                       std::invalid_argument);
   CHECK(to_external(is, 5.0).is_number_integer());
   CHECK(to_external(make_float(0, 1), 0.5).get<double>() == 0.5);
   CHECK_THROWS_AS(to_internal(make_float(1, 2, true), -1.0), std::invalid_argument);

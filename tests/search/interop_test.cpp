@@ -32,7 +32,8 @@ const std::string kCli = std::string(COMPSEARCH_BINARY_DIR) + "/cli/compsearch";
 
 std::string py(const std::string& args) {
   auto r = run_command(kPython + " " + shell_quote(kScript) + " " + args);
-  REQUIRE_MESSAGE(r.exit_code == 0, "python3 optuna_interop.py " << args << " failed (python3-optuna installed?)");
+  REQUIRE_MESSAGE(r.exit_code == 0,
+                  "python3 optuna_interop.py " << args << " failed (python3-optuna installed?)");
   return r.output;
 }
 
@@ -72,8 +73,10 @@ nlohmann::json canonical(Storage& storage) {
       j["trial_id"] = t.trial_id;
       j["state"] = to_string(t.state);
       j["values"] = t.values.empty() ? nlohmann::json(nullptr) : nlohmann::json(t.values);
-      j["datetime_start"] = t.datetime_start ? nlohmann::json(*t.datetime_start) : nlohmann::json(nullptr);
-      j["datetime_complete"] = t.datetime_complete ? nlohmann::json(*t.datetime_complete) : nlohmann::json(nullptr);
+      j["datetime_start"] =
+          t.datetime_start ? nlohmann::json(*t.datetime_start) : nlohmann::json(nullptr);
+      j["datetime_complete"] =
+          t.datetime_complete ? nlohmann::json(*t.datetime_complete) : nlohmann::json(nullptr);
       j["params"] = nlohmann::json::object();
       j["distributions"] = nlohmann::json::object();
       for (const auto& [name, d] : t.distributions) {
@@ -83,7 +86,8 @@ nlohmann::json canonical(Storage& storage) {
       j["user_attrs"] = nlohmann::json(t.user_attrs);
       j["system_attrs"] = nlohmann::json(t.system_attrs);
       j["intermediate_values"] = nlohmann::json::object();
-      for (const auto& [step, v] : t.intermediate_values) j["intermediate_values"][std::to_string(step)] = v;
+      for (const auto& [step, v] : t.intermediate_values)
+        j["intermediate_values"][std::to_string(step)] = v;
       study["trials"].push_back(j);
     }
     out.push_back(study);
@@ -91,7 +95,9 @@ nlohmann::json canonical(Storage& storage) {
   return comparable(out);
 }
 
-nlohmann::json optuna_view(const std::string& journal) { return comparable(parse_python_json(py("dump " + journal))); }
+nlohmann::json optuna_view(const std::string& journal) {
+  return comparable(parse_python_json(py("dump " + journal)));
+}
 
 void check_same(const nlohmann::json& ours, const nlohmann::json& theirs) {
   REQUIRE(ours.size() == theirs.size());
@@ -99,7 +105,9 @@ void check_same(const nlohmann::json& ours, const nlohmann::json& theirs) {
     const auto& a = ours[s]["trials"];
     const auto& b = theirs[s]["trials"];
     REQUIRE(a.size() == b.size());
-    for (size_t i = 0; i < a.size(); ++i) CHECK_MESSAGE(a[i] == b[i], "study " << s << " trial " << i << "\nours:   " << a[i].dump() << "\noptuna: " << b[i].dump());
+    for (size_t i = 0; i < a.size(); ++i)
+      CHECK_MESSAGE(a[i] == b[i], "study " << s << " trial " << i << "\nours:   " << a[i].dump()
+                                           << "\noptuna: " << b[i].dump());
     nlohmann::json sa = ours[s], sb = theirs[s];
     sa.erase("trials");
     sb.erase("trials");
@@ -113,8 +121,9 @@ TEST_CASE("Optuna opens a journal compsearch wrote and sees the same studies and
   TempDir dir;
   const auto path = dir.file("ours.journal");
   auto storage = std::make_shared<JournalStorage>(path);
-  auto multi = Study::create(storage, "multi", {StudyDirection::kMinimize, StudyDirection::kMaximize},
-                             std::make_shared<RandomSampler>(11));
+  auto multi =
+      Study::create(storage, "multi", {StudyDirection::kMinimize, StudyDirection::kMaximize},
+                    std::make_shared<RandomSampler>(11));
   multi->set_user_attr("owner", "compsearch \xE2\x98\x83");
   multi->set_system_attr("nested", {{"a", {1, 2.5, nullptr}}});
   const std::vector<std::pair<std::string, Distribution>> space = {
@@ -129,12 +138,17 @@ TEST_CASE("Optuna opens a journal compsearch wrote and sees the same studies and
     auto t = multi->ask(space);
     t.set_user_attr("latency_ms@mcu:stm32f746", 1.5 * k);
     t.set_system_attr("constraints", {k - 3.0, -1.0});
-    if (k == 3) multi->tell(t.number(), std::nullopt, TrialState::kFail);
-    else if (k == 4) continue;  // left RUNNING
-    else multi->tell(t.number(), std::vector<double>{0.1 * k, std::numeric_limits<double>::infinity()});
+    if (k == 3)
+      multi->tell(t.number(), std::nullopt, TrialState::kFail);
+    else if (k == 4)
+      continue;  // left RUNNING
+    else
+      multi->tell(t.number(),
+                  std::vector<double>{0.1 * k, std::numeric_limits<double>::infinity()});
   }
   multi->enqueue_trial({{"x", 0.5}}, {{"why", "queued"}});
-  auto single = Study::create(storage, "single", {StudyDirection::kMaximize}, std::make_shared<RandomSampler>(2));
+  auto single = Study::create(storage, "single", {StudyDirection::kMaximize},
+                              std::make_shared<RandomSampler>(2));
   auto t = single->ask({{"lr", make_float(1e-4, 1, true)}});
   t.report(0.25, 0);
   t.report(std::numeric_limits<double>::quiet_NaN(), 1);
@@ -159,7 +173,9 @@ TEST_CASE("compsearch opens a journal Optuna wrote with NSGA-II and continues it
   CHECK(trials[12].state == TrialState::kWaiting);
 
   // Continue in-process with our NSGA-II (the enqueued trial runs first), then through the CLI.
-  auto study = Study::load(storage, "nsga", std::shared_ptr<Sampler>(make_sampler("NSGAIISampler", {{"seed", 1}, {"population_size", 4}})));
+  auto study = Study::load(storage, "nsga",
+                           std::shared_ptr<Sampler>(make_sampler(
+                               "NSGAIISampler", {{"seed", 1}, {"population_size", 4}})));
   study->optimize(
       [](Trial& t) {
         double x = t.suggest_float("x", -2.0, 2.0);
@@ -168,7 +184,7 @@ TEST_CASE("compsearch opens a journal Optuna wrote with NSGA-II and continues it
       },
       5);
   auto after = study->get_trials();
-  REQUIRE(after.size() == 17);  // the enqueued trial was one of the 5
+  REQUIRE(after.size() == 17);                     // the enqueued trial was one of the 5
   CHECK(after[11].state == TrialState::kRunning);  // a Python worker's, no heartbeat: left alone
   CHECK(after[12].state == TrialState::kComplete);
   CHECK(after[12].param("x") == 0.5);  // the enqueued value
@@ -179,13 +195,16 @@ TEST_CASE("compsearch opens a journal Optuna wrote with NSGA-II and continues it
   const std::string space = shell_quote(
       R"({"x": {"name": "FloatDistribution", "attributes": {"low": -2.0, "high": 2.0, "step": null, "log": false}}})");
   for (int k = 0; k < 2; ++k) {
-    auto asked = parse_python_json(cli("ask --storage " + shell_quote(path) + " --study-name nsga --sampler NSGAIISampler "
-                                       "--sampler-kwargs '{\"seed\": 1, \"population_size\": 4}' --search-space " + space));
+    auto asked = parse_python_json(
+        cli("ask --storage " + shell_quote(path) +
+            " --study-name nsga --sampler NSGAIISampler "
+            "--sampler-kwargs '{\"seed\": 1, \"population_size\": 4}' --search-space " +
+            space));
     const int64_t number = asked["number"].get<int64_t>();
     CHECK(number == 17 + k);
     const double x = asked["params"]["x"].get<double>();
-    cli("tell --storage " + shell_quote(path) + " --study-name nsga --trial-number " + std::to_string(number) +
-        " --values " + python_float_repr(x * x) + " -3.5");
+    cli("tell --storage " + shell_quote(path) + " --study-name nsga --trial-number " +
+        std::to_string(number) + " --values " + python_float_repr(x * x) + " -3.5");
   }
   py("continue " + shell_quote(path) + " nsga 2");  // and Optuna continues after us
   JournalStorage reread(path);
@@ -212,7 +231,8 @@ TEST_CASE("compsearch's CLI prints what Optuna's CLI prints") {
         std::vector<std::string> args{verb, "--study-name", study, "-f", "json"};
         if (flatten) args.push_back("--flatten");
         commands.push_back(args);
-        ours.push_back(cli(verb + " --study-name " + study + (flatten ? " --flatten" : "") + storage));
+        ours.push_back(
+            cli(verb + " --study-name " + study + (flatten ? " --flatten" : "") + storage));
       }
     }
   }
@@ -236,12 +256,14 @@ TEST_CASE("compsearch's CLI prints what Optuna's CLI prints") {
     std::ofstream out(batch_file);
     out << nlohmann::json(commands).dump();
   }
-  auto theirs = nlohmann::json::parse(py("cli-batch " + shell_quote(path) + " " + shell_quote(batch_file)));
+  auto theirs =
+      nlohmann::json::parse(py("cli-batch " + shell_quote(path) + " " + shell_quote(batch_file)));
   REQUIRE(theirs.size() == commands.size());
   for (size_t i = 0; i < ours.size(); ++i) {
     CHECK_MESSAGE(ours[i] == theirs[i].get<std::string>(), nlohmann::json(commands[i]).dump());
   }
-  CHECK(theirs[ours.size()] == "{\"number\": 2, \"params\": {\"b\": 3, \"a\": \"only\", \"c\": 0.5}}\n");
+  CHECK(theirs[ours.size()] ==
+        "{\"number\": 2, \"params\": {\"b\": 3, \"a\": \"only\", \"c\": 0.5}}\n");
   CHECK(theirs[ours.size() + 1] == "{\"number\": 3}\n");
 }
 
@@ -252,13 +274,15 @@ TEST_CASE("Python and compsearch workers share one journal without losing or ren
   constexpr int kPerWorker = 12;
   auto python_worker = [&](const std::string& tag) {
     return std::async(std::launch::async, [&, tag] {
-      return run_command(kPython + " " + shell_quote(kScript) + " worker " + shell_quote(path) + " shared " +
-                         std::to_string(kPerWorker) + " " + tag).exit_code;
+      return run_command(kPython + " " + shell_quote(kScript) + " worker " + shell_quote(path) +
+                         " shared " + std::to_string(kPerWorker) + " " + tag)
+          .exit_code;
     });
   };
   auto cpp_worker = [&](const std::string& tag, uint64_t seed) {
     return std::async(std::launch::async, [&, tag, seed] {
-      auto study = Study::load(std::make_shared<JournalStorage>(path), "shared", std::make_shared<RandomSampler>(seed));
+      auto study = Study::load(std::make_shared<JournalStorage>(path), "shared",
+                               std::make_shared<RandomSampler>(seed));
       for (int i = 0; i < kPerWorker; ++i) {
         auto t = study->ask();
         t.set_user_attr("worker", tag);
@@ -274,8 +298,9 @@ TEST_CASE("Python and compsearch workers share one journal without losing or ren
                              " --study-name shared --sampler RandomSampler");
         if (r.exit_code != 0) return r.exit_code;
         auto n = parse_python_json(r.output)["number"].get<int64_t>();
-        auto told = run_command(shell_quote(kCli) + " tell --storage " + shell_quote(path) +
-                                " --study-name shared --trial-number " + std::to_string(n) + " --values 7");
+        auto told =
+            run_command(shell_quote(kCli) + " tell --storage " + shell_quote(path) +
+                        " --study-name shared --trial-number " + std::to_string(n) + " --values 7");
         if (told.exit_code != 0) return told.exit_code;
       }
       return 0;
@@ -303,35 +328,42 @@ TEST_CASE("Python and compsearch workers share one journal without losing or ren
     per_worker[w == trials[i].user_attrs.end() ? "cli" : w->second.get<std::string>()]++;
   }
   CHECK(ids.size() == trials.size());
-  CHECK(per_worker == std::map<std::string, int>{{"cli", 4}, {"cpp1", kPerWorker}, {"cpp2", kPerWorker},
-                                                 {"py1", kPerWorker}, {"py2", kPerWorker}});
+  CHECK(per_worker == std::map<std::string, int>{{"cli", 4},
+                                                 {"cpp1", kPerWorker},
+                                                 {"cpp2", kPerWorker},
+                                                 {"py1", kPerWorker},
+                                                 {"py2", kPerWorker}});
   check_same(canonical(storage), optuna_view(path));
 }
 
-TEST_CASE("a loop of fresh compsearch ask/tell processes proposes what one in-process loop proposes") {
+TEST_CASE(
+    "a loop of fresh compsearch ask/tell processes proposes what one in-process loop proposes") {
   TempDir dir;
   const auto path = dir.file("loop.journal");
   const std::string sampler_kwargs = R"({"seed": 0, "population_size": 4})";
   const std::string space_json =
       R"({"x": {"name": "FloatDistribution", "attributes": {"low": 0.0, "high": 1.0}}, "k": {"name": "CategoricalDistribution", "attributes": {"choices": ["a", "b"]}}, "n": {"name": "IntDistribution", "attributes": {"low": 1, "high": 5}}})";
   auto objective = [](double x, const std::string& k, int64_t n) {
-    return std::vector<double>{x + 0.1 * static_cast<double>(n), 1.0 - std::sqrt(x) + (k == "a" ? 0.2 : 0.0)};
+    return std::vector<double>{x + 0.1 * static_cast<double>(n),
+                               1.0 - std::sqrt(x) + (k == "a" ? 0.2 : 0.0)};
   };
   constexpr int kTrials = 12;
   cli("create-study --study-name s --directions minimize minimize --storage " + shell_quote(path));
   for (int i = 0; i < kTrials; ++i) {
     auto asked = parse_python_json(cli("ask --storage " + shell_quote(path) +
                                        " --study-name s --sampler NSGAIISampler --sampler-kwargs " +
-                                       shell_quote(sampler_kwargs) + " --search-space " + shell_quote(space_json)));
+                                       shell_quote(sampler_kwargs) + " --search-space " +
+                                       shell_quote(space_json)));
     const auto& p = asked["params"];
     auto v = objective(p["x"].get<double>(), p["k"].get<std::string>(), p["n"].get<int64_t>());
     cli("tell --storage " + shell_quote(path) + " --study-name s --trial-number " +
-        std::to_string(asked["number"].get<int64_t>()) + " --values " + python_float_repr(v[0]) + " " +
-        python_float_repr(v[1]));
+        std::to_string(asked["number"].get<int64_t>()) + " --values " + python_float_repr(v[0]) +
+        " " + python_float_repr(v[1]));
   }
-  auto in_process = Study::create(std::make_shared<InMemoryStorage>(), "s",
-                                  {StudyDirection::kMinimize, StudyDirection::kMinimize},
-                                  std::shared_ptr<Sampler>(make_sampler("NSGAIISampler", parse_python_json(sampler_kwargs))));
+  auto in_process = Study::create(
+      std::make_shared<InMemoryStorage>(), "s",
+      {StudyDirection::kMinimize, StudyDirection::kMinimize},
+      std::shared_ptr<Sampler>(make_sampler("NSGAIISampler", parse_python_json(sampler_kwargs))));
   std::vector<std::pair<std::string, Distribution>> space;
   auto ordered = parse_python_json_ordered(space_json);
   for (auto it = ordered.begin(); it != ordered.end(); ++it) {
@@ -339,8 +371,9 @@ TEST_CASE("a loop of fresh compsearch ask/tell processes proposes what one in-pr
   }
   for (int i = 0; i < kTrials; ++i) {
     auto t = in_process->ask(space);
-    auto v = objective(t.cached().param("x").get<double>(), t.cached().param("k").get<std::string>(),
-                       t.cached().param("n").get<int64_t>());
+    auto v =
+        objective(t.cached().param("x").get<double>(), t.cached().param("k").get<std::string>(),
+                  t.cached().param("n").get<int64_t>());
     in_process->tell(t.number(), v);
   }
   JournalStorage journal(path);

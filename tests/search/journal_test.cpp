@@ -1,7 +1,6 @@
 // JournalStorage specifics: the file format on disk, several writers on one file, torn lines,
 // the symlink lock's grace period, and heartbeats of running trials.
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -11,6 +10,7 @@
 #include <regex>
 #include <thread>
 
+#include "search/in_memory_storage.h"
 #include "search/journal_storage.h"
 #include "search/python_json.h"
 #include "search/study.h"
@@ -48,25 +48,37 @@ TEST_CASE("JournalStorage writes Optuna's records with compact separators") {
   s.set_trial_state_values(id, TrialState::kComplete, &v);
   auto lines = lines_of(path);
   REQUIRE(lines.size() == 4);
-  const std::string worker = R"("worker_id":"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}-[0-9]+")";
-  CHECK(std::regex_match(lines[0], std::regex(R"(\{"op_code":0,)" + worker + R"(,"study_name":"s","directions":\[1,2\]\})")));
+  const std::string worker =
+      R"("worker_id":"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}-[0-9]+")";
+  CHECK(std::regex_match(lines[0], std::regex(R"(\{"op_code":0,)" + worker +
+                                              R"(,"study_name":"s","directions":\[1,2\]\})")));
   CHECK(std::regex_match(
-      lines[1], std::regex(R"(\{"op_code":4,)" + worker +
-                           R"(,"study_id":0,"datetime_start":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}"\})")));
-  CHECK(lines[2].find(R"("param_name":"c","param_value_internal":1,"distribution":"{\"name\": \"CategoricalDistribution\", \"attributes\": {\"choices\": [\"a\", \"b\"]}}"})") !=
-        std::string::npos);
-  CHECK(std::regex_search(lines[3], std::regex(R"("trial_id":0,"state":1,"values":\[1.0,0.5\],"datetime_complete":"[0-9T:.-]{26}"\}$)")));
+      lines[1],
+      std::regex(R"(\{"op_code":4,)" + worker +
+                 R"(,"study_id":0,"datetime_start":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}"\})")));
+  CHECK(
+      lines[2].find(
+          R"("param_name":"c","param_value_internal":1,"distribution":"{\"name\": \"CategoricalDistribution\", \"attributes\": {\"choices\": [\"a\", \"b\"]}}"})") !=
+      std::string::npos);
+  CHECK(std::regex_search(
+      lines[3],
+      std::regex(
+          R"("trial_id":0,"state":1,"values":\[1.0,0.5\],"datetime_complete":"[0-9T:.-]{26}"\}$)")));
 }
 
 TEST_CASE("JournalStorage reads Python's default separators, NaN and a second writer's records") {
   TempDir dir;
   const auto path = dir.file("j.log");
-  append_raw(path,
-             "{\"op_code\": 0, \"worker_id\": \"py-1\", \"study_name\": \"s\", \"directions\": [1]}\n"
-             "{\"op_code\": 4, \"worker_id\": \"py-1\", \"study_id\": 0, \"datetime_start\": \"2024-01-02T03:04:05.000006\"}\n"
-             "{\"op_code\": 7, \"worker_id\": \"py-1\", \"trial_id\": 0, \"step\": 2, \"intermediate_value\": NaN}\n"
-             "{\"op_code\": 6, \"worker_id\": \"py-1\", \"trial_id\": 0, \"state\": 1, \"values\": [-Infinity], "
-             "\"datetime_complete\": \"2024-01-02T03:04:06.500000\"}\n");
+  append_raw(
+      path,
+      "{\"op_code\": 0, \"worker_id\": \"py-1\", \"study_name\": \"s\", \"directions\": [1]}\n"
+      "{\"op_code\": 4, \"worker_id\": \"py-1\", \"study_id\": 0, \"datetime_start\": "
+      "\"2024-01-02T03:04:05.000006\"}\n"
+      "{\"op_code\": 7, \"worker_id\": \"py-1\", \"trial_id\": 0, \"step\": 2, "
+      "\"intermediate_value\": NaN}\n"
+      "{\"op_code\": 6, \"worker_id\": \"py-1\", \"trial_id\": 0, \"state\": 1, \"values\": "
+      "[-Infinity], "
+      "\"datetime_complete\": \"2024-01-02T03:04:06.500000\"}\n");
   JournalStorage a(path);
   auto t = a.get_trial(0);
   CHECK(t.state == TrialState::kComplete);
@@ -92,11 +104,12 @@ TEST_CASE("A torn last line is ignored by readers and cut off by the next writer
     s.create_new_trial(0);
   }
   const std::string before = read_file(path);
-  append_raw(path, R"({"op_code":4,"worker_id":"dead","study_id":0,"datetime_st)");  // killed mid-write
+  append_raw(path,
+             R"({"op_code":4,"worker_id":"dead","study_id":0,"datetime_st)");  // killed mid-write
   JournalStorage reader(path);
   CHECK(reader.get_all_trials(0).size() == 1);
   CHECK(read_file(path).size() > before.size());  // readers do not repair
-  reader.create_new_trial(0);                      // the writer does, under the lock
+  reader.create_new_trial(0);                     // the writer does, under the lock
   const std::string after = read_file(path);
   CHECK(after.substr(0, before.size()) == before);
   CHECK(after.back() == '\n');
@@ -119,7 +132,8 @@ TEST_CASE("A complete line that is not JSON is skipped with a warning") {
   CHECK(s.create_new_trial(0) == 0);
 }
 
-TEST_CASE("The symlink lock waits for a live holder and breaks a stale one after the grace period") {
+TEST_CASE(
+    "The symlink lock waits for a live holder and breaks a stale one after the grace period") {
   TempDir dir;
   const auto path = dir.file("j.log");
   JournalStorage s(path, JournalOptions{0.5, false});
@@ -164,7 +178,8 @@ TEST_CASE("The symlink lock waits for a live holder and breaks a stale one after
   CHECK(::lstat(lock.c_str(), &st) != 0);  // released
 }
 
-TEST_CASE("Stale heartbeats fail a trial and re-queue it; trials without heartbeat are left alone") {
+TEST_CASE(
+    "Stale heartbeats fail a trial and re-queue it; trials without heartbeat are left alone") {
   TempDir dir;
   const auto path = dir.file("j.log");
   auto storage = std::make_shared<JournalStorage>(path);
@@ -228,4 +243,15 @@ TEST_CASE("optimize with heartbeats recovers a dead worker's trial and keeps its
   CHECK(trials[1].params == trials[0].params);
   CHECK(trials[2].state == TrialState::kComplete);
   CHECK(trials[2].system_attrs.count(kHeartbeatAttr));
+}
+
+TEST_CASE("Heartbeat options are validated, every problem reported at once") {
+  StudyOptions options;
+  options.heartbeat = HeartbeatOptions{0.0, 0.0, true, -1};
+  auto storage = std::make_shared<InMemoryStorage>();
+  CHECK_THROWS_WITH_AS(
+      Study::create(storage, "s", {StudyDirection::kMinimize}, nullptr, false, options),
+      "study \"s\": heartbeat options: interval_s = 0.0 (expected > 0); grace_s = 0.0 (expected > "
+      "interval_s, or live trials go stale); max_retries = -1 (expected >= 0);",
+      std::invalid_argument);
 }

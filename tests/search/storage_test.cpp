@@ -3,9 +3,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <future>
 #include <limits>
 #include <memory>
-#include <future>
 #include <thread>
 
 #include "search/in_memory_storage.h"
@@ -23,15 +23,17 @@ struct InMemoryFixture {
 
 struct JournalFixture {
   TempDir dir;
-  std::shared_ptr<Storage> make() { return std::make_shared<JournalStorage>(dir.file("study.journal")); }
+  std::shared_ptr<Storage> make() {
+    return std::make_shared<JournalStorage>(dir.file("study.journal"));
+  }
 };
 
 const std::vector<StudyDirection> kMin{StudyDirection::kMinimize};
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("Storage creates studies with unique names and finds them by name", F, InMemoryFixture,
-                   JournalFixture) {
+TEST_CASE_TEMPLATE("Storage creates studies with unique names and finds them by name", F,
+                   InMemoryFixture, JournalFixture) {
   F f;
   auto s = f.make();
   int64_t a = s->create_new_study(kMin, "a");
@@ -39,7 +41,8 @@ TEST_CASE_TEMPLATE("Storage creates studies with unique names and finds them by 
   CHECK(a == 0);
   CHECK(b == 1);
   CHECK(s->get_study_id_from_name("b") == 1);
-  CHECK(s->get_study(b).directions == std::vector<StudyDirection>{StudyDirection::kMinimize, StudyDirection::kMaximize});
+  CHECK(s->get_study(b).directions ==
+        std::vector<StudyDirection>{StudyDirection::kMinimize, StudyDirection::kMaximize});
   CHECK_THROWS_AS(s->create_new_study(kMin, "a"), DuplicatedStudyError);
   CHECK_THROWS_AS(s->get_study_id_from_name("zzz"), StorageKeyError);
   s->set_study_user_attr(a, "k", {{"x", 1}});
@@ -53,7 +56,8 @@ TEST_CASE_TEMPLATE("Storage creates studies with unique names and finds them by 
   CHECK(s->create_new_study(kMin, "c") == 2);  // ids are never reused
 }
 
-TEST_CASE_TEMPLATE("Storage numbers trials per study and ids across studies", F, InMemoryFixture, JournalFixture) {
+TEST_CASE_TEMPLATE("Storage numbers trials per study and ids across studies", F, InMemoryFixture,
+                   JournalFixture) {
   F f;
   auto s = f.make();
   int64_t a = s->create_new_study(kMin, "a");
@@ -75,8 +79,8 @@ TEST_CASE_TEMPLATE("Storage numbers trials per study and ids across studies", F,
   CHECK(s->get_trials_from(a, 1)[0].trial_id == 2);
 }
 
-TEST_CASE_TEMPLATE("Storage keeps params, values, intermediate values and attributes", F, InMemoryFixture,
-                   JournalFixture) {
+TEST_CASE_TEMPLATE("Storage keeps params, values, intermediate values and attributes", F,
+                   InMemoryFixture, JournalFixture) {
   F f;
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
@@ -104,26 +108,27 @@ TEST_CASE_TEMPLATE("Storage keeps params, values, intermediate values and attrib
   REQUIRE(t.datetime_complete);
 }
 
-TEST_CASE_TEMPLATE("Storage rejects updates of finished trials and incompatible distributions", F, InMemoryFixture,
-                   JournalFixture) {
+TEST_CASE_TEMPLATE("Storage rejects updates of finished trials and incompatible distributions", F,
+                   InMemoryFixture, JournalFixture) {
   F f;
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
   int64_t t0 = s->create_new_trial(study);
   s->set_trial_param(t0, "p", 0.5, make_float(0, 1));
   int64_t t1 = s->create_new_trial(study);
-  CHECK_THROWS_WITH_AS(s->set_trial_param(t1, "p", 1.0, make_int(0, 3)), doctest::Contains("different distribution kind"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(s->set_trial_param(t1, "p", 1.0, make_int(0, 3)),
+                       doctest::Contains("different distribution kind"), std::invalid_argument);
   CHECK(s->get_trial(t1).params.empty());
   s->set_trial_state_values(t0, TrialState::kFail);
-  CHECK_THROWS_WITH_AS(s->set_trial_user_attr(t0, "k", 1), "Trial#0 has already finished and can not be updated.",
-                       TrialFinishedError);
+  CHECK_THROWS_WITH_AS(s->set_trial_user_attr(t0, "k", 1),
+                       "Trial#0 has already finished and can not be updated.", TrialFinishedError);
   CHECK_THROWS_AS(s->set_trial_state_values(t0, TrialState::kComplete), TrialFinishedError);
   CHECK(s->get_trial(t0).state == TrialState::kFail);
   CHECK_THROWS_AS(s->set_trial_user_attr(99, "k", 1), StorageKeyError);
 }
 
-TEST_CASE_TEMPLATE("Storage gives a WAITING trial to exactly one worker", F, InMemoryFixture, JournalFixture) {
+TEST_CASE_TEMPLATE("Storage gives a WAITING trial to exactly one worker", F, InMemoryFixture,
+                   JournalFixture) {
   F f;
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
@@ -165,7 +170,8 @@ TEST_CASE_TEMPLATE("Storage gives a WAITING trial to exactly one worker", F, InM
   CHECK(s->get_all_trials(study, {TrialState::kRunning}).size() == 1);
 }
 
-TEST_CASE_TEMPLATE("Storage is safe under concurrent trial creation", F, InMemoryFixture, JournalFixture) {
+TEST_CASE_TEMPLATE("Storage is safe under concurrent trial creation", F, InMemoryFixture,
+                   JournalFixture) {
   F f;
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
