@@ -385,3 +385,43 @@ TEST_CASE(
     CHECK(a[i].values == b[i].values);
   }
 }
+
+TEST_CASE("the study verbs report bad input naming the flag, the value and what was expected") {
+  TempDir dir;
+  const std::string storage = " --storage " + shell_quote(dir.file("j.log"));
+  auto run = [&](const std::string& args) {
+    REQUIRE(std::filesystem::exists(kCli));
+    return run_command(shell_quote(kCli) + " " + args + storage + " 2>&1");
+  };
+  CHECK(run("create-study --study-name s --directions minimize").exit_code == 0);
+  auto dup = run("create-study --study-name s");
+  CHECK(dup.exit_code == 1);
+  CHECK(dup.output.find("Another study with name 's' already exists") != std::string::npos);
+  auto state = run("tell --study-name s --trial-number 0 --state done");
+  CHECK(state.exit_code == 2);
+  CHECK(state.output.find(
+            "--state: invalid choice 'done' (choose from 'complete', 'pruned', 'fail')") !=
+        std::string::npos);
+  auto unknown = run("tell --study-name s --trial-number 3 --values 1");
+  CHECK(unknown.exit_code == 1);
+  CHECK(unknown.output.find("Cannot tell for trial with number 3 since it has not been created.") !=
+        std::string::npos);
+  auto space = run("ask --study-name s --search-space " +
+                   shell_quote(R"({"x": {"name": "Nope", "attributes": {}}})"));
+  CHECK(space.exit_code == 1);
+  CHECK(space.output.find(
+            "--search-space: parameter \"x\": distribution: unknown distribution class \"Nope\"") !=
+        std::string::npos);
+  auto sampler = run("ask --study-name s --sampler SobolSampler");
+  CHECK(sampler.exit_code == 1);
+  CHECK(sampler.output.find("SobolSampler") != std::string::npos);
+  auto kwargs = run("ask --study-name s --sampler-kwargs '{\"seed\": 1}'");
+  CHECK(kwargs.exit_code == 2);
+  CHECK(kwargs.output.find("`--sampler_kwargs` is set without `--sampler`") != std::string::npos);
+  auto missing = run("trials --study-name nope");
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.output.find("study \"nope\" does not exist") != std::string::npos);
+  auto values = run("tell --study-name s --trial-number 0 --values 1 x2");
+  CHECK(values.exit_code == 2);
+  CHECK(values.output.find("--values: invalid float value: 'x2'") != std::string::npos);
+}
