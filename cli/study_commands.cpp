@@ -64,8 +64,10 @@ void add_common(po::options_description& opts, bool study_name_required) {
 }
 
 void add_format(po::options_description& opts) {
-  opts.add_options()("format,f", po::value<std::string>()->default_value("json"),
-                     "output format: json (Optuna's -f json output)")(
+  opts.add_options()(
+      "format,f", po::value<std::string>()->default_value("json"),
+      "output format: json or table (Optuna's -f json / -f table output; json is the "
+      "default here for every verb)")(
       "flatten", "flatten nested columns (params_x, values_0, ...) as Optuna's --flatten");
 }
 
@@ -81,7 +83,9 @@ std::shared_ptr<Storage> open_storage(const po::variables_map& vm) {
 
 void check_format(const po::variables_map& vm) {
   const std::string f = vm["format"].as<std::string>();
-  if (f != "json") throw UsageError("--format " + f + ": only json is supported");
+  if (f != "json" && f != "table") {
+    throw UsageError("--format: invalid choice '" + f + "' (choose from 'json', 'table')");
+  }
 }
 
 bool help(const po::variables_map& vm, const po::options_description& opts) {
@@ -90,8 +94,15 @@ bool help(const po::variables_map& vm, const po::options_description& opts) {
   return true;
 }
 
-void print(const nlohmann::ordered_json& j) {
-  std::cout << dump_python_json(j, JsonSeparators::kPython) << std::endl;
+// Prints records as Optuna's _format_output does for -f json or -f table.
+void print(const po::variables_map& vm, const nlohmann::ordered_json& j,
+           const std::vector<std::string>& header) {
+  if (vm["format"].as<std::string>() == "table") {
+    nlohmann::ordered_json rows = j.is_array() ? j : nlohmann::ordered_json::array({j});
+    std::cout << optuna_cli_table(rows, header) << std::endl;
+  } else {
+    std::cout << dump_python_json(j, JsonSeparators::kPython) << std::endl;
+  }
 }
 
 int run_create_study(const std::vector<std::string>& args) {
@@ -236,7 +247,9 @@ int run_ask(const std::vector<std::string>& args) {
               ? std::make_unique<Study>(storage, study_id, sampler)
               : Study::create(storage, name, study_dirs, sampler, /*load_if_exists=*/true);
   Trial trial = study->ask(space);
-  print(optuna_cli_ask(trial.number(), trial.params(), p.vm.count("flatten") > 0));
+  std::vector<std::string> header;
+  print(p.vm, optuna_cli_ask(trial.number(), trial.params(), p.vm.count("flatten") > 0, &header),
+        header);
   return 0;
 }
 
@@ -306,8 +319,11 @@ int run_trials(const std::vector<std::string>& args, bool best) {
     for (const auto& t : best_trials_of(trials, study->directions()))
       best_numbers.push_back(t.number);
   }
-  print(optuna_cli_trials(trials, study->directions(), p.vm.count("flatten") > 0,
-                          best ? &best_numbers : nullptr));
+  std::vector<std::string> header;
+  print(p.vm,
+        optuna_cli_trials(trials, study->directions(), p.vm.count("flatten") > 0,
+                          best ? &best_numbers : nullptr, &header),
+        header);
   return 0;
 }
 
@@ -322,7 +338,8 @@ int run_studies(const std::vector<std::string>& args) {
   if (help(p.vm, opts)) return 0;
   check_format(p.vm);
   auto storage = open_storage(p.vm);
-  print(optuna_cli_studies(*storage, p.vm.count("flatten") > 0));
+  std::vector<std::string> header;
+  print(p.vm, optuna_cli_studies(*storage, p.vm.count("flatten") > 0, &header), header);
   return 0;
 }
 

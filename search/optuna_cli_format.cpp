@@ -4,11 +4,14 @@
 #include "search/optuna_cli_format.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <map>
 #include <set>
 #include <stdexcept>
+
+#include "search/python_json.h"
 
 namespace compsearch::search {
 namespace {
@@ -40,7 +43,8 @@ const nlohmann::ordered_json* find(const Record& r, const Column& c) {
 }
 
 nlohmann::ordered_json convert(const std::vector<Record>& records,
-                               const std::vector<Column>& columns, bool flatten) {
+                               const std::vector<Column>& columns, bool flatten,
+                               std::vector<std::string>* header_out) {
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   if (flatten) {
     // Columns whose values are lists in some record are expanded to name_0, name_1, ...
@@ -67,12 +71,31 @@ nlohmann::ordered_json convert(const std::vector<Record>& records,
       }
       out.push_back(std::move(row));
     }
+    if (header_out) {
+      header_out->clear();
+      for (const auto& c : columns) {
+        if (!c.non_nested()) {
+          header_out->push_back(c.name + "_" +
+                                (c.nested.is_number() ? std::to_string(c.nested.get<int64_t>())
+                                                      : c.nested.get<std::string>()));
+        } else if (is_list_column(c)) {
+          size_t n = 0;
+          for (const auto& r : records) {
+            if (const auto* v = find(r, c)) n = std::max(n, v->size());
+          }
+          for (size_t i = 0; i < n; ++i) header_out->push_back(c.name + "_" + std::to_string(i));
+        } else {
+          header_out->push_back(c.name);
+        }
+      }
+    }
     return out;
   }
   std::vector<std::string> header;
   for (const auto& c : columns) {
     if (std::find(header.begin(), header.end(), c.name) == header.end()) header.push_back(c.name);
   }
+  if (header_out) *header_out = header;
   for (const auto& r : records) {
     nlohmann::ordered_json attrs = nlohmann::ordered_json::object();
     for (const auto& h : header) attrs[h] = nlohmann::ordered_json::object();
@@ -119,7 +142,137 @@ int64_t micros_since_epoch(const std::string& dt) {
          micros;  // naive datetimes, as Python subtracts them
 }
 
+// Python's repr() of a str: single quotes unless the text has ' and no ", escapes for
+// backslash, the quote, \t \n \r and other non-printable ASCII; other characters as they are.
+std::string python_str_repr(const std::string& s) {
+  const bool has_single = s.find('\'') != std::string::npos;
+  const bool has_double = s.find('"') != std::string::npos;
+  const char quote = has_single && !has_double ? '"' : '\'';
+  std::string out(1, quote);
+  for (unsigned char c : s) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == static_cast<unsigned char>(quote))
+      out += std::string("\\") + quote;
+    else if (c == '\t')
+      out += "\\t";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  out.push_back(quote);
+  return out;
+}
+
+// Python's str() of the value a JSON record holds (repr inside containers); `as_tuple` renders
+// an array as a tuple, as Optuna's studies "direction" column is one.
+std::string python_str(const nlohmann::ordered_json& v, bool top, bool as_tuple = false) {
+  switch (v.type()) {
+    case nlohmann::ordered_json::value_t::null:
+      return "None";
+    case nlohmann::ordered_json::value_t::boolean:
+      return v.get<bool>() ? "True" : "False";
+    case nlohmann::ordered_json::value_t::number_integer:
+      return std::to_string(v.get<int64_t>());
+    case nlohmann::ordered_json::value_t::number_unsigned:
+      return std::to_string(v.get<uint64_t>());
+    case nlohmann::ordered_json::value_t::number_float: {
+      const double d = v.get<double>();
+      if (std::isnan(d)) return "nan";
+      if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+      return python_float_repr(d);
+    }
+    case nlohmann::ordered_json::value_t::string:
+      return top ? v.get<std::string>() : python_str_repr(v.get<std::string>());
+    case nlohmann::ordered_json::value_t::array: {
+      std::string out = as_tuple ? "(" : "[";
+      for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + python_str(v[i], false);
+      if (as_tuple && v.size() == 1) out += ",";
+      return out + (as_tuple ? ")" : "]");
+    }
+    case nlohmann::ordered_json::value_t::object: {
+      std::string out = "{";
+      bool first = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        out +=
+            (first ? "" : ", ") + python_str_repr(it.key()) + ": " + python_str(it.value(), false);
+        first = false;
+      }
+      return out + "}";
+    }
+    default:
+      return "None";
+  }
+}
+
+size_t code_points(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+std::string pad(const std::string& s, size_t width, bool right) {
+  const size_t n = code_points(s);
+  const std::string fill(width > n ? width - n : 0, ' ');
+  return right ? fill + s : s + fill;
+}
+
 }  // namespace
+
+std::string optuna_cli_table(const nlohmann::ordered_json& records,
+                             const std::vector<std::string>& header) {
+  enum class Kind { kNone, kNumeric, kString };
+  struct Cell {
+    Kind kind;
+    std::string text;
+  };
+  std::vector<std::vector<Cell>> rows;
+  for (const auto& r : records) {
+    std::vector<Cell> row;
+    for (const auto& h : header) {
+      auto it = r.find(h);
+      if (it == r.end() || it->is_null()) {
+        row.push_back({Kind::kNone, "None"});
+      } else if (it->is_number() || it->is_boolean()) {
+        row.push_back({Kind::kNumeric, python_str(*it, true)});
+      } else {
+        row.push_back({Kind::kString, python_str(*it, true, h == "direction" && it->is_array())});
+      }
+    }
+    rows.push_back(std::move(row));
+  }
+  std::string separator = "+", header_line = "|";
+  std::vector<std::string> lines(rows.size(), "|");
+  for (size_t c = 0; c < header.size(); ++c) {
+    bool numeric = true;
+    size_t width = code_points(header[c]);
+    for (const auto& row : rows) {
+      numeric = numeric && row[c].kind != Kind::kString;
+      width = std::max(width, code_points(row[c].text));
+    }
+    separator += std::string(width + 2, '-') + "+";
+    header_line += " " + pad(header[c], width, numeric) + " |";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto& cell = rows[i][c];
+      lines[i] +=
+          " " +
+          (cell.kind == Kind::kNone ? std::string(width, ' ') : pad(cell.text, width, numeric)) +
+          " |";
+    }
+  }
+  std::string out = separator + "\n" + header_line + "\n" + separator + "\n";
+  for (size_t i = 0; i < lines.size(); ++i) out += lines[i] + (i + 1 < lines.size() ? "\n" : "");
+  out += "\n" + separator;  // Optuna strips the trailing newline
+  return out;
+}
 
 std::string python_timedelta_str(const std::string& start, const std::string& end) {
   int64_t us = micros_since_epoch(end) - micros_since_epoch(start);
@@ -143,7 +296,8 @@ std::string python_timedelta_str(const std::string& start, const std::string& en
 
 nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
                                          const std::vector<StudyDirection>& directions,
-                                         bool flatten, const std::vector<int64_t>* only) {
+                                         bool flatten, const std::vector<int64_t>* only,
+                                         std::vector<std::string>* header) {
   const bool multi = directions.size() > 1;
   const std::vector<std::string> attrs = {"number",         multi ? "values" : "value",
                                           "datetime_start", "datetime_complete",
@@ -189,12 +343,12 @@ nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
     auto it = column_agg.find(a);
     if (it != column_agg.end()) columns.insert(columns.end(), it->second.begin(), it->second.end());
   }
-  return convert(records, columns, flatten);
+  return convert(records, columns, flatten, header);
 }
 
 nlohmann::ordered_json optuna_cli_ask(
     int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
-    bool flatten) {
+    bool flatten, std::vector<std::string>* header) {
   Record r;
   std::vector<Column> columns;
   r.emplace_back(Column{"number", ""}, number);
@@ -208,10 +362,11 @@ nlohmann::ordered_json optuna_cli_ask(
       columns.push_back({"params", name});
     }
   }
-  return convert({r}, columns, flatten)[0];
+  return convert({r}, columns, flatten, header)[0];
 }
 
-nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten) {
+nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten,
+                                          std::vector<std::string>* header) {
   std::vector<Record> records;
   bool any_user_attrs = false;
   for (const auto& s : storage.get_all_studies()) {
@@ -236,7 +391,7 @@ nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten) {
   std::vector<Column> columns = {
       {"name", ""}, {"direction", ""}, {"n_trials", ""}, {"datetime_start", ""}};
   if (any_user_attrs) columns.push_back({"user_attrs", ""});
-  return convert(records, columns, flatten);
+  return convert(records, columns, flatten, header);
 }
 
 }  // namespace compsearch::search

@@ -20,13 +20,20 @@ namespace compsearch::search {
 // best-trials`), but with the columns of all trials, as Optuna filters the records last.
 nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
                                          const std::vector<StudyDirection>& directions,
-                                         bool flatten, const std::vector<int64_t>* only = nullptr);
+                                         bool flatten, const std::vector<int64_t>* only = nullptr,
+                                         std::vector<std::string>* header = nullptr);
 // `optuna ask`: {"number": N, "params": {...}} with params in suggestion order.
 nlohmann::ordered_json optuna_cli_ask(
-    int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
-    bool flatten);
+    int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params, bool flatten,
+    std::vector<std::string>* header = nullptr);
 // `optuna studies`: one record per study in id order.
-nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten);
+nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten,
+                                          std::vector<std::string>* header = nullptr);
+
+// Optuna's `-f table` rendering of records with the column `header` the functions above
+// report (cli.py _dump_table, without the trailing newline).
+std::string optuna_cli_table(const nlohmann::ordered_json& records,
+                             const std::vector<std::string>& header);
 
 // Python's str(timedelta) for the span between two FrozenTrial datetimes
 // ("YYYY-MM-DD HH:MM:SS.ffffff"), e.g. "0:00:01.500000", "1 day, 2:00:00".

@@ -217,7 +217,7 @@ TEST_CASE("compsearch opens a journal Optuna wrote with NSGA-II and continues it
   check_same(canonical(reread), optuna_view(path));
 }
 
-TEST_CASE("compsearch's CLI prints what Optuna's CLI prints") {
+TEST_CASE("compsearch's CLI prints what Optuna's CLI prints, as JSON and as tables") {
   TempDir dir;
   const auto path = dir.file("optuna.journal");
   py("write " + shell_quote(path) + " cli");
@@ -228,11 +228,13 @@ TEST_CASE("compsearch's CLI prints what Optuna's CLI prints") {
   for (const std::string verb : {"trials", "best-trials"}) {
     for (const std::string study : {"cli", "cli-single"}) {
       for (const bool flatten : {false, true}) {
-        std::vector<std::string> args{verb, "--study-name", study, "-f", "json"};
-        if (flatten) args.push_back("--flatten");
-        commands.push_back(args);
-        ours.push_back(
-            cli(verb + " --study-name " + study + (flatten ? " --flatten" : "") + storage));
+        for (const std::string format : {"json", "table"}) {
+          std::vector<std::string> args{verb, "--study-name", study, "-f", format};
+          if (flatten) args.push_back("--flatten");
+          commands.push_back(args);
+          ours.push_back(cli(verb + " --study-name " + study + " -f " + format +
+                             (flatten ? " --flatten" : "") + storage));
+        }
       }
     }
   }
@@ -249,6 +251,8 @@ TEST_CASE("compsearch's CLI prints what Optuna's CLI prints") {
   ours.push_back(cli("studies" + storage));
   commands.push_back({"studies", "-f", "json", "--flatten"});
   ours.push_back(cli("studies --flatten" + storage));
+  commands.push_back({"studies", "-f", "table"});
+  ours.push_back(cli("studies -f table" + storage));
   commands.push_back({"ask", "--study-name", "fresh", "--search-space", space});
   commands.push_back({"ask", "--study-name", "fresh", "--flatten"});
   const std::string batch_file = dir.file("batch.json");
