@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <queue>
 #include <stdexcept>
@@ -237,6 +239,22 @@ std::optional<Solution> best_under_budgets(const AdditiveProblem& problem,
       return a.loss != b.loss ? a.loss < b.loss : a.cost < b.cost;
     });
     std::vector<State> next;
+    if (nd == 2) {
+      // Two budgets: a staircase of (cost 0 -> least cost 1) over the survivors so far answers
+      // "does a survivor have both costs no larger" in O(log n).
+      std::map<double, double> stairs;
+      for (auto& s : cand) {
+        auto it = stairs.upper_bound(s.cost[0]);
+        if (it != stairs.begin() && std::prev(it)->second <= s.cost[1]) continue;
+        // Insert, removing steps the new one dominates (cost 0 >= and cost 1 >=).
+        it = stairs.lower_bound(s.cost[0]);
+        while (it != stairs.end() && it->second >= s.cost[1]) it = stairs.erase(it);
+        stairs[s.cost[0]] = s.cost[1];
+        next.push_back(std::move(s));
+      }
+      sets.push_back(std::move(next));
+      continue;
+    }
     for (auto& s : cand) {
       bool dominated = false;
       for (const State& t : next) {

@@ -12,11 +12,15 @@
 //   Optional `cost_resolution` r > 0 bounds the work: within each cost bucket [k r, (k+1) r)
 //   only the lowest loss survives each layer. Every returned point is then still a real
 //   solution with its exact cost and loss, and for every point (c, l) of the exact front there
-//   is a returned point with loss <= l and cost <= c + L r (L = number of layers).
+//   is a returned point with loss <= l and cost <= c + L r (L = number of layers). When every
+//   option cost is an integer multiple of r (e.g. bytes with r = 1) the bucketed front is exact.
+//   With real-valued costs the exact front can hold millions of points (54 x 60 random options)
+//   and takes minutes; bucketing keeps it to range / r points.
 // best_under_budgets: the minimum total loss subject to total cost_k <= budget_k for each
 //   budgeted cost term, exact: a Pareto-set DP over (loss, budgeted costs) with states pruned
 //   when they cannot stay within budget (suffix minimum costs) or cannot beat the incumbent
-//   (suffix minimum losses), the incumbent taken from the one-cost front.
+//   (suffix minimum losses), the incumbent taken from the one-cost front. Its cost grows with the
+//   size of the exact Pareto sets, so it suits tens of layers or integer-valued costs.
 #pragma once
 
 #include <cstddef>

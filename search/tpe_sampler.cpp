@@ -493,6 +493,9 @@ Split split_observations(const std::vector<std::pair<double, std::vector<double>
 
 struct TPESampler::Observations {
   std::vector<const FrozenTrial*> trials;
+  // Copies of RUNNING trials (constant liar): the cache's unfinished trials are re-read on every
+  // refresh, while this memo outlives refreshes.
+  std::vector<FrozenTrial> running;
   std::vector<std::pair<double, std::vector<double>>> losses;  // (step, signed values)
   std::vector<double> violations;  // empty when no trial records constraints
   size_t n_finished = 0;            // excludes RUNNING (constant liar)
@@ -519,14 +522,25 @@ TPESampler::TPESampler(Options options) : options_(options) {
 
 TPESampler::~TPESampler() = default;
 
+void TPESampler::refresh_locked(const StudyView& study) {
+  const auto newly = cache_.refresh(study);
+  n_finished_seen_ += newly.size();
+  space_.update(newly);
+}
+
 void TPESampler::reseed_rng(uint64_t seed) {
   std::lock_guard lock(mutex_);
   seed_ = seed;
 }
 
-TPESampler::Observations TPESampler::observe(const StudyView& study,
-                                             const std::vector<std::string>& /*names*/) {
-  Observations obs;
+std::shared_ptr<const TPESampler::Observations> TPESampler::observe(const StudyView& study,
+                                                                   int64_t trial_number) {
+  if (memo_ && memo_number_ == trial_number && memo_n_trials_ == cache_.trials().size() &&
+      memo_n_finished_ == n_finished_seen_) {
+    return memo_;
+  }
+  auto result = std::make_shared<Observations>();
+  Observations& obs = *result;
   const std::vector<StudyDirection> directions = study.directions();
   obs.multi_objective = directions.size() > 1;
   const bool liar = options_.constant_liar && !obs.multi_objective;
@@ -537,6 +551,11 @@ TPESampler::Observations TPESampler::observe(const StudyView& study,
       constrained = true;
       break;
     }
+  }
+  if (liar) {
+    size_t n_running = 0;
+    for (const FrozenTrial* t : cache_.trials()) n_running += t->state == TrialState::kRunning;
+    obs.running.reserve(n_running);  // no reallocation below: pointers stay valid
   }
   for (const FrozenTrial* t : cache_.trials()) {
     std::pair<double, std::vector<double>> score;
@@ -559,6 +578,10 @@ TPESampler::Observations TPESampler::observe(const StudyView& study,
       continue;
     }
     if (score.first < kInf) ++obs.n_finished;
+    if (t->state == TrialState::kRunning) {
+      obs.running.push_back(*t);
+      t = &obs.running.back();
+    }
     obs.trials.push_back(t);
     obs.losses.push_back(std::move(score));
     if (constrained) {
@@ -570,7 +593,11 @@ TPESampler::Observations TPESampler::observe(const StudyView& study,
       }
     }
   }
-  if (obs.n_finished < static_cast<size_t>(options_.n_startup_trials)) return obs;
+  memo_ = result;
+  memo_number_ = trial_number;
+  memo_n_trials_ = cache_.trials().size();
+  memo_n_finished_ = n_finished_seen_;
+  if (obs.n_finished < static_cast<size_t>(options_.n_startup_trials)) return result;
   obs.split = tpe_detail::split_observations(obs.losses, default_gamma(obs.n_finished),
                                              obs.violations);
   if (obs.multi_objective) {
@@ -596,7 +623,7 @@ TPESampler::Observations TPESampler::observe(const StudyView& study,
       }
     }
   }
-  return obs;
+  return result;
 }
 
 std::map<std::string, double> TPESampler::sample_tpe(
@@ -654,7 +681,7 @@ SearchSpace TPESampler::infer_relative_search_space(const StudyView& study,
                                                     const FrozenTrial& /*trial*/) {
   if (!options_.multivariate) return {};
   std::lock_guard lock(mutex_);
-  space_.update(cache_.refresh(study));
+  refresh_locked(study);
   return space_.non_single();
 }
 
@@ -663,10 +690,9 @@ std::map<std::string, double> TPESampler::sample_relative(const StudyView& study
                                                           const SearchSpace& space) {
   if (space.empty()) return {};
   std::lock_guard lock(mutex_);
-  space_.update(cache_.refresh(study));
-  std::vector<std::string> names;
-  for (const auto& [name, d] : space) names.push_back(name);
-  const Observations obs = observe(study, names);
+  refresh_locked(study);
+  const auto obs_ptr = observe(study, trial.number);
+  const Observations& obs = *obs_ptr;
   if (obs.n_finished < static_cast<size_t>(options_.n_startup_trials)) return {};
   std::vector<std::pair<std::string, Distribution>> sp(space.begin(), space.end());
   return sample_tpe(obs, sp, internal::mix_seed(seed_, static_cast<uint64_t>(trial.number)));
@@ -677,8 +703,9 @@ double TPESampler::sample_independent(const StudyView& study, const FrozenTrial&
   std::lock_guard lock(mutex_);
   const uint64_t s =
       internal::mix_seed(seed_, static_cast<uint64_t>(trial.number), internal::hash_name(name));
-  space_.update(cache_.refresh(study));
-  const Observations obs = observe(study, {name});
+  refresh_locked(study);
+  const auto obs_ptr = observe(study, trial.number);
+  const Observations& obs = *obs_ptr;
   if (obs.n_finished < static_cast<size_t>(options_.n_startup_trials) || is_single(dist)) {
     return RandomSampler::sample(dist, s);
   }

@@ -65,7 +65,10 @@ class TPESampler : public Sampler {
 
  private:
   struct Observations;
-  Observations observe(const StudyView& study, const std::vector<std::string>& names);
+  // The study's observations and their below/above split, computed once per asking trial and
+  // study state (they do not depend on the parameter), then shared by every parameter.
+  std::shared_ptr<const Observations> observe(const StudyView& study, int64_t trial_number);
+  void refresh_locked(const StudyView& study);
   std::map<std::string, double> sample_tpe(const Observations& obs,
                                            const std::vector<std::pair<std::string, Distribution>>&
                                                space,
@@ -76,6 +79,10 @@ class TPESampler : public Sampler {
   std::mutex mutex_;
   internal::TrialCache cache_;
   internal::IntersectionSpace space_{true};
+  std::shared_ptr<const Observations> memo_;
+  int64_t memo_number_ = -1;
+  size_t memo_n_trials_ = 0, memo_n_finished_ = 0;
+  size_t n_finished_seen_ = 0;
 };
 
 namespace tpe_detail {

@@ -1,0 +1,395 @@
+// Sampler benchmark against Optuna 3.1 (scripts/bench_samplers_optuna.py, run with
+// /usr/bin/python3): per-trial sampler overhead and hypervolume after 200 and 1,000
+// evaluations (median of seeds) for NSGA-II and multi-objective TPE on ZDT1, ZDT2, DTLZ2
+// (3 objectives) and a 30-parameter mixed space; plus the exact solver on 54 layers x 60
+// options. Prints the machine, the peer and the ratios.
+//
+//   bench_samplers [--trials 1000] [--seeds 5] [--optuna live|none|DIR] [--part all|samplers|exact]
+//
+// --optuna live (default) runs the Optuna script now (NSGA-II: every problem and seed at
+// --trials; TPE: every problem and seed at 200 trials, and the overhead at study size 1,000
+// measured on 5 trials after 995 random ones, because Optuna's MOTPE takes several seconds per
+// trial there). --optuna DIR reads that script's output saved as DIR/nsga2_1000.jsonl,
+// DIR/tpe_200.jsonl and DIR/tpe_prefill.jsonl. Overheads are process CPU time per trial minus
+// the objective's own arithmetic, for both peers.
+#include <sys/utsname.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "search/exact_solver.h"
+#include "search/hypervolume.h"
+#include "search/problems.h"
+#include "search/random_sampler.h"
+#include "search/sampler_factory.h"
+
+using namespace compsearch::search;
+
+namespace {
+
+double cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// In-memory study for the benchmark: trials in a vector, get_trials_from without copying the
+// finished prefix.
+class BenchStudy : public StudyView {
+ public:
+  explicit BenchStudy(size_t n_objectives)
+      : directions_(n_objectives, StudyDirection::kMinimize) {}
+  std::vector<StudyDirection> directions() const override { return directions_; }
+  std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const override {
+    std::vector<FrozenTrial> out;
+    for (const auto& t : trials_) {
+      if (states.empty() || std::find(states.begin(), states.end(), t.state) != states.end()) {
+        out.push_back(t);
+      }
+    }
+    return out;
+  }
+  std::vector<FrozenTrial> get_trials_from(int64_t first) const override {
+    return std::vector<FrozenTrial>(trials_.begin() + std::min<int64_t>(first, trials_.size()),
+                                    trials_.end());
+  }
+  void set_trial_system_attr(int64_t id, const std::string& key, const nlohmann::json& v) override {
+    trials_.at(static_cast<size_t>(id)).system_attrs[key] = v;
+  }
+  FrozenTrial& ask(Sampler& sampler, const std::vector<std::pair<std::string, Distribution>>& ps) {
+    FrozenTrial t;
+    t.number = t.trial_id = static_cast<int64_t>(trials_.size());
+    trials_.push_back(std::move(t));
+    FrozenTrial copy = trials_.back();
+    sampler.before_trial(*this, copy);
+    trials_.back().system_attrs = std::move(copy.system_attrs);
+    const SearchSpace space = sampler.infer_relative_search_space(*this, trials_.back());
+    const auto rel = sampler.sample_relative(*this, trials_.back(), space);
+    for (const auto& [name, dist] : ps) {
+      auto it = rel.find(name);
+      const double v = it != rel.end() ? it->second
+                                       : sampler.sample_independent(*this, trials_.back(), name, dist);
+      trials_.back().params[name] = v;
+      trials_.back().distributions[name] = dist;
+    }
+    return trials_.back();
+  }
+  void tell(FrozenTrial& t, std::vector<double> values, Sampler& sampler) {
+    t.state = TrialState::kComplete;
+    t.values = std::move(values);
+    sampler.after_trial(*this, t, TrialState::kComplete, &t.values);
+  }
+  const std::vector<FrozenTrial>& trials() const { return trials_; }
+
+ private:
+  std::vector<StudyDirection> directions_;
+  std::vector<FrozenTrial> trials_;
+};
+
+struct Problem {
+  std::string name;
+  size_t n_objectives;
+  std::vector<std::pair<std::string, Distribution>> params;
+  std::function<std::vector<double>(const FrozenTrial&)> evaluate;  // the arithmetic only
+  Point reference;
+};
+
+std::vector<Problem> problems() {
+  std::vector<Problem> out;
+  auto floats = [](size_t n) {
+    std::vector<std::pair<std::string, Distribution>> ps;
+    for (size_t i = 0; i < n; ++i) ps.emplace_back("x" + std::to_string(i), make_float(0, 1));
+    return ps;
+  };
+  auto xs = [](const FrozenTrial& t, size_t n) {
+    std::vector<double> x(n);
+    for (size_t i = 0; i < n; ++i) x[i] = t.params.at("x" + std::to_string(i));
+    return x;
+  };
+  out.push_back({"zdt1", 2, floats(30), [=](const FrozenTrial& t) { return zdt1(xs(t, 30)); },
+                 {1.1, 11.0}});
+  out.push_back({"zdt2", 2, floats(30), [=](const FrozenTrial& t) { return zdt2(xs(t, 30)); },
+                 {1.1, 11.0}});
+  out.push_back({"dtlz2", 3, floats(12), [=](const FrozenTrial& t) { return dtlz2(xs(t, 12), 3); },
+                 {4.4, 4.4, 4.4}});
+  // mixed30: must match scripts/bench_samplers_optuna.py.
+  std::vector<std::pair<std::string, Distribution>> ps{{"x0", make_float(0, 1)}};
+  for (int i = 1; i < 5; ++i) ps.emplace_back("f" + std::to_string(i), make_float(0, 1));
+  for (int i = 5; i < 10; ++i) ps.emplace_back("s" + std::to_string(i), make_float(0, 1, false, 0.05));
+  for (int i = 0; i < 5; ++i) ps.emplace_back("i" + std::to_string(i), make_int(0, 10));
+  for (int i = 5; i < 10; ++i) ps.emplace_back("l" + std::to_string(i), make_int(1, 64, true));
+  for (int i = 0; i < 10; ++i) {
+    ps.emplace_back("c" + std::to_string(i), make_categorical({"a", "b", "c", "d"}));
+  }
+  out.push_back({"mixed30", 2, ps,
+                 [](const FrozenTrial& t) {
+                   double s = 0;
+                   for (const auto& [name, v] : t.params) {
+                     switch (name[0]) {
+                       case 'f': case 's': s += v; break;
+                       case 'i': s += std::abs(v - 3) / 7.0; break;
+                       case 'l': s += std::log2(v) / 6.0; break;
+                       case 'c': s += v / 3.0; break;
+                       default: break;
+                     }
+                   }
+                   const double g = 1.0 + 9.0 * s / 29.0, x0 = t.params.at("x0");
+                   return std::vector<double>{x0, g * (1.0 - std::sqrt(x0 / g))};
+                 },
+                 {1.1, 11.0}});
+  return out;
+}
+
+struct RunResult {
+  double overhead_ms_per_trial = 0;
+  std::vector<std::vector<double>> values;
+};
+
+RunResult run_ours(const Problem& p, const std::string& sampler_name, uint64_t seed, int n_trials,
+                   int prefill) {
+  BenchStudy study(p.n_objectives);
+  RunResult r;
+  if (prefill > 0) {
+    RandomSampler random(seed);
+    for (int i = 0; i < prefill; ++i) {
+      FrozenTrial& t = study.ask(random, p.params);
+      study.tell(t, p.evaluate(t), random);
+    }
+  }
+  auto sampler = make_sampler(sampler_name, {{"seed", seed}});
+  double objective_s = 0;
+  const double t0 = cpu_seconds();
+  for (int i = 0; i < n_trials; ++i) {
+    FrozenTrial& t = study.ask(*sampler, p.params);
+    const double o0 = cpu_seconds();
+    auto v = p.evaluate(t);
+    objective_s += cpu_seconds() - o0;
+    study.tell(t, std::move(v), *sampler);
+  }
+  const double total = cpu_seconds() - t0;
+  r.overhead_ms_per_trial = 1e3 * (total - objective_s) / n_trials;
+  for (const auto& t : study.trials()) r.values.push_back(t.values);
+  return r;
+}
+
+double hv_after(const std::vector<std::vector<double>>& values, size_t n, const Point& ref) {
+  if (values.size() < n) return NAN;
+  return hypervolume(std::vector<Point>(values.begin(), values.begin() + n), ref);
+}
+
+double median(std::vector<double> v) {
+  v.erase(std::remove_if(v.begin(), v.end(), [](double x) { return std::isnan(x); }), v.end());
+  if (v.empty()) return NAN;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// Optuna results: key (problem, sampler) -> runs.
+struct PeerRun {
+  int n_trials, prefill;
+  double overhead_ms;
+  std::vector<std::vector<double>> values;
+};
+using PeerRuns = std::map<std::pair<std::string, std::string>, std::vector<PeerRun>>;
+
+void read_peer(const std::string& path, PeerRuns& runs) {
+  std::ifstream in(path);
+  if (!in) {
+    std::cerr << "warning: no Optuna results in " << path << "\n";
+    return;
+  }
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    const auto j = nlohmann::json::parse(line);
+    PeerRun r;
+    r.n_trials = j.at("n_trials");
+    r.prefill = j.value("prefill", 0);
+    r.overhead_ms = 1e3 * (j.at("total_s").get<double>() - j.at("objective_s").get<double>()) /
+                    r.n_trials;
+    r.values = j.at("values").get<std::vector<std::vector<double>>>();
+    runs[{j.at("problem"), j.at("sampler")}].push_back(std::move(r));
+  }
+}
+
+std::string machine() {
+  utsname u{};
+  uname(&u);
+  std::ifstream cpu("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  int n = 0;
+  while (std::getline(cpu, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      ++n;
+    }
+  }
+  return model + " x" + std::to_string(n) + ", " + u.sysname + " " + u.release;
+}
+
+std::string fmt(double v, int prec = 4) {
+  if (std::isnan(v)) return "n/a";
+  std::ostringstream s;
+  s.precision(prec);
+  s << v;
+  return s.str();
+}
+
+void bench_exact_solver() {
+  // 54 layers x 60 options (6 bit widths x 10 pruning ratios): cost 0 = stored bits, cost 1 =
+  // a latency proxy (MACs x datapath width); loss = a sensitivity-weighted quantisation and
+  // pruning error. Synthetic but shaped like the compression problem.
+  std::mt19937_64 rng(2024);
+  std::uniform_real_distribution<double> u(0, 1);
+  AdditiveProblem p;
+  const int bits[] = {2, 3, 4, 5, 6, 8};
+  for (int l = 0; l < 54; ++l) {
+    const double params = std::floor(std::exp(std::log(1e3) + u(rng) * std::log(1e3)));
+    const double macs = params * (1 + std::floor(u(rng) * 196));
+    const double sens = std::exp(-3 + 4 * u(rng));
+    std::vector<LayerOption> opts;
+    for (int b : bits) {
+      for (int r = 0; r < 10; ++r) {
+        const double ratio = 0.1 * r;
+        LayerOption o;
+        o.costs = {params * (1 - ratio) * b, macs * (1 - ratio) * (b <= 4 ? 0.5 : 1.0)};
+        o.loss = sens * (std::pow(2.0, -2.0 * b) * 10 + ratio * ratio * (1 + 0.1 * u(rng)));
+        opts.push_back(o);
+      }
+    }
+    p.layers.push_back(opts);
+  }
+  double total_bits = 0;
+  for (const auto& l : p.layers) {
+    total_bits += l.front().costs[0] / 2 * 32;  // option 0: 2 bits, no pruning
+  }
+  // With real-valued costs the exact front has millions of points; the DP over cost buckets of
+  // width r keeps it to (range / r) points per layer: every returned point is exact, and every
+  // exact front point (c, l) has a returned point with loss <= l and cost <= c + 54 r.
+  const double max_bits = total_bits / 32 * 8;
+  FrontOptions fo;
+  fo.cost_resolution = max_bits / 4096;
+  auto t0 = std::chrono::steady_clock::now();
+  const auto front = pareto_front(p, fo);
+  const double front_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "\nexact solver, 54 layers x 60 options (no peer; goal: whole front < 1 s)\n";
+  std::cout << "  front (bits vs loss), bucket r = max bits / 4096 (cost error <= 54 r = "
+            << fmt(100.0 * 54 / 4096, 3) << "% of max): " << front.size() << " points in "
+            << fmt(front_s) << " s\n" << std::flush;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n_trials = 1000, n_seeds = 5;
+  std::string optuna = "live", part = "all";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--part") part = argv[i + 1];  // all | samplers | exact
+    else if (a == "--trials") n_trials = std::stoi(argv[i + 1]);
+    else if (a == "--seeds") n_seeds = std::stoi(argv[i + 1]);
+    else if (a == "--optuna") optuna = argv[i + 1];
+    else {
+      std::cerr << "unknown option " << a << "\n";
+      return 2;
+    }
+  }
+  std::cout << "machine: " << machine() << "\n";
+  if (part == "exact") {
+    bench_exact_solver();
+    return 0;
+  }
+  std::cout << "peer: Optuna " << "3.1 (python3-optuna, /usr/bin/python3) via scripts/bench_samplers_optuna.py\n";
+  PeerRuns peer;
+  std::string seeds;
+  for (int s = 0; s < n_seeds; ++s) seeds += (s ? "," : "") + std::to_string(s);
+  if (optuna == "live") {
+    const std::string dir = "/tmp/compsearch_bench_optuna";
+    // This file is bench/bench_samplers.cpp in the source tree; the script is beside bench/.
+    std::string src = __FILE__;
+    src = src.substr(0, src.rfind('/'));
+    src = src.substr(0, src.rfind('/'));
+    const std::string script = src + "/scripts/bench_samplers_optuna.py";
+    const std::string cmd =
+        "mkdir -p " + dir + " && /usr/bin/python3 " + script + " --sampler NSGAIISampler --trials " +
+        std::to_string(n_trials) + " --seeds " + seeds + " > " + dir + "/nsga2_1000.jsonl && " +
+        "/usr/bin/python3 " + script + " --sampler TPESampler --trials 200 --seeds " + seeds +
+        " > " + dir + "/tpe_200.jsonl && /usr/bin/python3 " + script +
+        " --sampler TPESampler --problems mixed30,zdt1 --seeds 0 --prefill 995 --trials 5 > " + dir +
+        "/tpe_prefill.jsonl";
+    std::cout << "running Optuna now (this takes tens of minutes: its MOTPE is slow)...\n"
+              << std::flush;
+    if (std::system(cmd.c_str()) != 0) std::cerr << "warning: the Optuna script failed\n";
+    optuna = dir;
+  }
+  if (optuna != "none") {
+    read_peer(optuna + "/nsga2_1000.jsonl", peer);
+    read_peer(optuna + "/tpe_200.jsonl", peer);
+    read_peer(optuna + "/tpe_prefill.jsonl", peer);
+    std::cout << "Optuna results from " << optuna << "\n";
+  }
+  std::cout << "overhead = process CPU ms per trial (ask + tell) minus the objective's arithmetic\n";
+  std::cout << "\n" << "problem  sampler        ours ms/trial  optuna ms/trial  ratio     "
+            << "HV@200 ours / optuna (median)   HV@" << n_trials << " ours / optuna (median)\n";
+  for (const Problem& p : problems()) {
+    for (const std::string sampler : {"NSGAIISampler", "TPESampler"}) {
+      std::vector<double> hv200, hv1000, overhead;
+      for (int s = 0; s < n_seeds; ++s) {
+        const RunResult r = run_ours(p, sampler, static_cast<uint64_t>(s), n_trials, 0);
+        overhead.push_back(r.overhead_ms_per_trial);
+        hv200.push_back(hv_after(r.values, 200, p.reference));
+        hv1000.push_back(hv_after(r.values, static_cast<size_t>(n_trials), p.reference));
+      }
+      double ours_ms = 0;
+      for (double o : overhead) ours_ms += o / overhead.size();
+      std::vector<double> phv200, phv1000, pov;
+      double p_prefill_ms = NAN;
+      for (const PeerRun& r : peer[{p.name, sampler}]) {
+        if (r.prefill > 0) {
+          p_prefill_ms = r.overhead_ms;
+          continue;
+        }
+        phv200.push_back(hv_after(r.values, 200, p.reference));
+        if (r.n_trials >= n_trials) {
+          phv1000.push_back(hv_after(r.values, static_cast<size_t>(n_trials), p.reference));
+          pov.push_back(r.overhead_ms);
+        }
+      }
+      double peer_ms = NAN;
+      if (!pov.empty()) {
+        peer_ms = 0;
+        for (double o : pov) peer_ms += o / pov.size();
+      }
+      std::string label = sampler;
+      if (std::isnan(peer_ms) && !std::isnan(p_prefill_ms)) {
+        // Compare at study size 1,000: ours measured the same way (995 random, then 5 timed).
+        const RunResult r = run_ours(p, sampler, 0, 5, 995);
+        ours_ms = r.overhead_ms_per_trial;
+        peer_ms = p_prefill_ms;
+        label += "@1000";
+      }
+      std::printf("%-8s %-14s %13s  %15s  %-8s  %12s / %-12s         %12s / %-12s\n",
+                  p.name.c_str(), label.c_str(), fmt(ours_ms).c_str(), fmt(peer_ms).c_str(),
+                  fmt(ours_ms / peer_ms, 3).c_str(), fmt(median(hv200)).c_str(),
+                  fmt(median(phv200)).c_str(), fmt(median(hv1000)).c_str(),
+                  fmt(median(phv1000)).c_str());
+      std::fflush(stdout);
+    }
+  }
+  if (part == "all") bench_exact_solver();
+  return 0;
+}
