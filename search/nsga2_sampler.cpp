@@ -1,6 +1,4 @@
 // NSGA-II with Optuna 3.1's semantics (see nsga2_sampler.h).
-// Until Search-core's search/random_sampler.h lands, this file compiles to nothing.
-#if __has_include("search/random_sampler.h")
 #include "search/nsga2_sampler.h"
 
 #include <algorithm>
@@ -242,4 +240,3 @@ double NSGAIISampler::sample_independent(const StudyView& /*study*/, const Froze
 }
 
 }  // namespace compsearch::search
-#endif  // __has_include("search/random_sampler.h")

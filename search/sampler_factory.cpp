@@ -1,6 +1,4 @@
 // make_sampler: Optuna class names and keyword arguments to samplers (see sampler_factory.h).
-// Until Search-core's search/random_sampler.h lands, this file compiles to nothing.
-#if __has_include("search/random_sampler.h")
 #include "search/sampler_factory.h"
 
 #include <set>
@@ -140,4 +138,3 @@ std::unique_ptr<Sampler> make_sampler(const std::string& name, const nlohmann::j
 }
 
 }  // namespace compsearch::search
-#endif  // __has_include("search/random_sampler.h")

@@ -1,6 +1,4 @@
 // TPE / MOTPE with Optuna 3.1's semantics (see tpe_sampler.h).
-// Until Search-core's search/random_sampler.h lands, this file compiles to nothing.
-#if __has_include("search/random_sampler.h")
 #include "search/tpe_sampler.h"
 
 #include <algorithm>
@@ -713,4 +711,3 @@ double TPESampler::sample_independent(const StudyView& study, const FrozenTrial&
 }
 
 }  // namespace compsearch::search
-#endif  // __has_include("search/random_sampler.h")
