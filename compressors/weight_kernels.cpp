@@ -8,6 +8,10 @@
 
 #include <omp.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -70,8 +74,8 @@ Selection finish_selection(std::vector<Candidate>& c, int64_t rank) {
 }
 
 // Counts keys below `lo` and appends the weights with keys in [lo, hi] to `inside`.
-COMPSEARCH_HOT int64_t count_below_collect_inside(const float* w, int64_t begin, int64_t end, uint32_t lo,
-                                                  uint32_t hi, std::vector<Candidate>& inside) {
+int64_t count_below_collect_inside_scalar(const float* w, int64_t begin, int64_t end, uint32_t lo, uint32_t hi,
+                                          std::vector<Candidate>& inside) {
   int64_t cnt = 0;
   for (int64_t i = begin; i < end; ++i) {
     const uint32_t key = abs_key(w[i]);
@@ -79,6 +83,59 @@ COMPSEARCH_HOT int64_t count_below_collect_inside(const float* w, int64_t begin,
     if (key - lo <= hi - lo) [[unlikely]] inside.push_back({key, i});
   }
   return cnt;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// AVX2 version: eight keys per step, a compare mask for "below" and a movemask for "inside" (the
+// rare inside lanes are appended in index order). Keys are < 2^31, so signed compares suffice.
+__attribute__((target("avx2"))) int64_t count_below_collect_inside_avx2(const float* w, int64_t begin, int64_t end,
+                                                                       uint32_t lo, uint32_t hi,
+                                                                       std::vector<Candidate>& inside) {
+  if (lo > 0x7fffffffu) return count_below_collect_inside_scalar(w, begin, end, lo, hi, inside);
+  const uint32_t hi31 = std::min<uint32_t>(hi, 0x7fffffffu);
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i vlo = _mm256_set1_epi32(static_cast<int32_t>(lo));
+  const __m256i vhi = _mm256_set1_epi32(static_cast<int32_t>(hi31));
+  __m256i below = _mm256_setzero_si256();  // per-lane counts (as negative mask sums)
+  int64_t cnt = 0;
+  int64_t i = begin;
+  int64_t steps = 0;
+  for (; i + 8 <= end; i += 8) {
+    const __m256i key = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)), abs_mask);
+    const __m256i lt = _mm256_cmpgt_epi32(vlo, key);  // key < lo
+    below = _mm256_sub_epi32(below, lt);
+    const __m256i out = _mm256_or_si256(lt, _mm256_cmpgt_epi32(key, vhi));  // outside [lo, hi]
+    const int in_mask = ~_mm256_movemask_ps(_mm256_castsi256_ps(out)) & 0xff;
+    if (in_mask) [[unlikely]] {
+      alignas(32) uint32_t k8[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(k8), key);
+      for (int m = in_mask; m; m &= m - 1) {
+        const int lane = __builtin_ctz(m);
+        inside.push_back({k8[lane], i + lane});
+      }
+    }
+    if (++steps == (int64_t{1} << 28)) {  // flush before a 32-bit lane could overflow
+      alignas(32) int32_t c8[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(c8), below);
+      for (int l = 0; l < 8; ++l) cnt += c8[l];
+      below = _mm256_setzero_si256();
+      steps = 0;
+    }
+  }
+  alignas(32) int32_t c8[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(c8), below);
+  for (int l = 0; l < 8; ++l) cnt += c8[l];
+  return cnt + count_below_collect_inside_scalar(w, i, end, lo, hi, inside);
+}
+#endif
+
+int64_t count_below_collect_inside(const float* w, int64_t begin, int64_t end, uint32_t lo, uint32_t hi,
+                                   std::vector<Candidate>& inside) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return count_below_collect_inside_avx2(w, begin, end, lo, hi, inside);
+#endif
+  return count_below_collect_inside_scalar(w, begin, end, lo, hi, inside);
 }
 
 Selection select_smallest(const float* w, int64_t n, int64_t k) {
