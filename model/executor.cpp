@@ -36,7 +36,20 @@ constexpr int64_t kParallelGrain = 1 << 15;
 struct OpContext {
   int threads = 1;
   int64_t opset = 13;
+  // A Relu/Clip fused into the Conv/Gemm/MatMul that feeds it: y = clamp(y, lo, hi).
+  bool clamp = false;
+  float lo = -INFINITY, hi = INFINITY;
 };
+
+template <typename Block>
+void apply_clamp(Block&& y, const OpContext& ctx) {
+  if (ctx.clamp) y = y.cwiseMax(ctx.lo).cwiseMin(ctx.hi);
+}
+
+void clamp_range(float* y, int64_t n, const OpContext& ctx) {
+  if (!ctx.clamp) return;
+  for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], ctx.lo), ctx.hi);
+}
 
 [[noreturn]] void fail(const Node& node, const std::string& what) {
   throw std::runtime_error(node_label(node) + ": " + what);
@@ -189,6 +202,7 @@ void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
       const int64_t s = p / o, ch = p % o;
       depthwise_plane(xd + (s * c + ch) * hw, wd + ch * g.kh * g.kw, bd ? bd[ch] : 0.0f, g,
                       y + p * ohw);
+      clamp_range(y + p * ohw, ohw, ctx);
     }
     return;
   }
@@ -197,6 +211,25 @@ void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
   auto gemm_sample = [&](int64_t s, int64_t col_begin, int64_t col_end, const float* cols_all) {
     for (int64_t gi = 0; gi < groups; ++gi) {
       const float* cols = pointwise ? xd + (s * c + gi * cg) * hw : cols_all + gi * k * ohw;
+      if (k <= 16) {
+        // Tiny reduction (a first layer on 1-3 channels): Eigen's packing would cost more than
+        // the arithmetic, so accumulate weight-times-row directly (vectorised over columns).
+        for (int64_t oc = 0; oc < og; ++oc) {
+          float* dst = y + (s * o + gi * og + oc) * ohw;
+          const float* wrow = wd + (gi * og + oc) * k;
+          const float b0 = bd ? bd[gi * og + oc] : 0.0f;
+          for (int64_t j = col_begin; j < col_end; ++j) dst[j] = b0;
+          for (int64_t kk = 0; kk < k; ++kk) {
+            const float wv = wrow[kk];
+            const float* src = cols + kk * ohw;
+            for (int64_t j = col_begin; j < col_end; ++j) dst[j] += wv * src[j];
+          }
+          if (ctx.clamp) {
+            for (int64_t j = col_begin; j < col_end; ++j) dst[j] = std::min(std::max(dst[j], ctx.lo), ctx.hi);
+          }
+        }
+        continue;
+      }
       ConstMatMap wm(wd + gi * og * k, og, k);
       Eigen::Map<const RowMajorMatrix, 0, Eigen::OuterStride<>> cm(
           cols + col_begin, k, col_end - col_begin, Eigen::OuterStride<>(ohw));
@@ -205,6 +238,7 @@ void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
           Eigen::OuterStride<>(ohw));
       ym.noalias() = wm * cm;
       if (bd) ym.colwise() += Eigen::Map<const Eigen::VectorXf>(bd + gi * og, og);
+      apply_clamp(ym, ctx);
     }
   };
   if (n >= ctx.threads || ctx.threads == 1) {
@@ -310,6 +344,7 @@ void gemm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
                      std::to_string(m) + ", " + std::to_string(n) + "]");
     }
   }
+  apply_clamp(ym, ctx);
 }
 
 void matmul(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
@@ -584,6 +619,19 @@ void pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
   for (int64_t p = 0; p < planes; ++p) {
     const float* src = xd + p * hw;
     float* dst = y + p * ohw;
+    if (is_max && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1 &&
+        g.pad_top == 0 && g.pad_left == 0 && 2 * g.out_h <= g.in_h && 2 * g.out_w <= g.in_w) {
+      // The common 2x2/2 max pool: every window lies inside the input.
+      for (int64_t oh = 0; oh < g.out_h; ++oh) {
+        const float* r0 = src + 2 * oh * g.in_w;
+        const float* r1 = r0 + g.in_w;
+        float* d = dst + oh * g.out_w;
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          d[ow] = std::max(std::max(r0[2 * ow], r0[2 * ow + 1]), std::max(r1[2 * ow], r1[2 * ow + 1]));
+        }
+      }
+      continue;
+    }
     for (int64_t oh = 0; oh < g.out_h; ++oh) {
       const int64_t h0 = oh * g.sh - g.pad_top;
       for (int64_t ow = 0; ow < g.out_w; ++ow) {
@@ -1001,6 +1049,9 @@ struct Step {
   std::vector<int> outputs;  // slot per output, -1 for an unused one
   std::vector<int> release;  // value slots whose last reader is this step
   bool hooked = false;       // Conv/Gemm/MatMul with a non-constant activation input
+  bool skip = false;         // a Relu/Clip fused into the step before it
+  bool clamp = false;        // this step applies a fused Relu/Clip
+  float lo = -INFINITY, hi = INFINITY;
 };
 
 struct Workspace {
@@ -1098,6 +1149,49 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     if (it == slot.end()) throw std::runtime_error("graph output '" + out.name + "' is not produced by any node");
     im.output_slots.push_back(it->second);
   }
+  // Fuse Conv/Gemm + Relu/Clip (constant bounds) when the Relu/Clip is the only reader of a
+  // value that is not a graph output: one pass over the activation instead of two.
+  std::vector<int> readers(im.n_slots, 0);
+  for (const auto& st : im.steps) {
+    for (int in : st.inputs) if (in >= 0) ++readers[in];
+  }
+  for (int o : im.output_slots) readers[o] += 2;
+  for (size_t i = 0; i + 1 < im.steps.size(); ++i) {
+    Step& producer = im.steps[i];
+    Step& next = im.steps[i + 1];
+    const Node& pn = graph.nodes[producer.node_index];
+    const Node& nn = graph.nodes[next.node_index];
+    if ((pn.op_type != "Conv" && pn.op_type != "Gemm") || producer.outputs.size() != 1) continue;
+    if (nn.op_type != "Relu" && nn.op_type != "Clip") continue;
+    if (next.inputs.empty() || next.inputs[0] != producer.outputs[0] || readers[producer.outputs[0]] != 1) continue;
+    float lo = 0.0f, hi = INFINITY;
+    if (nn.op_type == "Clip") {
+      lo = -INFINITY;
+      if (graph.opset_version < 11) {
+        lo = nn.attr_float("min", -INFINITY);
+        hi = nn.attr_float("max", INFINITY);
+      } else {
+        bool constant = true;
+        for (size_t k = 1; k < next.inputs.size() && k < 3; ++k) {
+          if (next.inputs[k] < 0) continue;
+          const Tensor* t = im.constant_slots[next.inputs[k]];
+          if (!t || t->numel() != 1 || !t->is_float()) { constant = false; break; }
+          (k == 1 ? lo : hi) = t->f32[0];
+        }
+        if (!constant) continue;
+      }
+    }
+    producer.clamp = true;
+    producer.lo = lo;
+    producer.hi = hi;
+    producer.outputs[0] = next.outputs[0];
+    next.skip = true;
+  }
+  std::vector<Step> kept_steps;
+  for (auto& st : im.steps) {
+    if (!st.skip) kept_steps.push_back(std::move(st));
+  }
+  im.steps = std::move(kept_steps);
   // Liveness: a computed value is released after its last reader unless it is a graph output.
   last_reader.assign(im.n_slots, -1);
   for (size_t s = 0; s < im.steps.size(); ++s) {
@@ -1155,6 +1249,9 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
       }
       out.push_back(&t);
     }
+    ctx.clamp = step.clamp;
+    ctx.lo = step.lo;
+    ctx.hi = step.hi;
     run_op(node, in, out, ctx, im.declared_batch);
     for (int s : step.release) {
       Tensor& t = ws->values[s];
