@@ -59,10 +59,12 @@ struct Candidate {
 // Finds the candidate of 0-based `rank` by key. `c` must hold every weight whose key lies between
 // its smallest and largest key, so all weights tied with the answer are in `c`.
 Selection finish_selection(std::vector<Candidate>& c, int64_t rank) {
-  std::nth_element(c.begin(), c.begin() + rank, c.end(),
-                   [](const Candidate& a, const Candidate& b) { return a.key < b.key; });
+  // Select on the bare keys (4 bytes each moves faster than 16-byte candidates).
+  std::vector<uint32_t> keys(c.size());
+  for (size_t i = 0; i < c.size(); ++i) keys[i] = c[i].key;
+  std::nth_element(keys.begin(), keys.begin() + rank, keys.end());
   Selection s;
-  s.t_key = c[rank].key;
+  s.t_key = keys[rank];
   int64_t less = 0;
   for (const Candidate& x : c) {
     less += x.key < s.t_key;
