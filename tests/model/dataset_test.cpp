@@ -50,7 +50,7 @@ std::string npy_bytes(const std::string& descr, const std::string& shape, const 
 
 }  // namespace
 
-TEST_CASE("fashion-mnist test split has 10,000 images in [0, 1] and 1,000 of each label") {
+TEST_CASE("fashion-mnist test split has 10000 images in [0 1] and 1000 of each label") {
   const Dataset d = load_dataset("fashion-mnist", "test");
   CHECK(d.size() == 10000);
   CHECK(d.sample_shape == Shape{1, 28, 28});
@@ -70,13 +70,13 @@ TEST_CASE("fashion-mnist test split has 10,000 images in [0, 1] and 1,000 of eac
   CHECK_THROWS_AS(d.batch(9999, 2), std::out_of_range);
 }
 
-TEST_CASE("fashion-mnist train split has 60,000 images; a bad split is named") {
+TEST_CASE("fashion-mnist train split has 60000 images and a bad split is named") {
   CHECK(load_dataset("fashion-mnist", "train").size() == 60000);
   CHECK_THROWS_WITH_AS(load_dataset("fashion-mnist", "valid"), "--split must be \"train\" or \"test\", got \"valid\"", std::invalid_argument);
   CHECK_THROWS_WITH_AS(load_dataset("no-such-data", "test"), doctest::Contains("neither the built-in name 'fashion-mnist' nor an existing dataset JSON file"), std::runtime_error);
 }
 
-TEST_CASE("IDX errors: wrong magic, truncated data, image/label count mismatch") {
+TEST_CASE("IDX errors name a wrong magic and truncated data and an image/label count mismatch") {
   const fs::path dir = temp_dir();
   write_bytes(dir / "bad_magic.idx", idx(0x00000d03, {2, 2, 2}, std::string(8, '\1')));
   CHECK_THROWS_WITH_AS(read_idx(dir / "bad_magic.idx"), doctest::Contains("wrong IDX magic number 0x00000d03 (expected 0x00000801 for labels or 0x00000803 for images"), std::runtime_error);
@@ -120,7 +120,7 @@ TEST_CASE("NPY errors name the file and the problem") {
   CHECK_THROWS_WITH_AS(read_npy(dir / "junk.npy"), doctest::Contains("not an NPY file"), std::runtime_error);
 }
 
-TEST_CASE("Dataset specs apply scale, per-channel mean/std and the NHWC layout") {
+TEST_CASE("Dataset specs apply scale and per-channel mean/std and the NHWC layout") {
   const fs::path dir = temp_dir();
   // One sample, 2x1 pixels, 2 channels stored NHWC: (h0: c0=10, c1=20), (h1: c0=30, c1=40).
   write_npy(Tensor::floats({1, 2, 1, 2}, {10, 20, 30, 40}), dir / "x.npy");
@@ -134,7 +134,7 @@ TEST_CASE("Dataset specs apply scale, per-channel mean/std and the NHWC layout")
   CHECK(d.labels == std::vector<int64_t>{4});
 }
 
-TEST_CASE("Dataset spec errors name the file, the key and what is allowed") {
+TEST_CASE("Dataset spec errors name the file and the key and what is allowed") {
   const fs::path dir = temp_dir();
   const nlohmann::json base = {{"format", "npy"}, {"images", "x.npy"}};
   auto with = [&](const char* key, nlohmann::json v) { auto j = base; j[key] = v; return j; };

@@ -66,7 +66,7 @@ TEST_CASE("save_onnx then load_onnx gives a graph that computes the same outputs
   CHECK(a.f32 == b.f32);
 }
 
-TEST_CASE("An unsupported op is an error naming the node, its op type and the supported list") {
+TEST_CASE("An unsupported op is an error naming the node and its op type and the supported list") {
   Graph g = load_onnx(source_dir() / "models" / "fmnist_cnn.onnx");
   g.nodes[1].op_type = "LSTM";
   const std::string node = g.nodes[1].name;
@@ -91,7 +91,7 @@ TEST_CASE("An opset outside 11 to 17 is rejected with the supported range") {
   CHECK_THROWS_WITH_AS(load_onnx(p), doctest::Contains("opset 9 is not supported (expected 11 to 17"), std::runtime_error);
 }
 
-TEST_CASE("Truncated and corrupt files are clear errors, never crashes") {
+TEST_CASE("Truncated and corrupt files are clear errors and never crashes") {
   const std::string bytes = read_all(source_dir() / "models" / "fmnist_cnn.onnx");
   const fs::path p = temp_dir() / "truncated.onnx";
   std::mt19937 rng(7);
@@ -118,7 +118,7 @@ TEST_CASE("Truncated and corrupt files are clear errors, never crashes") {
   CHECK_THROWS_WITH_AS(load_onnx(temp_dir() / "missing.onnx"), doctest::Contains("missing.onnx: no such file"), std::runtime_error);
 }
 
-TEST_CASE("Weights in an external-data file load, and a missing data file is named") {
+TEST_CASE("Weights in an external-data file load and a missing data file is named") {
   const fs::path src = data_dir() / "fixtures" / "conv_autopad_external.onnx";
   const Graph g = load_onnx(src);
   CHECK(g.find_initializer("w1")->shape == Shape{4, 3, 3, 3});
