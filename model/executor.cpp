@@ -1288,7 +1288,7 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
     }
   }
   const int64_t batch = inputs.empty() || inputs[0].shape.empty() ? 0 : inputs[0].shape[0];
-  bool split = !im.hook && im.threads > 1 && batch >= im.threads;
+  bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads;
   for (const auto& t : inputs) split = split && !t.shape.empty() && t.shape[0] == batch;
   if (!split) return run_steps(im, inputs, im.threads, true);
   // Coarse-grained batch parallelism: each thread runs the whole graph on a contiguous slice of
@@ -1314,7 +1314,7 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
         if (x.is_float()) slice[i].f32.assign(x.f32.begin() + b0 * per, x.f32.begin() + b1 * per);
         else slice[i].i64.assign(x.i64.begin() + b0 * per, x.i64.begin() + b1 * per);
       }
-      parts[t] = run_steps(im, slice, 1, false);
+      parts[t] = run_steps(im, slice, 1, true);
     } catch (...) {
       errors[t] = std::current_exception();
     }

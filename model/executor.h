@@ -14,6 +14,11 @@ struct ExecutorOptions {
   // `threads` slices that run the whole graph in parallel; smaller batches parallelise inside
   // the ops (GEMM rows/columns, convolution samples, pooling planes).
   int threads = 0;
+  // Opt-in: with a hook set, still split the batch over threads. The hook is then called
+  // concurrently from several threads, each time with a slice of the batch, so it must be
+  // thread-safe and must not assume it sees the whole batch (fake-quantization with fixed
+  // parameters and min/max observers under a mutex qualify).
+  bool hook_per_slice = false;
 };
 
 class Executor {

@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <map>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
@@ -122,4 +124,24 @@ TEST_CASE("Executor rejects an input of the wrong shape naming the input and bot
                        "model input 'input' expects shape [-1, 1, 28, 28] (first dim = batch, -1 = any) of float32, got [2, 3, 28, 28] of float32",
                        std::invalid_argument);
   CHECK_THROWS_AS(exec.run({}), std::invalid_argument);
+}
+
+TEST_CASE("With hook_per_slice the hook sees every sample once across batch slices") {
+  Graph g = load_onnx(source_dir() / "models" / "fmnist_cnn.onnx");
+  const LayerTable table = build_layer_table(g);
+  const Tensor x = load_dataset("fashion-mnist", "test").batch(0, 9);
+  ExecutorOptions opts{2};
+  opts.hook_per_slice = true;
+  Executor exec(g, opts);
+  std::mutex mu;
+  std::map<size_t, int64_t> samples_seen;
+  exec.set_layer_input_hook([&](size_t node, Tensor& t) {
+    std::lock_guard<std::mutex> lock(mu);
+    samples_seen[node] += t.shape[0];
+  });
+  const Tensor sliced = exec.run({x})[0];
+  REQUIRE(samples_seen.size() == table.layers.size());
+  for (const auto& [node, n] : samples_seen) CHECK(n == 9);
+  const Tensor whole = Executor(g, ExecutorOptions{1}).run({x})[0];
+  CHECK(compsearch::model::testing::worst_violation(sliced, whole, 1e-5, 1e-6) <= 0.0);
 }
