@@ -216,14 +216,18 @@ void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
         // Tiny reduction (a first layer on 1-3 channels): Eigen's packing would cost more than
         // the arithmetic, so accumulate weight-times-row directly (vectorised over columns).
         for (int64_t oc = 0; oc < og; ++oc) {
-          float* dst = y + (s * o + gi * og + oc) * ohw;
+          float* __restrict dst = y + (s * o + gi * og + oc) * ohw;
           const float* wrow = wd + (gi * og + oc) * k;
           const float b0 = bd ? bd[gi * og + oc] : 0.0f;
-          for (int64_t j = col_begin; j < col_end; ++j) dst[j] = b0;
-          for (int64_t kk = 0; kk < k; ++kk) {
-            const float wv = wrow[kk];
-            const float* src = cols + kk * ohw;
-            for (int64_t j = col_begin; j < col_end; ++j) dst[j] += wv * src[j];
+          // Column blocks of 256 keep the output row in L1 across the k passes.
+          for (int64_t jb = col_begin; jb < col_end; jb += 256) {
+            const int64_t je = std::min(col_end, jb + 256);
+            for (int64_t j = jb; j < je; ++j) dst[j] = b0;
+            for (int64_t kk = 0; kk < k; ++kk) {
+              const float wv = wrow[kk];
+              const float* __restrict src = cols + kk * ohw;
+              for (int64_t j = jb; j < je; ++j) dst[j] += wv * src[j];
+            }
           }
           if (ctx.clamp) {
             for (int64_t j = col_begin; j < col_end; ++j) dst[j] = std::min(std::max(dst[j], ctx.lo), ctx.hi);
