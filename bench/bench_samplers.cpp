@@ -24,12 +24,11 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "search/exact_solver.h"
 #include "search/hypervolume.h"
@@ -51,8 +50,7 @@ double cpu_seconds() {
 // finished prefix.
 class BenchStudy : public StudyView {
  public:
-  explicit BenchStudy(size_t n_objectives)
-      : directions_(n_objectives, StudyDirection::kMinimize) {}
+  explicit BenchStudy(size_t n_objectives) : directions_(n_objectives, StudyDirection::kMinimize) {}
   std::vector<StudyDirection> directions() const override { return directions_; }
   std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const override {
     std::vector<FrozenTrial> out;
@@ -81,8 +79,9 @@ class BenchStudy : public StudyView {
     const auto rel = sampler.sample_relative(*this, trials_.back(), space);
     for (const auto& [name, dist] : ps) {
       auto it = rel.find(name);
-      const double v = it != rel.end() ? it->second
-                                       : sampler.sample_independent(*this, trials_.back(), name, dist);
+      const double v = it != rel.end()
+                           ? it->second
+                           : sampler.sample_independent(*this, trials_.back(), name, dist);
       trials_.back().params[name] = v;
       trials_.back().distributions[name] = dist;
     }
@@ -120,31 +119,47 @@ std::vector<Problem> problems() {
     for (size_t i = 0; i < n; ++i) x[i] = t.params.at("x" + std::to_string(i));
     return x;
   };
-  out.push_back({"zdt1", 2, floats(30), [=](const FrozenTrial& t) { return zdt1(xs(t, 30)); },
-                 {1.1, 11.0}});
-  out.push_back({"zdt2", 2, floats(30), [=](const FrozenTrial& t) { return zdt2(xs(t, 30)); },
-                 {1.1, 11.0}});
-  out.push_back({"dtlz2", 3, floats(12), [=](const FrozenTrial& t) { return dtlz2(xs(t, 12), 3); },
+  out.push_back(
+      {"zdt1", 2, floats(30), [=](const FrozenTrial& t) { return zdt1(xs(t, 30)); }, {1.1, 11.0}});
+  out.push_back(
+      {"zdt2", 2, floats(30), [=](const FrozenTrial& t) { return zdt2(xs(t, 30)); }, {1.1, 11.0}});
+  out.push_back({"dtlz2",
+                 3,
+                 floats(12),
+                 [=](const FrozenTrial& t) { return dtlz2(xs(t, 12), 3); },
                  {4.4, 4.4, 4.4}});
   // mixed30: must match scripts/bench_samplers_optuna.py.
   std::vector<std::pair<std::string, Distribution>> ps{{"x0", make_float(0, 1)}};
   for (int i = 1; i < 5; ++i) ps.emplace_back("f" + std::to_string(i), make_float(0, 1));
-  for (int i = 5; i < 10; ++i) ps.emplace_back("s" + std::to_string(i), make_float(0, 1, false, 0.05));
+  for (int i = 5; i < 10; ++i)
+    ps.emplace_back("s" + std::to_string(i), make_float(0, 1, false, 0.05));
   for (int i = 0; i < 5; ++i) ps.emplace_back("i" + std::to_string(i), make_int(0, 10));
   for (int i = 5; i < 10; ++i) ps.emplace_back("l" + std::to_string(i), make_int(1, 64, true));
   for (int i = 0; i < 10; ++i) {
     ps.emplace_back("c" + std::to_string(i), make_categorical({"a", "b", "c", "d"}));
   }
-  out.push_back({"mixed30", 2, ps,
+  out.push_back({"mixed30",
+                 2,
+                 ps,
                  [](const FrozenTrial& t) {
                    double s = 0;
                    for (const auto& [name, v] : t.params) {
                      switch (name[0]) {
-                       case 'f': case 's': s += v; break;
-                       case 'i': s += std::abs(v - 3) / 7.0; break;
-                       case 'l': s += std::log2(v) / 6.0; break;
-                       case 'c': s += v / 3.0; break;
-                       default: break;
+                       case 'f':
+                       case 's':
+                         s += v;
+                         break;
+                       case 'i':
+                         s += std::abs(v - 3) / 7.0;
+                         break;
+                       case 'l':
+                         s += std::log2(v) / 6.0;
+                         break;
+                       case 'c':
+                         s += v / 3.0;
+                         break;
+                       default:
+                         break;
                      }
                    }
                    const double g = 1.0 + 9.0 * s / 29.0, x0 = t.params.at("x0");
@@ -219,8 +234,8 @@ void read_peer(const std::string& path, PeerRuns& runs) {
     PeerRun r;
     r.n_trials = j.at("n_trials");
     r.prefill = j.value("prefill", 0);
-    r.overhead_ms = 1e3 * (j.at("total_s").get<double>() - j.at("objective_s").get<double>()) /
-                    r.n_trials;
+    r.overhead_ms =
+        1e3 * (j.at("total_s").get<double>() - j.at("objective_s").get<double>()) / r.n_trials;
     r.values = j.at("values").get<std::vector<std::vector<double>>>();
     runs[{j.at("problem"), j.at("sampler")}].push_back(std::move(r));
   }
@@ -285,11 +300,13 @@ void bench_exact_solver() {
   fo.cost_resolution = max_bits / 4096;
   auto t0 = std::chrono::steady_clock::now();
   const auto front = pareto_front(p, fo);
-  const double front_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double front_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "\nexact solver, 54 layers x 60 options (no peer; goal: whole front < 1 s)\n";
   std::cout << "  front (bits vs loss), bucket r = max bits / 4096 (cost error <= 54 r = "
             << fmt(100.0 * 54 / 4096, 3) << "% of max): " << front.size() << " points in "
-            << fmt(front_s) << " s\n" << std::flush;
+            << fmt(front_s) << " s\n"
+            << std::flush;
 }
 
 }  // namespace
@@ -299,10 +316,14 @@ int main(int argc, char** argv) {
   std::string optuna = "live", part = "all";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--part") part = argv[i + 1];  // all | samplers | exact
-    else if (a == "--trials") n_trials = std::stoi(argv[i + 1]);
-    else if (a == "--seeds") n_seeds = std::stoi(argv[i + 1]);
-    else if (a == "--optuna") optuna = argv[i + 1];
+    if (a == "--part")
+      part = argv[i + 1];  // all | samplers | exact
+    else if (a == "--trials")
+      n_trials = std::stoi(argv[i + 1]);
+    else if (a == "--seeds")
+      n_seeds = std::stoi(argv[i + 1]);
+    else if (a == "--optuna")
+      optuna = argv[i + 1];
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;
@@ -313,7 +334,8 @@ int main(int argc, char** argv) {
     bench_exact_solver();
     return 0;
   }
-  std::cout << "peer: Optuna " << "3.1 (python3-optuna, /usr/bin/python3) via scripts/bench_samplers_optuna.py\n";
+  std::cout << "peer: Optuna "
+            << "3.1 (python3-optuna, /usr/bin/python3) via scripts/bench_samplers_optuna.py\n";
   PeerRuns peer;
   std::string seeds;
   for (int s = 0; s < n_seeds; ++s) seeds += (s ? "," : "") + std::to_string(s);
@@ -325,12 +347,13 @@ int main(int argc, char** argv) {
     src = src.substr(0, src.rfind('/'));
     const std::string script = src + "/scripts/bench_samplers_optuna.py";
     const std::string cmd =
-        "mkdir -p " + dir + " && /usr/bin/python3 " + script + " --sampler NSGAIISampler --trials " +
-        std::to_string(n_trials) + " --seeds " + seeds + " > " + dir + "/nsga2_1000.jsonl && " +
-        "/usr/bin/python3 " + script + " --sampler TPESampler --trials 200 --seeds " + seeds +
-        " > " + dir + "/tpe_200.jsonl && /usr/bin/python3 " + script +
-        " --sampler TPESampler --problems mixed30,zdt1 --seeds 0 --prefill 995 --trials 5 > " + dir +
-        "/tpe_prefill.jsonl";
+        "mkdir -p " + dir + " && /usr/bin/python3 " + script +
+        " --sampler NSGAIISampler --trials " + std::to_string(n_trials) + " --seeds " + seeds +
+        " > " + dir + "/nsga2_1000.jsonl && " + "/usr/bin/python3 " + script +
+        " --sampler TPESampler --trials 200 --seeds " + seeds + " > " + dir +
+        "/tpe_200.jsonl && /usr/bin/python3 " + script +
+        " --sampler TPESampler --problems mixed30,zdt1 --seeds 0 --prefill 995 --trials 5 > " +
+        dir + "/tpe_prefill.jsonl";
     std::cout << "running Optuna now (this takes tens of minutes: its MOTPE is slow)...\n"
               << std::flush;
     if (std::system(cmd.c_str()) != 0) std::cerr << "warning: the Optuna script failed\n";
@@ -371,8 +394,10 @@ int main(int argc, char** argv) {
   }
   std::cout << "overhead = process CPU ms per trial (ask + tell) minus the objective's arithmetic;"
                " @1000 = the 5 trials after 995 random ones (Optuna seed 0 only)\n";
-  std::cout << "\n" << "problem  sampler        ours ms/trial  optuna ms/trial  ratio     "
-            << "HV@200 ours / optuna (median, n)   HV@" << n_trials << " ours / optuna (median, n)\n";
+  std::cout << "\n"
+            << "problem  sampler        ours ms/trial  optuna ms/trial  ratio     "
+            << "HV@200 ours / optuna (median, n)   HV@" << n_trials
+            << " ours / optuna (median, n)\n";
   for (const Row& row : rows) {
     std::vector<double> phv200, phv1000, pov;
     double p_prefill_ms = NAN;

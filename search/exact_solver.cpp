@@ -51,12 +51,13 @@ void AdditiveProblem::validate() const {
   const size_t nc = n_costs();
   for (size_t i = 0; i < layers.size(); ++i) {
     if (layers[i].empty()) {
-      throw std::invalid_argument("AdditiveProblem: layer " + std::to_string(i) + " has no options");
+      throw std::invalid_argument("AdditiveProblem: layer " + std::to_string(i) +
+                                  " has no options");
     }
     for (size_t j = 0; j < layers[i].size(); ++j) {
       const LayerOption& o = layers[i][j];
-      const std::string where = "AdditiveProblem: layer " + std::to_string(i) + " option " +
-                                std::to_string(j);
+      const std::string where =
+          "AdditiveProblem: layer " + std::to_string(i) + " option " + std::to_string(j);
       if (o.costs.size() != nc) {
         throw std::invalid_argument(where + " has " + std::to_string(o.costs.size()) +
                                     " cost terms, expected " + std::to_string(nc));
@@ -126,15 +127,16 @@ std::vector<Solution> pareto_front(const AdditiveProblem& problem, const FrontOp
         } else {
           next.push_back(node);
           if (options.cost_resolution) {
-            bucket_end = (std::floor(h.cost / *options.cost_resolution) + 1) * *options.cost_resolution;
+            bucket_end =
+                (std::floor(h.cost / *options.cost_resolution) + 1) * *options.cost_resolution;
           }
         }
         last_loss = h.loss;
       }
       if (h.pos + 1 < prev.size()) {
         const Node& p = prev[h.pos + 1];
-        heap.push({p.cost + opts[h.option].costs[k], p.loss + opts[h.option].loss, h.option,
-                   h.pos + 1});
+        heap.push(
+            {p.cost + opts[h.option].costs[k], p.loss + opts[h.option].loss, h.option, h.pos + 1});
       }
     }
     sets.push_back(std::move(next));
@@ -159,7 +161,8 @@ std::optional<Solution> best_under_budgets(const AdditiveProblem& problem,
   }
   const size_t n_layers = problem.layers.size();
   // Suffix minima: the least cost (per budgeted term) and loss the remaining layers can add.
-  std::vector<std::vector<double>> min_cost_after(n_layers + 1, std::vector<double>(dims.size(), 0));
+  std::vector<std::vector<double>> min_cost_after(n_layers + 1,
+                                                  std::vector<double>(dims.size(), 0));
   std::vector<double> min_loss_after(n_layers + 1, 0.0);
   for (size_t i = n_layers; i-- > 0;) {
     double ml = kInf;
@@ -183,10 +186,12 @@ std::optional<Solution> best_under_budgets(const AdditiveProblem& problem,
     std::vector<uint32_t> choice(n_layers);
     for (size_t i = 0; i < n_layers; ++i) {
       const auto& opts = problem.layers[i];
-      choice[i] = static_cast<uint32_t>(
-          std::min_element(opts.begin(), opts.end(),
-                           [](const LayerOption& a, const LayerOption& b) { return a.loss < b.loss; }) -
-          opts.begin());
+      choice[i] =
+          static_cast<uint32_t>(std::min_element(opts.begin(), opts.end(),
+                                                 [](const LayerOption& a, const LayerOption& b) {
+                                                   return a.loss < b.loss;
+                                                 }) -
+                                opts.begin());
     }
     Solution s;
     s.choice = choice;

@@ -56,7 +56,8 @@ struct FrontOptions {
 
 // The Pareto front sorted by increasing cost (and so decreasing loss); among solutions with
 // equal cost and loss one is kept.
-std::vector<Solution> pareto_front(const AdditiveProblem& problem, const FrontOptions& options = {});
+std::vector<Solution> pareto_front(const AdditiveProblem& problem,
+                                   const FrontOptions& options = {});
 
 // nullopt entries are unbudgeted. Returns nullopt when no choice fits the budgets.
 // Throws std::invalid_argument when budgets.size() != n_costs.

@@ -28,8 +28,8 @@ GridSampler::GridSampler(const nlohmann::json& search_space, std::optional<uint6
   }
   for (const auto& [name, values] : search_space.items()) {
     if (!values.is_array() || values.empty()) {
-      throw std::invalid_argument("GridSampler: search_space[\"" + name + "\"] = " +
-                                  values.dump() + ", expected a non-empty array of values");
+      throw std::invalid_argument("GridSampler: search_space[\"" + name + "\"] = " + values.dump() +
+                                  ", expected a non-empty array of values");
     }
     for (const auto& v : values) {
       if (!(v.is_null() || v.is_boolean() || v.is_number() || v.is_string())) {

@@ -61,8 +61,7 @@ void NSGAIISampler::refresh_locked(const StudyView& study) {
     const auto g = generation_of(*t);
     if (!g) continue;
     GenerationCache& gc = generations_[*g];
-    gc.members.insert(std::upper_bound(gc.members.begin(), gc.members.end(), t->number),
-                      t->number);
+    gc.members.insert(std::upper_bound(gc.members.begin(), gc.members.end(), t->number), t->number);
     gc.dirty = true;
   }
 }
@@ -219,8 +218,8 @@ std::map<std::string, double> NSGAIISampler::sample_relative(const StudyView& st
       const FrozenTrial* from = p.parents[0];
       if (crossover && uniform01(p.rng) >= options_.swapping_prob) from = p.parents[1];
       auto v = from->params.find(name);
-      child.emplace_back(&name, v == from->params.end() ? std::numeric_limits<double>::quiet_NaN()
-                                                        : v->second);
+      child.emplace_back(
+          &name, v == from->params.end() ? std::numeric_limits<double>::quiet_NaN() : v->second);
     }
     for (const auto& [name, value] : child) {
       if (uniform01(p.rng) >= mutation_prob && !std::isnan(value) &&
@@ -235,8 +234,8 @@ std::map<std::string, double> NSGAIISampler::sample_relative(const StudyView& st
 
 double NSGAIISampler::sample_independent(const StudyView& /*study*/, const FrozenTrial& trial,
                                          const std::string& name, const Distribution& dist) {
-  return RandomSampler::sample(
-      dist, internal::mix_seed(seed_, static_cast<uint64_t>(trial.number), internal::hash_name(name)));
+  return RandomSampler::sample(dist, internal::mix_seed(seed_, static_cast<uint64_t>(trial.number),
+                                                        internal::hash_name(name)));
 }
 
 }  // namespace compsearch::search

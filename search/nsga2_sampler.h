@@ -39,11 +39,11 @@ namespace compsearch::search {
 class NSGAIISampler : public Sampler {
  public:
   struct Options {
-    int64_t population_size = 50;           // >= 2
-    std::optional<double> mutation_prob;    // in [0, 1]; nullopt: 1 / number of parameters
-    double crossover_prob = 0.9;            // in [0, 1]
-    double swapping_prob = 0.5;             // in [0, 1]
-    std::optional<uint64_t> seed;           // nullopt: seeded from std::random_device
+    int64_t population_size = 50;         // >= 2
+    std::optional<double> mutation_prob;  // in [0, 1]; nullopt: 1 / number of parameters
+    double crossover_prob = 0.9;          // in [0, 1]
+    double swapping_prob = 0.5;           // in [0, 1]
+    std::optional<uint64_t> seed;         // nullopt: seeded from std::random_device
   };
 
   // Throws std::invalid_argument naming the option and its value when out of range.

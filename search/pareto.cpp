@@ -14,8 +14,7 @@ Point to_minimization(const std::vector<double>& values,
                       const std::vector<StudyDirection>& directions) {
   if (values.size() != directions.size()) {
     throw std::invalid_argument("to_minimization: " + std::to_string(values.size()) +
-                                " values for " + std::to_string(directions.size()) +
-                                " directions");
+                                " values for " + std::to_string(directions.size()) + " directions");
   }
   Point out(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
@@ -129,7 +128,8 @@ std::vector<size_t> pareto_front_indices(const std::vector<Point>& points) {
   }
   for (size_t i = 0; i < n; ++i) {
     bool dominated = false;
-    for (size_t j = 0; j < n && !dominated; ++j) dominated = j != i && dominates(points[j], points[i]);
+    for (size_t j = 0; j < n && !dominated; ++j)
+      dominated = j != i && dominates(points[j], points[i]);
     if (!dominated) front.push_back(i);
   }
   return front;

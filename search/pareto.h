@@ -43,8 +43,7 @@ bool constrained_dominates(const Point& a, std::optional<double> violation_a, co
 // With `violations` (same size as points, or empty for none), domination is
 // constrained_dominates. Throws std::invalid_argument on mismatched sizes.
 std::vector<std::vector<size_t>> non_dominated_sort(
-    const std::vector<Point>& points,
-    const std::vector<std::optional<double>>& violations = {});
+    const std::vector<Point>& points, const std::vector<std::optional<double>>& violations = {});
 
 // Indices of the non-dominated points (rank 0), ascending. O(N log N) for 2 objectives,
 // O(M N^2) otherwise.

@@ -14,8 +14,8 @@
 namespace compsearch::search {
 
 // Each takes x in [0, 1]^n and throws std::invalid_argument when n is too small.
-std::vector<double> zdt1(const std::vector<double>& x);  // n >= 2
-std::vector<double> zdt2(const std::vector<double>& x);  // n >= 2
+std::vector<double> zdt1(const std::vector<double>& x);                        // n >= 2
+std::vector<double> zdt2(const std::vector<double>& x);                        // n >= 2
 std::vector<double> dtlz2(const std::vector<double>& x, size_t n_objectives);  // n >= M
 
 }  // namespace compsearch::search

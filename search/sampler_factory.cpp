@@ -42,8 +42,8 @@ class Kwargs {
   std::optional<uint64_t> seed() const {
     if (!has("seed")) return std::nullopt;
     const auto& v = j_.at("seed");
-    if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() &&
-                                   v.get<int64_t>() < 0)) {
+    if (!v.is_number_integer() ||
+        (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0)) {
       bad("seed", "a non-negative integer or null");
     }
     return v.get<uint64_t>();

@@ -15,7 +15,9 @@ uint64_t splitmix64(uint64_t x) {
 }
 }  // namespace
 
-uint64_t mix_seed(uint64_t a, uint64_t b) { return splitmix64(splitmix64(a) ^ (b * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL)); }
+uint64_t mix_seed(uint64_t a, uint64_t b) {
+  return splitmix64(splitmix64(a) ^ (b * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
+}
 
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) { return mix_seed(mix_seed(a, b), c); }
 

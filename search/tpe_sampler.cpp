@@ -44,17 +44,14 @@ double log_gauss_mass(double a, double b) {
 double ndtri(double p) {
   if (p <= 0) return -kInf;
   if (p >= 1) return kInf;
-  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,
-                             -2.759285104469687e+02, 1.383577518672690e+02,
-                             -3.066479806614716e+01, 2.506628277459239e+00};
-  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02,
-                             -1.556989798598866e+02, 6.680131188771972e+01,
-                             -1.328068155288572e+01};
-  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01,
-                             -2.400758277161838e+00, -2.549732539343734e+00,
-                             4.374664141464968e+00,  2.938163982698783e+00};
-  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01,
-                             2.445134137142996e+00, 3.754408661907416e+00};
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
+                             1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
+  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                             6.680131188771972e+01, -1.328068155288572e+01};
+  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                             -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
+  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                             3.754408661907416e+00};
   double x;
   if (p < 0.02425) {
     const double q = std::sqrt(-2 * std::log(p));
@@ -106,8 +103,7 @@ std::vector<double> default_weights(size_t n) {
   const size_t ramp = n - 25;
   // np.linspace(1/n, 1, num=ramp)
   for (size_t i = 0; i < ramp; ++i) {
-    w[i] = ramp == 1 ? 1.0 / n
-                     : 1.0 / n + (1.0 - 1.0 / n) * static_cast<double>(i) / (ramp - 1);
+    w[i] = ramp == 1 ? 1.0 / n : 1.0 / n + (1.0 - 1.0 / n) * static_cast<double>(i) / (ramp - 1);
   }
   return w;
 }
@@ -119,9 +115,10 @@ struct ParamModel {
   bool categorical = false;
   size_t n_choices = 0;
   bool log = false;
-  double low = 0, high = 0, q = 0;  // transformed bounds; q = 0: continuous
+  double low = 0, high = 0, q = 0;            // transformed bounds; q = 0: continuous
   std::vector<double> mus, sigmas, log_norm;  // log_norm: -log(sigma) - log mass in bounds
   std::vector<double> cat_w;                  // components x choices, rows sum to 1
+  std::vector<double> cat_logw;               // log of cat_w
 };
 
 class ParzenEstimator {
@@ -132,8 +129,7 @@ class ParzenEstimator {
                   const std::vector<double>* predetermined_weights) {
     const size_t n = observations.empty() ? 0 : observations[0].size();
     const bool consider_prior = o.consider_prior || n == 0;
-    std::vector<double> w =
-        predetermined_weights ? *predetermined_weights : default_weights(n);
+    std::vector<double> w = predetermined_weights ? *predetermined_weights : default_weights(n);
     if (consider_prior) w.push_back(o.prior_weight);
     const double sum = std::accumulate(w.begin(), w.end(), 0.0);
     for (double& x : w) x /= sum;
@@ -141,9 +137,8 @@ class ParzenEstimator {
     log_weights_.resize(w.size());
     for (size_t k = 0; k < w.size(); ++k) log_weights_[k] = std::log(w[k]);
 
-    const double sigma0 =
-        0.2 * std::pow(static_cast<double>(std::max<size_t>(n, 1)),
-                       -1.0 / (static_cast<double>(space.size()) + 4.0));
+    const double sigma0 = 0.2 * std::pow(static_cast<double>(std::max<size_t>(n, 1)),
+                                         -1.0 / (static_cast<double>(space.size()) + 4.0));
     for (size_t p = 0; p < space.size(); ++p) {
       ParamModel m;
       m.dist = space[p].second;
@@ -160,6 +155,8 @@ class ParzenEstimator {
           for (size_t j = 0; j < m.n_choices; ++j) s += m.cat_w[r * m.n_choices + j];
           for (size_t j = 0; j < m.n_choices; ++j) m.cat_w[r * m.n_choices + j] /= s;
         }
+        m.cat_logw.resize(m.cat_w.size());
+        for (size_t q = 0; q < m.cat_w.size(); ++q) m.cat_logw[q] = std::log(m.cat_w[q]);
       } else {
         set_bounds(m);
         std::vector<double>& mus = m.mus;
@@ -200,8 +197,8 @@ class ParzenEstimator {
         if (consider_prior) sigmas.back() = prior_sigma;
         m.log_norm.resize(mus.size());
         for (size_t k = 0; k < mus.size(); ++k) {
-          m.log_norm[k] = -std::log(sigmas[k]) -
-                          log_gauss_mass((m.low - mus[k]) / sigmas[k], (m.high - mus[k]) / sigmas[k]);
+          m.log_norm[k] = -std::log(sigmas[k]) - log_gauss_mass((m.low - mus[k]) / sigmas[k],
+                                                                (m.high - mus[k]) / sigmas[k]);
         }
       }
       params_.push_back(std::move(m));
@@ -252,27 +249,45 @@ class ParzenEstimator {
     for (size_t s = 0; s < n_samples; ++s) {
       std::copy(log_weights_.begin(), log_weights_.end(), acc.begin() + s * n_comp);
     }
+    std::vector<double> uniq, contrib;
     for (size_t p = 0; p < params_.size(); ++p) {
       const ParamModel& m = params_[p];
+      if (m.categorical || m.q != 0) {
+        // Few distinct values among the samples: each value's per-component term once.
+        uniq.assign(samples[p].begin(), samples[p].end());
+        std::sort(uniq.begin(), uniq.end());
+        uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
+        contrib.resize(uniq.size() * n_comp);
+        for (size_t u = 0; u < uniq.size(); ++u) {
+          double* c = contrib.data() + u * n_comp;
+          const double v = uniq[u];
+          if (m.categorical) {
+            const size_t j = static_cast<size_t>(v);
+            for (size_t k = 0; k < n_comp; ++k) c[k] = m.cat_logw[k * m.n_choices + j];
+          } else {
+            const double ub = std::min(v + m.q / 2, m.high), lb = std::max(v - m.q / 2, m.low);
+            for (size_t k = 0; k < n_comp; ++k) {
+              // log_norm includes -log(sigma), which a probability mass does not have.
+              c[k] = log_gauss_mass((lb - m.mus[k]) / m.sigmas[k], (ub - m.mus[k]) / m.sigmas[k]) +
+                     m.log_norm[k] + std::log(m.sigmas[k]);
+            }
+          }
+        }
+        for (size_t s = 0; s < n_samples; ++s) {
+          const size_t u = static_cast<size_t>(
+              std::lower_bound(uniq.begin(), uniq.end(), samples[p][s]) - uniq.begin());
+          const double* c = contrib.data() + u * n_comp;
+          double* row = acc.data() + s * n_comp;
+          for (size_t k = 0; k < n_comp; ++k) row[k] += c[k];
+        }
+        continue;
+      }
       for (size_t s = 0; s < n_samples; ++s) {
         double* row = acc.data() + s * n_comp;
-        const double v = samples[p][s];
-        if (m.categorical) {
-          const size_t j = static_cast<size_t>(v);
-          for (size_t k = 0; k < n_comp; ++k) row[k] += std::log(m.cat_w[k * m.n_choices + j]);
-        } else if (m.q == 0) {
-          const double x = m.log ? std::log(v) : v;
-          for (size_t k = 0; k < n_comp; ++k) {
-            const double z = (x - m.mus[k]) / m.sigmas[k];
-            row[k] += -0.5 * z * z - kLogSqrt2Pi + m.log_norm[k];
-          }
-        } else {
-          const double ub = std::min(v + m.q / 2, m.high), lb = std::max(v - m.q / 2, m.low);
-          for (size_t k = 0; k < n_comp; ++k) {
-            // log_norm includes -log(sigma), which a probability mass does not have.
-            row[k] += log_gauss_mass((lb - m.mus[k]) / m.sigmas[k], (ub - m.mus[k]) / m.sigmas[k]) +
-                      m.log_norm[k] + std::log(m.sigmas[k]);
-          }
+        const double x = m.log ? std::log(samples[p][s]) : samples[p][s];
+        for (size_t k = 0; k < n_comp; ++k) {
+          const double z = (x - m.mus[k]) / m.sigmas[k];
+          row[k] += -0.5 * z * z - kLogSqrt2Pi + m.log_norm[k];
         }
       }
     }
@@ -496,7 +511,7 @@ struct TPESampler::Observations {
   std::vector<FrozenTrial> running;
   std::vector<std::pair<double, std::vector<double>>> losses;  // (step, signed values)
   std::vector<double> violations;  // empty when no trial records constraints
-  size_t n_finished = 0;            // excludes RUNNING (constant liar)
+  size_t n_finished = 0;           // excludes RUNNING (constant liar)
   bool multi_objective = false;
   tpe_detail::Split split;
   std::vector<double> weights_below;  // MOTPE only, aligned with split.below
@@ -504,8 +519,8 @@ struct TPESampler::Observations {
 
 TPESampler::TPESampler(Options options) : options_(options) {
   if (!(options_.prior_weight > 0)) {
-    throw std::invalid_argument("TPESampler: prior_weight = " +
-                                std::to_string(options_.prior_weight) + ", expected > 0");
+    throw std::invalid_argument(
+        "TPESampler: prior_weight = " + std::to_string(options_.prior_weight) + ", expected > 0");
   }
   if (options_.n_startup_trials < 0) {
     throw std::invalid_argument("TPESampler: n_startup_trials = " +
@@ -532,7 +547,7 @@ void TPESampler::reseed_rng(uint64_t seed) {
 }
 
 std::shared_ptr<const TPESampler::Observations> TPESampler::observe(const StudyView& study,
-                                                                   int64_t trial_number) {
+                                                                    int64_t trial_number) {
   if (memo_ && memo_number_ == trial_number && memo_n_trials_ == cache_.trials().size() &&
       memo_n_finished_ == n_finished_seen_) {
     return memo_;
@@ -596,8 +611,8 @@ std::shared_ptr<const TPESampler::Observations> TPESampler::observe(const StudyV
   memo_n_trials_ = cache_.trials().size();
   memo_n_finished_ = n_finished_seen_;
   if (obs.n_finished < static_cast<size_t>(options_.n_startup_trials)) return result;
-  obs.split = tpe_detail::split_observations(obs.losses, default_gamma(obs.n_finished),
-                                             obs.violations);
+  obs.split =
+      tpe_detail::split_observations(obs.losses, default_gamma(obs.n_finished), obs.violations);
   if (obs.multi_objective) {
     // MOTPE: below-weights are hypervolume contributions among the feasible below points.
     std::vector<size_t> feasible_pos;

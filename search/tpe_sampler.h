@@ -69,10 +69,9 @@ class TPESampler : public Sampler {
   // study state (they do not depend on the parameter), then shared by every parameter.
   std::shared_ptr<const Observations> observe(const StudyView& study, int64_t trial_number);
   void refresh_locked(const StudyView& study);
-  std::map<std::string, double> sample_tpe(const Observations& obs,
-                                           const std::vector<std::pair<std::string, Distribution>>&
-                                               space,
-                                           uint64_t rng_seed);
+  std::map<std::string, double> sample_tpe(
+      const Observations& obs, const std::vector<std::pair<std::string, Distribution>>& space,
+      uint64_t rng_seed);
 
   Options options_;
   uint64_t seed_;

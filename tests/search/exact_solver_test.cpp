@@ -1,11 +1,12 @@
 // Exact solver against brute-force enumeration on small instances, and the test problems
 // against hand-computed values.
+#include "search/exact_solver.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <random>
 
-#include "search/exact_solver.h"
 #include "search/pareto.h"
 #include "search/problems.h"
 
@@ -127,10 +128,12 @@ TEST_CASE("Best under one or several budgets equals brute force") {
 TEST_CASE("Exact solver rejects malformed problems by layer and option") {
   AdditiveProblem p;
   p.layers = {{{{1.0, 2.0}, 0.5}}, {{{1.0}, 0.5}}};
-  CHECK_THROWS_WITH_AS(pareto_front(p), "AdditiveProblem: layer 1 option 0 has 1 cost terms, expected 2",
+  CHECK_THROWS_WITH_AS(pareto_front(p),
+                       "AdditiveProblem: layer 1 option 0 has 1 cost terms, expected 2",
                        std::invalid_argument);
   p.layers = {{{{1.0}, 0.5}}, {}};
-  CHECK_THROWS_WITH_AS(pareto_front(p), "AdditiveProblem: layer 1 has no options", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(pareto_front(p), "AdditiveProblem: layer 1 has no options",
+                       std::invalid_argument);
   p.layers = {{{{1.0}, 0.5}}};
   FrontOptions fo;
   fo.cost_index = 1;

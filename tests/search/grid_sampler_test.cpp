@@ -1,10 +1,11 @@
 // GridSampler: Optuna's grid order (itertools.product over sorted names), every point visited
 // once before any repeats, and Optuna's system attributes.
+#include "search/grid_sampler.h"
+
 #include <doctest/doctest.h>
 
 #include <set>
 
-#include "search/grid_sampler.h"
 #include "tests/search/mini_study.h"
 
 using namespace compsearch::search;
@@ -32,7 +33,8 @@ TEST_CASE("GridSampler visits every grid point once, then repeats") {
     const int64_t n = study.ask(g, space);
     const auto& t = study.trials()[n];
     seen.insert({t.params.at("a"), t.params.at("b")});
-    CHECK(t.system_attrs.at("search_space") == nlohmann::json{{"a", {1, 2}}, {"b", {"x", "y", "z"}}});
+    CHECK(t.system_attrs.at("search_space") ==
+          nlohmann::json{{"a", {1, 2}}, {"b", {"x", "y", "z"}}});
     study.tell(n, TrialState::kComplete, {0.0});
     CHECK(g.unvisited_grid_ids(study).size() == static_cast<size_t>(5 - i));
   }

@@ -1,10 +1,10 @@
 // Hypervolume against hand-computed fronts and against cell counting on integer grids.
+#include "search/hypervolume.h"
+
 #include <doctest/doctest.h>
 
 #include <random>
 #include <stdexcept>
-
-#include "search/hypervolume.h"
 
 using namespace compsearch::search;
 

@@ -23,16 +23,15 @@ class MiniStudy : public StudyView {
   std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const override {
     std::vector<FrozenTrial> out;
     for (const auto& t : trials_) {
-      if (states.empty() ||
-          std::find(states.begin(), states.end(), t.state) != states.end()) {
+      if (states.empty() || std::find(states.begin(), states.end(), t.state) != states.end()) {
         out.push_back(t);
       }
     }
     return out;
   }
   std::vector<FrozenTrial> get_trials_from(int64_t first_number) const override {
-    return std::vector<FrozenTrial>(trials_.begin() + std::min<int64_t>(first_number, trials_.size()),
-                                    trials_.end());
+    return std::vector<FrozenTrial>(
+        trials_.begin() + std::min<int64_t>(first_number, trials_.size()), trials_.end());
   }
   void set_trial_system_attr(int64_t trial_id, const std::string& key,
                              const nlohmann::json& value) override {

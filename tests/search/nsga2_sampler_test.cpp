@@ -1,9 +1,10 @@
 // NSGA-II: generations and parents in trial system attributes (Optuna's keys), elite selection
 // by non-dominated sorting and crowding distance on a hand-computed example, constrained
 // domination, and a population rebuilt from the study by a fresh sampler.
+#include "search/nsga2_sampler.h"
+
 #include <doctest/doctest.h>
 
-#include "search/nsga2_sampler.h"
 #include "tests/search/mini_study.h"
 
 using namespace compsearch::search;
@@ -105,10 +106,10 @@ TEST_CASE("NSGA-II rejects out-of-range options by name") {
   NSGAIISampler::Options bad_crossover = opts(50), bad_swapping = opts(50);
   bad_crossover.crossover_prob = -0.1;
   bad_swapping.swapping_prob = 2;
-  CHECK_THROWS_WITH_AS(NSGAIISampler{opts(1)},
-                       "NSGAIISampler: population_size = 1, expected >= 2", std::invalid_argument);
-  CHECK_THROWS_WITH_AS(NSGAIISampler{bad_crossover},
-                       doctest::Contains("crossover_prob = -0.1"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(NSGAIISampler{bad_swapping},
-                       doctest::Contains("swapping_prob = 2"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(NSGAIISampler{opts(1)}, "NSGAIISampler: population_size = 1, expected >= 2",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(NSGAIISampler{bad_crossover}, doctest::Contains("crossover_prob = -0.1"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(NSGAIISampler{bad_swapping}, doctest::Contains("swapping_prob = 2"),
+                       std::invalid_argument);
 }

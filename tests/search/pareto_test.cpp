@@ -1,12 +1,12 @@
 // Pareto dominance, non-dominated sorting, crowding distance and ParetoArchive, against
 // hand-computed fronts.
+#include "search/pareto.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <limits>
 #include <stdexcept>
-
-#include "search/pareto.h"
 
 using namespace compsearch::search;
 

@@ -43,22 +43,36 @@ struct Config {
 };
 
 std::vector<Config> configs() {
-  nlohmann::json grid = {{"x", {-1, 0, 2.5}}, {"lr", {1e-4, 1e-2}}, {"drop", {0.0, 0.3}},
-                         {"n", {1, 7}},       {"units", {8, 64}},   {"bits", {2, 8}},
-                         {"act", {"relu", nullptr, true}},          {"fixed", {1.0}}};
+  nlohmann::json grid = {{"x", {-1, 0, 2.5}},
+                         {"lr", {1e-4, 1e-2}},
+                         {"drop", {0.0, 0.3}},
+                         {"n", {1, 7}},
+                         {"units", {8, 64}},
+                         {"bits", {2, 8}},
+                         {"act", {"relu", nullptr, true}},
+                         {"fixed", {1.0}}};
   return {
       {"RandomSampler", "RandomSampler", nlohmann::json::object(), 2, false},
       {"GridSampler", "GridSampler", {{"search_space", grid}}, 2, false},
       {"NSGAIISampler", "NSGAIISampler", {{"population_size", 8}}, 2, false},
       {"NSGAIISampler with constraints", "NSGAIISampler", {{"population_size", 6}}, 2, true},
       {"TPESampler single-objective", "TPESampler", {{"n_startup_trials", 5}}, 1, false},
-      {"TPESampler multivariate", "TPESampler",
-       {{"n_startup_trials", 5}, {"multivariate", true}}, 1, false},
+      {"TPESampler multivariate",
+       "TPESampler",
+       {{"n_startup_trials", 5}, {"multivariate", true}},
+       1,
+       false},
       {"TPESampler multi-objective (MOTPE)", "TPESampler", {{"n_startup_trials", 5}}, 2, false},
-      {"TPESampler MOTPE multivariate with constraints", "TPESampler",
-       {{"n_startup_trials", 5}, {"multivariate", true}}, 2, true},
-      {"TPESampler constant liar", "TPESampler",
-       {{"n_startup_trials", 5}, {"constant_liar", true}}, 1, false},
+      {"TPESampler MOTPE multivariate with constraints",
+       "TPESampler",
+       {{"n_startup_trials", 5}, {"multivariate", true}},
+       2,
+       true},
+      {"TPESampler constant liar",
+       "TPESampler",
+       {{"n_startup_trials", 5}, {"constant_liar", true}},
+       1,
+       false},
   };
 }
 
@@ -95,7 +109,8 @@ std::vector<std::map<std::string, double>> run(const Config& c, uint64_t seed, b
 
 }  // namespace
 
-TEST_CASE("Every sampler proposes valid values, deterministically per seed, in one process or many") {
+TEST_CASE(
+    "Every sampler proposes valid values, deterministically per seed, in one process or many") {
   for (const Config& c : configs()) {
     SUBCASE(c.name) {
       const int n = 40;
@@ -133,10 +148,11 @@ TEST_CASE("make_sampler rejects unknown classes, unknown keywords and bad values
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_sampler("GridSampler", {{"seed", 0}}),
                        doctest::Contains("\"search_space\" is required"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_sampler("GridSampler", {{"search_space", {{"x", nlohmann::json::array()}}}}),
-                       doctest::Contains("search_space[\"x\"] = []"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      make_sampler("GridSampler", {{"search_space", {{"x", nlohmann::json::array()}}}}),
+      doctest::Contains("search_space[\"x\"] = []"), std::invalid_argument);
   CHECK_THROWS_AS(make_sampler("TPESampler", nlohmann::json::array()), std::invalid_argument);
   CHECK(make_sampler("TPESampler", nullptr) != nullptr);
-  CHECK(make_sampler("NSGAIISampler", {{"mutation_prob", nullptr}, {"crossover", "UniformCrossover"}}) !=
-        nullptr);
+  CHECK(make_sampler("NSGAIISampler",
+                     {{"mutation_prob", nullptr}, {"crossover", "UniformCrossover"}}) != nullptr);
 }

@@ -1,13 +1,14 @@
 // TPE: Optuna's split of observations (single objective with pruned trials, non-domination
 // ranks plus hypervolume subset selection, constraints) on hand-computed examples, and a
 // search that must beat random sampling.
+#include "search/tpe_sampler.h"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <limits>
 
 #include "search/random_sampler.h"
-#include "search/tpe_sampler.h"
 #include "tests/search/mini_study.h"
 
 using namespace compsearch::search;
@@ -32,8 +33,11 @@ TEST_CASE("TPE split ranks complete trials before pruned ones, then by value") {
 }
 
 TEST_CASE("MOTPE split takes whole fronts, then a greedy hypervolume subset") {
-  const std::vector<std::pair<double, std::vector<double>>> l{
-      {kNegInf, {1, 4}}, {kNegInf, {2, 2}}, {kNegInf, {4, 1}}, {kNegInf, {3, 3}}, {kNegInf, {5, 5}}};
+  const std::vector<std::pair<double, std::vector<double>>> l{{kNegInf, {1, 4}},
+                                                              {kNegInf, {2, 2}},
+                                                              {kNegInf, {4, 1}},
+                                                              {kNegInf, {3, 3}},
+                                                              {kNegInf, {5, 5}}};
   // Front 0 (3 points) fits in 4, then front 1 = {3}.
   CHECK(sorted(tpe_detail::split_observations(l, 4, {}).below) == std::vector<size_t>{0, 1, 2, 3});
   // Two of front 0: reference max(1.1, 0.9) * (4, 4) = (4.4, 4.4); (2,2) has the largest box
@@ -61,8 +65,10 @@ TEST_CASE("TPE split with constraints prefers feasible trials and smaller violat
 }
 
 TEST_CASE("TPE finds a better minimum of a 4-D sphere than random sampling") {
-  const ParamList space{{"a", make_float(-5, 5)}, {"b", make_float(-5, 5)},
-                        {"c", make_int(-5, 5)},   {"d", make_categorical({0, 1, 2, 3})}};
+  const ParamList space{{"a", make_float(-5, 5)},
+                        {"b", make_float(-5, 5)},
+                        {"c", make_int(-5, 5)},
+                        {"d", make_categorical({0, 1, 2, 3})}};
   auto f = [](const FrozenTrial& t) {
     const double a = t.params.at("a") - 1, b = t.params.at("b") + 2, c = t.params.at("c") - 3;
     return std::vector<double>{a * a + b * b + c * c + (t.params.at("d") == 2 ? 0 : 4)};
