@@ -10,12 +10,16 @@ packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler zlib1g-dev
   dataset-fashion-mnist
   python3 python3-numpy python3-optuna python3-torch python3-torchvision python3-onnx
-  nodejs npm
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js and npm run the reference ONNX Runtime. A machine may already carry a Node.js that
+# bundles npm (NodeSource's nodejs conflicts with Debian's npm package), so ask for Debian's
+# packages only when the commands are absent.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""
