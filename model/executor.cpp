@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 #include <stdexcept>
@@ -40,6 +41,9 @@ struct OpContext {
   // A Relu/Clip fused into the Conv/Gemm/MatMul that feeds it: y = clamp(y, lo, hi).
   bool clamp = false;
   float lo = -INFINITY, hi = INFINITY;
+  // A QuantizeLinear whose only reader is a matching DequantizeLinear: write the dequantized
+  // floats instead of the integers (the pair as one pass, no integer tensor in between).
+  bool fake_quantize = false;
 };
 
 template <typename Block>
@@ -936,10 +940,14 @@ void slice(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) 
 void cast(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
   const Tensor& x = need(node, in, 0);
   const int64_t to = node.attr_int("to", 1);
+  // TensorProto.DataType: 1 float, 10 float16, 11 double, 9 bool, 7 int64, 6 int32, 3 int8, 2 uint8
   const bool to_float = to == 1 || to == 10 || to == 11;
   DType dt = to_float ? DType::kFloat32 : DType::kInt64;
+  if (to == 10) dt = DType::kFloat16;
   if (to == 6) dt = DType::kInt32;
   if (to == 9) dt = DType::kBool;
+  if (to == 3) dt = DType::kInt8;
+  if (to == 2) dt = DType::kUInt8;
   Tensor tmp;
   prepare_like(tmp, x.shape, dt);
   const int64_t n = x.numel();
@@ -948,7 +956,146 @@ void cast(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
     else if (dt == DType::kBool) tmp.i64[i] = x.is_float() ? (x.f32[i] != 0.0f) : (x.i64[i] != 0);
     else tmp.i64[i] = x.is_float() ? static_cast<int64_t>(x.f32[i]) : x.i64[i];
   }
+  // A float16 tensor keeps its values in f32, so the cast itself must round them to half
+  // precision (nearest even, overflow to inf): a Cast pair is how an export expresses a16.
+  if (dt == DType::kFloat16) {
+    for (int64_t i = 0; i < n; ++i) tmp.f32[i] = detail::half_to_float(detail::float_to_half(tmp.f32[i]));
+  } else if (dt == DType::kInt8) {
+    for (int64_t i = 0; i < n; ++i) tmp.i64[i] = static_cast<int8_t>(tmp.i64[i]);
+  } else if (dt == DType::kUInt8) {
+    for (int64_t i = 0; i < n; ++i) tmp.i64[i] = static_cast<uint8_t>(tmp.i64[i]);
+  }
   out = std::move(tmp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// QuantizeLinear / DequantizeLinear (opset 10 per-tensor, opset 13 per-axis), as the ONNX
+// specification and ONNX Runtime compute them, all in float32:
+//   QuantizeLinear   q = saturate(round_half_to_even(x / scale) + zero_point)
+//   DequantizeLinear y = (q - zero_point) * scale
+
+// Scale and zero point of a Q/DQ node laid out over x as [outer, channels, inner].
+struct LinearQuantization {
+  std::vector<float> scale;
+  std::vector<float> zero_point;  // small integers, exact in float
+  int64_t outer = 1, channels = 1, inner = 1;
+  DType qtype = DType::kUInt8;    // the integer type (zero point's; uint8 when omitted)
+  float qmin = 0.0f, qmax = 255.0f;
+};
+
+LinearQuantization linear_quantization(const Node& node, const std::vector<const Tensor*>& in, const Tensor& x,
+                                       int64_t opset, bool dequantize) {
+  const Tensor& scale = need(node, in, 1);
+  const Tensor* zp = optional_input(in, 2);
+  if (!scale.is_float()) fail(node, std::string("scale must be a float tensor, got ") + dtype_name(scale.dtype));
+  LinearQuantization q;
+  q.scale = scale.f32;
+  const bool per_tensor = scale.numel() == 1 && scale.shape.size() <= 1;
+  if (!per_tensor) {
+    if (scale.shape.size() != 1) {
+      fail(node, "scale " + shape_to_string(scale.shape) + " must be a scalar (per-tensor) or 1-D (per-axis)");
+    }
+    if (opset < 13) {
+      fail(node, "a 1-D scale " + shape_to_string(scale.shape) + " (per-axis quantization) needs opset 13, the model is opset " +
+                     std::to_string(opset));
+    }
+    const int64_t rank = static_cast<int64_t>(x.shape.size());
+    const int64_t axis = detail::normalize_axis(node.attr_int("axis", 1), rank, node);
+    if (x.shape[axis] != scale.numel()) {
+      fail(node, "scale has " + std::to_string(scale.numel()) + " values but axis " + std::to_string(axis) + " of input " +
+                     shape_to_string(x.shape) + " has " + std::to_string(x.shape[axis]));
+    }
+    for (int64_t i = 0; i < axis; ++i) q.outer *= x.shape[i];
+    q.channels = x.shape[axis];
+    for (int64_t i = axis + 1; i < rank; ++i) q.inner *= x.shape[i];
+  } else {
+    q.inner = x.numel();
+  }
+  if (zp) {
+    if (zp->numel() != scale.numel()) {
+      fail(node, "zero point " + shape_to_string(zp->shape) + " and scale " + shape_to_string(scale.shape) +
+                     " must have the same number of values");
+    }
+    const bool allowed = zp->dtype == DType::kInt8 || zp->dtype == DType::kUInt8 || (dequantize && zp->dtype == DType::kInt32);
+    if (!allowed) {
+      fail(node, std::string("zero point must be int8 or uint8") + (dequantize ? " (or int32)" : "") + ", got " +
+                     dtype_name(zp->dtype));
+    }
+    q.qtype = zp->dtype;
+    q.zero_point.assign(zp->i64.begin(), zp->i64.end());
+  } else {
+    q.zero_point.assign(q.scale.size(), 0.0f);
+    if (dequantize) q.qtype = x.dtype;
+  }
+  if (dequantize) {
+    if (x.dtype != DType::kInt8 && x.dtype != DType::kUInt8 && x.dtype != DType::kInt32) {
+      fail(node, std::string("input must be int8, uint8 or int32, got ") + dtype_name(x.dtype));
+    }
+    if (zp && zp->dtype != x.dtype) {
+      fail(node, std::string("zero point is ") + dtype_name(zp->dtype) + " but the input is " + dtype_name(x.dtype));
+    }
+  } else if (!x.is_float()) {
+    fail(node, std::string("input must be a float tensor, got ") + dtype_name(x.dtype));
+  }
+  if (q.qtype == DType::kInt8) {
+    q.qmin = -128.0f;
+    q.qmax = 127.0f;
+  }
+  return q;
+}
+
+// QuantizeLinear; with ctx.fake_quantize (a Q -> DQ pair fused by the executor's plan) writes the
+// dequantized float values directly, bit for bit what the two nodes compute one after the other.
+void quantize_linear(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  const LinearQuantization q = linear_quantization(node, in, x, ctx.opset, false);
+  const float* xd = x.f32.data();
+  float* yf = nullptr;
+  int64_t* yq = nullptr;
+  if (ctx.fake_quantize) {
+    yf = prepare_float(out, x.shape);
+  } else {
+    prepare_like(out, x.shape, q.qtype);
+    yq = out.i64.data();
+  }
+  const int64_t planes = q.outer * q.channels;
+  const int threads = x.numel() < kParallelGrain ? 1 : ctx.threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t c = p % q.channels;
+    const float s = q.scale[c], z = q.zero_point[c], lo = q.qmin, hi = q.qmax;
+    const float* xp = xd + p * q.inner;
+    // round-half-even(x / s) + z, saturated; NaN saturates to the lower bound as in ONNX Runtime.
+    auto level = [=](float v) {
+      const float r = std::nearbyint(v / s) + z;
+      return std::min(r >= lo ? r : lo, hi);
+    };
+    if (yf) {
+      float* yp = yf + p * q.inner;
+      for (int64_t i = 0; i < q.inner; ++i) yp[i] = (level(xp[i]) - z) * s;
+    } else {
+      int64_t* yp = yq + p * q.inner;
+      for (int64_t i = 0; i < q.inner; ++i) yp[i] = static_cast<int64_t>(level(xp[i]));
+    }
+  }
+}
+
+void dequantize_linear(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+  const Tensor& x = need(node, in, 0);
+  const LinearQuantization q = linear_quantization(node, in, x, ctx.opset, true);
+  float* y = prepare_float(out, x.shape);
+  const int64_t* xd = x.i64.data();
+  const int64_t planes = q.outer * q.channels;
+  const int threads = x.numel() < kParallelGrain ? 1 : ctx.threads;
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t c = p % q.channels;
+    const float s = q.scale[c];
+    const int64_t z = static_cast<int64_t>(q.zero_point[c]);
+    for (int64_t i = p * q.inner; i < (p + 1) * q.inner; ++i) {
+      y[i] = static_cast<float>(static_cast<int32_t>(xd[i] - z)) * s;
+    }
+  }
 }
 
 void flatten(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
@@ -1010,6 +1157,8 @@ void run_op(const Node& node, const std::vector<const Tensor*>& in, std::vector<
   else if (op == "Gather") gather(node, in, y);
   else if (op == "Slice") slice(node, in, y);
   else if (op == "Cast") cast(node, in, y);
+  else if (op == "QuantizeLinear") quantize_linear(node, in, y, ctx);
+  else if (op == "DequantizeLinear") dequantize_linear(node, in, y, ctx);
   else if (op == "Shape") {
     const Tensor& x = need(node, in, 0);
     const int64_t r = static_cast<int64_t>(x.shape.size());
@@ -1057,6 +1206,7 @@ struct Step {
   bool skip = false;         // a Relu/Clip fused into the step before it
   bool clamp = false;        // this step applies a fused Relu/Clip
   float lo = -INFINITY, hi = INFINITY;
+  bool fake_quantize = false;  // a QuantizeLinear that also does its DequantizeLinear (fused pair)
 };
 
 struct Workspace {
@@ -1075,10 +1225,16 @@ struct Executor::Impl {
   int64_t declared_batch = -1;
   // Slots: [0, n_inputs) graph inputs, then initializers, then computed values.
   std::vector<const Tensor*> constant_slots;  // by slot; nullptr for non-constants
+  // Values of nodes whose inputs are all constant (DequantizeLinear of int8 weights in a QDQ
+  // graph built in memory), computed once here; a deque keeps the pointers above stable.
+  std::deque<Tensor> folded;
   size_t n_inputs = 0;
   size_t n_slots = 0;
   std::vector<Step> steps;
   std::vector<int> output_slots;
+  // Some step mixes samples (a QuantizeLinear / DequantizeLinear with per-axis scales along the
+  // batch axis): the batch cannot be split into slices that run independently.
+  bool batch_coupled = false;
   LayerInputHook hook;
   mutable std::mutex pool_mutex;
   mutable std::vector<std::unique_ptr<Workspace>> pool;
@@ -1124,6 +1280,33 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     if (std::find(supported.begin(), supported.end(), node.op_type) == supported.end()) {
       throw std::runtime_error(node_label(node) + ": op type not supported by the executor");
     }
+    // Constant folding at plan time: a node that reads only initializers (and earlier folded
+    // values) runs once now, so e.g. DequantizeLinear on int8 weights costs nothing per batch
+    // and the Conv/Gemm behind it sees a float weight like any other.
+    bool all_constant = !node.inputs.empty();
+    std::vector<const Tensor*> constant_inputs;
+    for (const auto& name : node.inputs) {
+      if (name.empty()) {
+        constant_inputs.push_back(nullptr);
+        continue;
+      }
+      auto it = slot.find(name);
+      if (it == slot.end() || !im.constant_slots[it->second]) {
+        all_constant = false;
+        break;
+      }
+      constant_inputs.push_back(im.constant_slots[it->second]);
+    }
+    if (all_constant) {
+      auto values = detail::evaluate_node(node, constant_inputs, graph.opset_version);
+      for (size_t k = 0; k < node.outputs.size(); ++k) {
+        if (node.outputs[k].empty() || k >= values.size()) continue;
+        im.folded.push_back(std::move(values[k]));
+        slot[node.outputs[k]] = static_cast<int>(im.constant_slots.size());
+        im.constant_slots.push_back(&im.folded.back());
+      }
+      continue;
+    }
     Step step;
     step.node_index = i;
     for (const auto& name : node.inputs) {
@@ -1143,6 +1326,23 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
       slot[name] = static_cast<int>(im.constant_slots.size());
       step.outputs.push_back(slot[name]);
       im.constant_slots.push_back(nullptr);
+    }
+    if ((node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear") && step.inputs.size() > 1 &&
+        step.inputs[1] >= 0) {
+      const Tensor* scale = im.constant_slots[step.inputs[1]];
+      if (!scale || scale->numel() > 1) {
+        int64_t axis = node.attr_int("axis", 1);
+        if (axis < 0) {
+          auto it = graph.value_info.find(node.inputs[0]);
+          auto in = std::find_if(graph.inputs.begin(), graph.inputs.end(),
+                                 [&](const ValueInfo& v) { return v.name == node.inputs[0]; });
+          const int64_t rank = it != graph.value_info.end() ? static_cast<int64_t>(it->second.shape.size())
+                               : in != graph.inputs.end()   ? static_cast<int64_t>(in->shape.size())
+                                                            : -1;
+          axis = rank < 0 ? 0 : axis + rank;  // unknown rank: assume the worst
+        }
+        if (axis == 0) im.batch_coupled = true;
+      }
     }
     step.hooked = (node.op_type == "Conv" || node.op_type == "Gemm" || node.op_type == "MatMul") &&
                   step.inputs[0] >= 0 && !im.constant_slots[step.inputs[0]];
@@ -1191,6 +1391,37 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     producer.hi = hi;
     producer.outputs[0] = next.outputs[0];
     next.skip = true;
+  }
+  // Fuse QuantizeLinear -> DequantizeLinear pairs (the activation fake-quantization of a QDQ
+  // export): when the integer value has no other reader and both nodes use the same constant
+  // scale, zero point and axis, the QuantizeLinear step writes the dequantized floats itself.
+  auto same_constant = [&](int a, int b) {
+    if (a == b) return true;
+    if (a < 0 || b < 0) return false;
+    const Tensor* ta = im.constant_slots[a];
+    const Tensor* tb = im.constant_slots[b];
+    return ta && tb && ta->dtype == tb->dtype && ta->shape == tb->shape && ta->f32 == tb->f32 && ta->i64 == tb->i64;
+  };
+  for (size_t i = 0; i < im.steps.size(); ++i) {
+    Step& q = im.steps[i];
+    const Node& qn = graph.nodes[q.node_index];
+    if (q.skip || qn.op_type != "QuantizeLinear" || q.outputs.size() != 1 || q.outputs[0] < 0) continue;
+    if (readers[q.outputs[0]] != 1 || q.inputs.size() < 2 || q.inputs[1] < 0 || !im.constant_slots[q.inputs[1]]) continue;
+    for (size_t j = i + 1; j < im.steps.size(); ++j) {
+      Step& d = im.steps[j];
+      if (d.inputs.empty() || d.inputs[0] != q.outputs[0]) continue;
+      const Node& dn = graph.nodes[d.node_index];
+      const int qz = q.inputs.size() > 2 ? q.inputs[2] : -1, dz = d.inputs.size() > 2 ? d.inputs[2] : -1;
+      const bool match = dn.op_type == "DequantizeLinear" && !d.skip && d.outputs.size() == 1 && d.inputs.size() >= 2 &&
+                         same_constant(q.inputs[1], d.inputs[1]) && same_constant(qz, dz) &&
+                         (im.constant_slots[q.inputs[1]]->numel() == 1 || qn.attr_int("axis", 1) == dn.attr_int("axis", 1));
+      if (match) {
+        q.fake_quantize = true;
+        q.outputs[0] = d.outputs[0];
+        d.skip = true;
+      }
+      break;
+    }
   }
   std::vector<Step> kept_steps;
   for (auto& st : im.steps) {
@@ -1257,6 +1488,7 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     ctx.clamp = step.clamp;
     ctx.lo = step.lo;
     ctx.hi = step.hi;
+    ctx.fake_quantize = step.fake_quantize;
     run_op(node, in, out, ctx, im.declared_batch);
     for (int s : step.release) {
       Tensor& t = ws->values[s];
@@ -1292,7 +1524,7 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
     }
   }
   const int64_t batch = inputs.empty() || inputs[0].shape.empty() ? 0 : inputs[0].shape[0];
-  bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads;
+  bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads && !im.batch_coupled;
   for (const auto& t : inputs) split = split && !t.shape.empty() && t.shape[0] == batch;
   if (!split) return run_steps(im, inputs, im.threads, true);
   // Coarse-grained batch parallelism: each thread runs the whole graph on a contiguous slice of

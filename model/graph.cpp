@@ -73,9 +73,9 @@ std::vector<size_t> Graph::consumers(const std::string& value_name) const {
 const std::vector<std::string>& supported_ops() {
   static const std::vector<std::string> ops = {
       "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv",
-      "Div", "Dropout", "Flatten", "Gather", "Gemm", "GlobalAveragePool", "HardSigmoid",
-      "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "Relu", "Reshape", "Shape", "Sigmoid",
-      "Slice", "Softmax", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze"};
+      "DequantizeLinear", "Div", "Dropout", "Flatten", "Gather", "Gemm", "GlobalAveragePool", "HardSigmoid",
+      "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "QuantizeLinear", "Relu", "Reshape", "Shape",
+      "Sigmoid", "Slice", "Softmax", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze"};
   return ops;
 }
 
@@ -473,12 +473,29 @@ void infer_node(Analysis& a, const Node& node, int64_t opset) {
     const int64_t to = node.attr_int("to", 1);
     // TensorProto.DataType: 1 float, 10 float16, 11 double, 6 int32, 7 int64, 3 int8, 2 uint8
     DType dt = DType::kInt64;
-    if (to == 1 || to == 10 || to == 11) dt = DType::kFloat32;
+    if (to == 1 || to == 11) dt = DType::kFloat32;
+    else if (to == 10) dt = DType::kFloat16;
     else if (to == 9) dt = DType::kBool;
+    else if (to == 6) dt = DType::kInt32;
+    else if (to == 3) dt = DType::kInt8;
+    else if (to == 2) dt = DType::kUInt8;
     set(0, xs, dt);
-    if (dt != DType::kFloat32) {
+    if (dt != DType::kFloat32 && dt != DType::kFloat16) {
       if (auto v = a.ints_of(node, 0)) a.partial[node.outputs[0]] = *v;
     }
+  } else if (op == "QuantizeLinear" || op == "DequantizeLinear") {
+    // The integer type is the zero point's (uint8 when it is omitted). Scale layout and axis are
+    // checked where the node runs (folding or the executor), with the concrete shapes.
+    DType dt = DType::kFloat32;
+    if (op == "QuantizeLinear") {
+      dt = DType::kUInt8;
+      if (node.inputs.size() > 2 && !node.inputs[2].empty()) dt = a.value(node, 2).dtype;
+      if (dt != DType::kUInt8 && dt != DType::kInt8) {
+        throw std::runtime_error(node_label(node) + ": zero point must be int8 or uint8, got " +
+                                 dtype_name(dt));
+      }
+    }
+    set(0, xs, dt);
   } else {
     throw std::runtime_error(node_label(node) + ": no shape inference for this op");
   }

@@ -14,22 +14,12 @@
 #include <stdexcept>
 
 #include "model/graph.h"
+#include "model/node_eval.h"
 
 namespace compsearch::model {
 
 namespace detail {
 void fold_and_infer(Graph& graph);
-}
-
-namespace {
-
-std::string read_file_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(path.string() + ": cannot open file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 float half_to_float(uint16_t h) {
   const uint32_t sign = (h & 0x8000u) << 16;
@@ -80,6 +70,21 @@ uint16_t float_to_half(float f) {
   if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;  // may carry into the exponent: fine
   return static_cast<uint16_t>(sign | h);
 }
+
+}  // namespace detail
+
+namespace {
+
+std::string read_file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path.string() + ": cannot open file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+using detail::float_to_half;
+using detail::half_to_float;
 
 DType dtype_from_onnx(int32_t t, const std::string& what) {
   switch (t) {
