@@ -1,5 +1,6 @@
 // Applying a recipe to a copy of a graph, channel-pruning propagation and size accounting.
 #include "compressors/apply.h"
+#include "compressors/size_rule.h"
 
 #include <algorithm>
 #include <cmath>
@@ -44,8 +45,6 @@ const model::Shape* shape_of(const model::Graph& graph, const std::string& value
   return nullptr;
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 }  // namespace
 
 LayerCost layer_cost(const model::LayerInfo& layer, const LayerSetting& s, const std::vector<int64_t>& pruned_channels,
@@ -73,27 +72,13 @@ LayerCost layer_cost(const model::LayerInfo& layer, const LayerSetting& s, const
     c.kept_weights = kept_out * (layer.in_channels - static_cast<int64_t>(dropped_inputs.size()));
   }
   const int64_t kept = c.kept_weights;
-  int64_t removed_by_sparsity = 0;
-  if (s.prune.kind == PruneKind::kUnstructured) {
-    removed_by_sparsity = static_cast<int64_t>(std::floor(s.prune.ratio * static_cast<double>(kept)));
-  } else if (s.prune.kind == PruneKind::kNM) {
-    removed_by_sparsity = kept - kept * s.prune.n / s.prune.m;
-  }
-  c.stored_weights = kept - removed_by_sparsity;
-  c.weight_bits = static_cast<int64_t>(s.w_bits) * c.stored_weights;
-  if (s.w_bits <= 8) {
-    int64_t groups = 1;
-    if (s.granularity.kind == GranularityKind::kPerChannel) groups = kept_out;
-    if (s.granularity.kind == GranularityKind::kGroup)
-      groups = kept_out * ceil_div(layer.reduction_length, s.granularity.group_size);
-    c.scale_bits = 16 * groups;
-  }
-  if (s.prune.kind == PruneKind::kUnstructured && removed_by_sparsity > 0) {
-    c.index_bits = std::min(kept, 16 * c.stored_weights);
-  } else if (s.prune.kind == PruneKind::kNM) {
-    c.index_bits = 2 * c.stored_weights;
-  }
-  if (!layer.bias_name.empty()) c.bias_bits = 32 * kept_out;
+  const StoredBits b = stored_bits(s, static_cast<double>(kept), static_cast<double>(kept_out),
+                                   layer.reduction_length, !layer.bias_name.empty());
+  c.stored_weights = static_cast<int64_t>(b.stored_weights);
+  c.weight_bits = static_cast<int64_t>(b.weight);
+  c.scale_bits = static_cast<int64_t>(b.scale);
+  c.index_bits = static_cast<int64_t>(b.index);
+  c.bias_bits = static_cast<int64_t>(b.bias);
   c.total_bits = c.weight_bits + c.scale_bits + c.index_bits + c.bias_bits;
   // MACs are per-weight work times output positions, so they shrink with the kept dense weights.
   if (layer.weight_elements > 0) {

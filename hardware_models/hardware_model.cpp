@@ -2,6 +2,8 @@
 // hardware_model.h for the cost structure.
 #include "hardware_models/hardware_model.h"
 
+#include "compressors/size_rule.h"
+
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -113,31 +115,14 @@ double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, do
     if (s.w_bits <= 8) bits += 16.0 * (s.granularity.kind == GranularityKind::kPerChannel ? layer.out_channels : 1.0);
     return bits * 0.125;
   }
+  // Kept counts are whole numbers: floor(ratio x channels) channels go, in this layer and its
+  // producer, so these products are exact.
   const double keep_out = channel_keep(layer, s);
-  const double n = layer.weight_elements * keep_out * keep_in;
-  const double out_ch = layer.out_channels * keep_out;
-  const double row = layer.reduction_length * keep_in;
-  double stored = n;
-  double index_bits = 0.0;
-  if (s.prune.kind == PruneKind::kUnstructured) {
-    stored = n - std::floor(s.prune.ratio * n);
-    index_bits = std::min(n, 16.0 * stored);  // bitmap over all weights, or 16 bits per non-zero
-  } else if (s.prune.kind == PruneKind::kNM && s.prune.m > 0) {
-    stored = n * double(s.prune.n) / double(s.prune.m);
-    index_bits = 2.0 * stored;  // NVIDIA's 2-bit metadata per kept weight
-  }
-  double bits = wb * stored + index_bits;
-  if (s.w_bits <= 8) {
-    double groups = 1.0;
-    if (s.granularity.kind == GranularityKind::kPerChannel) {
-      groups = out_ch;
-    } else if (s.granularity.kind == GranularityKind::kGroup && s.granularity.group_size > 0) {
-      groups = out_ch * std::ceil(row / double(s.granularity.group_size));
-    }
-    bits += 16.0 * groups;  // fp16 scale (or binary alpha) per group
-  }
-  bits += bias_bits_per_channel * out_ch;
-  return bits * 0.125;
+  const double n = std::round(layer.weight_elements * keep_out * keep_in);
+  const double out_ch = std::round(layer.out_channels * keep_out);
+  return compressors::stored_bits(s, n, out_ch, static_cast<int64_t>(layer.reduction_length), layer.has_bias != 0.0)
+             .total() *
+         0.125;
 }
 
 HardwareModel::HardwareModel(TargetProfile profile) : profile_(std::move(profile)) {
