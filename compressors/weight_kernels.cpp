@@ -56,34 +56,54 @@ struct Candidate {
   int64_t index;
 };
 
-// Finds the candidate of 0-based `rank` by key. `c` must hold every weight whose key lies between
-// its smallest and largest key, so all weights tied with the answer are in `c`.
-Selection finish_selection(std::vector<Candidate>& c, int64_t rank) {
-  // Select on the bare keys (4 bytes each moves faster than 16-byte candidates).
-  std::vector<uint32_t> keys(c.size());
-  for (size_t i = 0; i < c.size(); ++i) keys[i] = c[i].key;
-  std::nth_element(keys.begin(), keys.begin() + rank, keys.end());
+// Finds the candidate of 0-based `rank` by key among all of `parts`. The parts must hold every
+// weight whose key lies between their smallest and largest key, so all weights tied with the
+// answer are there. A 2^16-bin histogram of the keys (offset by the smallest) finds the bucket
+// of the rank in one pass; only that bucket (a few dozen candidates on smooth data) is sorted.
+Selection finish_selection(const std::vector<std::vector<Candidate>>& parts, int64_t rank) {
+  uint32_t mn = 0xffffffffu, mx = 0;
+  for (const auto& p : parts)
+    for (const Candidate& x : p) mn = std::min(mn, x.key), mx = std::max(mx, x.key);
+  const uint32_t span = mx - mn;
+  int shift = 0;
+  while ((span >> shift) >= (1u << 16)) ++shift;
+  std::vector<int64_t> hist((span >> shift) + 1, 0);
+  for (const auto& p : parts)
+    for (const Candidate& x : p) ++hist[(x.key - mn) >> shift];
+  int64_t below = 0;
+  size_t bucket = 0;
+  while (below + hist[bucket] <= rank) below += hist[bucket++];
+  std::vector<Candidate> members;
+  members.reserve(static_cast<size_t>(hist[bucket]));
+  for (const auto& p : parts)
+    for (const Candidate& x : p)
+      if (((x.key - mn) >> shift) == bucket) members.push_back(x);
+  std::sort(members.begin(), members.end(),
+            [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.index < b.index; });
   Selection s;
-  s.t_key = keys[rank];
-  int64_t less = 0;
-  for (const Candidate& x : c) {
+  s.t_key = members[static_cast<size_t>(rank - below)].key;
+  int64_t less = below;
+  for (const Candidate& x : members) {
     less += x.key < s.t_key;
-    if (x.key == s.t_key) s.ties.push_back(x.index);
+    if (x.key == s.t_key) s.ties.push_back(x.index);  // in index order: members are sorted by (key, index)
   }
-  std::sort(s.ties.begin(), s.ties.end());
   s.ties.resize(static_cast<size_t>(rank + 1 - less));
   return s;
 }
 
-// Counts keys below `lo` and appends the weights with keys in [lo, hi] to `inside`.
+// Counts keys below `lo`, appends the weights with keys in [lo, hi] to `inside` and returns the
+// largest key in `max_key` (the row's max |w| for the fused prune + quantize path).
 int64_t count_below_collect_inside_scalar(const float* w, int64_t begin, int64_t end, uint32_t lo, uint32_t hi,
-                                          std::vector<Candidate>& inside) {
+                                          std::vector<Candidate>& inside, uint32_t* max_key) {
   int64_t cnt = 0;
+  uint32_t m = 0;
   for (int64_t i = begin; i < end; ++i) {
     const uint32_t key = abs_key(w[i]);
     cnt += key < lo;
+    m = std::max(m, key);
     if (key - lo <= hi - lo) [[unlikely]] inside.push_back({key, i});
   }
+  *max_key = m;
   return cnt;
 }
 
@@ -92,18 +112,21 @@ int64_t count_below_collect_inside_scalar(const float* w, int64_t begin, int64_t
 // rare inside lanes are appended in index order). Keys are < 2^31, so signed compares suffice.
 __attribute__((target("avx2"))) int64_t count_below_collect_inside_avx2(const float* w, int64_t begin, int64_t end,
                                                                        uint32_t lo, uint32_t hi,
-                                                                       std::vector<Candidate>& inside) {
-  if (lo > 0x7fffffffu) return count_below_collect_inside_scalar(w, begin, end, lo, hi, inside);
+                                                                       std::vector<Candidate>& inside,
+                                                                       uint32_t* max_key) {
+  if (lo > 0x7fffffffu) return count_below_collect_inside_scalar(w, begin, end, lo, hi, inside, max_key);
   const uint32_t hi31 = std::min<uint32_t>(hi, 0x7fffffffu);
   const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
   const __m256i vlo = _mm256_set1_epi32(static_cast<int32_t>(lo));
   const __m256i vhi = _mm256_set1_epi32(static_cast<int32_t>(hi31));
   __m256i below = _mm256_setzero_si256();  // per-lane counts (as negative mask sums)
+  __m256i vmax = _mm256_setzero_si256();
   int64_t cnt = 0;
   int64_t i = begin;
   int64_t steps = 0;
   for (; i + 8 <= end; i += 8) {
     const __m256i key = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)), abs_mask);
+    vmax = _mm256_max_epi32(vmax, key);
     const __m256i lt = _mm256_cmpgt_epi32(vlo, key);  // key < lo
     below = _mm256_sub_epi32(below, lt);
     const __m256i out = _mm256_or_si256(lt, _mm256_cmpgt_epi32(key, vhi));  // outside [lo, hi]
@@ -127,24 +150,40 @@ __attribute__((target("avx2"))) int64_t count_below_collect_inside_avx2(const fl
   alignas(32) int32_t c8[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(c8), below);
   for (int l = 0; l < 8; ++l) cnt += c8[l];
-  return cnt + count_below_collect_inside_scalar(w, i, end, lo, hi, inside);
+  alignas(32) uint32_t m8[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(m8), vmax);
+  uint32_t tail_max = 0;
+  cnt += count_below_collect_inside_scalar(w, i, end, lo, hi, inside, &tail_max);
+  for (int l = 0; l < 8; ++l) tail_max = std::max(tail_max, m8[l]);
+  *max_key = tail_max;
+  return cnt;
 }
 #endif
 
 int64_t count_below_collect_inside(const float* w, int64_t begin, int64_t end, uint32_t lo, uint32_t hi,
-                                   std::vector<Candidate>& inside) {
+                                   std::vector<Candidate>& inside, uint32_t* max_key) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return count_below_collect_inside_avx2(w, begin, end, lo, hi, inside);
+  if (avx2) return count_below_collect_inside_avx2(w, begin, end, lo, hi, inside, max_key);
 #endif
-  return count_below_collect_inside_scalar(w, begin, end, lo, hi, inside);
+  return count_below_collect_inside_scalar(w, begin, end, lo, hi, inside, max_key);
 }
 
-Selection select_smallest(const float* w, int64_t n, int64_t k) {
-  // Requires 1 <= k <= n.
+// Selects the k smallest keys (1 <= k <= n). If `row_max` is given, the buffer is read as rows of
+// `row_len` weights and row_max[o] receives the largest key of row o, from the same read pass.
+Selection select_smallest(const float* w, int64_t n, int64_t k, int64_t row_len = 0,
+                          std::vector<uint32_t>* row_max = nullptr) {
+  const int64_t rows = row_max ? n / row_len : 0;
+  if (row_max) row_max->assign(static_cast<size_t>(rows), 0);
   if (n < (int64_t{1} << 20)) {
-    std::vector<Candidate> all(n);
-    for (int64_t i = 0; i < n; ++i) all[i] = {abs_key(w[i]), i};
+    std::vector<std::vector<Candidate>> all(1);
+    all[0].resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) all[0][i] = {abs_key(w[i]), i};
+    for (int64_t o = 0; o < rows; ++o) {
+      uint32_t m = 0;
+      for (int64_t r = 0; r < row_len; ++r) m = std::max(m, all[0][o * row_len + r].key);
+      (*row_max)[o] = m;
+    }
     return finish_selection(all, k - 1);
   }
   // A strided sample brackets the k-th key; one parallel pass counts what lies below the bracket
@@ -154,11 +193,19 @@ Selection select_smallest(const float* w, int64_t n, int64_t k) {
   std::vector<uint32_t> sample(kSample);
   const int64_t stride = n / kSample;
   for (int64_t i = 0; i < kSample; ++i) sample[i] = abs_key(w[i * stride]);
-  std::sort(sample.begin(), sample.end());
   const int64_t pos = static_cast<int64_t>(static_cast<double>(k - 1) / n * kSample);
   for (int64_t margin : {int64_t{512}, int64_t{8192}, kSample}) {
-    const uint32_t lo = pos - margin <= 0 ? 0u : sample[pos - margin];
-    const uint32_t hi = pos + margin >= kSample ? 0xffffffffu : sample[pos + margin];
+    // Two partial selections on the sample instead of a sort: only the bracket ends are needed.
+    uint32_t lo = 0u, hi = 0xffffffffu;
+    if (pos - margin > 0) {
+      std::nth_element(sample.begin(), sample.begin() + (pos - margin), sample.end());
+      lo = sample[pos - margin];
+    }
+    if (pos + margin < kSample) {
+      const auto first = pos - margin > 0 ? sample.begin() + (pos - margin) : sample.begin();
+      std::nth_element(first, sample.begin() + (pos + margin), sample.end());
+      hi = sample[pos + margin];
+    }
     const int threads = omp_get_max_threads();
     std::vector<std::vector<Candidate>> parts(threads);
     std::vector<int64_t> part_below(threads, 0);
@@ -166,9 +213,21 @@ Selection select_smallest(const float* w, int64_t n, int64_t k) {
     {
       const int t = omp_get_thread_num();
       const int nt = omp_get_num_threads();
-      const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-      parts[t].reserve(static_cast<size_t>((end - begin) / kSample * (2 * margin + 8)));
-      part_below[t] = count_below_collect_inside(w, begin, end, lo, hi, parts[t]);
+      int64_t below = 0;
+      uint32_t m = 0;
+      if (row_max) {
+        const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+        parts[t].reserve(static_cast<size_t>((r1 - r0) * row_len / kSample * (2 * margin + 8)));
+        for (int64_t o = r0; o < r1; ++o) {
+          below += count_below_collect_inside(w, o * row_len, (o + 1) * row_len, lo, hi, parts[t], &m);
+          (*row_max)[o] = m;
+        }
+      } else {
+        const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+        parts[t].reserve(static_cast<size_t>((end - begin) / kSample * (2 * margin + 8)));
+        below = count_below_collect_inside(w, begin, end, lo, hi, parts[t], &m);
+      }
+      part_below[t] = below;
     }
     int64_t below = 0;
     size_t total_inside = 0;
@@ -176,12 +235,8 @@ Selection select_smallest(const float* w, int64_t n, int64_t k) {
       below += part_below[t];
       total_inside += parts[t].size();
     }
-    if (k - 1 >= below && k - 1 < below + static_cast<int64_t>(total_inside)) {
-      std::vector<Candidate> inside;
-      inside.reserve(total_inside);
-      for (auto& p : parts) inside.insert(inside.end(), p.begin(), p.end());
-      return finish_selection(inside, k - 1 - below);
-    }
+    if (k - 1 >= below && k - 1 < below + static_cast<int64_t>(total_inside))
+      return finish_selection(parts, k - 1 - below);
   }
   throw std::logic_error("select_smallest: the full bracket missed rank " + std::to_string(k));
 }
@@ -281,6 +336,91 @@ COMPSEARCH_HOT float amax_contiguous(const float* w, int64_t len) {
 }
 
 double scale_from_amax(double amax, int qmax) { return amax == 0.0 ? 1.0 : amax / qmax; }
+
+// Rule 5 for one weight, exactly as DESIGN.md states it (division in double): the reference every
+// fast path must equal bit for bit. round_half_even gives +0 for every zero result.
+inline float quantize_one(float x, double scale, int qmax, int8_t* q) {
+  const double lo = -static_cast<double>(qmax), hi = static_cast<double>(qmax);
+  double t = round_half_even(static_cast<double>(x) / scale);
+  t = t < lo ? lo : (t > hi ? hi : t);
+  if (q) *q = static_cast<int8_t>(t);
+  return static_cast<float>(t * scale);
+}
+
+// Zeroes the weights of one contiguous row whose key is below `limit` (0: none), then quantizes
+// the row with one scale. Returns how many it zeroed.
+int64_t prune_quantize_row_scalar(float* w, int64_t len, uint32_t limit, double scale, int qmax, int8_t* q) {
+  const int64_t pruned = limit ? zero_below(w, len, limit) : 0;
+  quantize_contiguous(w, len, scale, qmax, q);
+  return pruned;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// AVX2 version in one sweep, mostly in float. t = w * float(1/scale) lies within |t| * 2^-22.9 of
+// the exact quotient, i.e. within 2e-5 for |t| < 128 (larger |t| clamp to qmax whichever way they
+// round). So where t is more than 1e-4 away from a .5 tie, rounding t to nearest gives the same
+// integer as round_half_even(w / scale) in double; eight lanes with a lane nearer a tie (or a
+// NaN) are redone by quantize_one. The product q * scale and its rounding to float stay in double,
+// as the rule says. Compiled without FMA so no multiply-add is contracted.
+__attribute__((target("avx2"))) int64_t prune_quantize_row_avx2(float* w, int64_t len, uint32_t limit, double scale,
+                                                               int qmax, int8_t* q) {
+  const double inv = 1.0 / scale;
+  if (!(inv >= 0x1p-100 && inv <= 0x1p100) || limit > 0x7fffffffu)
+    return prune_quantize_row_scalar(w, len, limit, scale, qmax, q);
+  const __m256 vinv = _mm256_set1_ps(static_cast<float>(inv));
+  const __m256 vqmax = _mm256_set1_ps(static_cast<float>(qmax));
+  const __m256 vnqmax = _mm256_set1_ps(-static_cast<float>(qmax));
+  const __m256 vtie = _mm256_set1_ps(0.5f - 1e-4f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256d vscale = _mm256_set1_pd(scale);
+  const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+  const __m256i vlimit = _mm256_set1_epi32(static_cast<int32_t>(limit));
+  int64_t pruned = 0;
+  int64_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    __m256 x = _mm256_loadu_ps(w + i);
+    const __m256i key = _mm256_and_si256(_mm256_castps_si256(x), abs_mask);
+    const __m256 p = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vlimit, key));  // key < limit
+    pruned += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(p)));
+    x = _mm256_andnot_ps(p, x);  // pruned weights become +0, which quantizes to +0
+    const __m256 t = _mm256_mul_ps(x, vinv);
+    __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 d = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(d, vtie, _CMP_NLE_UQ))) [[unlikely]] {
+      alignas(32) float x8[8];
+      _mm256_store_ps(x8, x);
+      for (int j = 0; j < 8; ++j) w[i + j] = quantize_one(x8[j], scale, qmax, q ? q + i + j : nullptr);
+      continue;
+    }
+    // Clamp, and + 0 turns a -0 result into +0 as round_half_even does.
+    r = _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(r, vnqmax), vqmax), zero);
+    const __m256d lo = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(r)), vscale);
+    const __m256d hi = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)), vscale);
+    _mm256_storeu_ps(w + i, _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
+    if (q) {
+      const __m256i qi = _mm256_cvtps_epi32(r);
+      const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(q16, q16));
+    }
+  }
+  for (; i < len; ++i) {
+    float x = w[i];
+    if (abs_key(x) < limit) x = 0.0f, ++pruned;
+    w[i] = quantize_one(x, scale, qmax, q ? q + i : nullptr);
+  }
+  return pruned;
+}
+#endif
+
+int64_t prune_quantize_row(float* w, int64_t len, uint32_t limit, double scale, int qmax, int8_t* q) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return prune_quantize_row_avx2(w, len, limit, scale, qmax, q);
+#endif
+  return prune_quantize_row_scalar(w, len, limit, scale, qmax, q);
+}
+
 
 // Per-group clipping search for WeightCalibration::kMse over values `v` (a copy).
 double mse_amax(const std::vector<float>& v, double amax, int qmax) {
@@ -469,7 +609,7 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
 #pragma omp parallel for schedule(static) if (parallel_worth(w.size()))
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t b = n * c / chunks, e = n * (c + 1) / chunks;
-      quantize_contiguous(data + b, e - b, scale, qmax, q ? q + b : nullptr);
+      prune_quantize_row(data + b, e - b, 0, scale, qmax, q ? q + b : nullptr);
     }
     return;
   }
@@ -484,7 +624,7 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
       if (calibration == WeightCalibration::kMse) a = mse_amax(std::vector<float>(row, row + R), a, qmax);
       const double scale = scale_from_amax(a, qmax);
       if (out) out->scales[o] = scale;
-      quantize_contiguous(row, R, scale, qmax, q ? q + o * R : nullptr);
+      prune_quantize_row(row, R, 0, scale, qmax, q ? q + o * R : nullptr);
     }
     return;
   }
@@ -661,8 +801,12 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
     const int64_t n = static_cast<int64_t>(w.size());
     const int64_t k = static_cast<int64_t>(std::floor(p.ratio * static_cast<double>(n)));
     const int64_t O = layout.out_channels, R = layout.row_length();
+    // One read pass selects the threshold and records each row's max |w|; then one sweep per row
+    // prunes and quantizes it. A row's max survives pruning when it lies above the threshold, so it
+    // is the row's amax after pruning; a row whose max lies below is all pruned (amax 0).
     Selection s;  // t_key 0 and no ties: nothing pruned
-    if (k > 0) s = select_smallest(w.data(), n, k);
+    std::vector<uint32_t> row_max;
+    if (k > 0) s = select_smallest(w.data(), n, k, R, &row_max);
     const int qmax = qmax_for(bits);
     int8_t* q = nullptr;
     if (out) {
@@ -677,10 +821,27 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
 #pragma omp parallel for schedule(static) reduction(+ : total) if (parallel_worth(w.size()))
     for (int64_t o = 0; o < O; ++o) {
       float* row = data + o * R;
-      if (k > 0) total += prune_range(data, o * R, (o + 1) * R, s, nullptr);
-      const double scale = scale_from_amax(amax_contiguous(row, R), qmax);
+      // Tied weights at the threshold that the count reaches: zeroed first (key 0, so the sweep
+      // below counts them again when the threshold key is above 0).
+      int64_t ties_here = 0;
+      for (auto it = std::lower_bound(s.ties.begin(), s.ties.end(), o * R); it != s.ties.end() && *it < (o + 1) * R;
+           ++it, ++ties_here)
+        data[*it] = 0.0f;
+      uint32_t limit = s.t_key;
+      int64_t pruned = limit == 0 ? ties_here : 0;
+      float amax;
+      if (k > 0 && row_max[o] > s.t_key) {
+        std::memcpy(&amax, &row_max[o], sizeof amax);
+      } else if (k > 0 && row_max[o] < s.t_key) {
+        amax = 0.0f;
+      } else {  // nothing pruned, or the row's max is the threshold itself: prune, then look
+        if (limit) pruned += zero_below(row, R, limit);
+        limit = 0;
+        amax = amax_contiguous(row, R);
+      }
+      const double scale = scale_from_amax(amax, qmax);
       if (out) out->scales[o] = scale;
-      quantize_contiguous(row, R, scale, qmax, q ? q + o * R : nullptr);
+      total += pruned + prune_quantize_row(row, R, limit, scale, qmax, q ? q + o * R : nullptr);
     }
     res.pruned_weights = total;
     return res;
