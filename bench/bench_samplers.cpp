@@ -314,6 +314,7 @@ void bench_exact_solver() {
 int main(int argc, char** argv) {
   int n_trials = 1000, n_seeds = 5;
   std::string optuna = "live", part = "all";
+  std::string only_problems, only_samplers;  // ",a,b," filters; empty: all
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--part")
@@ -324,6 +325,10 @@ int main(int argc, char** argv) {
       n_seeds = std::stoi(argv[i + 1]);
     else if (a == "--optuna")
       optuna = argv[i + 1];
+    else if (a == "--problems")
+      only_problems = "," + std::string(argv[i + 1]) + ",";
+    else if (a == "--samplers")
+      only_samplers = "," + std::string(argv[i + 1]) + ",";
     else {
       std::cerr << "unknown option " << a << "\n";
       return 2;
@@ -368,7 +373,13 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   for (const Problem& p : problems()) {
+    if (!only_problems.empty() && only_problems.find("," + p.name + ",") == std::string::npos) {
+      continue;
+    }
     for (const std::string sampler : {"NSGAIISampler", "TPESampler"}) {
+      if (!only_samplers.empty() && only_samplers.find("," + sampler + ",") == std::string::npos) {
+        continue;
+      }
       Row row;
       row.problem = p.name;
       row.sampler = sampler;

@@ -23,7 +23,10 @@ struct ExecutorOptions {
 
 class Executor {
  public:
-  // `graph` must outlive the executor. Weight layouts are prepared once here.
+  // `graph` must outlive the executor. Weight layouts are prepared once here, nodes that read
+  // only initializers (DequantizeLinear of int8 weights in a QDQ graph built in memory) are
+  // evaluated once here, and QuantizeLinear -> DequantizeLinear pairs with the same constant
+  // parameters run as one float pass.
   explicit Executor(const Graph& graph, ExecutorOptions options = {});
 
   // Called with a Conv/Gemm/MatMul node's activation input just before the node computes it;

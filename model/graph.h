@@ -73,7 +73,8 @@ const std::vector<std::string>& supported_ops();
 
 // Reads an .onnx file (raw_data and typed fields, external data beside the file), checks every
 // node against supported_ops(), folds constant subgraphs (Shape/Gather/Unsqueeze/Concat chains of
-// torchvision exports) and runs shape inference. Throws std::runtime_error naming the file and,
+// torchvision exports; DequantizeLinear of int8 weight initializers in QDQ files, which become
+// float initializers under the DequantizeLinear's output name) and runs shape inference. Throws std::runtime_error naming the file and,
 // for an unsupported op, the node, its op type and the supported list.
 Graph load_onnx(const std::filesystem::path& path);
 

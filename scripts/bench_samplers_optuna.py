@@ -10,12 +10,15 @@ objective's arithmetic (not the suggest_* calls, which is where Optuna samples).
 process CPU times (time.process_time), so other load on the machine does not inflate them.
 With --prefill N, N trials are first run with RandomSampler(seed) (not timed), then the
 sampler under test runs --trials more trials: the overhead per trial at study size N.
+Each line also records the Optuna version and the UTC date of the run, so that results saved
+to a file (bench/optuna_results/, read by bench_samplers --optuna DIR) say where they came from.
 
 The problems must stay identical to bench/bench_samplers.cpp:
   zdt1, zdt2: 30 floats in [0, 1];  dtlz2: 3 objectives, 12 floats in [0, 1];
   mixed30: ZDT1-shaped on 30 mixed parameters (see mixed30 below).
 """
 import argparse
+import datetime
 import json
 import math
 import sys
@@ -103,6 +106,8 @@ def run(problem, sampler_name, seed, n_trials, prefill):
     total = time.process_time() - t0
     return {"problem": problem, "sampler": sampler_name, "seed": seed, "n_trials": n_trials,
             "prefill": prefill, "total_s": total, "objective_s": spent[0],
+            "optuna_version": optuna.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "values": [t.values for t in study.trials]}
 
 

@@ -140,23 +140,34 @@ std::pair<int64_t, std::vector<int64_t>> NSGAIISampler::parent_population(const 
 const FrozenTrial* NSGAIISampler::tournament(const std::vector<const FrozenTrial*>& population,
                                              const FrozenTrial* exclude,
                                              std::mt19937_64& rng) const {
-  std::vector<const FrozenTrial*> pool;
-  pool.reserve(population.size());
-  for (const FrozenTrial* t : population) {
-    if (t != exclude) pool.push_back(t);
+  // Optuna draws both candidates from the population without the excluded (first) parent;
+  // drawing an index in [0, n - 1) and skipping the excluded position is the same draw.
+  size_t skip = population.size();
+  if (exclude != nullptr) {
+    skip = static_cast<size_t>(std::find(population.begin(), population.end(), exclude) -
+                               population.begin());
   }
-  std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
-  const FrozenTrial* c0 = pool[pick(rng)];
-  const FrozenTrial* c1 = pool[pick(rng)];
-  const Point p0 = to_minimization(c0->values, directions_);
-  const Point p1 = to_minimization(c1->values, directions_);
+  const size_t n = population.size() - (skip < population.size() ? 1 : 0);
+  std::uniform_int_distribution<size_t> pick(0, n - 1);
+  auto at = [&](size_t i) { return population[i >= skip ? i + 1 : i]; };
+  const FrozenTrial* c0 = at(pick(rng));
+  const FrozenTrial* c1 = at(pick(rng));
   bool c0_wins;
   const auto v0 = total_violation(c0->constraints());
   const auto v1 = total_violation(c1->constraints());
   if (v0 || v1) {
-    c0_wins = constrained_dominates(p0, v0, p1, v1);
+    c0_wins = constrained_dominates(to_minimization(c0->values, directions_), v0,
+                                    to_minimization(c1->values, directions_), v1);
   } else {
-    c0_wins = dominates(p0, p1);
+    // Plain domination in minimisation form, without building the points.
+    bool strictly = false, worse = false;
+    for (size_t k = 0; k < directions_.size() && !worse; ++k) {
+      double a = c0->values[k], b = c1->values[k];
+      if (directions_[k] == StudyDirection::kMaximize) a = -a, b = -b;
+      if (a > b) worse = true;
+      if (a < b) strictly = true;
+    }
+    c0_wins = !worse && strictly;
   }
   return c0_wins ? c0 : c1;
 }
@@ -165,9 +176,16 @@ NSGAIISampler::Pending& NSGAIISampler::pending_for(const StudyView& study,
                                                    const FrozenTrial& trial) {
   auto it = pending_.find(trial.number);
   if (it != pending_.end()) return it->second;
-  Pending p{std::mt19937_64(internal::mix_seed(seed_, static_cast<uint64_t>(trial.number))), {}};
   refresh_locked(study);
-  auto [generation, parents] = parents_locked();
+  return make_pending(trial, parents_locked());
+}
+
+NSGAIISampler::Pending& NSGAIISampler::make_pending(
+    const FrozenTrial& trial,
+    const std::pair<int64_t, std::vector<const FrozenTrial*>>& generation_parents) {
+  const auto& [generation, parents] = generation_parents;
+  Pending p{std::mt19937_64(internal::mix_seed(seed_, static_cast<uint64_t>(trial.number))), {},
+            generation};
   if (generation >= 0) {
     if (uniform01(p.rng) < options_.crossover_prob) {
       const FrozenTrial* a = tournament(parents, nullptr, p.rng);
@@ -178,25 +196,28 @@ NSGAIISampler::Pending& NSGAIISampler::pending_for(const StudyView& study,
       p.parents = {parents[pick(p.rng)]};
     }
   }
-  return pending_.emplace(trial.number, std::move(p)).first->second;
+  return pending_.insert_or_assign(trial.number, std::move(p)).first->second;
 }
 
 void NSGAIISampler::before_trial(const StudyView& study, FrozenTrial& trial) {
   std::lock_guard lock(mutex_);
   refresh_locked(study);
-  auto [generation, parents] = parents_locked();
-  (void)parents;
-  Pending& p = pending_for(study, trial);
+  // One refresh and one parent selection per trial: infer_relative_search_space and
+  // sample_relative of this trial reuse them.
+  const Pending& p = make_pending(trial, parents_locked());
+  refreshed_for_ = trial.number;
   nlohmann::json numbers = nlohmann::json::array();
   for (const FrozenTrial* t : p.parents) numbers.push_back(t->number);
-  trial.system_attrs[kGenerationKey] = generation + 1;
-  trial.system_attrs[kParentsKey] = numbers;
+  trial.system_attrs[kGenerationKey] = p.generation + 1;
+  trial.system_attrs[kParentsKey] = std::move(numbers);
 }
 
 SearchSpace NSGAIISampler::infer_relative_search_space(const StudyView& study,
-                                                       const FrozenTrial& /*trial*/) {
+                                                       const FrozenTrial& trial) {
   std::lock_guard lock(mutex_);
-  refresh_locked(study);
+  // before_trial of this very trial has just refreshed the cache; skip the second refresh.
+  if (refreshed_for_ != trial.number) refresh_locked(study);
+  refreshed_for_ = -1;
   return space_.non_single();
 }
 
@@ -211,20 +232,34 @@ std::map<std::string, double> NSGAIISampler::sample_relative(const StudyView& st
     const double mutation_prob =
         options_.mutation_prob ? *options_.mutation_prob
                                : 1.0 / std::max<double>(1.0, static_cast<double>(space.size()));
-    std::vector<std::pair<const std::string*, double>> child;
+    // `space` and the parents' params are maps sorted by name: walk them side by side instead
+    // of looking each name up.
+    struct Gene {
+      SearchSpace::const_iterator param;
+      double value;
+    };
+    std::vector<Gene> child;
     child.reserve(space.size());
+    auto it0 = p.parents.front()->params.begin();
+    auto it1 = p.parents.back()->params.begin();
+    const auto end0 = p.parents.front()->params.end();
+    const auto end1 = p.parents.back()->params.end();
+    auto value_of = [](auto& it, const auto& end, const std::string& name) {
+      while (it != end && it->first < name) ++it;
+      return it != end && it->first == name ? it->second
+                                            : std::numeric_limits<double>::quiet_NaN();
+    };
     // Optuna draws the whole swap mask first, then the mutation draws.
-    for (const auto& [name, dist] : space) {
-      const FrozenTrial* from = p.parents[0];
-      if (crossover && uniform01(p.rng) >= options_.swapping_prob) from = p.parents[1];
-      auto v = from->params.find(name);
-      child.emplace_back(
-          &name, v == from->params.end() ? std::numeric_limits<double>::quiet_NaN() : v->second);
+    for (auto sp = space.begin(); sp != space.end(); ++sp) {
+      const double v0 = value_of(it0, end0, sp->first);
+      const double v1 = crossover ? value_of(it1, end1, sp->first) : v0;
+      const bool second = crossover && uniform01(p.rng) >= options_.swapping_prob;
+      child.push_back({sp, second ? v1 : v0});
     }
-    for (const auto& [name, value] : child) {
-      if (uniform01(p.rng) >= mutation_prob && !std::isnan(value) &&
-          contains(space.at(*name), value)) {
-        params.emplace(*name, value);
+    for (const Gene& g : child) {
+      if (uniform01(p.rng) >= mutation_prob && !std::isnan(g.value) &&
+          contains(g.param->second, g.value)) {
+        params.emplace_hint(params.end(), g.param->first, g.value);
       }
     }
   }

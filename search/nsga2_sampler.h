@@ -70,6 +70,7 @@ class NSGAIISampler : public Sampler {
   struct Pending {
     std::mt19937_64 rng;
     std::vector<const FrozenTrial*> parents;  // 0 (generation 0), 1 (copy) or 2 (crossover)
+    int64_t generation = -1;                  // of the parents
   };
   struct GenerationCache {
     std::vector<int64_t> members;  // COMPLETE trials of this generation, sorted
@@ -83,6 +84,8 @@ class NSGAIISampler : public Sampler {
   const FrozenTrial* tournament(const std::vector<const FrozenTrial*>& population,
                                 const FrozenTrial* exclude, std::mt19937_64& rng) const;
   Pending& pending_for(const StudyView& study, const FrozenTrial& trial);
+  Pending& make_pending(const FrozenTrial& trial,
+                        const std::pair<int64_t, std::vector<const FrozenTrial*>>& parents);
 
   Options options_;
   uint64_t seed_;
@@ -92,6 +95,7 @@ class NSGAIISampler : public Sampler {
   std::vector<StudyDirection> directions_;
   std::map<int64_t, GenerationCache> generations_;
   std::map<int64_t, Pending> pending_;  // by trial number, from before_trial to sample_relative
+  int64_t refreshed_for_ = -1;          // trial whose before_trial refreshed the cache last
 };
 
 }  // namespace compsearch::search

@@ -41,6 +41,8 @@ std::vector<const FrozenTrial*> TrialCache::refresh(const StudyView& study) {
     finished_.clear();
     unfinished_.clear();
     cursor_ = 0;
+    all_.clear();
+    ++epoch_;
   }
   std::vector<FrozenTrial> fresh = study.get_trials_from(cursor_);
   std::vector<const FrozenTrial*> newly;
@@ -53,10 +55,14 @@ std::vector<const FrozenTrial*> TrialCache::refresh(const StudyView& study) {
       unfinished_.push_back(std::move(t));
     }
   }
-  while (finished_.count(cursor_)) ++cursor_;
-  all_.clear();
-  all_.reserve(finished_.size() + unfinished_.size());
-  auto f = finished_.begin();
+  // all_ holds the finished prefix (numbers below cursor_) first: it never changes, so only the
+  // tail from the old cursor on is rebuilt (O(new trials), not O(study size), per refresh).
+  const int64_t old_cursor = cursor_;
+  all_.resize(static_cast<size_t>(std::min<int64_t>(old_cursor, all_.size())));
+  for (auto f = finished_.find(cursor_); f != finished_.end() && f->first == cursor_; ++f) {
+    ++cursor_;
+  }
+  auto f = finished_.lower_bound(old_cursor);
   auto u = unfinished_.begin();
   while (f != finished_.end() || u != unfinished_.end()) {
     if (u == unfinished_.end() || (f != finished_.end() && f->first < u->number)) {
@@ -78,12 +84,16 @@ void IntersectionSpace::update(const std::vector<const FrozenTrial*>& newly_fini
     }
     if (!space_) {
       space_ = SearchSpace(t->distributions.begin(), t->distributions.end());
+      non_single_.reset();
       continue;
     }
+    // Both maps are sorted by name: one merge pass instead of a lookup per parameter.
+    auto d = t->distributions.begin();
     for (auto it = space_->begin(); it != space_->end();) {
-      auto d = t->distributions.find(it->first);
-      if (d == t->distributions.end() || !(d->second == it->second)) {
+      while (d != t->distributions.end() && d->first < it->first) ++d;
+      if (d == t->distributions.end() || d->first != it->first || !(d->second == it->second)) {
         it = space_->erase(it);
+        non_single_.reset();
       } else {
         ++it;
       }
@@ -92,12 +102,15 @@ void IntersectionSpace::update(const std::vector<const FrozenTrial*>& newly_fini
 }
 
 SearchSpace IntersectionSpace::non_single() const {
-  SearchSpace out;
-  if (!space_) return out;
-  for (const auto& [name, d] : *space_) {
-    if (!is_single(d)) out.emplace(name, d);
+  if (!space_) return {};
+  if (!non_single_) {
+    SearchSpace out;
+    for (const auto& [name, d] : *space_) {
+      if (!is_single(d)) out.emplace_hint(out.end(), name, d);
+    }
+    non_single_ = std::move(out);
   }
-  return out;
+  return *non_single_;
 }
 
 }  // namespace compsearch::search::internal

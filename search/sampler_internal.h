@@ -32,6 +32,9 @@ class TrialCache {
   std::vector<const FrozenTrial*> refresh(const StudyView& study);
   // Every trial of the study at the last refresh, in number order.
   const std::vector<const FrozenTrial*>& trials() const { return all_; }
+  // Incremented whenever the cache starts over (another StudyView): derived state built from
+  // refresh()'s "newly finished" lists must then be rebuilt too.
+  uint64_t epoch() const { return epoch_; }
 
  private:
   const StudyView* study_ = nullptr;
@@ -39,6 +42,7 @@ class TrialCache {
   std::vector<FrozenTrial> unfinished_;
   int64_t cursor_ = 0;  // every trial numbered below is finished and cached
   std::vector<const FrozenTrial*> all_;
+  uint64_t epoch_ = 0;
 };
 
 // Optuna's IntersectionSearchSpace: the parameters whose distribution is the same in every
@@ -47,13 +51,17 @@ class IntersectionSpace {
  public:
   explicit IntersectionSpace(bool include_pruned) : include_pruned_(include_pruned) {}
   void update(const std::vector<const FrozenTrial*>& newly_finished);
-  void reset() { space_.reset(); }
+  void reset() {
+    space_.reset();
+    non_single_.reset();
+  }
   // The intersection without single-valued distributions (those are sampled independently).
   SearchSpace non_single() const;
 
  private:
   bool include_pruned_;
   std::optional<SearchSpace> space_;
+  mutable std::optional<SearchSpace> non_single_;  // cache of non_single(), reset on change
 };
 
 }  // namespace compsearch::search::internal

@@ -117,6 +117,7 @@ struct ParamModel {
   bool log = false;
   double low = 0, high = 0, q = 0;            // transformed bounds; q = 0: continuous
   std::vector<double> mus, sigmas, log_norm;  // log_norm: -log(sigma) - log mass in bounds
+  std::vector<double> inv_sigmas;             // 1 / sigma, for the density's hot loop
   std::vector<double> cat_w;                  // components x choices, rows sum to 1
   std::vector<double> cat_logw;               // log of cat_w
 };
@@ -195,6 +196,8 @@ class ParzenEstimator {
                 : kEps;
         for (double& s : sigmas) s = std::clamp(s, minsigma, maxsigma);
         if (consider_prior) sigmas.back() = prior_sigma;
+        m.inv_sigmas.resize(mus.size());
+        for (size_t k = 0; k < mus.size(); ++k) m.inv_sigmas[k] = 1.0 / sigmas[k];
         m.log_norm.resize(mus.size());
         for (size_t k = 0; k < mus.size(); ++k) {
           m.log_norm[k] = -std::log(sigmas[k]) - log_gauss_mass((m.low - mus[k]) / sigmas[k],
@@ -285,9 +288,12 @@ class ParzenEstimator {
       for (size_t s = 0; s < n_samples; ++s) {
         double* row = acc.data() + s * n_comp;
         const double x = m.log ? std::log(samples[p][s]) : samples[p][s];
+        const double* mus = m.mus.data();
+        const double* inv = m.inv_sigmas.data();
+        const double* norm = m.log_norm.data();
         for (size_t k = 0; k < n_comp; ++k) {
-          const double z = (x - m.mus[k]) / m.sigmas[k];
-          row[k] += -0.5 * z * z - kLogSqrt2Pi + m.log_norm[k];
+          const double z = (x - mus[k]) * inv[k];
+          row[k] += -0.5 * z * z - kLogSqrt2Pi + norm[k];
         }
       }
     }
@@ -299,8 +305,13 @@ class ParzenEstimator {
         out[s] = mx;
         continue;
       }
+      // Terms more than 40 below the largest add under e^-40 each (relative to the largest),
+      // below 1e-14 all together for any realistic mixture: their exp is skipped.
       double sum = 0;
-      for (size_t k = 0; k < n_comp; ++k) sum += std::exp(row[k] - mx);
+      for (size_t k = 0; k < n_comp; ++k) {
+        const double d = row[k] - mx;
+        if (d > -40.0) sum += std::exp(d);
+      }
       out[s] = mx + std::log(sum);
     }
     return out;
@@ -537,8 +548,30 @@ TPESampler::~TPESampler() = default;
 
 void TPESampler::refresh_locked(const StudyView& study) {
   const auto newly = cache_.refresh(study);
+  if (columns_epoch_ != cache_.epoch()) {
+    columns_.clear();
+    columns_epoch_ = cache_.epoch();
+  }
   n_finished_seen_ += newly.size();
   space_.update(newly);
+  for (const FrozenTrial* t : newly) {
+    const size_t n = static_cast<size_t>(t->number);
+    auto d = t->distributions.begin();
+    for (const auto& [name, value] : t->params) {
+      while (d != t->distributions.end() && d->first < name) ++d;
+      if (d == t->distributions.end() || d->first != name) continue;
+      Column& c = columns_[name];
+      if (c.dist_of.size() <= n) {
+        c.dist_of.resize(n + 1, -1);
+        c.value.resize(n + 1, 0.0);
+      }
+      size_t k = 0;
+      while (k < c.dists.size() && !(c.dists[k] == d->second)) ++k;
+      if (k == c.dists.size()) c.dists.push_back(d->second);
+      c.dist_of[n] = static_cast<int32_t>(k);
+      c.value[n] = value;
+    }
+  }
 }
 
 void TPESampler::reseed_rng(uint64_t seed) {
@@ -643,22 +676,53 @@ std::map<std::string, double> TPESampler::sample_tpe(
     const Observations& obs, const std::vector<std::pair<std::string, Distribution>>& space,
     uint64_t rng_seed) {
   // Observations of a trial lacking a parameter are dropped (Optuna's param_mask; with one
-  // intersection search space they all have it).
+  // intersection search space they all have it). Finished trials are read from the columns;
+  // RUNNING ones (constant liar) from their maps.
+  struct Source {
+    const Column* column = nullptr;
+    int32_t dist = -1;  // index of the wanted distribution in column->dists; -1: none has it
+  };
+  std::vector<Source> sources(space.size());
+  for (size_t p = 0; p < space.size(); ++p) {
+    auto c = columns_.find(space[p].first);
+    if (c == columns_.end()) continue;
+    sources[p].column = &c->second;
+    for (size_t k = 0; k < c->second.dists.size(); ++k) {
+      if (c->second.dists[k] == space[p].second) sources[p].dist = static_cast<int32_t>(k);
+    }
+  }
   auto gather = [&](const std::vector<size_t>& indices, std::vector<size_t>& kept) {
     std::vector<std::vector<double>> values(space.size());
+    for (auto& v : values) v.reserve(indices.size());
     for (size_t j = 0; j < indices.size(); ++j) {
       const FrozenTrial* t = obs.trials[indices[j]];
+      const size_t n = static_cast<size_t>(t->number);
       bool has_all = true;
-      for (const auto& [name, d] : space) {
-        auto it = t->params.find(name);
-        if (it == t->params.end() || !(t->distributions.at(name) == d)) {
+      if (t->state == TrialState::kRunning) {
+        for (const auto& [name, d] : space) {
+          auto it = t->params.find(name);
+          if (it == t->params.end() || !(t->distributions.at(name) == d)) {
+            has_all = false;
+            break;
+          }
+        }
+        if (!has_all) continue;
+        kept.push_back(j);
+        for (size_t p = 0; p < space.size(); ++p) {
+          values[p].push_back(t->params.at(space[p].first));
+        }
+        continue;
+      }
+      for (const Source& src : sources) {
+        if (src.dist < 0 || n >= src.column->dist_of.size() ||
+            src.column->dist_of[n] != src.dist) {
           has_all = false;
           break;
         }
       }
       if (!has_all) continue;
       kept.push_back(j);
-      for (size_t p = 0; p < space.size(); ++p) values[p].push_back(t->params.at(space[p].first));
+      for (size_t p = 0; p < space.size(); ++p) values[p].push_back(sources[p].column->value[n]);
     }
     return values;
   };
