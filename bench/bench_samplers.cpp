@@ -5,13 +5,17 @@
 // options. Prints the machine, the peer and the ratios.
 //
 //   bench_samplers [--trials 1000] [--seeds 5] [--optuna live|none|DIR] [--part all|samplers|exact]
+//                  [--problems zdt1,zdt2,dtlz2,mixed30] [--samplers NSGAIISampler,TPESampler]
 //
-// --optuna live (default) runs the Optuna script now (NSGA-II: every problem and seed at
-// --trials; TPE: every problem and seed at 200 trials, and the overhead at study size 1,000
-// measured on 5 trials after 995 random ones, because Optuna's MOTPE takes several seconds per
-// trial there). --optuna DIR reads that script's output saved as DIR/nsga2_1000.jsonl,
-// DIR/tpe_200.jsonl and DIR/tpe_prefill.jsonl. Overheads are process CPU time per trial minus
-// the objective's own arithmetic, for both peers.
+// --optuna live (default) runs the Optuna script now for NSGA-II (every problem and seed at
+// --trials) and for TPE's overhead at study size 1,000 (5 trials after 995 random ones, seed 0:
+// Optuna's MOTPE takes 5-40 s per trial there); Optuna's TPE 200-trial runs (HV@200) take
+// ~1.5 h, so they are read from bench/optuna_results/tpe_200.jsonl, committed with the script
+// that made them (scripts/make_optuna_sampler_results.sh; dated, reduced seeds). --optuna DIR
+// reads everything from DIR (nsga2_1000.jsonl, tpe_200.jsonl, tpe_prefill.jsonl), e.g.
+// bench/optuna_results. Overheads are process CPU time per trial minus the objective's own
+// arithmetic, for both peers. No Optuna TPE run reaches 1,000 trials (hours per seed here), so
+// TPE's HV@1000 has no peer value.
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -171,11 +175,16 @@ std::vector<Problem> problems() {
 
 struct RunResult {
   double overhead_ms_per_trial = 0;
+  double fresh_ask_ms = NAN;  // ask + tell by a new sampler on the finished study (CLI-like)
   std::vector<std::vector<double>> values;
 };
 
+// `prefill` random trials (untimed), then `warmup` untimed trials of the sampler under test (its
+// first call copies the prefilled study into the sampler's trial cache), then `n_trials` timed
+// ones. With `fresh_asks`, that many more trials are each asked by a new sampler, as every CLI
+// `ask` process does (it rebuilds its state from the study's trials), and timed apart.
 RunResult run_ours(const Problem& p, const std::string& sampler_name, uint64_t seed, int n_trials,
-                   int prefill) {
+                   int prefill, int warmup = 0, int fresh_asks = 0) {
   BenchStudy study(p.n_objectives);
   RunResult r;
   if (prefill > 0) {
@@ -186,6 +195,10 @@ RunResult run_ours(const Problem& p, const std::string& sampler_name, uint64_t s
     }
   }
   auto sampler = make_sampler(sampler_name, {{"seed", seed}});
+  for (int i = 0; i < warmup; ++i) {
+    FrozenTrial& t = study.ask(*sampler, p.params);
+    study.tell(t, p.evaluate(t), *sampler);
+  }
   double objective_s = 0;
   const double t0 = cpu_seconds();
   for (int i = 0; i < n_trials; ++i) {
@@ -197,7 +210,25 @@ RunResult run_ours(const Problem& p, const std::string& sampler_name, uint64_t s
   }
   const double total = cpu_seconds() - t0;
   r.overhead_ms_per_trial = 1e3 * (total - objective_s) / n_trials;
-  for (const auto& t : study.trials()) r.values.push_back(t.values);
+  if (fresh_asks > 0) {
+    double fresh_s = 0;
+    for (int i = 0; i < fresh_asks; ++i) {
+      auto fresh = make_sampler(sampler_name, {{"seed", seed}});
+      const double f0 = cpu_seconds();
+      FrozenTrial& t = study.ask(*fresh, p.params);
+      const double f1 = cpu_seconds();
+      auto v = p.evaluate(t);
+      const double f2 = cpu_seconds();
+      study.tell(t, std::move(v), *fresh);
+      fresh_s += (f1 - f0) + (cpu_seconds() - f2);
+    }
+    r.fresh_ask_ms = 1e3 * fresh_s / fresh_asks;
+  }
+  // Only the first prefill + warmup + n_trials trials: the fresh asks come after.
+  const size_t n_kept = static_cast<size_t>(prefill + warmup + n_trials);
+  for (const auto& t : study.trials()) {
+    if (r.values.size() < n_kept) r.values.push_back(t.values);
+  }
   return r;
 }
 
@@ -344,31 +375,39 @@ int main(int argc, char** argv) {
   PeerRuns peer;
   std::string seeds;
   for (int s = 0; s < n_seeds; ++s) seeds += (s ? "," : "") + std::to_string(s);
+  // This file is bench/bench_samplers.cpp in the source tree; scripts/ is beside bench/.
+  std::string src = __FILE__;
+  src = src.substr(0, src.rfind('/'));
+  src = src.substr(0, src.rfind('/'));
+  // Optuna's TPE runs to 200 trials take ~1.5 h (see scripts/make_optuna_sampler_results.sh):
+  // "live" reads them from the committed, dated results.
+  std::string tpe200_dir = optuna;
   if (optuna == "live") {
     const std::string dir = "/tmp/compsearch_bench_optuna";
-    // This file is bench/bench_samplers.cpp in the source tree; the script is beside bench/.
-    std::string src = __FILE__;
-    src = src.substr(0, src.rfind('/'));
-    src = src.substr(0, src.rfind('/'));
     const std::string script = src + "/scripts/bench_samplers_optuna.py";
+    std::string problems_arg;
+    if (!only_problems.empty()) {
+      problems_arg = " --problems " + only_problems.substr(1, only_problems.size() - 2);
+    }
     const std::string cmd =
-        "mkdir -p " + dir + " && /usr/bin/python3 " + script +
+        "mkdir -p " + dir + " && /usr/bin/python3 " + script + problems_arg +
         " --sampler NSGAIISampler --trials " + std::to_string(n_trials) + " --seeds " + seeds +
-        " > " + dir + "/nsga2_1000.jsonl && " + "/usr/bin/python3 " + script +
-        " --sampler TPESampler --trials 200 --seeds " + seeds + " > " + dir +
-        "/tpe_200.jsonl && /usr/bin/python3 " + script +
-        " --sampler TPESampler --problems mixed30,zdt1 --seeds 0 --prefill 995 --trials 5 > " +
-        dir + "/tpe_prefill.jsonl";
-    std::cout << "running Optuna now (this takes tens of minutes: its MOTPE is slow)...\n"
+        " > " + dir + "/nsga2_1000.jsonl && /usr/bin/python3 " + script + problems_arg +
+        " --sampler TPESampler --seeds 0 --prefill 995 --trials 5 > " + dir +
+        "/tpe_prefill.jsonl";
+    std::cout << "running Optuna now (NSGA-II runs and TPE at study size 1000: minutes); "
+                 "Optuna TPE 200-trial runs read from "
+              << src << "/bench/optuna_results\n"
               << std::flush;
     if (std::system(cmd.c_str()) != 0) std::cerr << "warning: the Optuna script failed\n";
     optuna = dir;
+    tpe200_dir = src + "/bench/optuna_results";
   }
   // Our runs first, so that Optuna results still being written (--optuna DIR) are read last.
   struct Row {
     std::string problem, sampler;
     Point reference;
-    double ours_ms = 0, ours_ms_at_1000 = NAN;
+    double ours_ms = 0, ours_ms_at_1000 = NAN, ours_fresh_ms = NAN;
     std::vector<double> hv200, hv1000;
   };
   std::vector<Row> rows;
@@ -385,26 +424,53 @@ int main(int argc, char** argv) {
       row.sampler = sampler;
       row.reference = p.reference;
       for (int s = 0; s < n_seeds; ++s) {
-        const RunResult r = run_ours(p, sampler, static_cast<uint64_t>(s), n_trials, 0);
+        const RunResult r =
+            run_ours(p, sampler, static_cast<uint64_t>(s), n_trials, 0, 0, s == 0 ? 3 : 0);
         row.ours_ms += r.overhead_ms_per_trial / n_seeds;
         row.hv200.push_back(hv_after(r.values, 200, p.reference));
         row.hv1000.push_back(hv_after(r.values, static_cast<size_t>(n_trials), p.reference));
+        if (s == 0) row.ours_fresh_ms = r.fresh_ask_ms;
       }
       // The overhead at study size 1,000, measured as the Optuna script does with --prefill:
-      // 995 random trials, then 5 timed ones.
-      row.ours_ms_at_1000 = run_ours(p, sampler, 0, 5, 995).overhead_ms_per_trial;
-      std::cerr << "done: " << p.name << " " << sampler << "\n";
+      // 994 random trials, one untimed warm-up trial (our sampler's first call copies the 994
+      // into its cache; Optuna's sampler keeps no cache), then 5 timed ones.
+      row.ours_ms_at_1000 = run_ours(p, sampler, 0, 5, 994, 1).overhead_ms_per_trial;
+      std::cerr << "done: " << p.name << " " << sampler << "; HV@" << n_trials << " per seed:";
+      for (double hv : row.hv1000) std::cerr << " " << fmt(hv);
+      std::cerr << "\n";
       rows.push_back(row);
     }
   }
   if (optuna != "none") {
     read_peer(optuna + "/nsga2_1000.jsonl", peer);
-    read_peer(optuna + "/tpe_200.jsonl", peer);
+    read_peer(tpe200_dir + "/tpe_200.jsonl", peer);
     read_peer(optuna + "/tpe_prefill.jsonl", peer);
-    std::cout << "Optuna results from " << optuna << "\n";
+    std::cout << "Optuna results from " << optuna << " (TPE 200-trial runs from " << tpe200_dir
+              << ")\n";
+    // Where the results came from: each line of the script's output records version and date.
+    for (const char* f : {"/nsga2_1000.jsonl", "/tpe_prefill.jsonl"}) {
+      std::ifstream in(optuna + f);
+      std::string line;
+      if (std::getline(in, line) && !line.empty()) {
+        const auto j = nlohmann::json::parse(line);
+        std::cout << "  " << f + 1 << ": Optuna " << j.value("optuna_version", "?") << ", "
+                  << j.value("date", "undated") << "\n";
+      }
+    }
+    std::ifstream in(tpe200_dir + "/tpe_200.jsonl");
+    std::string line;
+    if (std::getline(in, line) && !line.empty()) {
+      const auto j = nlohmann::json::parse(line);
+      std::cout << "  tpe_200.jsonl: Optuna " << j.value("optuna_version", "?") << ", "
+                << j.value("date", "undated") << " (REDUCED seeds: see n= below)\n";
+    }
   }
-  std::cout << "overhead = process CPU ms per trial (ask + tell) minus the objective's arithmetic;"
-               " @1000 = the 5 trials after 995 random ones (Optuna seed 0 only)\n";
+  std::cout << "overhead = process CPU ms per trial (ask + tell) minus the objective's arithmetic,"
+               " averaged over the --trials run (every seed);\n"
+               "@1000 = the 5 trials at study size ~1000, after random ones (seed 0 only; ours"
+               " after one untimed warm-up trial, see run_ours);\n"
+               "fresh = ours only: ask + tell by a NEW sampler on the finished seed-0 study (what"
+               " a CLI `ask` process does, storage loading excluded), mean of 3\n";
   std::cout << "\n"
             << "problem  sampler        ours ms/trial  optuna ms/trial  ratio     "
             << "HV@200 ours / optuna (median, n)   HV@" << n_trials
@@ -437,6 +503,8 @@ int main(int argc, char** argv) {
     };
     print(row.sampler, row.ours_ms, peer_ms);
     print(row.sampler + "@1000", row.ours_ms_at_1000, p_prefill_ms);
+    std::printf("%-8s %-14s %13s\n", row.problem.c_str(), (row.sampler + " fresh").c_str(),
+                fmt(row.ours_fresh_ms).c_str());
   }
   std::fflush(stdout);
   if (part == "all") bench_exact_solver();

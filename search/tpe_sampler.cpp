@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <queue>
 #include <random>
@@ -28,6 +29,10 @@ double ndtr(double x) { return 0.5 * std::erfc(-x / M_SQRT2); }
 
 // log(Phi(b) - Phi(a)) for a <= b.
 double log_gauss_mass(double a, double b) {
+  // Beyond 40 standard deviations Phi underflows to exactly 0 (and 1 - Phi to exactly 0), so
+  // these shortcuts return what the erfc-based formulas below return, without calling erfc.
+  if (b <= -40.0 || a >= 40.0) return -kInf;
+  if (a <= -40.0 && b >= 40.0) return 0.0;
   double mass;
   if (b <= 0) {
     mass = ndtr(b) - ndtr(a);
@@ -118,6 +123,10 @@ struct ParamModel {
   double low = 0, high = 0, q = 0;            // transformed bounds; q = 0: continuous
   std::vector<double> mus, sigmas, log_norm;  // log_norm: -log(sigma) - log mass in bounds
   std::vector<double> inv_sigmas;             // 1 / sigma, for the density's hot loop
+  // Discrete numerical parameters (q != 0): the distinct (mu, sigma) pairs, each component's
+  // pair, and log_norm + log(sigma) per component (see log_pdf).
+  std::vector<double> class_mu, class_sigma, log_mass_adj;
+  std::vector<uint32_t> comp_class;
   std::vector<double> cat_w;                  // components x choices, rows sum to 1
   std::vector<double> cat_logw;               // log of cat_w
 };
@@ -204,6 +213,24 @@ class ParzenEstimator {
                                                                 (m.high - mus[k]) / sigmas[k]);
         }
       }
+      if (m.q != 0) {
+        // Discrete parameters: components repeat the same (mu, sigma) many times (a few
+        // distinct values observed hundreds of times); log_pdf computes each interval mass
+        // once per distinct pair.
+        std::map<std::pair<double, double>, uint32_t> ids;
+        m.comp_class.resize(m.mus.size());
+        m.log_mass_adj.resize(m.mus.size());
+        for (size_t k = 0; k < m.mus.size(); ++k) {
+          auto [it, fresh] = ids.emplace(std::make_pair(m.mus[k], m.sigmas[k]),
+                                         static_cast<uint32_t>(m.class_mu.size()));
+          if (fresh) {
+            m.class_mu.push_back(m.mus[k]);
+            m.class_sigma.push_back(m.sigmas[k]);
+          }
+          m.comp_class[k] = it->second;
+          m.log_mass_adj[k] = m.log_norm[k] + std::log(m.sigmas[k]);
+        }
+      }
       params_.push_back(std::move(m));
     }
   }
@@ -252,7 +279,7 @@ class ParzenEstimator {
     for (size_t s = 0; s < n_samples; ++s) {
       std::copy(log_weights_.begin(), log_weights_.end(), acc.begin() + s * n_comp);
     }
-    std::vector<double> uniq, contrib;
+    std::vector<double> uniq, contrib, class_mass;
     for (size_t p = 0; p < params_.size(); ++p) {
       const ParamModel& m = params_[p];
       if (m.categorical || m.q != 0) {
@@ -269,10 +296,15 @@ class ParzenEstimator {
             for (size_t k = 0; k < n_comp; ++k) c[k] = m.cat_logw[k * m.n_choices + j];
           } else {
             const double ub = std::min(v + m.q / 2, m.high), lb = std::max(v - m.q / 2, m.low);
+            class_mass.resize(m.class_mu.size());
+            for (size_t q = 0; q < m.class_mu.size(); ++q) {
+              const double mu = m.class_mu[q], sigma = m.class_sigma[q];
+              class_mass[q] = log_gauss_mass((lb - mu) / sigma, (ub - mu) / sigma);
+            }
             for (size_t k = 0; k < n_comp; ++k) {
-              // log_norm includes -log(sigma), which a probability mass does not have.
-              c[k] = log_gauss_mass((lb - m.mus[k]) / m.sigmas[k], (ub - m.mus[k]) / m.sigmas[k]) +
-                     m.log_norm[k] + std::log(m.sigmas[k]);
+              // log_norm includes -log(sigma), which a probability mass does not have
+              // (log_mass_adj = log_norm + log(sigma)).
+              c[k] = class_mass[m.comp_class[k]] + m.log_mass_adj[k];
             }
           }
         }
