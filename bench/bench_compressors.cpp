@@ -6,6 +6,7 @@
 //
 // usage: bench_compressors [--weights N] [--repeats R] [--model PATH]
 #include <omp.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -31,6 +32,14 @@ namespace {
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// CPU seconds of the whole process (all threads): on a shared machine the wall time of a
+// 2-thread kernel depends on what else runs; the CPU time says how much work it was.
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 std::string cpu_name() {
@@ -73,6 +82,7 @@ void bench_kernels(int64_t n, int repeats) {
     std::string name;
     std::function<void()> run;
     std::vector<double> s;
+    std::vector<double> cpu;
   };
   auto setting = [](int bits, bool prune) {
     compressors::LayerSetting s;
@@ -82,27 +92,35 @@ void bench_kernels(int64_t n, int repeats) {
   };
   const auto pq4 = setting(4, true), pq8 = setting(8, true);
   std::vector<Case> peers = {
-      {"memcpy, single glibc call", [&] { std::memcpy(dst.data(), src.data(), bytes); }, {}},
-      {"memcpy, " + std::to_string(threads) + " threads (slices)", threaded_copy, {}},
+      {"memcpy, single glibc call", [&] { std::memcpy(dst.data(), src.data(), bytes); }, {}, {}},
+      {"memcpy, " + std::to_string(threads) + " threads (slices)", threaded_copy, {}, {}},
   };
   std::vector<Case> kernels = {
-      {"50% unstructured + w4 per_channel", [&] { compressors::compress_weights(work, layout, pq4); }, {}},
-      {"50% unstructured + w8 per_channel", [&] { compressors::compress_weights(work, layout, pq8); }, {}},
-      {"w4 per_channel only", [&] { compressors::quantize_weights(work, layout, 4, compressors::Granularity{}); }, {}},
-      {"w8 per_channel only", [&] { compressors::quantize_weights(work, layout, 8, compressors::Granularity{}); }, {}},
-      {"50% unstructured prune only", [&] { compressors::prune_unstructured(work, 0.5); }, {}},
+      {"50% unstructured + w4 per_channel", [&] { compressors::compress_weights(work, layout, pq4); }, {}, {}},
+      {"50% unstructured + w8 per_channel", [&] { compressors::compress_weights(work, layout, pq8); }, {}, {}},
+      {"w4 per_channel only", [&] { compressors::quantize_weights(work, layout, 4, compressors::Granularity{}); }, {}, {}},
+      {"w8 per_channel only", [&] { compressors::quantize_weights(work, layout, 8, compressors::Granularity{}); }, {}, {}},
+      {"50% unstructured prune only", [&] { compressors::prune_unstructured(work, 0.5); }, {}, {}},
+      // Out of place (src -> dst, src intact): the same bytes a memcpy reads and writes.
+      {"50% unstructured + w4, out of place", [&] { compressors::compress_weights(src, dst, layout, pq4); }, {}, {}},
+      {"50% unstructured + w8, out of place", [&] { compressors::compress_weights(src, dst, layout, pq8); }, {}, {}},
+      {"w4 per_channel only, out of place", [&] { compressors::compress_weights(src, dst, layout, setting(4, false)); }, {}, {}},
   };
   for (int r = 0; r < repeats; ++r) {
     for (auto& c : peers) {
+      const double c0 = cpu_seconds();
       const auto t0 = Clock::now();
       c.run();
       c.s.push_back(seconds_since(t0));
+      c.cpu.push_back(cpu_seconds() - c0);
     }
     for (auto& c : kernels) {
       std::memcpy(work.data(), src.data(), bytes);  // fresh input, pages warm
+      const double c0 = cpu_seconds();
       const auto t0 = Clock::now();
       c.run();
       c.s.push_back(seconds_since(t0));
+      c.cpu.push_back(cpu_seconds() - c0);
     }
   }
   auto median = [](std::vector<double> v) {
@@ -116,12 +134,14 @@ void bench_kernels(int64_t n, int repeats) {
   for (auto& c : peers) {
     const double m = median(c.s);
     peer = std::min(peer, m);
-    std::printf("peer:       %-38s %8.1f ms  %6.2f GB/s\n", c.name.c_str(), m * 1e3, gb / m);
+    std::printf("peer:       %-38s %8.1f ms  %6.2f GB/s  cpu %6.1f ms\n", c.name.c_str(), m * 1e3, gb / m,
+                median(c.cpu) * 1e3);
   }
   for (auto& c : kernels) {
     const double m = median(c.s);
-    std::printf("compsearch: %-38s %8.1f ms  %6.2f GB/s  ratio to the faster memcpy %.3f%s\n", c.name.c_str(),
-                m * 1e3, gb / m, peer / m, c.name.rfind("50% unstructured +", 0) == 0 ? "  (goal >= 0.5)" : "");
+    std::printf("compsearch: %-38s %8.1f ms  %6.2f GB/s  cpu %6.1f ms  ratio to the faster memcpy %.3f%s\n",
+                c.name.c_str(), m * 1e3, gb / m, median(c.cpu) * 1e3, peer / m,
+                c.name.rfind("50% unstructured +", 0) == 0 ? "  (goal >= 0.5)" : "");
   }
 }
 
@@ -139,8 +159,11 @@ int main(int argc, char** argv) {
   }
   utsname u{};
   uname(&u);
+  double load[3] = {0, 0, 0};
+  getloadavg(load, 3);
   std::cout << "machine: " << cpu_name() << ", " << std::thread::hardware_concurrency() << " hardware threads, "
-            << omp_get_max_threads() << " OpenMP threads, " << u.sysname << " " << u.release << "\n";
+            << omp_get_max_threads() << " OpenMP threads, " << u.sysname << " " << u.release
+            << ", load average " << load[0] << " (other processes share the cores)\n";
   bench_kernels(n, repeats);
   if (std::filesystem::exists(model)) {
     std::cout << "\n";

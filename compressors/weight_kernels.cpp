@@ -56,28 +56,41 @@ struct Candidate {
   int64_t index;
 };
 
-// Finds the candidate of 0-based `rank` by key among all of `parts`. The parts must hold every
-// weight whose key lies between their smallest and largest key, so all weights tied with the
-// answer are there. A 2^16-bin histogram of the keys (offset by the smallest) finds the bucket
-// of the rank in one pass; only that bucket (a few dozen candidates on smooth data) is sorted.
-Selection finish_selection(const std::vector<std::vector<Candidate>>& parts, int64_t rank) {
-  uint32_t mn = 0xffffffffu, mx = 0;
-  for (const auto& p : parts)
-    for (const Candidate& x : p) mn = std::min(mn, x.key), mx = std::max(mx, x.key);
-  const uint32_t span = mx - mn;
+// Finds the candidate of 0-based `rank` by key among all of `parts`, whose keys lie in [lo, hi].
+// The parts must hold every weight whose key lies between their smallest and largest key, so all
+// weights tied with the answer are there. A 2^16-bin histogram of the keys (offset by lo) finds
+// the bucket of the rank; only that bucket (a few dozen candidates on smooth data) is sorted.
+// Large inputs are histogrammed and scanned one part per thread.
+Selection finish_selection(const std::vector<std::vector<Candidate>>& parts, int64_t rank, uint32_t lo, uint32_t hi) {
+  const uint32_t span = hi - lo;
   int shift = 0;
   while ((span >> shift) >= (1u << 16)) ++shift;
-  std::vector<int64_t> hist((span >> shift) + 1, 0);
-  for (const auto& p : parts)
-    for (const Candidate& x : p) ++hist[(x.key - mn) >> shift];
+  const size_t bins = (span >> shift) + 1;
+  const int np = static_cast<int>(parts.size());
+  size_t total = 0;
+  for (const auto& p : parts) total += p.size();
+  const bool par = np > 1 && parallel_worth(total);
+  std::vector<std::vector<uint32_t>> hists(np);
+#pragma omp parallel for schedule(static, 1) num_threads(np) if (par)
+  for (int t = 0; t < np; ++t) {
+    hists[t].assign(bins, 0);
+    for (const Candidate& x : parts[t]) ++hists[t][(x.key - lo) >> shift];
+  }
   int64_t below = 0;
   size_t bucket = 0;
-  while (below + hist[bucket] <= rank) below += hist[bucket++];
+  for (;; ++bucket) {
+    int64_t h = 0;
+    for (const auto& hist : hists) h += hist[bucket];
+    if (below + h > rank) break;
+    below += h;
+  }
+  std::vector<std::vector<Candidate>> found(np);
+#pragma omp parallel for schedule(static, 1) num_threads(np) if (par)
+  for (int t = 0; t < np; ++t)
+    for (const Candidate& x : parts[t])
+      if (((x.key - lo) >> shift) == bucket) found[t].push_back(x);
   std::vector<Candidate> members;
-  members.reserve(static_cast<size_t>(hist[bucket]));
-  for (const auto& p : parts)
-    for (const Candidate& x : p)
-      if (((x.key - mn) >> shift) == bucket) members.push_back(x);
+  for (const auto& f : found) members.insert(members.end(), f.begin(), f.end());
   std::sort(members.begin(), members.end(),
             [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.index < b.index; });
   Selection s;
@@ -184,7 +197,9 @@ Selection select_smallest(const float* w, int64_t n, int64_t k, int64_t row_len 
       for (int64_t r = 0; r < row_len; ++r) m = std::max(m, all[0][o * row_len + r].key);
       (*row_max)[o] = m;
     }
-    return finish_selection(all, k - 1);
+    uint32_t mn = 0xffffffffu, mx = 0;
+    for (const Candidate& x : all[0]) mn = std::min(mn, x.key), mx = std::max(mx, x.key);
+    return finish_selection(all, k - 1, mn, mx);
   }
   // A strided sample brackets the k-th key; one parallel pass counts what lies below the bracket
   // and collects what lies inside. +-512 sample ranks is about 4 standard deviations of the
@@ -236,7 +251,7 @@ Selection select_smallest(const float* w, int64_t n, int64_t k, int64_t row_len 
       total_inside += parts[t].size();
     }
     if (k - 1 >= below && k - 1 < below + static_cast<int64_t>(total_inside))
-      return finish_selection(parts, k - 1 - below);
+      return finish_selection(parts, k - 1 - below, lo, std::min<uint32_t>(hi, 0x7fffffffu));
   }
   throw std::logic_error("select_smallest: the full bracket missed rank " + std::to_string(k));
 }
@@ -356,17 +371,47 @@ int64_t prune_quantize_row_scalar(float* w, int64_t len, uint32_t limit, double 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-// AVX2 version in one sweep, mostly in float. t = w * float(1/scale) lies within |t| * 2^-22.9 of
-// the exact quotient, i.e. within 2e-5 for |t| < 128 (larger |t| clamp to qmax whichever way they
+// AVX2 sweep of one contiguous row from `src` to `dst` (equal for in-place work): weights with
+// key < lo become 0 and are counted; all others are quantized with `scale`, and with `cand` those
+// with lo <= key <= hi are also appended to it (flat index base + j) and counted in hist[(key -
+// lo) >> shift]: the caller zeroes the ones the threshold prunes once it is known.
+//
+// Quantization runs mostly in float. t = w * float(1/scale) lies within |t| * 2^-22.9 of the
+// exact quotient, i.e. within 2e-5 for |t| < 128 (larger |t| clamp to qmax whichever way they
 // round). So where t is more than 1e-4 away from a .5 tie, rounding t to nearest gives the same
 // integer as round_half_even(w / scale) in double; eight lanes with a lane nearer a tie (or a
 // NaN) are redone by quantize_one. The product q * scale and its rounding to float stay in double,
 // as the rule says. Compiled without FMA so no multiply-add is contracted.
-__attribute__((target("avx2"))) int64_t prune_quantize_row_avx2(float* w, int64_t len, uint32_t limit, double scale,
-                                                               int qmax, int8_t* q) {
+//
+// `next` (optional) is the row that comes next: prefetching it to L2 while this row computes
+// overlaps the memory stream with the arithmetic (rows are swept from L2 after a max pass).
+__attribute__((target("avx2"))) int64_t sweep_row_avx2(const float* src, float* dst, int64_t len, int64_t base,
+                                                      uint32_t lo, uint32_t hi, double scale, int qmax, int8_t* q,
+                                                      std::vector<Candidate>* cand, uint32_t* hist, int shift,
+                                                      const float* next = nullptr) {
   const double inv = 1.0 / scale;
-  if (!(inv >= 0x1p-100 && inv <= 0x1p100) || limit > 0x7fffffffu)
-    return prune_quantize_row_scalar(w, len, limit, scale, qmax, q);
+  const bool fast = inv >= 0x1p-100 && inv <= 0x1p100;
+  auto one = [&](int64_t j) {
+    const float x = src[j];
+    const uint32_t key = abs_key(x);
+    if (key < lo) {
+      dst[j] = 0.0f;
+      if (q) q[j] = 0;
+      return int64_t{1};
+    }
+    if (cand && key <= hi) {
+      cand->push_back({key, base + j});
+      ++hist[(key - lo) >> shift];
+    }
+    dst[j] = quantize_one(x, scale, qmax, q ? q + j : nullptr);
+    return int64_t{0};
+  };
+  int64_t pruned = 0;
+  int64_t j = 0;
+  if (!fast) {
+    for (; j < len; ++j) pruned += one(j);
+    return pruned;
+  }
   const __m256 vinv = _mm256_set1_ps(static_cast<float>(inv));
   const __m256 vqmax = _mm256_set1_ps(static_cast<float>(qmax));
   const __m256 vnqmax = _mm256_set1_ps(-static_cast<float>(qmax));
@@ -375,48 +420,63 @@ __attribute__((target("avx2"))) int64_t prune_quantize_row_avx2(float* w, int64_
   const __m256 zero = _mm256_setzero_ps();
   const __m256d vscale = _mm256_set1_pd(scale);
   const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
-  const __m256i vlimit = _mm256_set1_epi32(static_cast<int32_t>(limit));
-  int64_t pruned = 0;
-  int64_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    __m256 x = _mm256_loadu_ps(w + i);
+  const __m256i vlo = _mm256_set1_epi32(static_cast<int32_t>(std::min<uint32_t>(lo, 0x7fffffffu)));
+  const __m256i vhi = _mm256_set1_epi32(static_cast<int32_t>(std::min<uint32_t>(hi, 0x7fffffffu)));
+  const bool lo_all = lo > 0x7fffffffu;  // every key is below lo
+  for (; j + 8 <= len; j += 8) {
+    if (next && (j & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(next + j), _MM_HINT_T1);
+    __m256 x = _mm256_loadu_ps(src + j);
     const __m256i key = _mm256_and_si256(_mm256_castps_si256(x), abs_mask);
-    const __m256 p = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vlimit, key));  // key < limit
+    __m256 p = _mm256_castsi256_ps(_mm256_cmpgt_epi32(vlo, key));  // key < lo
+    if (lo_all) p = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     pruned += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(p)));
+    if (cand) {
+      const __m256 above = _mm256_castsi256_ps(_mm256_cmpgt_epi32(key, vhi));
+      const int in_mask = ~_mm256_movemask_ps(_mm256_or_ps(p, above)) & 0xff;
+      if (in_mask) [[unlikely]] {
+        alignas(32) uint32_t k8[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(k8), key);
+        for (int m = in_mask; m; m &= m - 1) {
+          const int lane = __builtin_ctz(m);
+          cand->push_back({k8[lane], base + j + lane});
+          ++hist[(k8[lane] - lo) >> shift];
+        }
+      }
+    }
     x = _mm256_andnot_ps(p, x);  // pruned weights become +0, which quantizes to +0
     const __m256 t = _mm256_mul_ps(x, vinv);
     __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m256 d = _mm256_andnot_ps(sign, _mm256_sub_ps(t, r));
+    __m256 y;
     if (_mm256_movemask_ps(_mm256_cmp_ps(d, vtie, _CMP_NLE_UQ))) [[unlikely]] {
       alignas(32) float x8[8];
       _mm256_store_ps(x8, x);
-      for (int j = 0; j < 8; ++j) w[i + j] = quantize_one(x8[j], scale, qmax, q ? q + i + j : nullptr);
-      continue;
+      for (int l = 0; l < 8; ++l) x8[l] = quantize_one(x8[l], scale, qmax, q ? q + j + l : nullptr);
+      y = _mm256_load_ps(x8);
+    } else {
+      // Clamp, and + 0 turns a -0 result into +0 as round_half_even does.
+      r = _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(r, vnqmax), vqmax), zero);
+      const __m256d ylo = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(r)), vscale);
+      const __m256d yhi = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)), vscale);
+      y = _mm256_set_m128(_mm256_cvtpd_ps(yhi), _mm256_cvtpd_ps(ylo));
+      if (q) {
+        const __m256i qi = _mm256_cvtps_epi32(r);
+        const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(q + j), _mm_packs_epi16(q16, q16));
+      }
     }
-    // Clamp, and + 0 turns a -0 result into +0 as round_half_even does.
-    r = _mm256_add_ps(_mm256_min_ps(_mm256_max_ps(r, vnqmax), vqmax), zero);
-    const __m256d lo = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(r)), vscale);
-    const __m256d hi = _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)), vscale);
-    _mm256_storeu_ps(w + i, _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)));
-    if (q) {
-      const __m256i qi = _mm256_cvtps_epi32(r);
-      const __m128i q16 = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
-      _mm_storel_epi64(reinterpret_cast<__m128i*>(q + i), _mm_packs_epi16(q16, q16));
-    }
+    _mm256_storeu_ps(dst + j, y);
   }
-  for (; i < len; ++i) {
-    float x = w[i];
-    if (abs_key(x) < limit) x = 0.0f, ++pruned;
-    w[i] = quantize_one(x, scale, qmax, q ? q + i : nullptr);
-  }
+  for (; j < len; ++j) pruned += one(j);
   return pruned;
 }
 #endif
 
-int64_t prune_quantize_row(float* w, int64_t len, uint32_t limit, double scale, int qmax, int8_t* q) {
+int64_t prune_quantize_row(float* w, int64_t len, uint32_t limit, double scale, int qmax, int8_t* q,
+                           const float* next = nullptr) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
   static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return prune_quantize_row_avx2(w, len, limit, scale, qmax, q);
+  if (avx2) return sweep_row_avx2(w, w, len, 0, limit, 0, scale, qmax, q, nullptr, nullptr, 0, next);
 #endif
   return prune_quantize_row_scalar(w, len, limit, scale, qmax, q);
 }
@@ -624,7 +684,7 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
       if (calibration == WeightCalibration::kMse) a = mse_amax(std::vector<float>(row, row + R), a, qmax);
       const double scale = scale_from_amax(a, qmax);
       if (out) out->scales[o] = scale;
-      prune_quantize_row(row, R, 0, scale, qmax, q ? q + o * R : nullptr);
+      prune_quantize_row(row, R, 0, scale, qmax, q ? q + o * R : nullptr, o + 1 < layout.out_channels ? row + R : nullptr);
     }
     return;
   }
@@ -841,7 +901,7 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
       }
       const double scale = scale_from_amax(amax, qmax);
       if (out) out->scales[o] = scale;
-      total += pruned + prune_quantize_row(row, R, limit, scale, qmax, q ? q + o * R : nullptr);
+      total += pruned + prune_quantize_row(row, R, limit, scale, qmax, q ? q + o * R : nullptr, o + 1 < O ? row + R : nullptr);
     }
     res.pruned_weights = total;
     return res;
@@ -872,6 +932,202 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
     out->scales.clear();
   }
   return res;
+}
+
+}  // namespace compsearch::compressors
+
+namespace compsearch::compressors {
+
+namespace {
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Out-of-place unstructured pruning (k > 0 weights, or none for k = 0) + per-channel minmax
+// quantization of contiguous rows in ONE read pass over `src`: a strided sample brackets the
+// threshold key in [lo, hi]; each row's max is taken (the row then sits in L2) and the row is
+// swept to `dst`, zeroing keys below lo, quantizing the others and setting aside the few inside
+// the bracket. The selection then finishes on those candidates alone and only the ones it prunes
+// are rewritten (as 0). A row whose max lies inside the bracket (its amax depends on the threshold) is
+// redone whole at the end. Returns false, having written garbage to dst, when the bracket misses
+// the threshold; the caller then takes the exact two-pass path.
+bool sweep_prune_quantize(const float* src, float* dst, int64_t O, int64_t R, int64_t k, int qmax, int8_t* q,
+                          std::vector<double>& scales) {
+  const int64_t n = O * R;
+  uint32_t lo = 0, hi = 0;
+  if (k > 0) {
+    // A larger sample than select_smallest's: every pruned candidate costs a second touch here,
+    // so a bracket of +-4 standard deviations of the sample quantile at 2^17 samples (0.7 times
+    // as wide as at 2^16) pays for the extra sampling.
+    constexpr int64_t kSample = 1 << 17;
+    std::vector<uint32_t> sample(kSample);
+    const int64_t stride = n / kSample;
+    for (int64_t i = 0; i < kSample; ++i) sample[i] = abs_key(src[i * stride]);
+    const double frac = static_cast<double>(k - 1) / static_cast<double>(n);
+    const int64_t pos = static_cast<int64_t>(frac * kSample);
+    const int64_t margin = 16 + static_cast<int64_t>(4.0 * std::sqrt(kSample * frac * (1.0 - frac)));
+    if (pos - margin > 0) {
+      std::nth_element(sample.begin(), sample.begin() + (pos - margin), sample.end());
+      lo = sample[pos - margin];
+    }
+    hi = 0x7fffffffu;
+    if (pos + margin < kSample) {
+      const auto first = pos - margin > 0 ? sample.begin() + (pos - margin) : sample.begin();
+      std::nth_element(first, sample.begin() + (pos + margin), sample.end());
+      hi = sample[pos + margin];
+    }
+  }
+  // Candidate keys are histogrammed as they are found (2^14 bins over [lo, hi]), so the bucket
+  // of the threshold is known without another look at them.
+  int shift = 0;
+  while (((hi - lo) >> shift) >= (1u << 14)) ++shift;
+  const size_t bins = ((hi - lo) >> shift) + 1;
+  const int threads = parallel_worth(static_cast<size_t>(n)) ? omp_get_max_threads() : 1;
+  std::vector<std::vector<Candidate>> parts(threads);
+  std::vector<std::vector<uint32_t>> hists(threads);
+  std::vector<int64_t> part_below(threads, 0);
+  std::vector<uint8_t> redo(O, 0), part_redo(threads, 0);
+  scales.assign(O, 1.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t r0 = O * t / nt, r1 = O * (t + 1) / nt;
+    if (k > 0) {
+      parts[t].reserve(static_cast<size_t>((r1 - r0) * R / 64 + 64));
+      hists[t].assign(bins, 0);
+    }
+    int64_t below = 0;
+    for (int64_t o = r0; o < r1; ++o) {
+      const float* s = src + o * R;
+      const float amax = amax_contiguous(s, R);
+      if (k > 0 && abs_key(amax) <= hi) {
+        uint32_t m;
+        redo[o] = 1;
+        part_redo[t] = 1;
+        const size_t first = parts[t].size();
+        below += count_below_collect_inside(src, o * R, (o + 1) * R, lo, hi, parts[t], &m);
+        for (size_t c = first; c < parts[t].size(); ++c) ++hists[t][(parts[t][c].key - lo) >> shift];
+        continue;
+      }
+      scales[o] = scale_from_amax(amax, qmax);
+      below += sweep_row_avx2(s, dst + o * R, R, o * R, lo, hi, scales[o], qmax, q ? q + o * R : nullptr,
+                              k > 0 ? &parts[t] : nullptr, k > 0 ? hists[t].data() : nullptr, shift,
+                              o + 1 < r1 ? s + R : nullptr);
+    }
+    part_below[t] = below;
+  }
+  if (k == 0) return true;
+  const bool any_redo = std::find(part_redo.begin(), part_redo.end(), 1) != part_redo.end();
+  int64_t below = 0, inside = 0;
+  for (int t = 0; t < threads; ++t) below += part_below[t], inside += static_cast<int64_t>(parts[t].size());
+  if (k - 1 < below || k - 1 >= below + inside) return false;
+  const int64_t rank = k - 1 - below;  // among the candidates
+  size_t bucket = 0;
+  int64_t before = 0;  // candidates in lower buckets: all pruned
+  for (;; ++bucket) {
+    int64_t h = 0;
+    for (const auto& hist : hists) h += hist[bucket];
+    if (before + h > rank) break;
+    before += h;
+  }
+  // Zero the candidates of lower buckets; set aside the threshold's bucket.
+  std::vector<std::vector<Candidate>> found(threads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const std::vector<Candidate>& part = parts[t];
+    for (size_t ci = 0; ci < part.size(); ++ci) {
+      const Candidate& c = part[ci];
+      // dst lines left the cache during the sweep: ask for the ones a little ahead.
+      if (ci + 16 < part.size()) __builtin_prefetch(dst + part[ci + 16].index, 1);
+      const size_t b = (c.key - lo) >> shift;
+      if (b == bucket) {
+        found[t].push_back(c);
+      } else if (b < bucket && !(any_redo && redo[c.index / R])) {
+        dst[c.index] = 0.0f;
+        if (q) q[c.index] = 0;
+      }
+    }
+  }
+  std::vector<Candidate> members;
+  for (const auto& f : found) members.insert(members.end(), f.begin(), f.end());
+  std::sort(members.begin(), members.end(),
+            [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.index < b.index; });
+  Selection sel;
+  sel.t_key = members[static_cast<size_t>(rank - before)].key;
+  int64_t less = before;
+  for (const Candidate& c : members) {
+    less += c.key < sel.t_key;
+    if (c.key == sel.t_key) sel.ties.push_back(c.index);  // index order: members are sorted by (key, index)
+  }
+  sel.ties.resize(static_cast<size_t>(rank + 1 - less));
+  for (const Candidate& c : members) {
+    const bool pruned = c.key < sel.t_key || std::binary_search(sel.ties.begin(), sel.ties.end(), c.index);
+    if (pruned && !redo[c.index / R]) {
+      dst[c.index] = 0.0f;
+      if (q) q[c.index] = 0;
+    }
+  }
+  if (!any_redo) return true;
+#pragma omp parallel for schedule(dynamic) num_threads(threads)
+  for (int64_t o = 0; o < O; ++o) {
+    if (!redo[o]) continue;
+    float* d = dst + o * R;
+    std::memcpy(d, src + o * R, static_cast<size_t>(R) * sizeof(float));
+    for (auto it = std::lower_bound(sel.ties.begin(), sel.ties.end(), o * R); it != sel.ties.end() && *it < (o + 1) * R;
+         ++it)
+      dst[*it] = 0.0f;
+    zero_below(d, R, sel.t_key);
+    scales[o] = scale_from_amax(amax_contiguous(d, R), qmax);
+    prune_quantize_row(d, R, 0, scales[o], qmax, q ? q + o * R : nullptr);
+  }
+  return true;
+}
+#endif
+
+}  // namespace
+
+WeightCompressionResult compress_weights(std::span<const float> src, std::span<float> dst, const WeightLayout& layout,
+                                         const LayerSetting& setting, QuantizedWeights* out) {
+  if (src.size() != dst.size())
+    throw std::invalid_argument("compress_weights: source has " + std::to_string(src.size()) +
+                                " elements but the destination " + std::to_string(dst.size()));
+  check_size(dst, layout);
+  const PruneSpec& p = setting.prune;
+  const int bits = setting.w_bits;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  const int64_t n = static_cast<int64_t>(dst.size());
+  if (avx2 && bits >= 2 && bits <= 8 && !layout.transposed && setting.granularity.kind == GranularityKind::kPerChannel &&
+      setting.w_calibration == WeightCalibration::kMinMax &&
+      (p.kind == PruneKind::kNone || p.kind == PruneKind::kUnstructured) && n >= (int64_t{1} << 20)) {
+    const int64_t k =
+        p.kind == PruneKind::kUnstructured ? static_cast<int64_t>(std::floor(p.ratio * static_cast<double>(n))) : 0;
+    std::vector<double> scales;
+    int8_t* q = nullptr;
+    if (out) {
+      out->q.assign(n, 0);
+      q = out->q.data();
+    }
+    if (sweep_prune_quantize(src.data(), dst.data(), layout.out_channels, layout.row_length(), k, qmax_for(bits), q,
+                             scales)) {
+      if (out) {
+        out->bits = bits;
+        out->granularity = setting.granularity;
+        out->scales = std::move(scales);
+      }
+      WeightCompressionResult res;
+      res.pruned_weights = k;  // the selection zeroes exactly floor(ratio * n) weights
+      return res;
+    }
+  }
+#endif
+  // Everything else: copy, then the in-place kernels.
+  const int64_t chunks = std::max<int64_t>(1, static_cast<int64_t>(dst.size()) / 65536);
+#pragma omp parallel for schedule(static) if (parallel_worth(dst.size()))
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t b = dst.size() * c / chunks, e = dst.size() * (c + 1) / chunks;
+    std::memcpy(dst.data() + b, src.data() + b, (e - b) * sizeof(float));
+  }
+  return compress_weights(dst, layout, setting, out);
 }
 
 }  // namespace compsearch::compressors

@@ -103,6 +103,15 @@ struct WeightCompressionResult {
 WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout& layout,
                                          const LayerSetting& setting, QuantizedWeights* out = nullptr);
 
+// The same, out of place: dst receives the compressed `src` (same size; src is left intact), bit
+// for bit what the in-place call gives. For large tensors (>= 2^20 weights, AVX2) with unstructured
+// or no pruning and per-channel minmax quantization of a non-transposed layout, this reads src
+// once and writes dst once, as a copy would (the in-place path needs a read pass for the pruning
+// threshold first); everything else copies, then runs in place. Throws std::invalid_argument when
+// the sizes differ.
+WeightCompressionResult compress_weights(std::span<const float> src, std::span<float> dst, const WeightLayout& layout,
+                                         const LayerSetting& setting, QuantizedWeights* out = nullptr);
+
 // Round half to even of a double whose magnitude is below 2^51 (the FPU's default rounding).
 inline double round_half_even(double x) {
   constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52: adding it leaves integer ulps

@@ -4,9 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
+#include <string>
 
 #include "compressors/weight_kernels.h"
 
@@ -275,4 +279,166 @@ TEST_CASE("Weight kernels reproduce the PyTorch goldens exactly") {
     ++checked;
   }
   CHECK(checked >= 20);
+}
+
+namespace {
+
+// Independent reference for rules 1, 2 and 5 (unstructured pruning, then per-channel minmax
+// quantization of a dense [O, R] tensor): a stable sort for the selection and std::nearbyint
+// (round to nearest even in the default mode) on the quotient computed in double.
+struct Reference {
+  std::vector<float> w;
+  std::vector<int8_t> q;
+  std::vector<double> scales;
+};
+
+Reference reference_prune_quantize(std::vector<float> w, int64_t O, int64_t R, double ratio, int bits) {
+  const int64_t n = O * R;
+  const int64_t k = static_cast<int64_t>(std::floor(ratio * static_cast<double>(n)));
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return std::fabs(w[a]) < std::fabs(w[b]); });
+  for (int64_t i = 0; i < k; ++i) w[order[i]] = 0.0f;
+  const double qmax = (1 << (bits - 1)) - 1;
+  Reference r;
+  r.q.assign(n, 0);
+  r.scales.assign(O, 1.0);
+  for (int64_t o = 0; o < O; ++o) {
+    double amax = 0.0;
+    for (int64_t j = 0; j < R; ++j) amax = std::max(amax, static_cast<double>(std::fabs(w[o * R + j])));
+    const double scale = amax == 0.0 ? 1.0 : amax / qmax;
+    r.scales[o] = scale;
+    for (int64_t j = 0; j < R; ++j) {
+      const double t = std::clamp(std::nearbyint(static_cast<double>(w[o * R + j]) / scale), -qmax, qmax);
+      r.q[o * R + j] = static_cast<int8_t>(t);
+      w[o * R + j] = static_cast<float>(t * scale);
+    }
+  }
+  r.w = std::move(w);
+  return r;
+}
+
+int64_t count_value_mismatches(const std::vector<float>& a, const std::vector<float>& b) {
+  int64_t m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m += !(a[i] == b[i]);
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("Quantization next to rounding ties equals the rule computed in double") {
+  // Rows of 1000 weights take the vector sweep; each row mixes exact ties, their float neighbours
+  // and random values, for a scale of 1 (amax 7 at 4 bits) and an inexact one (amax 0.7).
+  for (const double amax : {7.0, 0.7}) {
+    CAPTURE(amax);
+    const int64_t O = 6, R = 1000;
+    const double scale = amax / 7.0;
+    std::vector<float> w(O * R);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<double> u(-amax, amax);
+    std::uniform_int_distribution<int> half(-7, 6);
+    for (int64_t i = 0; i < O * R; ++i) {
+      const float tie = static_cast<float>((half(rng) + 0.5) * scale);
+      switch (i % 4) {
+        case 0: w[i] = tie; break;
+        case 1: w[i] = std::nextafter(tie, 1e9f); break;
+        case 2: w[i] = std::nextafter(tie, -1e9f); break;
+        default: w[i] = static_cast<float>(u(rng)); break;
+      }
+    }
+    for (int64_t o = 0; o < O; ++o) w[o * R + 7] = static_cast<float>(amax);  // each row's amax
+    const Reference ref = reference_prune_quantize(w, O, R, 0.0, 4);
+    std::vector<float> got = w;
+    QuantizedWeights q;
+    quantize_weights(got, WeightLayout::dense(O, R), 4, Granularity{}, WeightCalibration::kMinMax, &q);
+    CHECK(count_value_mismatches(got, ref.w) == 0);
+    CHECK(q.q == ref.q);
+    CHECK(q.scales == ref.scales);
+    std::vector<float> tensor = w;  // per_tensor: one scale, chunked sweep
+    quantize_weights(tensor, WeightLayout::dense(O, R), 4, Granularity{GranularityKind::kPerTensor, 0});
+    CHECK(count_value_mismatches(tensor, ref.w) == 0);
+  }
+  // Small negative weights round to zero: +0 as before (round_half_even's sign), in the vector
+  // lanes and in the scalar tail alike.
+  std::vector<float> z(16, -0.1f);
+  z[3] = 7.0f;
+  quantize_weights(z, WeightLayout::dense(1, 16), 4, Granularity{});
+  CHECK(!std::signbit(z[0]));
+  CHECK(!std::signbit(z[15]));
+}
+
+TEST_CASE("Unstructured pruning with per-channel quantization equals a stable-sort reference in place and out of place") {
+  // 2^20 weights: the sampled selection (in place) and the one-pass sweep (out of place) both
+  // run. Each tensor is built to break one assumption of the fast paths.
+  const int64_t O = 512, R = 2048, n = O * R;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  struct Case {
+    std::string name;
+    std::vector<double> ratios;
+    std::function<float(int64_t)> value;
+  };
+  const std::vector<Case> cases = {
+      {"gaussian", {0.5, 0.9}, [&](int64_t) { return g(rng); }},
+      {"grid with many ties at the threshold", {0.5, 0.37}, [&](int64_t) { return std::round(g(rng) * 8.0f) / 8.0f; }},
+      {"all magnitudes equal (every row max is the threshold)", {0.5}, [&](int64_t i) { return i % 3 ? 0.25f : -0.25f; }},
+      {"mostly zeros, both signs (threshold key 0)", {0.5},
+       [&](int64_t i) { return i % 10 < 7 ? (i % 2 ? 0.0f : -0.0f) : g(rng); }},
+      {"rows of tiny weights (whole rows pruned, row max near the threshold)", {0.5},
+       [&](int64_t i) { return (i / R) % 5 == 0 ? g(rng) * 1e-3f : ((i / R) % 5 == 1 ? g(rng) * 0.3f : g(rng)); }},
+      {"sample positions misleading (the sampled bracket misses)", {0.5},
+       [&](int64_t i) { return i % 8 == 0 ? 1.0f + 1e-3f * g(rng) : 1e-3f * g(rng); }},
+  };
+  for (const Case& c : cases) {
+    std::vector<float> w(n);
+    for (int64_t i = 0; i < n; ++i) w[i] = c.value(i);
+    for (const double ratio : c.ratios) {
+      for (const int bits : {8, 3}) {
+        CAPTURE(c.name);
+        CAPTURE(ratio);
+        CAPTURE(bits);
+        const Reference ref = reference_prune_quantize(w, O, R, ratio, bits);
+        LayerSetting s;
+        s.w_bits = bits;
+        s.prune = PruneSpec{PruneKind::kUnstructured, ratio, 0, 0};
+        std::vector<float> in_place = w;
+        QuantizedWeights qi;
+        const auto ri = compress_weights(in_place, WeightLayout::dense(O, R), s, &qi);
+        std::vector<float> out(n, 123.0f);
+        QuantizedWeights qo;
+        const auto ro = compress_weights(std::span<const float>(w), std::span<float>(out), WeightLayout::dense(O, R), s, &qo);
+        const int64_t k = static_cast<int64_t>(std::floor(ratio * n));
+        CHECK(ri.pruned_weights == k);
+        CHECK(ro.pruned_weights == k);
+        CHECK(count_value_mismatches(in_place, ref.w) == 0);
+        CHECK(count_value_mismatches(out, ref.w) == 0);
+        CHECK(std::memcmp(in_place.data(), out.data(), n * sizeof(float)) == 0);  // same bits, zero signs too
+        CHECK(qi.q == ref.q);
+        CHECK(qo.q == ref.q);
+        CHECK(qi.scales == ref.scales);
+        CHECK(qo.scales == ref.scales);
+      }
+    }
+  }
+}
+
+TEST_CASE("Out-of-place compression leaves the source intact and matches in place for other settings") {
+  const int64_t O = 64, R = 96;
+  std::vector<float> w(O * R);
+  std::mt19937 rng(9);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  for (auto& x : w) x = g(rng);
+  const std::vector<float> original = w;
+  LayerSetting s;
+  s.w_bits = 4;
+  s.granularity = Granularity{GranularityKind::kGroup, 16};
+  s.prune = PruneSpec{PruneKind::kNM, 0.5, 2, 4};
+  std::vector<float> in_place = w, out(w.size());
+  compress_weights(in_place, WeightLayout::dense(O, R), s);
+  compress_weights(std::span<const float>(w), std::span<float>(out), WeightLayout::dense(O, R), s);
+  CHECK(w == original);
+  CHECK(out == in_place);
+  std::vector<float> small(10);
+  CHECK_THROWS_WITH_AS(compress_weights(std::span<const float>(w), std::span<float>(small), WeightLayout::dense(O, R), s),
+                       "compress_weights: source has 6144 elements but the destination 10", std::invalid_argument);
 }
