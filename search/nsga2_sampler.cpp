@@ -27,6 +27,63 @@ double uniform01(std::mt19937_64& rng) {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
+// Optuna's _SearchSpaceTransform for one numerical parameter (transform_log, transform_step):
+// the bounds of the transformed space, and the maps to and from it.
+struct Transformed {
+  double low, high;
+};
+Transformed transformed_bounds(const Distribution& d) {
+  if (const auto* f = std::get_if<FloatDistribution>(&d)) {
+    if (f->log) return {std::log(f->low), std::log(f->high)};
+    if (f->step) return {f->low - 0.5 * *f->step, f->high + 0.5 * *f->step};
+    return {f->low, f->high};
+  }
+  const auto& i = std::get<IntDistribution>(d);
+  const double lo = static_cast<double>(i.low), hi = static_cast<double>(i.high);
+  const double half = 0.5 * static_cast<double>(i.step);
+  if (i.log) return {std::log(lo - half), std::log(hi + half)};
+  return {lo - half, hi + half};
+}
+double to_transformed(const Distribution& d, double v) {
+  if (const auto* f = std::get_if<FloatDistribution>(&d)) return f->log ? std::log(v) : v;
+  return std::get<IntDistribution>(d).log ? std::log(v) : v;
+}
+double from_transformed(const Distribution& d, double x) {
+  if (const auto* f = std::get_if<FloatDistribution>(&d)) {
+    if (f->log) return std::clamp(std::exp(x), f->low, f->high);
+    if (f->step) {
+      return std::clamp(std::nearbyint((x - f->low) / *f->step) * *f->step + f->low, f->low,
+                        f->high);
+    }
+    return std::clamp(x, f->low, f->high);
+  }
+  const auto& i = std::get<IntDistribution>(d);
+  const double lo = static_cast<double>(i.low), hi = static_cast<double>(i.high);
+  const double step = static_cast<double>(i.step);
+  const double v = i.log ? std::exp(x) : x;
+  return std::clamp(std::nearbyint((v - lo) / step) * step + lo, lo, hi);
+}
+
+// Optuna 3.1's SBXCrossover.crossover for one parameter: a child of x1 and x2 within [xl, xu].
+// The caller draws u (the SBX draw) and the two coin flips Optuna draws per parameter.
+double sbx_child(double x1, double x2, double xl, double xu, double eta, double u, double coin1,
+                 double coin2) {
+  const double xs_min = std::min(x1, x2), xs_max = std::max(x1, x2);
+  const double diff = std::max(xs_max - xs_min, 1e-10);
+  const double beta1 = 1 + 2 * (xs_min - xl) / diff;
+  const double beta2 = 1 + 2 * (xu - xs_max) / diff;
+  const double alpha1 = 2 - std::pow(beta1, -(eta + 1));
+  const double alpha2 = 2 - std::pow(beta2, -(eta + 1));
+  auto betaq = [&](double alpha) {
+    return u > 1 / alpha ? std::pow(1 / (2 - u * alpha), 1 / (eta + 1))
+                         : std::pow(u * alpha, 1 / (eta + 1));
+  };
+  const double c1 = 0.5 * ((xs_min + xs_max) - betaq(alpha1) * diff);
+  const double c2 = 0.5 * ((xs_min + xs_max) + betaq(alpha2) * diff);
+  if (coin1 < 0.5) return coin2 < 0.5 ? c1 : c2;
+  return coin2 < 0.5 ? x1 : x2;
+}
+
 std::optional<int64_t> generation_of(const FrozenTrial& t) {
   auto it = t.system_attrs.find(kGenerationKey);
   if (it == t.system_attrs.end() || !it->second.is_number()) return std::nullopt;
@@ -42,6 +99,10 @@ NSGAIISampler::NSGAIISampler(Options options) : options_(options) {
   if (options_.mutation_prob) check_probability("mutation_prob", *options_.mutation_prob);
   check_probability("crossover_prob", options_.crossover_prob);
   check_probability("swapping_prob", options_.swapping_prob);
+  if (options_.sbx_eta && !(*options_.sbx_eta > 0)) {
+    throw std::invalid_argument("NSGAIISampler: sbx_eta = " + std::to_string(*options_.sbx_eta) +
+                                ", expected > 0");
+  }
   seed_ = options_.seed ? *options_.seed : internal::entropy_seed();
 }
 
@@ -250,9 +311,21 @@ std::map<std::string, double> NSGAIISampler::sample_relative(const StudyView& st
                                             : std::numeric_limits<double>::quiet_NaN();
     };
     // Optuna draws the whole swap mask first, then the mutation draws.
+    const bool sbx = crossover && options_.crossover == Options::Crossover::kSBX;
+    const double eta = options_.sbx_eta ? *options_.sbx_eta : directions_.size() > 1 ? 20.0 : 2.0;
     for (auto sp = space.begin(); sp != space.end(); ++sp) {
       const double v0 = value_of(it0, end0, sp->first);
       const double v1 = crossover ? value_of(it1, end1, sp->first) : v0;
+      if (sbx && !std::holds_alternative<CategoricalDistribution>(sp->second) &&
+          !std::isnan(v0) && !std::isnan(v1)) {
+        const Distribution& d = sp->second;
+        const Transformed b = transformed_bounds(d);
+        const double u = uniform01(p.rng), coin1 = uniform01(p.rng), coin2 = uniform01(p.rng);
+        const double x = sbx_child(to_transformed(d, v0), to_transformed(d, v1), b.low, b.high,
+                                   eta, u, coin1, coin2);
+        child.push_back({sp, from_transformed(d, x)});
+        continue;
+      }
       const bool second = crossover && uniform01(p.rng) >= options_.swapping_prob;
       child.push_back({sp, second ? v1 : v0});
     }

@@ -8,6 +8,8 @@
 // else from a copy of one random parent; each parameter is then mutated (re-drawn uniformly)
 // with probability `mutation_prob` (default 1 / number of parameters). Generation 0, mutated
 // parameters and parameters outside the intersection search space are drawn uniformly.
+// Options::crossover = kSBX switches numerical parameters to Optuna's SBXCrossover (an option,
+// not the default, as in Optuna).
 //
 // Constraints: Deb's constrained domination is used as soon as a trial of the population
 // carries the "constraints" system attribute (Optuna's constraints_func stores it there).
@@ -43,6 +45,15 @@ class NSGAIISampler : public Sampler {
     std::optional<double> mutation_prob;  // in [0, 1]; nullopt: 1 / number of parameters
     double crossover_prob = 0.9;          // in [0, 1]
     double swapping_prob = 0.5;           // in [0, 1]
+    // Crossover of numerical parameters: Optuna's default UniformCrossover (kUniform), or
+    // Optuna's SBXCrossover (kSBX; Deb and Agrawal, "Simulated binary crossover for continuous
+    // search space", Complex Systems 9, 1995) in the transformed space (log scale for log
+    // distributions, bounds widened by half a step for discrete ones), with distribution index
+    // sbx_eta (nullopt: Optuna's default, 20 for multi-objective studies, 2 otherwise).
+    // Categorical parameters always use uniform crossover, as in Optuna.
+    enum class Crossover { kUniform, kSBX };
+    Crossover crossover = Crossover::kUniform;
+    std::optional<double> sbx_eta;  // > 0
     std::optional<uint64_t> seed;         // nullopt: seeded from std::random_device
   };
 

@@ -1,9 +1,11 @@
 // NSGA-II: generations and parents in trial system attributes (Optuna's keys), elite selection
 // by non-dominated sorting and crowding distance on a hand-computed example, constrained
-// domination, and a population rebuilt from the study by a fresh sampler.
+// domination, a population rebuilt from the study by a fresh sampler, and the SBX option.
 #include "search/nsga2_sampler.h"
 
 #include <doctest/doctest.h>
+
+#include <cmath>
 
 #include "tests/search/mini_study.h"
 
@@ -111,5 +113,48 @@ TEST_CASE("NSGA-II rejects out-of-range options by name") {
   CHECK_THROWS_WITH_AS(NSGAIISampler{bad_crossover}, doctest::Contains("crossover_prob = -0.1"),
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(NSGAIISampler{bad_swapping}, doctest::Contains("swapping_prob = 2"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("NSGA-II with SBX blends numerical parents within bounds and swaps categoricals") {
+  // Optuna's SBXCrossover: each numerical child value is a parent's value or one of two SBX
+  // offspring (half the time); categorical values still come from a parent. Uniform
+  // crossover (the default, checked above) never produces a value outside the parents'.
+  NSGAIISampler::Options o = opts(4, 7);
+  o.mutation_prob = 0.0;
+  o.crossover_prob = 1.0;
+  o.crossover = NSGAIISampler::Options::Crossover::kSBX;
+  NSGAIISampler sampler(o);
+  const ParamList space{{"x", make_float(0, 1)},
+                        {"n", make_int(1, 64, true)},
+                        {"c", make_categorical({"a", "b", "c"})}};
+  MiniStudy study({StudyDirection::kMinimize, StudyDirection::kMinimize});
+  for (int i = 0; i < 60; ++i) {
+    const int64_t n = study.ask(sampler, space);
+    const auto& t = study.trials()[n];
+    study.tell(n, TrialState::kComplete,
+               {t.params.at("x"), (1 - t.params.at("x")) * std::log(t.params.at("n"))});
+  }
+  int blended = 0;
+  for (int i = 4; i < 60; ++i) {
+    const auto& t = study.trials()[i];
+    const auto& parents = t.system_attrs.at("nsga2:parents");
+    REQUIRE(parents.size() == 2);
+    const auto& p0 = study.trials()[parents[0].get<int>()];
+    const auto& p1 = study.trials()[parents[1].get<int>()];
+    const double x = t.params.at("x"), n = t.params.at("n");
+    CHECK(x >= 0.0);
+    CHECK(x <= 1.0);
+    CHECK(n >= 1.0);
+    CHECK(n <= 64.0);
+    CHECK(n == std::round(n));
+    CHECK((t.params.at("c") == p0.params.at("c") || t.params.at("c") == p1.params.at("c")));
+    blended += x != p0.params.at("x") && x != p1.params.at("x");
+  }
+  // About half of the 56 children take an SBX offspring for x (a few parents coincide).
+  CHECK(blended > 10);
+  NSGAIISampler::Options bad = opts(4);
+  bad.sbx_eta = 0.0;
+  CHECK_THROWS_WITH_AS(NSGAIISampler{bad}, doctest::Contains("sbx_eta = 0"),
                        std::invalid_argument);
 }
