@@ -56,6 +56,14 @@ struct Candidate {
   int64_t index;
 };
 
+// The vector loops below stage candidates in a small stack buffer: a push_back there may call
+// the allocator, and around a possible call GCC saves every live ymm register on each (frequent)
+// entry to the candidate branch. The flush is out of line and rare.
+constexpr int kStage = 64;
+__attribute__((noinline, cold)) void flush_candidates(std::vector<Candidate>& out, const Candidate* staged, int n) {
+  out.insert(out.end(), staged, staged + n);
+}
+
 // Finds the candidate of 0-based `rank` by key among all of `parts`, whose keys lie in [lo, hi].
 // The parts must hold every weight whose key lies between their smallest and largest key, so all
 // weights tied with the answer are there. A 2^16-bin histogram of the keys (offset by lo) finds
@@ -137,6 +145,8 @@ __attribute__((target("avx2"))) int64_t count_below_collect_inside_avx2(const fl
   int64_t cnt = 0;
   int64_t i = begin;
   int64_t steps = 0;
+  Candidate staged[kStage];
+  int nstaged = 0;
   for (; i + 8 <= end; i += 8) {
     const __m256i key = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i)), abs_mask);
     vmax = _mm256_max_epi32(vmax, key);
@@ -149,7 +159,11 @@ __attribute__((target("avx2"))) int64_t count_below_collect_inside_avx2(const fl
       _mm256_store_si256(reinterpret_cast<__m256i*>(k8), key);
       for (int m = in_mask; m; m &= m - 1) {
         const int lane = __builtin_ctz(m);
-        inside.push_back({k8[lane], i + lane});
+        staged[nstaged++] = {k8[lane], i + lane};
+      }
+      if (nstaged > kStage - 8) [[unlikely]] {
+        flush_candidates(inside, staged, nstaged);
+        nstaged = 0;
       }
     }
     if (++steps == (int64_t{1} << 28)) {  // flush before a 32-bit lane could overflow
@@ -163,6 +177,7 @@ __attribute__((target("avx2"))) int64_t count_below_collect_inside_avx2(const fl
   alignas(32) int32_t c8[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(c8), below);
   for (int l = 0; l < 8; ++l) cnt += c8[l];
+  flush_candidates(inside, staged, nstaged);
   alignas(32) uint32_t m8[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(m8), vmax);
   uint32_t tail_max = 0;
@@ -423,6 +438,8 @@ __attribute__((target("avx2"))) int64_t sweep_row_avx2(const float* src, float* 
   const __m256i vlo = _mm256_set1_epi32(static_cast<int32_t>(std::min<uint32_t>(lo, 0x7fffffffu)));
   const __m256i vhi = _mm256_set1_epi32(static_cast<int32_t>(std::min<uint32_t>(hi, 0x7fffffffu)));
   const bool lo_all = lo > 0x7fffffffu;  // every key is below lo
+  Candidate staged[kStage];
+  int nstaged = 0;
   for (; j + 8 <= len; j += 8) {
     if (next && (j & 15) == 0) _mm_prefetch(reinterpret_cast<const char*>(next + j), _MM_HINT_T1);
     __m256 x = _mm256_loadu_ps(src + j);
@@ -438,8 +455,12 @@ __attribute__((target("avx2"))) int64_t sweep_row_avx2(const float* src, float* 
         _mm256_store_si256(reinterpret_cast<__m256i*>(k8), key);
         for (int m = in_mask; m; m &= m - 1) {
           const int lane = __builtin_ctz(m);
-          cand->push_back({k8[lane], base + j + lane});
+          staged[nstaged++] = {k8[lane], base + j + lane};
           ++hist[(k8[lane] - lo) >> shift];
+        }
+        if (nstaged > kStage - 8) [[unlikely]] {
+          flush_candidates(*cand, staged, nstaged);
+          nstaged = 0;
         }
       }
     }
@@ -467,6 +488,7 @@ __attribute__((target("avx2"))) int64_t sweep_row_avx2(const float* src, float* 
     }
     _mm256_storeu_ps(dst + j, y);
   }
+  if (cand) flush_candidates(*cand, staged, nstaged);  // before the tail appends, to keep index order
   for (; j < len; ++j) pruned += one(j);
   return pruned;
 }
