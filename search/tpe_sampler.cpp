@@ -27,19 +27,21 @@ const double kLogSqrt2Pi = 0.5 * std::log(2.0 * M_PI);
 
 double ndtr(double x) { return 0.5 * std::erfc(-x / M_SQRT2); }
 
-// log(Phi(b) - Phi(a)) for a <= b.
+// Phi(x) for x <= -40 underflows to exactly 0 (erfc(28.28) < the smallest subnormal), so
+// skipping erfc there returns the same value.
+double ndtr_tail(double x) { return x <= -40.0 ? 0.0 : ndtr(x); }
+
+// log(Phi(b) - Phi(a)) for a <= b. The tail shortcuts return exactly what the erfc-based
+// formulas return (see ndtr_tail), without calling erfc.
 double log_gauss_mass(double a, double b) {
-  // Beyond 40 standard deviations Phi underflows to exactly 0 (and 1 - Phi to exactly 0), so
-  // these shortcuts return what the erfc-based formulas below return, without calling erfc.
   if (b <= -40.0 || a >= 40.0) return -kInf;
-  if (a <= -40.0 && b >= 40.0) return 0.0;
   double mass;
   if (b <= 0) {
-    mass = ndtr(b) - ndtr(a);
+    mass = ndtr(b) - ndtr_tail(a);
   } else if (a > 0) {
-    mass = ndtr(-a) - ndtr(-b);
+    mass = ndtr(-a) - ndtr_tail(-b);
   } else {
-    return std::log1p(-ndtr(a) - ndtr(-b));
+    return std::log1p(-ndtr_tail(a) - ndtr_tail(-b));
   }
   return mass > 0 ? std::log(mass) : -kInf;
 }
@@ -180,10 +182,13 @@ class ParzenEstimator {
         if (multivariate) {
           std::fill(sigmas.begin(), sigmas.end(), sigma0 * (m.high - m.low));
         } else {
+          // Sorting (mu, index) pairs gives the stable order by mu, faster than an indirect
+          // stable sort.
+          std::vector<std::pair<double, size_t>> keyed(mus.size());
+          for (size_t i = 0; i < mus.size(); ++i) keyed[i] = {mus[i], i};
+          std::sort(keyed.begin(), keyed.end());
           std::vector<size_t> order(mus.size());
-          std::iota(order.begin(), order.end(), 0);
-          std::stable_sort(order.begin(), order.end(),
-                           [&](size_t x, size_t y) { return mus[x] < mus[y]; });
+          for (size_t i = 0; i < mus.size(); ++i) order[i] = keyed[i].second;
           std::vector<double> e(mus.size() + 2);
           e[0] = m.low;
           for (size_t i = 0; i < mus.size(); ++i) e[i + 1] = mus[order[i]];
