@@ -2,8 +2,12 @@
 //
 // Speed matters here: the search applies a recipe to every candidate, and the benchmark goal is
 // quantize + prune at >= 0.5 x memcpy on 100 M weights. Unstructured pruning therefore selects
-// its threshold from a sampled bracket (one read pass), and prune + amax + quantize of one row run
-// while the row is in cache.
+// its threshold from a sampled bracket (one read pass, which also records each row's max), and
+// prune + quantize of one row is one AVX2 sweep while the row is in cache, in float with an exact
+// double redo next to rounding ties. The out-of-place compress_weights skips the separate read
+// pass: it sweeps at once and fixes the few weights inside the bracket afterwards.
+// Every fast path equals the plain rule bit for bit (tests/compressors/weight_kernels_test.cpp
+// checks them against a stable-sort / std::nearbyint reference).
 #include "compressors/weight_kernels.h"
 
 #include <omp.h>
