@@ -259,16 +259,16 @@ double median(std::vector<double> v) {
 
 // Optuna results: key (problem, sampler) -> runs.
 struct PeerRun {
-  int n_trials, prefill;
+  int seed, n_trials, prefill;
   double overhead_ms;
   std::vector<std::vector<double>> values;
 };
 using PeerRuns = std::map<std::pair<std::string, std::string>, std::vector<PeerRun>>;
 
-void read_peer(const std::string& path, PeerRuns& runs) {
+void read_peer(const std::string& path, PeerRuns& runs, bool optional = false) {
   std::ifstream in(path);
   if (!in) {
-    std::cerr << "warning: no Optuna results in " << path << "\n";
+    if (!optional) std::cerr << "warning: no Optuna results in " << path << "\n";
     return;
   }
   std::string line;
@@ -276,6 +276,7 @@ void read_peer(const std::string& path, PeerRuns& runs) {
     if (line.empty()) continue;
     const auto j = nlohmann::json::parse(line);
     PeerRun r;
+    r.seed = j.at("seed");
     r.n_trials = j.at("n_trials");
     r.prefill = j.value("prefill", 0);
     r.overhead_ms =
@@ -458,6 +459,9 @@ int main(int argc, char** argv) {
     read_peer(optuna + "/nsga2_1000.jsonl", peer);
     read_peer(tpe200_dir + "/tpe_200.jsonl", peer);
     read_peer(optuna + "/tpe_prefill.jsonl", peer);
+    // More NSGA-II seeds on ZDT2 (seeds 0-19; runs duplicating a seed already read are
+    // dropped below), for `--seeds 20 --problems zdt2`.
+    read_peer(optuna + "/nsga2_1000_zdt2_20seeds.jsonl", peer, true);
     std::cout << "Optuna results from " << optuna << " (TPE 200-trial runs from " << tpe200_dir
               << ")\n";
     // Where the results came from: each line of the script's output records version and date.
@@ -493,7 +497,15 @@ int main(int argc, char** argv) {
     double p_prefill_ms = NAN;
     const std::string peer_sampler =
         row.sampler == "NSGAIISampler+SBX" ? "NSGAIISampler" : row.sampler;
+    std::vector<bool> seen_seed;
     for (const PeerRun& r : peer[{row.problem, peer_sampler}]) {
+      // The same seeds as ours (0 .. --seeds - 1), each once.
+      if (r.prefill == 0) {
+        if (r.seed < 0 || r.seed >= n_seeds) continue;
+        seen_seed.resize(static_cast<size_t>(n_seeds), false);
+        if (seen_seed[static_cast<size_t>(r.seed)]) continue;
+        seen_seed[static_cast<size_t>(r.seed)] = true;
+      }
       if (r.prefill > 0) {
         p_prefill_ms = r.overhead_ms;
         continue;

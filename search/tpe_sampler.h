@@ -18,7 +18,13 @@
 // Differences from Optuna 3.1, on purpose: the truncated-normal log density includes the
 // -log(sigma) term (Optuna 3.1's _truncnorm.logpdf omits it; later Optuna releases add it);
 // constraints are read from each trial's "constraints" system attribute whenever one is present
-// (Optuna needs constraints_func for that); `group` is not supported.
+// (Optuna needs constraints_func for that); `group` is not supported; the log-sum-exp of the
+// mixture density skips terms more than 40 below the largest (each under e^-40 of it, a
+// relative change below 1e-14), which saves most exp calls at study size 1,000.
+//
+// Cost: the finished trials' parameter values are kept in per-parameter columns (by trial
+// number), updated as trials finish, so each ask reads them without map lookups; discrete
+// parameters compute each interval mass once per distinct (mu, sigma) pair.
 //
 // Determinism: with a seed, trial n's draws come from generators seeded by (seed, n, parameter).
 #pragma once
