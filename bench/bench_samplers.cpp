@@ -82,13 +82,17 @@ class BenchStudy : public StudyView {
     trials_.back().system_attrs = std::move(copy.system_attrs);
     const SearchSpace space = sampler.infer_relative_search_space(*this, trials_.back());
     const auto rel = sampler.sample_relative(*this, trials_.back(), space);
+    // `ps` is sorted by name (problems() sorts it): the relative values are found by walking
+    // their map alongside, and the trial's maps are filled at their end.
+    auto r = rel.begin();
     for (const auto& [name, dist] : ps) {
-      auto it = rel.find(name);
-      const double v = it != rel.end()
-                           ? it->second
+      while (r != rel.end() && r->first < name) ++r;
+      const double v = r != rel.end() && r->first == name
+                           ? r->second
                            : sampler.sample_independent(*this, trials_.back(), name, dist);
-      trials_.back().params[name] = v;
-      trials_.back().distributions[name] = dist;
+      FrozenTrial& t = trials_.back();
+      t.params.emplace_hint(t.params.end(), name, v);
+      t.distributions.emplace_hint(t.distributions.end(), name, dist);
     }
     return trials_.back();
   }
@@ -117,6 +121,8 @@ std::vector<Problem> problems() {
   auto floats = [](size_t n) {
     std::vector<std::pair<std::string, Distribution>> ps;
     for (size_t i = 0; i < n; ++i) ps.emplace_back("x" + std::to_string(i), make_float(0, 1));
+    std::sort(ps.begin(), ps.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     return ps;
   };
   auto xs = [](const FrozenTrial& t, size_t n) {
@@ -143,6 +149,9 @@ std::vector<Problem> problems() {
   for (int i = 0; i < 10; ++i) {
     ps.emplace_back("c" + std::to_string(i), make_categorical({"a", "b", "c", "d"}));
   }
+  // The samplers draw every parameter from a seed of its own name, so the order in which a
+  // trial asks for them changes nothing; sorted by name, BenchStudy::ask fills maps in order.
+  std::sort(ps.begin(), ps.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   out.push_back({"mixed30",
                  2,
                  ps,
