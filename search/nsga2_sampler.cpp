@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
 #include <stdexcept>
 #include <string>
 
@@ -23,7 +24,7 @@ void check_probability(const char* key, double v) {
   }
 }
 
-double uniform01(std::mt19937_64& rng) {
+double uniform01(internal::SplitMix64& rng) {
   return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
 }
 
@@ -200,7 +201,7 @@ std::pair<int64_t, std::vector<int64_t>> NSGAIISampler::parent_population(const 
 
 const FrozenTrial* NSGAIISampler::tournament(const std::vector<const FrozenTrial*>& population,
                                              const FrozenTrial* exclude,
-                                             std::mt19937_64& rng) const {
+                                             internal::SplitMix64& rng) const {
   // Optuna draws both candidates from the population without the excluded (first) parent;
   // drawing an index in [0, n - 1) and skipping the excluded position is the same draw.
   size_t skip = population.size();
@@ -245,8 +246,10 @@ NSGAIISampler::Pending& NSGAIISampler::make_pending(
     const FrozenTrial& trial,
     const std::pair<int64_t, std::vector<const FrozenTrial*>>& generation_parents) {
   const auto& [generation, parents] = generation_parents;
-  Pending p{std::mt19937_64(internal::mix_seed(seed_, static_cast<uint64_t>(trial.number))), {},
-            generation};
+  Pending p{
+      internal::SplitMix64(internal::mix_seed(seed_, static_cast<uint64_t>(trial.number))),
+      {},
+      generation};
   if (generation >= 0) {
     if (uniform01(p.rng) < options_.crossover_prob) {
       const FrozenTrial* a = tournament(parents, nullptr, p.rng);

@@ -30,7 +30,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <vector>
 
 #include "search/sampler.h"
@@ -79,7 +78,7 @@ class NSGAIISampler : public Sampler {
 
  private:
   struct Pending {
-    std::mt19937_64 rng;
+    internal::SplitMix64 rng;
     std::vector<const FrozenTrial*> parents;  // 0 (generation 0), 1 (copy) or 2 (crossover)
     int64_t generation = -1;                  // of the parents
   };
@@ -93,7 +92,7 @@ class NSGAIISampler : public Sampler {
   std::pair<int64_t, std::vector<const FrozenTrial*>> parents_locked();
   std::vector<const FrozenTrial*> select_elite(std::vector<const FrozenTrial*> population) const;
   const FrozenTrial* tournament(const std::vector<const FrozenTrial*>& population,
-                                const FrozenTrial* exclude, std::mt19937_64& rng) const;
+                                const FrozenTrial* exclude, internal::SplitMix64& rng) const;
   Pending& pending_for(const StudyView& study, const FrozenTrial& trial);
   Pending& make_pending(const FrozenTrial& trial,
                         const std::pair<int64_t, std::vector<const FrozenTrial*>>& parents);
