@@ -68,6 +68,39 @@ __attribute__((noinline, cold)) void flush_candidates(std::vector<Candidate>& ou
   out.insert(out.end(), staged, staged + n);
 }
 
+// The histogram bucket holding the candidate of 0-based `rank`, and how many candidates lie in
+// lower buckets, summed over per-thread histograms.
+std::pair<size_t, int64_t> bucket_of_rank(const std::vector<std::vector<uint32_t>>& hists, int64_t rank) {
+  int64_t below = 0;
+  size_t bucket = 0;
+  for (;; ++bucket) {
+    int64_t h = 0;
+    for (const auto& hist : hists) h += hist[bucket];
+    if (below + h > rank) return {bucket, below};
+    below += h;
+  }
+}
+
+// The selection among the candidates of the rank's bucket (`found`, per thread; `below` of all
+// candidates lie in lower buckets). Leaves the bucket's candidates in `members`, sorted by
+// (key, index), for callers that must visit them.
+Selection select_in_bucket(const std::vector<std::vector<Candidate>>& found, int64_t rank, int64_t below,
+                           std::vector<Candidate>& members) {
+  members.clear();
+  for (const auto& f : found) members.insert(members.end(), f.begin(), f.end());
+  std::sort(members.begin(), members.end(),
+            [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.index < b.index; });
+  Selection s;
+  s.t_key = members[static_cast<size_t>(rank - below)].key;
+  int64_t less = below;
+  for (const Candidate& x : members) {
+    less += x.key < s.t_key;
+    if (x.key == s.t_key) s.ties.push_back(x.index);  // in index order: members are sorted by (key, index)
+  }
+  s.ties.resize(static_cast<size_t>(rank + 1 - less));
+  return s;
+}
+
 // Finds the candidate of 0-based `rank` by key among all of `parts`, whose keys lie in [lo, hi].
 // The parts must hold every weight whose key lies between their smallest and largest key, so all
 // weights tied with the answer are there. A 2^16-bin histogram of the keys (offset by lo) finds
@@ -88,32 +121,14 @@ Selection finish_selection(const std::vector<std::vector<Candidate>>& parts, int
     hists[t].assign(bins, 0);
     for (const Candidate& x : parts[t]) ++hists[t][(x.key - lo) >> shift];
   }
-  int64_t below = 0;
-  size_t bucket = 0;
-  for (;; ++bucket) {
-    int64_t h = 0;
-    for (const auto& hist : hists) h += hist[bucket];
-    if (below + h > rank) break;
-    below += h;
-  }
+  const auto [bucket, below] = bucket_of_rank(hists, rank);
   std::vector<std::vector<Candidate>> found(np);
 #pragma omp parallel for schedule(static, 1) num_threads(np) if (par)
   for (int t = 0; t < np; ++t)
     for (const Candidate& x : parts[t])
       if (((x.key - lo) >> shift) == bucket) found[t].push_back(x);
   std::vector<Candidate> members;
-  for (const auto& f : found) members.insert(members.end(), f.begin(), f.end());
-  std::sort(members.begin(), members.end(),
-            [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.index < b.index; });
-  Selection s;
-  s.t_key = members[static_cast<size_t>(rank - below)].key;
-  int64_t less = below;
-  for (const Candidate& x : members) {
-    less += x.key < s.t_key;
-    if (x.key == s.t_key) s.ties.push_back(x.index);  // in index order: members are sorted by (key, index)
-  }
-  s.ties.resize(static_cast<size_t>(rank + 1 - less));
-  return s;
+  return select_in_bucket(found, rank, below, members);
 }
 
 // Counts keys below `lo`, appends the weights with keys in [lo, hi] to `inside` and returns the
@@ -1064,14 +1079,7 @@ bool sweep_prune_quantize(const float* src, float* dst, int64_t O, int64_t R, in
   for (int t = 0; t < threads; ++t) below += part_below[t], inside += static_cast<int64_t>(parts[t].size());
   if (k - 1 < below || k - 1 >= below + inside) return false;
   const int64_t rank = k - 1 - below;  // among the candidates
-  size_t bucket = 0;
-  int64_t before = 0;  // candidates in lower buckets: all pruned
-  for (;; ++bucket) {
-    int64_t h = 0;
-    for (const auto& hist : hists) h += hist[bucket];
-    if (before + h > rank) break;
-    before += h;
-  }
+  const auto [bucket, before] = bucket_of_rank(hists, rank);  // lower buckets: all pruned
   // Zero the candidates of lower buckets; set aside the threshold's bucket.
   std::vector<std::vector<Candidate>> found(threads);
 #pragma omp parallel num_threads(threads)
@@ -1092,17 +1100,7 @@ bool sweep_prune_quantize(const float* src, float* dst, int64_t O, int64_t R, in
     }
   }
   std::vector<Candidate> members;
-  for (const auto& f : found) members.insert(members.end(), f.begin(), f.end());
-  std::sort(members.begin(), members.end(),
-            [](const Candidate& a, const Candidate& b) { return a.key != b.key ? a.key < b.key : a.index < b.index; });
-  Selection sel;
-  sel.t_key = members[static_cast<size_t>(rank - before)].key;
-  int64_t less = before;
-  for (const Candidate& c : members) {
-    less += c.key < sel.t_key;
-    if (c.key == sel.t_key) sel.ties.push_back(c.index);  // index order: members are sorted by (key, index)
-  }
-  sel.ties.resize(static_cast<size_t>(rank + 1 - less));
+  const Selection sel = select_in_bucket(found, rank, before, members);
   for (const Candidate& c : members) {
     const bool pruned = c.key < sel.t_key || std::binary_search(sel.ties.begin(), sel.ties.end(), c.index);
     if (pruned && !redo[c.index / R]) {

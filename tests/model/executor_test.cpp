@@ -20,13 +20,7 @@ using compsearch::model::testing::worst_violation;
 
 namespace {
 
-nlohmann::json manifest() {
-  std::ifstream in(data_dir() / "fixtures" / "manifest.json");
-  REQUIRE(in);
-  nlohmann::json j;
-  in >> j;
-  return j;
-}
+nlohmann::json manifest() { return compsearch::model::testing::fixture_manifest("fixtures"); }
 
 }  // namespace
 

@@ -18,13 +18,7 @@ using compsearch::model::testing::data_dir;
 
 namespace {
 
-nlohmann::json manifest() {
-  std::ifstream in(data_dir() / "qdq" / "manifest.json");
-  REQUIRE(in);
-  nlohmann::json j;
-  in >> j;
-  return j;
-}
+nlohmann::json manifest() { return compsearch::model::testing::fixture_manifest("qdq"); }
 
 Tensor decode(const nlohmann::json& t) {
   Shape shape = t.at("shape").get<Shape>();

@@ -5,7 +5,10 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "model/tensor.h"
 
@@ -13,6 +16,15 @@ namespace compsearch::model::testing {
 
 inline std::filesystem::path data_dir() { return std::filesystem::path(COMPSEARCH_TEST_DATA) / "model"; }
 inline std::filesystem::path source_dir() { return COMPSEARCH_SOURCE_DIR; }
+
+// A fixture set's manifest.json (written by the scripts that made the fixtures), under data_dir().
+inline nlohmann::json fixture_manifest(const std::string& set) {
+  std::ifstream in(data_dir() / set / "manifest.json");
+  REQUIRE(in);
+  nlohmann::json j;
+  in >> j;
+  return j;
+}
 
 // Largest violation of |a - b| <= rtol * |b| + atol (<= 0 means all within); the absolute floor
 // keeps values that are exactly 0 in the reference from needing an exact 0.
