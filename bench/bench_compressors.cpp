@@ -91,6 +91,10 @@ void bench_kernels(int64_t n, int repeats) {
     return s;
   };
   const auto pq4 = setting(4, true), pq8 = setting(8, true);
+  // The other pruning kinds need no global threshold, so they are one sweep per row.
+  auto nm24_w4 = setting(4, false), ch25_w4 = setting(4, false);
+  nm24_w4.prune = compressors::PruneSpec{compressors::PruneKind::kNM, 0.5, 2, 4};
+  ch25_w4.prune = compressors::PruneSpec{compressors::PruneKind::kChannel, 0.25, 0, 0};
   std::vector<Case> peers = {
       {"memcpy, single glibc call", [&] { std::memcpy(dst.data(), src.data(), bytes); }, {}, {}},
       {"memcpy, " + std::to_string(threads) + " threads (slices)", threaded_copy, {}, {}},
@@ -98,6 +102,8 @@ void bench_kernels(int64_t n, int repeats) {
   std::vector<Case> kernels = {
       {"50% unstructured + w4 per_channel", [&] { compressors::compress_weights(work, layout, pq4); }, {}, {}},
       {"50% unstructured + w8 per_channel", [&] { compressors::compress_weights(work, layout, pq8); }, {}, {}},
+      {"2:4 + w4 per_channel", [&] { compressors::compress_weights(work, layout, nm24_w4); }, {}, {}},
+      {"25% channel + w4 per_channel", [&] { compressors::compress_weights(work, layout, ch25_w4); }, {}, {}},
       {"w4 per_channel only", [&] { compressors::quantize_weights(work, layout, 4, compressors::Granularity{}); }, {}, {}},
       {"w8 per_channel only", [&] { compressors::quantize_weights(work, layout, 8, compressors::Granularity{}); }, {}, {}},
       {"50% unstructured prune only", [&] { compressors::prune_unstructured(work, 0.5); }, {}, {}},

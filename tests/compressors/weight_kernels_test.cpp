@@ -442,3 +442,72 @@ TEST_CASE("Out-of-place compression leaves the source intact and matches in plac
   CHECK_THROWS_WITH_AS(compress_weights(std::span<const float>(w), std::span<float>(small), WeightLayout::dense(O, R), s),
                        "compress_weights: source has 6144 elements but the destination 10", std::invalid_argument);
 }
+
+namespace {
+
+// Rules 3 and 4 written as plainly as DESIGN.md states them, through WeightLayout::index: the
+// reference for the strided fast paths of prune_channels and prune_n_m.
+std::vector<float> reference_n_m(std::vector<float> w, const WeightLayout& l, int n, int m) {
+  for (int64_t o = 0; o < l.out_channels; ++o) {
+    for (int64_t r0 = 0; r0 < l.row_length(); r0 += m) {
+      std::vector<int> order(m);
+      for (int j = 0; j < m; ++j) order[j] = j;
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+        return std::fabs(w[l.index(o, r0 + a)]) > std::fabs(w[l.index(o, r0 + b)]);
+      });
+      for (int j = n; j < m; ++j) w[l.index(o, r0 + order[j])] = 0.0f;
+    }
+  }
+  return w;
+}
+
+std::vector<float> reference_channels(std::vector<float> w, const WeightLayout& l, double ratio) {
+  std::vector<double> norm(l.out_channels, 0.0);
+  for (int64_t o = 0; o < l.out_channels; ++o)
+    for (int64_t r = 0; r < l.row_length(); ++r) norm[o] += double(w[l.index(o, r)]) * w[l.index(o, r)];
+  std::vector<int64_t> order(l.out_channels);
+  for (int64_t o = 0; o < l.out_channels; ++o) order[o] = o;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return norm[a] < norm[b]; });
+  const auto k = static_cast<int64_t>(std::floor(ratio * l.out_channels));
+  for (int64_t j = 0; j < k; ++j)
+    for (int64_t r = 0; r < l.row_length(); ++r) w[l.index(order[j], r)] = 0.0f;
+  return w;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("N:M and channel pruning match the plain rule on Conv, dense and transposed layouts with ties") {
+  std::mt19937 rng(7);
+  // Few distinct magnitudes of both signs, so ties inside N:M groups and equal channel norms occur.
+  std::uniform_int_distribution<int> level(-3, 3);
+  const WeightLayout layouts[] = {WeightLayout::conv(5, 8, 9), WeightLayout::conv(4, 4, 1),
+                                  WeightLayout::dense(6, 16, false), WeightLayout::dense(7, 12, true),
+                                  WeightLayout::conv(3, 16, 4)};
+  for (const WeightLayout& l : layouts) {
+    CAPTURE(l.out_channels);
+    CAPTURE(l.in_per_group);
+    CAPTURE(l.kernel_elements);
+    CAPTURE(l.transposed);
+    std::vector<float> w(l.numel());
+    for (float& x : w) x = 0.5f * level(rng);
+    // Two identical channels: equal norms, the lower index goes first.
+    for (int64_t r = 0; r < l.row_length(); ++r) w[l.index(1, r)] = w[l.index(0, r)];
+    // m <= 8 takes the rank path, larger m the insertion sort.
+    for (auto [n, m] : {std::pair{2, 4}, std::pair{1, 4}, std::pair{3, 4}, std::pair{2, 8}, std::pair{5, 16}}) {
+      if (l.in_per_group % m != 0) continue;
+      CAPTURE(m);
+      std::vector<float> got = w;
+      CHECK(prune_n_m(got, l, n, m) == l.numel() / m * (m - n));
+      CHECK(same_bits(got, reference_n_m(w, l, n, m)));
+    }
+    for (double ratio : {0.2, 0.5, 0.8}) {
+      std::vector<float> got = w;
+      prune_channels(got, l, ratio);
+      CHECK(same_bits(got, reference_channels(w, l, ratio)));
+    }
+  }
+}

@@ -53,8 +53,6 @@ nlohmann::json comparable(nlohmann::json j) {
   return j;
 }
 
-std::optional<std::string> or_null(const std::optional<std::string>& s) { return s; }
-
 // The same canonical form as optuna_interop.py's canonical().
 nlohmann::json canonical(Storage& storage) {
   nlohmann::json out = nlohmann::json::array();
