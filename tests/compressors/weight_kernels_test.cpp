@@ -462,6 +462,7 @@ std::vector<float> reference_n_m(std::vector<float> w, const WeightLayout& l, in
 }
 
 std::vector<float> reference_channels(std::vector<float> w, const WeightLayout& l, double ratio) {
+  // Weights here are multiples of 0.5, so every summation order gives the same exact norms.
   std::vector<double> norm(l.out_channels, 0.0);
   for (int64_t o = 0; o < l.out_channels; ++o)
     for (int64_t r = 0; r < l.row_length(); ++r) norm[o] += double(w[l.index(o, r)]) * w[l.index(o, r)];
