@@ -23,6 +23,8 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "model/layer_table.h"
 
@@ -67,6 +69,40 @@ constexpr int kStage = 64;
 __attribute__((noinline, cold)) void flush_candidates(std::vector<Candidate>& out, const Candidate* staged, int n) {
   out.insert(out.end(), staged, staged + n);
 }
+
+// A strided sample of 2^17 magnitude keys of w[0, n) and where the k-th smallest key falls in it,
+// for bracketing the pruning threshold before one pass over all weights.
+struct KeySample {
+  static constexpr int64_t kSize = 1 << 17;
+  std::vector<uint32_t> keys;
+  int64_t pos = 0;     // the k-th smallest key's expected position in the sorted sample
+  int64_t sigma4 = 0;  // 4 standard deviations of that position (+16)
+
+  KeySample(const float* w, int64_t n, int64_t k) : keys(kSize) {
+    const int64_t stride = n / kSize;
+    for (int64_t i = 0; i < kSize; ++i) keys[i] = abs_key(w[i * stride]);
+    const double frac = static_cast<double>(k - 1) / static_cast<double>(n);
+    pos = static_cast<int64_t>(frac * kSize);
+    sigma4 = 16 + static_cast<int64_t>(4.0 * std::sqrt(kSize * frac * (1.0 - frac)));
+  }
+
+  // The sample's keys at pos -+ margin: 0 below the sample, `open_hi` above it. Two partial
+  // selections instead of a sort, since only the bracket ends are needed; callable again with
+  // another margin (nth_element takes the keys in any order).
+  std::pair<uint32_t, uint32_t> bracket(int64_t margin, uint32_t open_hi) {
+    uint32_t lo = 0u, hi = open_hi;
+    if (pos - margin > 0) {
+      std::nth_element(keys.begin(), keys.begin() + (pos - margin), keys.end());
+      lo = keys[pos - margin];
+    }
+    if (pos + margin < kSize) {
+      const auto first = pos - margin > 0 ? keys.begin() + (pos - margin) : keys.begin();
+      std::nth_element(first, keys.begin() + (pos + margin), keys.end());
+      hi = keys[pos + margin];
+    }
+    return {lo, hi};
+  }
+};
 
 // The histogram bucket holding the candidate of 0-based `rank`, and how many candidates lie in
 // lower buckets, summed over per-thread histograms.
@@ -239,25 +275,9 @@ Selection select_smallest(const float* w, int64_t n, int64_t k, int64_t row_len 
   // and collects what lies inside. +-4 standard deviations of the sample quantile (2^17 samples:
   // about 1% of the weights fall inside at ratio 0.5); a miss widens the bracket 16-fold, then
   // takes everything.
-  constexpr int64_t kSample = 1 << 17;
-  std::vector<uint32_t> sample(kSample);
-  const int64_t stride = n / kSample;
-  for (int64_t i = 0; i < kSample; ++i) sample[i] = abs_key(w[i * stride]);
-  const double frac = static_cast<double>(k - 1) / static_cast<double>(n);
-  const int64_t pos = static_cast<int64_t>(frac * kSample);
-  const int64_t sigma4 = 16 + static_cast<int64_t>(4.0 * std::sqrt(kSample * frac * (1.0 - frac)));
-  for (int64_t margin : {sigma4, 16 * sigma4, kSample}) {
-    // Two partial selections on the sample instead of a sort: only the bracket ends are needed.
-    uint32_t lo = 0u, hi = 0xffffffffu;
-    if (pos - margin > 0) {
-      std::nth_element(sample.begin(), sample.begin() + (pos - margin), sample.end());
-      lo = sample[pos - margin];
-    }
-    if (pos + margin < kSample) {
-      const auto first = pos - margin > 0 ? sample.begin() + (pos - margin) : sample.begin();
-      std::nth_element(first, sample.begin() + (pos + margin), sample.end());
-      hi = sample[pos + margin];
-    }
+  KeySample sample(w, n, k);
+  for (int64_t margin : {sample.sigma4, 16 * sample.sigma4, KeySample::kSize}) {
+    const auto [lo, hi] = sample.bracket(margin, 0xffffffffu);
     const int threads = omp_get_max_threads();
     std::vector<std::vector<Candidate>> parts(threads);
     std::vector<int64_t> part_below(threads, 0);
@@ -269,14 +289,14 @@ Selection select_smallest(const float* w, int64_t n, int64_t k, int64_t row_len 
       uint32_t m = 0;
       if (row_max) {
         const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-        parts[t].reserve(static_cast<size_t>((r1 - r0) * row_len / kSample * (2 * margin + 8)));
+        parts[t].reserve(static_cast<size_t>((r1 - r0) * row_len / KeySample::kSize * (2 * margin + 8)));
         for (int64_t o = r0; o < r1; ++o) {
           below += count_below_collect_inside(w, o * row_len, (o + 1) * row_len, lo, hi, parts[t], &m);
           (*row_max)[o] = m;
         }
       } else {
         const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
-        parts[t].reserve(static_cast<size_t>((end - begin) / kSample * (2 * margin + 8)));
+        parts[t].reserve(static_cast<size_t>((end - begin) / KeySample::kSize * (2 * margin + 8)));
         below = count_below_collect_inside(w, begin, end, lo, hi, parts[t], &m);
       }
       part_below[t] = below;
@@ -1120,23 +1140,8 @@ bool sweep_prune_quantize(const float* src, float* dst, int64_t O, int64_t R, in
     // A larger sample than select_smallest's: every pruned candidate costs a second touch here,
     // so a bracket of +-4 standard deviations of the sample quantile at 2^17 samples (0.7 times
     // as wide as at 2^16) pays for the extra sampling.
-    constexpr int64_t kSample = 1 << 17;
-    std::vector<uint32_t> sample(kSample);
-    const int64_t stride = n / kSample;
-    for (int64_t i = 0; i < kSample; ++i) sample[i] = abs_key(src[i * stride]);
-    const double frac = static_cast<double>(k - 1) / static_cast<double>(n);
-    const int64_t pos = static_cast<int64_t>(frac * kSample);
-    const int64_t margin = 16 + static_cast<int64_t>(4.0 * std::sqrt(kSample * frac * (1.0 - frac)));
-    if (pos - margin > 0) {
-      std::nth_element(sample.begin(), sample.begin() + (pos - margin), sample.end());
-      lo = sample[pos - margin];
-    }
-    hi = 0x7fffffffu;
-    if (pos + margin < kSample) {
-      const auto first = pos - margin > 0 ? sample.begin() + (pos - margin) : sample.begin();
-      std::nth_element(first, sample.begin() + (pos + margin), sample.end());
-      hi = sample[pos + margin];
-    }
+    KeySample sample(src, n, k);
+    std::tie(lo, hi) = sample.bracket(sample.sigma4, 0x7fffffffu);
   }
   // Candidate keys are histogrammed as they are found (2^14 bins over [lo, hi]), so the bucket
   // of the threshold is known without another look at them.
