@@ -1,6 +1,6 @@
-// Layer tables of well-known networks from their published shapes. BatchNorm is taken as folded into
-// the preceding convolution (as ONNX exports of eval-mode models are), so each convolution carries
-// a bias of its output channels.
+// Layer tables of well-known networks from their published shapes. BatchNorm is taken as folded
+// into the preceding convolution (as ONNX exports of eval-mode models are), so each convolution
+// carries a bias of its output channels.
 #include "hardware_models/arch_zoo.h"
 
 #include <cmath>
@@ -24,7 +24,12 @@ class TableBuilder {
     int source;
   };
   Shape3 shape() const { return {c_, h_, w_, source_}; }
-  void set_shape(const Shape3& s) { c_ = s.c; h_ = s.h; w_ = s.w; source_ = s.source; }
+  void set_shape(const Shape3& s) {
+    c_ = s.c;
+    h_ = s.h;
+    w_ = s.w;
+    source_ = s.source;
+  }
 
   // PyTorch-style padding: out = floor((in + 2·pad − k) / stride) + 1.
   int conv(const std::string& name, int64_t out, int64_t kh, int64_t kw, int64_t stride,
@@ -36,7 +41,8 @@ class TableBuilder {
   // TensorFlow "same" padding: out = ceil(in / stride).
   int conv_same(const std::string& name, int64_t out, int64_t kh, int64_t kw, int64_t stride,
                 int64_t groups = 1, bool bias = true) {
-    return add_conv(name, out, kh, kw, (h_ + stride - 1) / stride, (w_ + stride - 1) / stride, groups, bias);
+    return add_conv(name, out, kh, kw, (h_ + stride - 1) / stride, (w_ + stride - 1) / stride,
+                    groups, bias);
   }
   void pool(int64_t k, int64_t stride, int64_t pad) {  // max/avg pooling keeps channels
     h_ = (h_ + 2 * pad - k) / stride + 1;
@@ -127,7 +133,7 @@ Workload mobilenet_v1(const ZooOptions& o) {
   auto ch = [&](int c) { return std::max<int64_t>(1, int64_t(c * o.alpha)); };
   TableBuilder b(3, res, res);
   b.conv("conv1", ch(32), 3, 3, 2, 1, 1);
-  const int spec[13][2] = {{64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1}, {512, 2}, {512, 1},
+  const int spec[13][2] = {{64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1},  {512, 2}, {512, 1},
                            {512, 1}, {512, 1}, {512, 1}, {512, 1}, {1024, 2}, {1024, 1}};
   for (int i = 0; i < 13; ++i) {
     const auto in = b.shape().c;
@@ -146,7 +152,7 @@ Workload mobilenet_v2(const ZooOptions& o) {
   int64_t in = make_divisible(32 * o.alpha);
   const int64_t last = make_divisible(1280 * std::max(1.0, o.alpha));
   b.conv("features.0.0", in, 3, 3, 2, 1, 1);
-  const int cfg[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2},
+  const int cfg[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
                          {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
   int idx = 1;
   for (const auto& c : cfg) {
@@ -155,7 +161,6 @@ Workload mobilenet_v2(const ZooOptions& o) {
       const int stride = i == 0 ? c[3] : 1;
       const int64_t hidden = in * c[0];
       const std::string p = "features." + std::to_string(idx) + ".conv.";
-      const auto block_in = b.shape();
       if (c[0] == 1) {
         b.conv(p + "0.0", hidden, 3, 3, stride, 1, 1, hidden);
         b.conv(p + "1", out, 1, 1, 1, 0, 0);
@@ -164,7 +169,6 @@ Workload mobilenet_v2(const ZooOptions& o) {
         b.conv(p + "1.0", hidden, 3, 3, stride, 1, 1, hidden);
         b.conv(p + "2", out, 1, 1, 1, 0, 0);
       }
-      (void)block_in;
       if (stride == 1 && in == out) b.residual_add();
       in = out;
     }
@@ -264,9 +268,18 @@ const std::map<std::string, std::function<Workload(const ZooOptions&)>>& registr
   static const std::map<std::string, std::function<Workload(const ZooOptions&)>> r = {
       {"mobilenet_v1", mobilenet_v1},
       {"mobilenet_v2", mobilenet_v2},
-      {"resnet18", [](const ZooOptions& o) { return resnet(o, false, {2, 2, 2, 2}, 1, 64); }},
-      {"resnet50", [](const ZooOptions& o) { return resnet(o, true, {3, 4, 6, 3}, 1, 64); }},
-      {"resnext101_32x8d", [](const ZooOptions& o) { return resnet(o, true, {3, 4, 23, 3}, 32, 8); }},
+      {"resnet18",
+       [](const ZooOptions& o) {
+         return resnet(o, false, {2, 2, 2, 2}, 1, 64);
+       }},
+      {"resnet50",
+       [](const ZooOptions& o) {
+         return resnet(o, true, {3, 4, 6, 3}, 1, 64);
+       }},
+      {"resnext101_32x8d",
+       [](const ZooOptions& o) {
+         return resnet(o, true, {3, 4, 23, 3}, 32, 8);
+       }},
       {"ds_cnn_kws", ds_cnn_kws},
       {"resnet8_cifar", resnet8_cifar},
       {"mobilenet_v1_vww",
@@ -298,7 +311,8 @@ Workload build_zoo_model(const std::string& name, const ZooOptions& options) {
     throw std::invalid_argument("zoo model '" + name + "' is unknown; known models: " + list);
   }
   if (!(options.alpha > 0.0) || options.resolution < 0 || options.classes < 0) {
-    throw std::invalid_argument("zoo model '" + name + "': alpha must be > 0, res and classes >= 0");
+    throw std::invalid_argument("zoo model '" + name +
+                                "': alpha must be > 0, res and classes >= 0");
   }
   return it->second(options);
 }
