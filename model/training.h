@@ -10,7 +10,7 @@
 // (model/optimizer.h) then updates the values; a loss (model/loss.h) gives dL/d(logits).
 //
 // Differentiable ops: Conv (groups, depthwise), Gemm (alpha, beta, transA, transB), MatMul, Add,
-// Sub, Mul (NumPy broadcasting), Relu, Clip, MaxPool, AveragePool, GlobalAveragePool,
+// Sub, Mul (NumPy broadcasting), Relu, Clip, MaxPool, AveragePool, GlobalAveragePool, Pad,
 // BatchNormalization, Flatten, Reshape, Concat, Identity/Dropout (identity). Nodes through which
 // no gradient flows (Shape/Gather/Unsqueeze/Concat chains computing shapes, Constant) run with
 // the executor's single-node evaluator; any other op on a gradient path is an error naming the
