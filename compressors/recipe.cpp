@@ -159,31 +159,185 @@ json setting_to_json(const LayerSetting& s) {
   return j;
 }
 
+// Non-negative (or positive) integer given as a JSON integer or an integral float.
+int64_t parse_count(const json& v, int64_t min, const std::string& source, const std::string& key) {
+  const bool integral = v.is_number_integer() ||
+                        (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  if (!integral || v.get<double>() < static_cast<double>(min) || v.get<double>() > 1e15)
+    fail(source, key, "got " + dump(v) + ", expected an integer >= " + std::to_string(min));
+  return static_cast<int64_t>(v.get<double>());
+}
+
+double parse_number(const json& v, const std::string& source, const std::string& key,
+                    const std::string& expected) {
+  if (!v.is_number()) fail(source, key, "got " + dump(v) + ", expected " + expected);
+  return v.get<double>();
+}
+
+OptimizerKind optimizer_kind_from(const json& v, const std::string& source,
+                                  const std::string& key) {
+  const std::string s = v.is_string() ? v.get<std::string>() : "";
+  if (s == "adam") return OptimizerKind::kAdam;
+  if (s == "adamw") return OptimizerKind::kAdamW;
+  if (s == "sgd") return OptimizerKind::kSgd;
+  fail(source, key, "got " + dump(v) + ", expected \"adam\", \"adamw\" or \"sgd\"");
+}
+
+OptimizerSpec parse_optimizer(const json& j, const std::string& source, const std::string& key) {
+  OptimizerSpec o;
+  if (j.is_string()) {
+    o.kind = optimizer_kind_from(j, source, key);
+    return o;
+  }
+  if (!j.is_object())
+    fail(source, key,
+         "got " + dump(j) +
+             ", expected \"adam\", \"adamw\", \"sgd\" or an object {\"name\": ..., \"momentum\": "
+             "..., "
+             "\"nesterov\": ..., \"weight_decay\": ...}");
+  if (!j.contains("name"))
+    fail(source, key + ".name", "missing; expected \"adam\", \"adamw\" or \"sgd\"");
+  o.kind = optimizer_kind_from(j.at("name"), source, key + ".name");
+  for (const auto& [k, v] : j.items()) {
+    const std::string kk = key + "." + k;
+    if (k == "name") continue;
+    if ((k == "momentum" || k == "nesterov") && o.kind != OptimizerKind::kSgd)
+      fail(source, kk,
+           "only for \"sgd\"; allowed keys for \"" + optimizer_kind_to_string(o.kind) +
+               "\": name, weight_decay");
+    if (k == "momentum") {
+      o.momentum = parse_number(v, source, kk, "a number in [0, 1)");
+      if (!(o.momentum >= 0 && o.momentum < 1))
+        fail(source, kk, "got " + dump(v) + ", expected a number in [0, 1)");
+    } else if (k == "nesterov") {
+      if (!v.is_boolean()) fail(source, kk, "got " + dump(v) + ", expected true or false");
+      o.nesterov = v.get<bool>();
+    } else if (k == "weight_decay") {
+      o.weight_decay = parse_number(v, source, kk, "a number >= 0");
+      if (!(o.weight_decay >= 0)) fail(source, kk, "got " + dump(v) + ", expected a number >= 0");
+    } else {
+      fail(source, kk, "unknown key; allowed keys: name, momentum, nesterov, weight_decay");
+    }
+  }
+  if (o.nesterov && o.momentum <= 0)
+    fail(source, key + ".nesterov",
+         "true needs momentum > 0 (got momentum " + std::to_string(o.momentum) + ")");
+  return o;
+}
+
+ScheduleKind schedule_kind_from(const json& v, const std::string& source, const std::string& key) {
+  const std::string s = v.is_string() ? v.get<std::string>() : "";
+  if (s == "constant") return ScheduleKind::kConstant;
+  if (s == "step") return ScheduleKind::kStep;
+  if (s == "cosine") return ScheduleKind::kCosine;
+  fail(source, key, "got " + dump(v) + ", expected \"constant\", \"step\" or \"cosine\"");
+}
+
+ScheduleSpec parse_schedule(const json& j, const std::string& source, const std::string& key) {
+  ScheduleSpec s;
+  if (j.is_string()) {
+    s.kind = schedule_kind_from(j, source, key);
+    return s;
+  }
+  if (!j.is_object())
+    fail(source, key,
+         "got " + dump(j) +
+             ", expected \"constant\", \"step\", \"cosine\" or an object {\"name\": ..., "
+             "\"warmup_steps\": ..., \"step_size\": ..., \"gamma\": ...}");
+  if (!j.contains("name"))
+    fail(source, key + ".name", "missing; expected \"constant\", \"step\" or \"cosine\"");
+  s.kind = schedule_kind_from(j.at("name"), source, key + ".name");
+  for (const auto& [k, v] : j.items()) {
+    const std::string kk = key + "." + k;
+    if (k == "name") continue;
+    if ((k == "step_size" || k == "gamma") && s.kind != ScheduleKind::kStep)
+      fail(source, kk,
+           "only for \"step\"; allowed keys for \"" + schedule_kind_to_string(s.kind) +
+               "\": name, warmup_steps");
+    if (k == "warmup_steps") {
+      s.warmup_steps = parse_count(v, 0, source, kk);
+    } else if (k == "step_size") {
+      s.step_size = parse_count(v, 1, source, kk);
+    } else if (k == "gamma") {
+      s.gamma = parse_number(v, source, kk, "a number in (0, 1]");
+      if (!(s.gamma > 0 && s.gamma <= 1))
+        fail(source, kk, "got " + dump(v) + ", expected a number in (0, 1]");
+    } else {
+      fail(source, kk, "unknown key; allowed keys: name, warmup_steps, step_size, gamma");
+    }
+  }
+  return s;
+}
+
 DistillationSpec parse_distillation(const json& j, const std::string& source) {
   if (!j.is_object()) fail(source, "distillation", "got " + dump(j) + ", expected an object");
   DistillationSpec d;
   for (const auto& [k, v] : j.items()) {
     const std::string kk = "distillation." + k;
-    if (!v.is_number()) fail(source, kk, "got " + dump(v) + ", expected a number");
-    const double x = v.get<double>();
     if (k == "epochs") {
-      if (!v.is_number_integer() || x < 0)
-        fail(source, kk, "got " + dump(v) + ", expected an integer >= 0");
-      d.epochs = static_cast<int>(x);
+      d.epochs = static_cast<int>(parse_count(v, 0, source, kk));
+      if (d.epochs > 100000)
+        fail(source, kk, "got " + dump(v) + ", expected an integer in [0, 100000]");
     } else if (k == "temperature") {
-      if (!(x > 0)) fail(source, kk, "got " + dump(v) + ", expected a number > 0");
+      const double x = parse_number(v, source, kk, "a number > 0");
+      if (!(x > 0 && std::isfinite(x)))
+        fail(source, kk, "got " + dump(v) + ", expected a number > 0");
       d.temperature = x;
     } else if (k == "alpha") {
+      const double x = parse_number(v, source, kk, "a number in [0, 1]");
       if (!(x >= 0 && x <= 1)) fail(source, kk, "got " + dump(v) + ", expected a number in [0, 1]");
       d.alpha = x;
     } else if (k == "lr") {
-      if (!(x > 0)) fail(source, kk, "got " + dump(v) + ", expected a number > 0");
+      const double x = parse_number(v, source, kk, "a number > 0");
+      if (!(x > 0 && std::isfinite(x)))
+        fail(source, kk, "got " + dump(v) + ", expected a number > 0");
       d.lr = x;
+    } else if (k == "optimizer") {
+      d.optimizer = parse_optimizer(v, source, kk);
+    } else if (k == "schedule") {
+      d.schedule = parse_schedule(v, source, kk);
+    } else if (k == "batch_size") {
+      d.batch_size = parse_count(v, 1, source, kk);
+    } else if (k == "samples") {
+      d.samples = parse_count(v, 1, source, kk);
     } else {
-      fail(source, kk, "unknown key; allowed keys: epochs, temperature, alpha, lr");
+      fail(source, kk,
+           "unknown key; allowed keys: epochs, lr, optimizer, schedule, temperature, alpha, "
+           "batch_size, samples");
     }
   }
   return d;
+}
+
+json distillation_to_json(const DistillationSpec& d) {
+  json j = {{"epochs", d.epochs}, {"temperature", d.temperature}, {"alpha", d.alpha}, {"lr", d.lr}};
+  const OptimizerSpec& o = d.optimizer;
+  if (o.momentum == 0 && !o.nesterov && o.weight_decay == 0) {
+    j["optimizer"] = optimizer_kind_to_string(o.kind);
+  } else {
+    json oj = {{"name", optimizer_kind_to_string(o.kind)}, {"weight_decay", o.weight_decay}};
+    if (o.kind == OptimizerKind::kSgd) {
+      oj["momentum"] = o.momentum;
+      oj["nesterov"] = o.nesterov;
+    }
+    j["optimizer"] = oj;
+  }
+  const ScheduleSpec& s = d.schedule;
+  const ScheduleSpec defaults;
+  if (s.warmup_steps == 0 && (s.kind != ScheduleKind::kStep ||
+                              (s.step_size == defaults.step_size && s.gamma == defaults.gamma))) {
+    j["schedule"] = schedule_kind_to_string(s.kind);
+  } else {
+    json sj = {{"name", schedule_kind_to_string(s.kind)}, {"warmup_steps", s.warmup_steps}};
+    if (s.kind == ScheduleKind::kStep) {
+      sj["step_size"] = s.step_size;
+      sj["gamma"] = s.gamma;
+    }
+    j["schedule"] = sj;
+  }
+  j["batch_size"] = d.batch_size;
+  if (d.samples > 0) j["samples"] = d.samples;
+  return j;
 }
 
 }  // namespace
@@ -191,6 +345,30 @@ DistillationSpec parse_distillation(const json& j, const std::string& source) {
 const LayerSetting& Recipe::setting_for(const std::string& layer) const {
   auto it = layers.find(layer);
   return it == layers.end() ? default_setting : it->second;
+}
+
+std::string optimizer_kind_to_string(OptimizerKind k) {
+  switch (k) {
+    case OptimizerKind::kAdam:
+      return "adam";
+    case OptimizerKind::kAdamW:
+      return "adamw";
+    case OptimizerKind::kSgd:
+      return "sgd";
+  }
+  return "?";
+}
+
+std::string schedule_kind_to_string(ScheduleKind k) {
+  switch (k) {
+    case ScheduleKind::kConstant:
+      return "constant";
+    case ScheduleKind::kStep:
+      return "step";
+    case ScheduleKind::kCosine:
+      return "cosine";
+  }
+  return "?";
 }
 
 std::string granularity_to_string(const Granularity& g) {
@@ -278,10 +456,7 @@ json recipe_to_json(const Recipe& recipe) {
   json layers = json::object();
   for (const auto& [name, s] : recipe.layers) layers[name] = setting_to_json(s);
   j["layers"] = layers;
-  if (recipe.distillation) {
-    const auto& d = *recipe.distillation;
-    j["distillation"] = {{"epochs", d.epochs}, {"temperature", d.temperature}, {"alpha", d.alpha}, {"lr", d.lr}};
-  }
+  if (recipe.distillation) j["distillation"] = distillation_to_json(*recipe.distillation);
   if (recipe.activation_calibration != ActivationCalibration::kMinMax) {
     j["activation_calibration"] =
         recipe.activation_calibration == ActivationCalibration::kPercentile ? "percentile" : "mse";

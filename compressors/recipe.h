@@ -45,12 +45,45 @@ struct LayerSetting {
   WeightCalibration w_calibration = WeightCalibration::kMinMax;
 };
 
+// Fine-tuning schedule carried by a recipe (`"distillation"` key). JSON:
+//   "optimizer": "adam" | "adamw" | "sgd"   or   {"name": ..., "momentum": 0.9, "nesterov": true,
+//                "weight_decay": 1e-4}     (momentum / nesterov for "sgd" only)
+//   "schedule":  "constant" | "step" | "cosine"   or   {"name": ..., "warmup_steps": 100,
+//                "step_size": 500, "gamma": 0.1}   (step_size / gamma for "step" only; steps are
+//                optimizer steps, i.e. batches)
+//   "batch_size": training batch (default 128); "samples": training images per epoch, the first
+//   `samples` of each epoch's shuffled order (absent = the whole training split).
+enum class OptimizerKind { kAdam, kAdamW, kSgd };
+
+struct OptimizerSpec {
+  OptimizerKind kind = OptimizerKind::kAdam;
+  double momentum = 0.0;      // sgd only, in [0, 1)
+  bool nesterov = false;      // sgd only; needs momentum > 0
+  double weight_decay = 0.0;  // sgd / adam: L2 added to the gradient; adamw: decoupled
+};
+
+enum class ScheduleKind { kConstant, kStep, kCosine };
+
+struct ScheduleSpec {
+  ScheduleKind kind = ScheduleKind::kConstant;
+  int64_t warmup_steps = 0;  // lr ramps linearly up to `lr` over the first warmup_steps steps
+  int64_t step_size = 1000;  // step only: multiply lr by gamma every step_size steps
+  double gamma = 0.1;        // step only, in (0, 1]
+};
+
 struct DistillationSpec {
   int epochs = 0;
   double temperature = 4.0;
-  double alpha = 0.9;
+  double alpha = 0.9;  // weight of the distillation term; 1 = label-free
   double lr = 1e-3;
+  OptimizerSpec optimizer;
+  ScheduleSpec schedule;
+  int64_t batch_size = 128;
+  int64_t samples = 0;  // 0 = every training image each epoch
 };
+
+std::string optimizer_kind_to_string(OptimizerKind k);  // "adam", "adamw", "sgd"
+std::string schedule_kind_to_string(ScheduleKind k);    // "constant", "step", "cosine"
 
 struct Recipe {
   LayerSetting default_setting;

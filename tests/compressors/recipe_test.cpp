@@ -140,3 +140,127 @@ TEST_CASE("Validation against a model rejects unknown layers and ineligible N:M 
   CHECK(nm_eligible(table.layers[1], 64));
   CHECK_FALSE(nm_eligible(table.layers[1], 3));
 }
+
+TEST_CASE("A recipe's distillation schedule parses every key and survives a round trip") {
+  const Recipe r =
+      parse(R"({"format": "compsearch.recipe/1", "distillation": {"epochs": 2, "lr": 0.01,
+    "optimizer": {"name": "sgd", "momentum": 0.9, "nesterov": true, "weight_decay": 0.0005},
+    "schedule": {"name": "step", "warmup_steps": 50, "step_size": 400, "gamma": 0.5},
+    "temperature": 2, "alpha": 1, "batch_size": 64, "samples": 6000}})");
+  REQUIRE(r.distillation);
+  const DistillationSpec& d = *r.distillation;
+  CHECK(d.epochs == 2);
+  CHECK(d.lr == 0.01);
+  CHECK(d.optimizer.kind == OptimizerKind::kSgd);
+  CHECK(d.optimizer.momentum == 0.9);
+  CHECK(d.optimizer.nesterov);
+  CHECK(d.optimizer.weight_decay == 0.0005);
+  CHECK(d.schedule.kind == ScheduleKind::kStep);
+  CHECK(d.schedule.warmup_steps == 50);
+  CHECK(d.schedule.step_size == 400);
+  CHECK(d.schedule.gamma == 0.5);
+  CHECK(d.temperature == 2.0);
+  CHECK(d.alpha == 1.0);  // label-free
+  CHECK(d.batch_size == 64);
+  CHECK(d.samples == 6000);
+
+  const auto path = std::filesystem::temp_directory_path() / "compsearch_recipe_distillation.json";
+  save_recipe(r, path);
+  const Recipe back = load_recipe(path);
+  std::filesystem::remove(path);
+  CHECK(recipe_to_json(back) == recipe_to_json(r));
+  CHECK(
+      recipe_to_json(back)["distillation"]["optimizer"] ==
+      json::parse(R"({"name": "sgd", "momentum": 0.9, "nesterov": true, "weight_decay": 0.0005})"));
+  CHECK(back.distillation->schedule.step_size == 400);
+  CHECK(back.distillation->samples == 6000);
+}
+
+TEST_CASE("A distillation key left out takes its default and short forms stay short") {
+  const Recipe r = parse(R"({"format": "compsearch.recipe/1",
+    "distillation": {"epochs": 1, "optimizer": "adamw", "schedule": "cosine"}})");
+  REQUIRE(r.distillation);
+  CHECK(r.distillation->optimizer.kind == OptimizerKind::kAdamW);
+  CHECK(r.distillation->schedule.kind == ScheduleKind::kCosine);
+  CHECK(r.distillation->schedule.warmup_steps == 0);
+  CHECK(r.distillation->lr == 1e-3);
+  CHECK(r.distillation->temperature == 4.0);
+  CHECK(r.distillation->alpha == 0.9);
+  CHECK(r.distillation->batch_size == 128);
+  CHECK(r.distillation->samples == 0);  // the whole training split
+  const json out = recipe_to_json(r)["distillation"];
+  CHECK(out == json::parse(R"({"epochs": 1, "lr": 0.001, "temperature": 4.0, "alpha": 0.9,
+                               "optimizer": "adamw", "schedule": "cosine", "batch_size": 128})"));
+  CHECK(recipe_to_json(parse(
+            R"({"format": "compsearch.recipe/1", "distillation": {}})"))["distillation"]
+                                                                        ["optimizer"] == "adam");
+}
+
+TEST_CASE("Distillation errors name the key, the value and what is allowed") {
+  auto distill = [](const std::string& body) {
+    return parse(R"({"format": "compsearch.recipe/1", "distillation": )" + body + "}");
+  };
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"epoch": 1})"),
+      "r.json: distillation.epoch: unknown key; allowed keys: epochs, lr, optimizer, schedule, "
+      "temperature, alpha, batch_size, samples",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"epochs": -1})"),
+                       "r.json: distillation.epochs: got -1, expected an integer >= 0",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"epochs": 1.5})"),
+                       "r.json: distillation.epochs: got 1.5, expected an integer >= 0",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"lr": 0})"),
+                       "r.json: distillation.lr: got 0, expected a number > 0",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"temperature": "4"})"),
+                       "r.json: distillation.temperature: got \"4\", expected a number > 0",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"batch_size": 0})"),
+                       "r.json: distillation.batch_size: got 0, expected an integer >= 1",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"samples": 0})"),
+                       "r.json: distillation.samples: got 0, expected an integer >= 1",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"optimizer": "rmsprop"})"),
+      "r.json: distillation.optimizer: got \"rmsprop\", expected \"adam\", \"adamw\" or \"sgd\"",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"optimizer": {"name": "adam", "momentum": 0.9}})"),
+      "r.json: distillation.optimizer.momentum: only for \"sgd\"; allowed keys for \"adam\": name, "
+      "weight_decay",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"optimizer": {"name": "sgd", "nesterov": true}})"),
+      doctest::Contains("distillation.optimizer.nesterov: true needs momentum > 0"),
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"optimizer": {"name": "sgd", "momentum": 1}})"),
+      "r.json: distillation.optimizer.momentum: got 1, expected a number in [0, 1)",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"optimizer": {"momentum": 0.5}})"),
+      "r.json: distillation.optimizer.name: missing; expected \"adam\", \"adamw\" or \"sgd\"",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"schedule": "linear"})"),
+                       "r.json: distillation.schedule: got \"linear\", expected \"constant\", "
+                       "\"step\" or \"cosine\"",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"schedule": {"name": "cosine", "gamma": 0.5}})"),
+      "r.json: distillation.schedule.gamma: only for \"step\"; allowed keys for \"cosine\": name, "
+      "warmup_steps",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill(R"({"schedule": {"name": "step", "gamma": 0}})"),
+                       "r.json: distillation.schedule.gamma: got 0, expected a number in (0, 1]",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distill(R"({"schedule": {"name": "cosine", "warmup": 10}})"),
+      "r.json: distillation.schedule.warmup: unknown key; allowed keys: name, warmup_steps, "
+      "step_size, gamma",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(distill("[1]"), "r.json: distillation: got [1], expected an object",
+                       std::invalid_argument);
+}
