@@ -16,8 +16,8 @@ namespace model = compsearch::model;
 
 namespace {
 
-cp::Recipe all_layers(int w_bits, cp::GranularityKind g, int group, cp::PruneKind prune, double ratio, int n = 0,
-                      int m = 0) {
+cp::Recipe all_layers(int w_bits, cp::GranularityKind g, int group, cp::PruneKind prune,
+                      double ratio, int n = 0, int m = 0) {
   cp::Recipe r;
   r.default_setting.w_bits = w_bits;
   r.default_setting.granularity.kind = g;
@@ -36,12 +36,16 @@ void check_model(const std::string& file) {
   const auto target = hm::make_hardware_model(hm::load_profile("mcu:stm32h743"));
   using G = cp::GranularityKind;
   using P = cp::PruneKind;
-  const cp::Recipe recipes[] = {
-      all_layers(32, G::kPerChannel, 0, P::kNone, 0),       all_layers(8, G::kPerChannel, 0, P::kNone, 0),
-      all_layers(4, G::kPerTensor, 0, P::kNone, 0),         all_layers(3, G::kGroup, 16, P::kNone, 0),
-      all_layers(1, G::kPerChannel, 0, P::kNone, 0),        all_layers(8, G::kPerChannel, 0, P::kUnstructured, 0.5),
-      all_layers(4, G::kPerChannel, 0, P::kNM, 0.5, 2, 4),  all_layers(8, G::kPerChannel, 0, P::kChannel, 0.25),
-      all_layers(4, G::kGroup, 16, P::kChannel, 0.25),      all_layers(16, G::kPerChannel, 0, P::kUnstructured, 0.3)};
+  const cp::Recipe recipes[] = {all_layers(32, G::kPerChannel, 0, P::kNone, 0),
+                                all_layers(8, G::kPerChannel, 0, P::kNone, 0),
+                                all_layers(4, G::kPerTensor, 0, P::kNone, 0),
+                                all_layers(3, G::kGroup, 16, P::kNone, 0),
+                                all_layers(1, G::kPerChannel, 0, P::kNone, 0),
+                                all_layers(8, G::kPerChannel, 0, P::kUnstructured, 0.5),
+                                all_layers(4, G::kPerChannel, 0, P::kNM, 0.5, 2, 4),
+                                all_layers(8, G::kPerChannel, 0, P::kChannel, 0.25),
+                                all_layers(4, G::kGroup, 16, P::kChannel, 0.25),
+                                all_layers(16, G::kPerChannel, 0, P::kUnstructured, 0.3)};
   for (const cp::Recipe& r : recipes) {
     const cp::LayerSetting& s = r.default_setting;
     CAPTURE(file);
@@ -52,8 +56,7 @@ void check_model(const std::string& file) {
     if (s.prune.kind == P::kNM) {  // N:M only where the axis holds whole groups (DESIGN.md rule 4)
       rr.default_setting.prune = {};
       for (const auto& L : t.layers) {
-        const int64_t axis = L.op == "Conv" ? L.weight_shape[1] : L.reduction_length;
-        if (axis % s.prune.m == 0) rr.layers[L.name] = s;
+        if (cp::nm_eligible(L, s.prune.m)) rr.layers[L.name] = s;
       }
     }
     const cp::CompressedModel cm = cp::apply_recipe(g, t, rr);
@@ -61,7 +64,8 @@ void check_model(const std::string& file) {
     REQUIRE(e.layers.size() == cm.cost.layers.size());
     for (size_t i = 0; i < e.layers.size(); ++i) {
       CAPTURE(cm.cost.layers[i].name);
-      CHECK(e.layers[i].weight_bytes == doctest::Approx(cm.cost.layers[i].total_bits / 8.0).epsilon(1e-12));
+      CHECK(e.layers[i].weight_bytes ==
+            doctest::Approx(cm.cost.layers[i].total_bits / 8.0).epsilon(1e-12));
     }
   }
 }
