@@ -43,6 +43,10 @@ using RowMajorMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eige
 using MatMap = Eigen::Map<RowMajorMatrix>;
 using ConstMatMap = Eigen::Map<const RowMajorMatrix>;
 
+// Kernels with less work than this (multiply-adds or elements) stay on one thread: a fork and
+// join costs more, and far more on a loaded machine where a waiting thread is descheduled.
+constexpr int64_t kParallelWork = int64_t(1) << 16;
+
 [[noreturn]] void fail(const Node& node, const std::string& what) {
   throw std::runtime_error(node_label(node) + ": " + what);
 }
@@ -649,7 +653,8 @@ void Trainer::Impl::conv_forward(Op& op, bool /*train*/) {
   const bool direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 &&
                       g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
   if (depthwise) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) \
+    schedule(static) if (n * c * ohw * g.kh * g.kw > kParallelWork)
     for (int64_t p = 0; p < n * c; ++p) {
       const int64_t ch = p % c;
       const float* in = xd + p * hw;
@@ -674,7 +679,7 @@ void Trainer::Impl::conv_forward(Op& op, bool /*train*/) {
     return;
   }
   if (!direct) op.cols.resize(static_cast<size_t>(n * ck * ohw));
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * o * ohw * k > kParallelWork)
   for (int64_t s = 0; s < n; ++s) {
     const float* col;
     if (direct) {
@@ -733,7 +738,9 @@ void Trainer::Impl::gemm_forward(Op& op) {
   const float* ad = a.f32.data();
   const float* bd = bt.f32.data();
   const float* cd = c ? c->f32.data() : nullptr;
-  const int t = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, m)));
+  const int t = m * kdim * nout > kParallelWork
+                    ? static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, m)))
+                    : 1;
 #pragma omp parallel num_threads(t)
   {
     const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -820,7 +827,8 @@ void Trainer::Impl::pool_forward(Op& op, bool train) {
   const bool save = is_max && train;
   if (save) op.argmax.resize(static_cast<size_t>(planes * ohw));
   int32_t* am = save ? op.argmax.data() : nullptr;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) \
+    schedule(static) if (planes * ohw * g.kh * g.kw > kParallelWork)
   for (int64_t p = 0; p < planes; ++p) {
     const float* src = xd + p * hw;
     float* dst = y + p * ohw;
@@ -944,7 +952,7 @@ void Trainer::Impl::bn_forward(Op& op, bool train) {
   float* y = prepare_float(values[op.out[0]].t, x.shape);
   const float* xd = x.f32.data();
   const int64_t m = n * inner;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * c * inner > kParallelWork)
   for (int64_t ch = 0; ch < c; ++ch) {
     double mean, var;
     if (batch_stats) {
@@ -1235,7 +1243,7 @@ void Trainer::Impl::conv_backward(Op& op) {
 
   if (has_bias && needs(op.in[2])) {
     float* db = begin_grad(op.in[2], val(op.in[2]).shape);
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * o * ohw > kParallelWork)
     for (int64_t ch = 0; ch < o; ++ch) {
       double acc = 0.0;
       for (int64_t s = 0; s < n; ++s) {
@@ -1253,7 +1261,8 @@ void Trainer::Impl::conv_backward(Op& op) {
   if (depthwise) {
     if (need_w) {
       float* dw = layer_weight_grad_begin(op, 1, w.shape);
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) \
+    schedule(static) if (n * c * ohw * khw > kParallelWork)
       for (int64_t ch = 0; ch < c; ++ch) {
         for (int64_t ki = 0; ki < g.kh; ++ki) {
           for (int64_t kj = 0; kj < g.kw; ++kj) {
@@ -1281,7 +1290,8 @@ void Trainer::Impl::conv_backward(Op& op) {
     }
     if (need_x) {
       float* dx = layer_input_grad_begin(op, 0, x.shape);
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) \
+    schedule(static) if (n * c * ohw * khw > kParallelWork)
       for (int64_t p = 0; p < n * c; ++p) {
         const int64_t ch = p % c;
         float* out = dx + p * hw;
@@ -1312,7 +1322,7 @@ void Trainer::Impl::conv_backward(Op& op) {
     const int64_t wn = o * k;
     int nt_used = 1;
     op.partial.resize(static_cast<size_t>(threads * wn));
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (n * o * ohw * k > kParallelWork)
     {
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
 #pragma omp single
@@ -1341,7 +1351,7 @@ void Trainer::Impl::conv_backward(Op& op) {
   if (need_x) {
     float* dx = layer_input_grad_begin(op, 0, x.shape);
     if (!direct) op.scratch.resize(static_cast<size_t>(threads * ck * ohw));
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (n * o * ohw * k > kParallelWork)
     {
       const int tid = omp_get_thread_num();
       float* dcol = direct ? nullptr : op.scratch.data() + tid * ck * ohw;
@@ -1396,7 +1406,10 @@ void Trainer::Impl::gemm_backward(Op& op) {
   }
   if (needs(op.in[1])) {
     float* db = layer_weight_grad_begin(op, 1, bt.shape);
-    const int t = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, kdim / 16)));
+    const int t =
+        m * kdim * nout > kParallelWork
+            ? static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, kdim / 16)))
+            : 1;
 #pragma omp parallel num_threads(t)
     {
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -1418,7 +1431,9 @@ void Trainer::Impl::gemm_backward(Op& op) {
   }
   if (needs(op.in[0])) {
     float* da = layer_input_grad_begin(op, 0, a.shape);
-    const int t = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, m)));
+    const int t = m * kdim * nout > kParallelWork
+                      ? static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, m)))
+                      : 1;
 #pragma omp parallel num_threads(t)
     {
       const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -1499,7 +1514,7 @@ void Trainer::Impl::pool_backward(Op& op) {
   const float* gy = grad_tensor(op.out[0]).f32.data();
   float* d = begin_grad(op.in[0], x.shape);
   const int32_t* am = op.argmax.data();
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (planes * ohw > kParallelWork)
   for (int64_t p = 0; p < planes; ++p) {
     float* dst = d + p * hw;
     const float* dy = gy + p * ohw;
@@ -1572,7 +1587,7 @@ void Trainer::Impl::bn_backward(Op& op) {
   op.scratch.resize(static_cast<size_t>(2 * c));
   float* sum_dy = op.scratch.data();
   float* sum_dy_xhat = op.scratch.data() + c;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * c * inner > kParallelWork)
   for (int64_t ch = 0; ch < c; ++ch) {
     const float mu = op.mean[ch], is = op.invstd[ch];
     double s1 = 0.0, s2 = 0.0;
@@ -1600,7 +1615,7 @@ void Trainer::Impl::bn_backward(Op& op) {
   if (need_x) {
     float* d = begin_grad(op.in[0], x.shape);
     const bool batch = op.bn_batch_stats;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (n * c * inner > kParallelWork)
     for (int64_t ch = 0; ch < c; ++ch) {
       const float mu = op.mean[ch], is = op.invstd[ch];
       const float k = gamma[ch] * is;
