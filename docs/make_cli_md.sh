@@ -22,6 +22,6 @@ HEAD
 echo '```'
 for v in $verbs; do
   printf '\n## `compsearch %s`\n\n```\n' "$v"
-  "$b" "$v" --help | sed -e 's/[[:space:]]*$//'
+  "$b" "$v" --help | sed -e 's/[[:space:]]*$//' | awk 'NF { while (blank > 0) { print ""; blank-- } print; next } { blank++ }'
   echo '```'
 done
