@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git clang-format
   libeigen3-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev doctest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler zlib1g-dev
   dataset-fashion-mnist
