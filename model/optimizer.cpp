@@ -1,6 +1,7 @@
 // Optimizers, learning-rate schedules and the seeded epoch shuffle (model/optimizer.h).
 #include "model/optimizer.h"
 
+#include <Eigen/Core>
 #include <cmath>
 #include <numbers>
 #include <stdexcept>
@@ -108,18 +109,23 @@ void Optimizer::step(std::span<TrainableParameter> params, double lr) {
     const float damp1 = static_cast<float>(1.0 - options_.dampening);
     const bool nesterov = options_.nesterov;
     for (size_t i = 0; i < params.size(); ++i) {
-      float* p = params[i].value.f32.data();
-      const float* g0 = params[i].grad.f32.data();
-      float* buf = m_[i].data();
-      const size_t n = m_[i].size();
-      for (size_t k = 0; k < n; ++k) {
-        float g = g0[k];
-        if (wd != 0.0f) g = g + wd * p[k];
-        if (mom != 0.0f) {
-          buf[k] = steps_ == 1 ? g : mom * buf[k] + damp1 * g;
-          g = nesterov ? g + mom * buf[k] : buf[k];
+      const Eigen::Index n = static_cast<Eigen::Index>(m_[i].size());
+      Eigen::Map<Eigen::ArrayXf> p(params[i].value.f32.data(), n), buf(m_[i].data(), n);
+      Eigen::Map<const Eigen::ArrayXf> g0(params[i].grad.f32.data(), n);
+      // g + 0 * p == g for finite p, so one expression serves with and without weight decay.
+      if (mom == 0.0f) {
+        p = p - flr * (g0 + wd * p);
+      } else {
+        if (steps_ == 1) {
+          buf = g0 + wd * p;
+        } else {
+          buf = mom * buf + damp1 * (g0 + wd * p);
         }
-        p[k] = p[k] - flr * g;
+        if (nesterov) {
+          p = p - flr * ((g0 + wd * p) + mom * buf);
+        } else {
+          p = p - flr * buf;
+        }
       }
     }
     return;
@@ -135,24 +141,19 @@ void Optimizer::step(std::span<TrainableParameter> params, double lr) {
   const float eps = static_cast<float>(options_.eps);
   const float c1 = static_cast<float>(1.0 - b1), c2 = static_cast<float>(1.0 - b2);
   const float decay = static_cast<float>(1.0 - lr * options_.weight_decay);
+  // AdamW decays first and adds no L2 term; Adam the reverse (p * 1 and g + 0 * p are exact).
+  const float l2 = decoupled ? 0.0f : wd;
   for (size_t i = 0; i < params.size(); ++i) {
-    float* p = params[i].value.f32.data();
-    const float* g0 = params[i].grad.f32.data();
-    float* m = m_[i].data();
-    float* v = v_[i].data();
-    const size_t n = m_[i].size();
-    for (size_t k = 0; k < n; ++k) {
-      float g = g0[k];
-      if (decoupled) {
-        p[k] *= decay;
-      } else if (wd != 0.0f) {
-        g = g + wd * p[k];
-      }
-      m[k] = m[k] * fb1 + c1 * g;  // torch 1.13: exp_avg.mul_(b1).add_(grad, alpha=1-b1)
-      v[k] = v[k] * fb2 + c2 * (g * g);
-      const float denom = std::sqrt(v[k]) / sqrt_bc2 + eps;
-      p[k] = p[k] - step_size * (m[k] / denom);
-    }
+    const Eigen::Index n = static_cast<Eigen::Index>(m_[i].size());
+    Eigen::Map<Eigen::ArrayXf> p(params[i].value.f32.data(), n), m(m_[i].data(), n),
+        v(v_[i].data(), n);
+    Eigen::Map<const Eigen::ArrayXf> g0(params[i].grad.f32.data(), n);
+    if (decoupled) p *= decay;
+    // torch 1.13: exp_avg.mul_(b1).add_(g, alpha=1-b1); exp_avg_sq.mul_(b2).addcmul_(g, g,
+    // value=1-b2); p.addcdiv_(exp_avg, exp_avg_sq.sqrt() / sqrt(bc2) + eps, value=-lr/bc1).
+    m = m * fb1 + c1 * (g0 + l2 * p);
+    v = v * fb2 + c2 * ((g0 + l2 * p) * (g0 + l2 * p));
+    p = p - step_size * (m / (v.sqrt() / sqrt_bc2 + eps));
   }
 }
 

@@ -775,7 +775,11 @@ void Trainer::Impl::binary_forward(Op& op) {
   const Node& node = *op.node;
   const Tensor& a = val(op.in[0]);
   const Tensor& b = val(op.in[1]);
-  if (!a.is_float() || !b.is_float()) fail(node, "operands must be float tensors");
+  if (!a.is_float() || !b.is_float()) {  // shape arithmetic: no gradient flows through it
+    if (needs(op.in[0]) || needs(op.in[1])) fail(node, "mixes float and integer operands");
+    run_static(op);
+    return;
+  }
   const Shape os = detail::broadcast_shapes(a.shape, b.shape, node);
   float* y = prepare_float(values[op.out[0]].t, os);
   const float* ad = a.f32.data();
