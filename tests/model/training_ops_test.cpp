@@ -240,6 +240,6 @@ TEST_CASE("An op without a backward on a gradient path is an error naming the no
   // Frozen, the weight no longer needs a gradient, so the graph trains nothing but runs.
   Trainer frozen(g, TrainerOptions{.frozen = {"fc.weight"}});
   CHECK(frozen.parameters().empty());
-  CHECK_THROWS_WITH_AS(Trainer(g, TrainerOptions{.frozen = {"nope"}}).threads(), doctest::Contains("'nope'"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Trainer(g, TrainerOptions{.frozen = {"nope"}}).threads(),
+                       doctest::Contains("'nope'"), std::invalid_argument);
 }
