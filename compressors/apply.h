@@ -47,8 +47,8 @@ struct ModelCost {
 };
 
 // Input channels / features of each layer that are always zero because a producer's output
-// channels were pruned and only Relu, Clip (with 0 inside its range), MaxPool, AveragePool,
-// GlobalAveragePool or Flatten (axis 1) lie between them. Keyed by layer name; sorted indices.
+// channels were pruned and only ops that keep a zero channel zero lie between them (the rule is
+// model::channel_consumers, model/channel_propagation.h). Keyed by layer name; sorted indices.
 std::map<std::string, std::vector<int64_t>> propagate_pruned_channels(
     const model::Graph& graph, const model::LayerTable& table,
     const std::map<std::string, std::vector<int64_t>>& pruned_channels);

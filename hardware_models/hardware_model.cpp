@@ -2,14 +2,12 @@
 // hardware_model.h for the cost structure.
 #include "hardware_models/hardware_model.h"
 
-#include "compressors/size_rule.h"
-
 #include <algorithm>
 #include <cmath>
-#include <map>
-#include <set>
 #include <stdexcept>
 
+#include "compressors/size_rule.h"
+#include "model/channel_propagation.h"
 #include "model/graph.h"
 
 namespace compsearch::hardware_models {
@@ -20,9 +18,12 @@ using compressors::PruneKind;
 
 const char* bound_name(Bound b) {
   switch (b) {
-    case Bound::kCompute: return "compute";
-    case Bound::kMemory: return "memory";
-    case Bound::kOverhead: return "overhead";
+    case Bound::kCompute:
+      return "compute";
+    case Bound::kMemory:
+      return "memory";
+    case Bound::kOverhead:
+      return "overhead";
   }
   return "?";
 }
@@ -35,33 +36,9 @@ Workload workload_from_table(const model::LayerTable& table) {
 }
 
 Workload workload_from_graph(const model::Graph& graph, const model::LayerTable& table) {
-  Workload w = workload_from_table(table);
-  // value name -> producing node; node index -> layer index.
-  std::map<std::string, size_t> producer;
-  for (size_t n = 0; n < graph.nodes.size(); ++n) {
-    for (const auto& out : graph.nodes[n].outputs) producer[out] = n;
-  }
-  std::map<size_t, int> layer_of_node;
-  for (size_t l = 0; l < table.layers.size(); ++l) layer_of_node[table.layers[l].node_index] = int(l);
-  // Ops that keep a zero channel zero (DESIGN.md rule 3).
-  static const std::set<std::string> kPassThrough = {"Relu", "Clip", "MaxPool", "AveragePool",
-                                                     "GlobalAveragePool", "Flatten"};
-  for (size_t l = 0; l < table.layers.size(); ++l) {
-    const size_t node = table.layers[l].node_index;
-    if (node >= graph.nodes.size() || graph.nodes[node].inputs.empty()) continue;
-    std::string value = graph.nodes[node].inputs[0];
-    for (int guard = 0; guard < 1000; ++guard) {
-      auto it = producer.find(value);
-      if (it == producer.end()) break;
-      const auto& p = graph.nodes[it->second];
-      if (auto li = layer_of_node.find(it->second); li != layer_of_node.end()) {
-        w.channel_source[l] = li->second;
-        break;
-      }
-      if (!kPassThrough.count(p.op_type) || p.inputs.empty()) break;
-      value = p.inputs[0];
-    }
-  }
+  Workload w;
+  w.table = table;
+  w.channel_source = model::channel_sources(graph, table);
   return w;
 }
 
@@ -112,7 +89,9 @@ double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, do
   if (s.prune.kind == PruneKind::kNone && keep_in == 1.0 &&
       (s.w_bits > 8 || s.granularity.kind != GranularityKind::kGroup)) {
     double bits = wb * layer.weight_elements + bias_bits_per_channel * layer.out_channels;
-    if (s.w_bits <= 8) bits += 16.0 * (s.granularity.kind == GranularityKind::kPerChannel ? layer.out_channels : 1.0);
+    if (s.w_bits <= 8)
+      bits +=
+          16.0 * (s.granularity.kind == GranularityKind::kPerChannel ? layer.out_channels : 1.0);
     return bits * 0.125;
   }
   // Kept counts are whole numbers: floor(ratio x channels) channels go, in this layer and its
@@ -120,7 +99,8 @@ double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, do
   const double keep_out = channel_keep(layer, s);
   const double n = std::round(layer.weight_elements * keep_out * keep_in);
   const double out_ch = std::round(layer.out_channels * keep_out);
-  return compressors::stored_bits(s, n, out_ch, static_cast<int64_t>(layer.reduction_length), layer.has_bias != 0.0)
+  return compressors::stored_bits(s, n, out_ch, static_cast<int64_t>(layer.reduction_length),
+                                  layer.has_bias != 0.0)
              .total() *
          0.125;
 }
@@ -137,10 +117,11 @@ HardwareModel::HardwareModel(TargetProfile profile) : profile_(std::move(profile
       const auto& dp = profile_.datapaths[d];
       if (dp.bits == 1 || dp.bits < b) continue;
       // fp32/fp16, TF32 and bf16 datapaths take IEEE float values; int*/xnor take integers only.
-      const bool floating = dp.name.rfind("fp", 0) == 0 || dp.name.rfind("tf", 0) == 0 ||
-                            dp.name.rfind("bf", 0) == 0;
+      const bool floating =
+          dp.name.rfind("fp", 0) == 0 || dp.name.rfind("tf", 0) == 0 || dp.name.rfind("bf", 0) == 0;
       if (best_int < 0 || dp.bits < profile_.datapaths[best_int].bits) best_int = d;
-      if (floating && (best_float < 0 || dp.bits < profile_.datapaths[best_float].bits)) best_float = d;
+      if (floating && (best_float < 0 || dp.bits < profile_.datapaths[best_float].bits))
+        best_float = d;
     }
     int_datapath_[b] = best_int;
     float_datapath_[b] = best_float;
@@ -164,7 +145,9 @@ int HardwareModel::executing_datapath(const LayerSetting& s) const {
 }
 
 CompiledModel HardwareModel::compile(const Workload& workload, int batch) const {
-  if (batch < 1) throw std::invalid_argument("batch: value " + std::to_string(batch) + " out of range; expected >= 1");
+  if (batch < 1)
+    throw std::invalid_argument("batch: value " + std::to_string(batch) +
+                                " out of range; expected >= 1");
   CompiledModel c;
   c.profile = &profile_;
   c.batch = batch;
@@ -174,8 +157,9 @@ CompiledModel HardwareModel::compile(const Workload& workload, int batch) const 
   for (size_t i = 0; i < c.layers.size(); ++i) {
     const auto& info = workload.table.layers[i];
     auto& L = c.layers[i];
-    L.op = info.depthwise ? CompiledLayer::Op::kDepthwise
-                          : (info.op == "Conv" ? CompiledLayer::Op::kConv : CompiledLayer::Op::kGemm);
+    L.op = info.depthwise
+               ? CompiledLayer::Op::kDepthwise
+               : (info.op == "Conv" ? CompiledLayer::Op::kConv : CompiledLayer::Op::kGemm);
     L.macs = double(info.macs);
     L.weight_elements = double(info.weight_elements);
     L.out_channels = double(std::max<int64_t>(info.out_channels, 1));
@@ -184,17 +168,20 @@ CompiledModel HardwareModel::compile(const Workload& workload, int batch) const 
     L.output_elements = double(info.output_elements);
     L.has_bias = info.bias_name.empty() ? 0.0 : 1.0;
     if (info.op == "Conv") {
-      L.nm_axis = info.weight_shape.size() > 1 ? info.weight_shape[1]
-                                                : info.in_channels / std::max<int64_t>(info.groups, 1);
+      L.nm_axis = info.weight_shape.size() > 1
+                      ? info.weight_shape[1]
+                      : info.in_channels / std::max<int64_t>(info.groups, 1);
       // CMSIS-NN style im2col: two columns of one output pixel's reduction row.
-      if (!info.depthwise && info.kernel_elements > 1) L.scratch_elements = 2.0 * double(info.reduction_length);
+      if (!info.depthwise && info.kernel_elements > 1)
+        L.scratch_elements = 2.0 * double(info.reduction_length);
     } else {
       L.nm_axis = info.reduction_length;
     }
     L.channel_source = i < workload.channel_source.size() ? workload.channel_source[i] : -1;
-    const double op_eff = L.op == CompiledLayer::Op::kConv     ? profile_.utilisation.conv.value
-                       : L.op == CompiledLayer::Op::kDepthwise ? profile_.utilisation.depthwise.value
-                                                               : profile_.utilisation.gemm.value;
+    const double op_eff = L.op == CompiledLayer::Op::kConv ? profile_.utilisation.conv.value
+                          : L.op == CompiledLayer::Op::kDepthwise
+                              ? profile_.utilisation.depthwise.value
+                              : profile_.utilisation.gemm.value;
     const double work = L.macs * batch;
     for (size_t d = 0; d < profile_.datapaths.size(); ++d) {
       const double peak = profile_.datapaths[d].peak_macs_per_s.value;
@@ -214,8 +201,10 @@ CompiledModel HardwareModel::compile(const Workload& workload, int batch) const 
 void HardwareModel::finalize_layer(LayerEstimate& le) const {
   const double busy = std::max(le.compute_ms, le.memory_ms);
   le.latency_ms = busy + le.overhead_ms;
-  if (le.overhead_ms >= busy) le.bound = Bound::kOverhead;
-  else le.bound = le.compute_ms >= le.memory_ms ? Bound::kCompute : Bound::kMemory;
+  if (le.overhead_ms >= busy)
+    le.bound = Bound::kOverhead;
+  else
+    le.bound = le.compute_ms >= le.memory_ms ? Bound::kCompute : Bound::kMemory;
   le.energy_mj = le.dynamic_energy_mj + profile_.idle_power_w.value * le.latency_ms;  // W·ms = mJ
 }
 
@@ -226,17 +215,21 @@ void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting
   const CompiledLayer& L = c.layers[i];
   const Datapath& dp = profile_.datapaths[datapath];
   const double keep_out = channel_keep(L, s);
-  const double keep_in =
-      (source_setting && L.channel_source >= 0) ? channel_keep(c.layers[L.channel_source], *source_setting) : 1.0;
+  const double keep_in = (source_setting && L.channel_source >= 0)
+                             ? channel_keep(c.layers[L.channel_source], *source_setting)
+                             : 1.0;
   const double batch = c.batch;
   double macs = L.macs * keep_out * keep_in * batch;
   double sparse_slowdown = 1.0;
-  if (s.prune.kind == PruneKind::kNM && L.nm4_eligible && s.prune.n == 2 && s.prune.m == 4 && dp.sparse_2_4) {
+  if (s.prune.kind == PruneKind::kNM && L.nm4_eligible && s.prune.n == 2 && s.prune.m == 4 &&
+      dp.sparse_2_4) {
     macs *= 0.5;  // sparse tensor cores skip the pruned half...
-    sparse_slowdown = 2.0 / dp.sparse_2_4_speedup.value;  // ...at the efficiency sparse kernels reach
+    sparse_slowdown =
+        2.0 / dp.sparse_2_4_speedup.value;  // ...at the efficiency sparse kernels reach
   }
   const double wbytes = stored_weight_bytes(L, s, keep_in);
-  const double act = (L.input_elements * keep_in + L.output_elements * keep_out) * (s.a_bits * 0.125) * batch;
+  const double act =
+      (L.input_elements * keep_in + L.output_elements * keep_out) * (s.a_bits * 0.125) * batch;
   const bool act_cached = act <= cache_bytes_;
   le.layer = i;
   le.precision = dp.name;
@@ -245,10 +238,12 @@ void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting
   le.weight_bytes = wbytes;
   le.activation_bytes = act;
   le.compute_ms = macs * L.ms_per_mac[datapath] * sparse_slowdown + L.per_output_ms * keep_out;
-  le.memory_ms = wbytes * ms_per_memory_byte_ + act * (act_cached ? ms_per_cache_byte_ : ms_per_memory_byte_);
+  le.memory_ms =
+      wbytes * ms_per_memory_byte_ + act * (act_cached ? ms_per_cache_byte_ : ms_per_memory_byte_);
   le.overhead_ms = layer_overhead_ms_;
   const double dram_bytes = wbytes + (act_cached ? 0.0 : act);
-  le.dynamic_energy_mj = (macs * dp.energy_pj_per_mac.value + dram_bytes * dram_pj_per_byte_) * 1e-9;  // pJ -> mJ
+  le.dynamic_energy_mj =
+      (macs * dp.energy_pj_per_mac.value + dram_bytes * dram_pj_per_byte_) * 1e-9;  // pJ -> mJ
   finalize_layer(le);
 }
 
@@ -278,10 +273,13 @@ Estimate HardwareModel::estimate(const Workload& workload, const compressors::Re
 
 std::unique_ptr<HardwareModel> make_hardware_model(const TargetProfile& profile) {
   switch (profile.target_class) {
-    case TargetClass::kGpu: return std::make_unique<GpuModel>(profile);
-    case TargetClass::kNpu: return std::make_unique<NpuModel>(profile);
+    case TargetClass::kGpu:
+      return std::make_unique<GpuModel>(profile);
+    case TargetClass::kNpu:
+      return std::make_unique<NpuModel>(profile);
     case TargetClass::kMcu:
-    case TargetClass::kCpu: return std::make_unique<McuModel>(profile);
+    case TargetClass::kCpu:
+      return std::make_unique<McuModel>(profile);
   }
   throw std::logic_error("make_hardware_model: unknown target class");
 }

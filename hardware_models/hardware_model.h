@@ -36,8 +36,8 @@ namespace compsearch::hardware_models {
 
 // The layers of a model as the hardware models see them: the layer table plus, for each layer, the
 // layer whose output channels are its input channels (directly or through ops that keep a zero
-// channel zero: Relu, Clip, MaxPool, AveragePool, GlobalAveragePool, Flatten), or -1. Channel
-// pruning of that producer shrinks this layer's MACs and weights too (DESIGN.md rule 3).
+// channel zero: model::channel_sources, the rule compressors use too), or -1. Channel pruning of
+// that producer shrinks this layer's MACs and weights too (DESIGN.md rule 3).
 struct Workload {
   model::LayerTable table;
   std::vector<int> channel_source;
@@ -52,25 +52,25 @@ enum class Bound { kCompute, kMemory, kOverhead };
 const char* bound_name(Bound b);
 
 struct LayerEstimate {
-  int layer = 0;              // index into the workload's layer table
-  double latency_ms = 0.0;    // for the whole batch
+  int layer = 0;            // index into the workload's layer table
+  double latency_ms = 0.0;  // for the whole batch
   double energy_mj = 0.0;
   double compute_ms = 0.0;
   double memory_ms = 0.0;
-  double overhead_ms = 0.0;   // per-layer overhead plus NPU <-> host transfers
+  double overhead_ms = 0.0;  // per-layer overhead plus NPU <-> host transfers
   Bound bound = Bound::kCompute;
-  std::string_view precision;  // executing datapath name ("int8", "fp32", "xnor")
-  bool on_host = false;        // NPU fallback: this layer runs on the host CPU
-  double macs = 0.0;           // MACs the datapath executes, whole batch
-  double weight_bytes = 0.0;   // stored weight bytes (DESIGN.md rule 9) incl. scales and bias
-  double activation_bytes = 0.0;  // input + output activation bytes, whole batch
-  double dynamic_energy_mj = 0.0; // MAC and DRAM energy, without the idle power share
+  std::string_view precision;      // executing datapath name ("int8", "fp32", "xnor")
+  bool on_host = false;            // NPU fallback: this layer runs on the host CPU
+  double macs = 0.0;               // MACs the datapath executes, whole batch
+  double weight_bytes = 0.0;       // stored weight bytes (DESIGN.md rule 9) incl. scales and bias
+  double activation_bytes = 0.0;   // input + output activation bytes, whole batch
+  double dynamic_energy_mj = 0.0;  // MAC and DRAM energy, without the idle power share
 };
 
 struct Estimate {
   std::string target;
   int batch = 1;
-  double latency_ms = 0.0;   // whole batch, including the per-inference overhead
+  double latency_ms = 0.0;  // whole batch, including the per-inference overhead
   double energy_mj = 0.0;
   bool deployable = true;
   std::vector<std::string> reasons;  // why not deployable (empty when deployable)
@@ -90,14 +90,14 @@ struct CompiledLayer {
   double weight_elements = 0.0;
   double out_channels = 1.0;
   double reduction_length = 0.0;
-  double input_elements = 0.0;   // per sample
-  double output_elements = 0.0;  // per sample
-  double scratch_elements = 0.0; // im2col buffer of MCU kernels
+  double input_elements = 0.0;    // per sample
+  double output_elements = 0.0;   // per sample
+  double scratch_elements = 0.0;  // im2col buffer of MCU kernels
   double has_bias = 0.0;
-  int64_t nm_axis = 0;           // input channels per group (Conv) or input features
+  int64_t nm_axis = 0;  // input channels per group (Conv) or input features
   int channel_source = -1;
-  bool nm4_eligible = false;     // runs of 4 fit the reduction rows (2:4 sparse tensor cores)
-  double per_output_ms = 0.0;    // per-output-element time of the whole batch, dense
+  bool nm4_eligible = false;           // runs of 4 fit the reduction rows (2:4 sparse tensor cores)
+  double per_output_ms = 0.0;          // per-output-element time of the whole batch, dense
   std::array<double, 8> ms_per_mac{};  // per datapath: 1e3 / (peak × utilisation)
 };
 
@@ -154,8 +154,8 @@ class HardwareModel {
 
 class GpuModel : public HardwareModel {
  public:
-  using HardwareModel::HardwareModel;
   using HardwareModel::estimate;
+  using HardwareModel::HardwareModel;
   void estimate(const CompiledModel& compiled,
                 const std::vector<const compressors::LayerSetting*>& settings,
                 Estimate& out) const override;
@@ -163,8 +163,8 @@ class GpuModel : public HardwareModel {
 
 class McuModel : public HardwareModel {
  public:
-  using HardwareModel::HardwareModel;
   using HardwareModel::estimate;
+  using HardwareModel::HardwareModel;
   void estimate(const CompiledModel& compiled,
                 const std::vector<const compressors::LayerSetting*>& settings,
                 Estimate& out) const override;
