@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <map>
 #include <optional>
@@ -274,20 +275,38 @@ struct Trainer::Impl {
   bool have_train_forward = false;
   Tensor scratch_grad;  // second writers of a value's gradient
 
+  // Batch slicing: with several threads, a batch is split into `threads` contiguous slices, each
+  // run forward and backward through the whole graph by a single-threaded replica (one fork per
+  // pass instead of one per op); the replicas' parameter gradients are then added in slice
+  // order. Replicas read parameters, effective weights and constants from the master. Used only
+  // where slices cannot change the result: no batch statistics (BatchNormalization training) and
+  // no input transforms (their observers must see the whole batch), outputs batch-major.
+  const Impl* master = nullptr;
+  std::vector<std::unique_ptr<Impl>> replicas;
+  std::vector<Tensor> replica_inputs, replica_grads;
+  bool slicing_capable = false;
+  bool has_batch_norm = false;
+  bool last_forward_sliced = false;
+
   Impl(const Graph& g, TrainerOptions o);
 
   const Tensor& val(int id) const {
     const Value& v = values[id];
+    if (master && (v.param >= 0 || v.constant)) return master->val(id);
     return v.param >= 0 ? params[v.param].value : v.t;
   }
   // The weight a layer computes with: the effective weight when transformed.
   const Tensor& weight_of(const Op& op, int slot) const {
-    if (op.layer >= 0 && layers[op.layer].weight_value == op.in[slot] &&
-        layers[op.layer].weight_transform.forward) {
-      return layers[op.layer].effective;
+    const Impl& root = master ? *master : *this;
+    if (op.layer >= 0 && root.layers[op.layer].weight_value == op.in[slot] &&
+        root.layers[op.layer].weight_transform.forward) {
+      return root.layers[op.layer].effective;
     }
     return val(op.in[slot]);
   }
+  bool use_slices(const Tensor& input, Mode mode) const;
+  void forward_sliced(const Tensor& input, Mode mode);
+  void backward_sliced(const Tensor& grad_output);
   const Tensor& activation_input(const Op& op, int slot) const {
     if (op.layer >= 0 && layers[op.layer].input_slot == slot &&
         layers[op.layer].input_transform.forward) {
@@ -511,6 +530,30 @@ Trainer::Impl::Impl(const Graph& g, TrainerOptions o) : graph(g), options(std::m
     output_values.push_back(it->second);
   }
   outputs.resize(output_values.size());
+  // Slicing needs batch-major outputs and no op that mixes samples.
+  slicing_capable = !graph.inputs[0].shape.empty();
+  const int64_t in_batch = slicing_capable ? graph.inputs[0].shape[0] : 0;
+  for (const auto& out : graph.outputs) {
+    auto vi = graph.value_info.find(out.name);
+    const Shape& s = vi != graph.value_info.end() ? vi->second.shape : out.shape;
+    if (s.empty() || s[0] != in_batch) slicing_capable = false;
+  }
+  for (const Op& op : ops) {
+    if (op.kind == OpKind::kBatchNorm) has_batch_norm = true;
+    if (op.kind == OpKind::kConcat && !op.out.empty() && op.out[0] >= 0) {
+      auto vi = graph.value_info.find(values[op.out[0]].name);
+      if (vi == graph.value_info.end() || vi->second.dtype != DType::kFloat32) continue;
+      const int64_t rank = static_cast<int64_t>(vi->second.shape.size());
+      int64_t axis = op.node->attr_int("axis", 0);
+      if (axis < 0) axis += rank;
+      if (axis == 0) slicing_capable = false;
+    }
+    if (op.kind == OpKind::kGemm && op.in.size() > 2 && op.in[2] >= 0) {
+      const Tensor& c = val(op.in[2]);
+      if (c.shape.size() == 2 && c.shape[0] != 1) slicing_capable = false;
+    }
+    if (op.kind == OpKind::kPad) slicing_capable = false;  // it could pad the batch axis
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,23 +584,30 @@ void Trainer::Impl::forward(const Tensor& input, Mode mode) {
                                   shape_to_string(want) + ", got " + shape_to_string(input.shape));
     }
   }
-  Value& in = values[input_value];
-  prepare_float(in.t, input.shape);
-  std::memcpy(in.t.f32.data(), input.f32.data(), sizeof(float) * input.f32.size());
-
   // Effective weights once per forward.
   for (Layer& l : layers) {
     if (!l.weight_transform.forward) continue;
-    const Tensor& master = val(l.weight_value);
+    const Tensor& master_weight = val(l.weight_value);
     l.effective.dtype = DType::kFloat32;
-    l.effective.shape = master.shape;
-    l.effective.f32.resize(master.f32.size());
-    l.weight_transform.forward(master, l.effective);
-    if (l.effective.f32.size() != master.f32.size()) {
+    l.effective.shape = master_weight.shape;
+    l.effective.f32.resize(master_weight.f32.size());
+    l.weight_transform.forward(master_weight, l.effective);
+    if (l.effective.f32.size() != master_weight.f32.size()) {
       throw std::runtime_error("weight transform of layer '" + l.name +
                                "' changed the weight size");
     }
   }
+  last_forward_sliced = false;
+  if (use_slices(input, mode)) {
+    forward_sliced(input, mode);
+    last_forward_sliced = true;
+    have_train_forward = train;
+    return;
+  }
+  Value& in = values[input_value];
+  prepare_float(in.t, input.shape);
+  std::memcpy(in.t.f32.data(), input.f32.data(), sizeof(float) * input.f32.size());
+
   for (Op& op : ops) {
     if (op.layer >= 0) {
       Layer& l = layers[op.layer];
@@ -947,8 +997,8 @@ void Trainer::Impl::bn_forward(Op& op, bool train) {
   const double momentum = node.attr_float("momentum", 0.9f);
   const float* gamma = val(op.in[1]).f32.data();
   const float* beta = val(op.in[2]).f32.data();
-  Tensor& rmean = values[op.in[3]].t;
-  Tensor& rvar = values[op.in[4]].t;
+  const Tensor& rmean_in = val(op.in[3]);
+  const Tensor& rvar_in = val(op.in[4]);
   const bool batch_stats = train && !options.freeze_batch_norm_statistics;
   op.bn_batch_stats = batch_stats;
   op.mean.resize(static_cast<size_t>(c));
@@ -978,11 +1028,14 @@ void Trainer::Impl::bn_forward(Op& op, bool train) {
       // Running statistics as PyTorch updates them (ONNX momentum = 1 - PyTorch momentum),
       // with the unbiased variance.
       const double unbiased = m > 1 ? ss / double(m - 1) : var;
+      // Only the master trains with batch statistics, so these are its own constants.
+      Tensor& rmean = values[op.in[3]].t;
+      Tensor& rvar = values[op.in[4]].t;
       rmean.f32[ch] = static_cast<float>(momentum * rmean.f32[ch] + (1.0 - momentum) * mean);
       rvar.f32[ch] = static_cast<float>(momentum * rvar.f32[ch] + (1.0 - momentum) * unbiased);
     } else {
-      mean = rmean.f32[ch];
-      var = rvar.f32[ch];
+      mean = rmean_in.f32[ch];
+      var = rvar_in.f32[ch];
     }
     const float is = static_cast<float>(1.0 / std::sqrt(var + double(eps)));
     const float mf = static_cast<float>(mean);
@@ -1138,10 +1191,10 @@ void Trainer::Impl::layer_weight_grad_finish(Op& op, int slot) {
   if (op.layer >= 0 && layers[op.layer].weight_value == op.in[slot] &&
       layers[op.layer].weight_transform.forward) {
     Layer& l = layers[op.layer];
-    const Tensor& master = val(op.in[slot]);
+    const Tensor& master_weight = val(op.in[slot]);
     if (l.weight_transform.backward)
-      l.weight_transform.backward(master, l.effective, l.effective_grad);
-    float* d = begin_grad(op.in[slot], master.shape);
+      l.weight_transform.backward(master_weight, l.effective, l.effective_grad);
+    float* d = begin_grad(op.in[slot], master_weight.shape);
     std::memcpy(d, l.effective_grad.f32.data(), sizeof(float) * l.effective_grad.f32.size());
   }
   finish_grad(op.in[slot]);
@@ -1150,6 +1203,10 @@ void Trainer::Impl::layer_weight_grad_finish(Op& op, int slot) {
 void Trainer::Impl::backward(const Tensor& grad_output) {
   if (!have_train_forward) {
     throw std::logic_error("Trainer::backward needs a preceding forward in Mode::kTrain");
+  }
+  if (last_forward_sliced) {
+    backward_sliced(grad_output);
+    return;
   }
   const int out_id = output_values[0];
   const Tensor& y = val(out_id);
@@ -1701,6 +1758,125 @@ void Trainer::Impl::pad_backward(Op& op) {
     d[i] = inside ? gy[off] : 0.0f;
   }
   finish_grad(op.in[0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch slicing
+
+bool Trainer::Impl::use_slices(const Tensor& input, Mode mode) const {
+  if (master || !slicing_capable || threads < 2 || input.shape[0] < 2 * threads) return false;
+  if (has_batch_norm && mode == Mode::kTrain && !options.freeze_batch_norm_statistics) return false;
+  for (const Layer& l : layers) {
+    if (l.input_transform.forward) return false;
+  }
+  return true;
+}
+
+namespace {
+// Runs f(t) for t in [0, n) on a team of n threads (each t exactly once even if the runtime
+// gives fewer threads) and rethrows the first exception on the calling thread.
+template <typename F>
+void for_each_slice(int n, F&& f) {
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n));
+#pragma omp parallel for num_threads(n) schedule(static)
+  for (int t = 0; t < n; ++t) {
+    try {
+      f(t);
+    } catch (...) {
+      errors[static_cast<size_t>(t)] = std::current_exception();
+    }
+  }
+  for (auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+}  // namespace
+
+void Trainer::Impl::forward_sliced(const Tensor& input, Mode mode) {
+  const int n_slices = threads;
+  if (replicas.size() != static_cast<size_t>(n_slices)) {
+    replicas.clear();
+    TrainerOptions ro = options;
+    ro.threads = 1;
+    for (int t = 0; t < n_slices; ++t) {
+      auto r = std::make_unique<Impl>(graph, ro);
+      r->master = this;
+      // Replicas read parameter values from the master: keep only their gradient buffers.
+      for (auto& p : r->params) {
+        p.value.f32.clear();
+        p.value.f32.shrink_to_fit();
+      }
+      replicas.push_back(std::move(r));
+    }
+    replica_inputs.resize(n_slices);
+    replica_grads.resize(n_slices);
+  }
+  const int64_t n = input.shape[0];
+  const int64_t sample = n ? input.numel() / n : 0;
+  for_each_slice(n_slices, [&](int t) {
+    const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
+    Shape shape = input.shape;
+    shape[0] = s1 - s0;
+    float* d = prepare_float(replica_inputs[t], shape);
+    std::memcpy(d, input.f32.data() + s0 * sample, sizeof(float) * (s1 - s0) * sample);
+    replicas[t]->forward(replica_inputs[t], mode);
+  });
+  // Outputs: the slices' outputs stacked along the batch axis.
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& first = replicas[0]->outputs[i];
+    Shape shape = first.shape;
+    if (shape.empty()) throw std::logic_error("Trainer: a sliced output has no batch axis");
+    shape[0] = n;
+    const int64_t row = first.shape[0] ? first.numel() / first.shape[0] : 0;
+    float* y = prepare_float(outputs[i], shape);
+    for (int t = 0; t < n_slices; ++t) {
+      const Tensor& o = replicas[t]->outputs[i];
+      const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
+      if (o.shape.empty() || o.shape[0] != s1 - s0 || o.numel() != (s1 - s0) * row) {
+        throw std::logic_error("Trainer: output " + shape_to_string(o.shape) + " of batch slice " +
+                               std::to_string(t) + " is not batch-major");
+      }
+      std::memcpy(y + s0 * row, o.f32.data(), sizeof(float) * o.f32.size());
+    }
+  }
+}
+
+void Trainer::Impl::backward_sliced(const Tensor& grad_output) {
+  const Tensor& y = outputs[0];
+  if (grad_output.shape != y.shape || grad_output.f32.size() != y.f32.size()) {
+    throw std::invalid_argument("Trainer::backward: gradient " +
+                                shape_to_string(grad_output.shape) + " does not match the output " +
+                                shape_to_string(y.shape));
+  }
+  const int n_slices = static_cast<int>(replicas.size());
+  const int64_t n = y.shape[0];
+  const int64_t row = n ? y.numel() / n : 0;
+  for_each_slice(n_slices, [&](int t) {
+    const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
+    Shape shape = y.shape;
+    shape[0] = s1 - s0;
+    float* d = prepare_float(replica_grads[t], shape);
+    std::memcpy(d, grad_output.f32.data() + s0 * row, sizeof(float) * (s1 - s0) * row);
+    replicas[t]->backward(replica_grads[t]);
+  });
+  // Sum the slices' gradients in slice order (the same order for every run).
+  for (size_t pi = 0; pi < params.size(); ++pi) {
+    float* g = params[pi].grad.f32.data();
+    const int64_t m = static_cast<int64_t>(params[pi].grad.f32.size());
+    const float* g0 = replicas[0]->params[pi].grad.f32.data();
+    std::memcpy(g, g0, sizeof(float) * m);
+    for (int t = 1; t < n_slices; ++t) {
+      const float* gt = replicas[t]->params[pi].grad.f32.data();
+      for (int64_t k = 0; k < m; ++k) g[k] += gt[k];
+    }
+  }
+  // The weight transforms' backward maps the summed dL/d(effective) (it is linear in it).
+  for (Layer& l : layers) {
+    if (!l.weight_transform.forward || !l.weight_transform.backward) continue;
+    const int pi = values[l.weight_value].param;
+    if (pi < 0) continue;
+    l.weight_transform.backward(params[pi].value, l.effective, params[pi].grad);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

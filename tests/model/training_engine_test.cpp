@@ -298,3 +298,44 @@ TEST_CASE("Frozen batch-norm statistics train with the running averages and leav
   INFO(rep.first_failure);
   CHECK(rep.failed <= rep.checked / 50);
 }
+
+TEST_CASE("Batch slices over threads give the gradients of the whole batch") {
+  // With 2 threads a batch of >= 4 runs as per-thread slices (one fork per pass); the summed
+  // slice gradients must equal the single-threaded whole-batch gradients up to float rounding.
+  for (const std::string model : {"fmnist_cnn", "fmnist_mlp"}) {
+    CAPTURE(model);
+    const Graph g = bundled(model);
+    const Tensor x = random_tensor({9, 1, 28, 28}, 50);
+    Trainer one(g, TrainerOptions{.threads = 1});
+    Trainer two(g, TrainerOptions{.threads = 2});
+    const Tensor y1 = one.forward(x);
+    const Tensor y2 = two.forward(x);
+    REQUIRE(y2.shape == y1.shape);
+    for (size_t i = 0; i < y1.f32.size(); ++i) {
+      CHECK(y2.f32[i] == doctest::Approx(y1.f32[i]).epsilon(1e-5).scale(1.0));
+    }
+    const Tensor r = random_tensor(y1.shape, 51);
+    one.backward(r);
+    two.backward(r);
+    for (size_t p = 0; p < one.parameters().size(); ++p) {
+      CAPTURE(one.parameters()[p].name);
+      const auto& a = one.parameters()[p].grad.f32;
+      const auto& b = two.parameters()[p].grad.f32;
+      double worst = 0.0, scale = 0.0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        worst = std::max(worst, std::fabs(double(a[i]) - double(b[i])));
+        scale = std::max(scale, std::fabs(double(a[i])));
+      }
+      CHECK(worst <= 1e-5 * std::max(1.0, scale));
+    }
+    // Eval mode and a batch too small to slice agree too.
+    const Tensor e1 = one.forward(x, Trainer::Mode::kEval);
+    const Tensor e2 = two.forward(x, Trainer::Mode::kEval);
+    for (size_t i = 0; i < e1.f32.size(); ++i)
+      CHECK(e2.f32[i] == doctest::Approx(e1.f32[i]).epsilon(1e-5).scale(1.0));
+    const Tensor small = random_tensor({3, 1, 28, 28}, 52);
+    const Tensor s1 = one.forward(small), s2 = two.forward(small);
+    for (size_t i = 0; i < s1.f32.size(); ++i)
+      CHECK(s2.f32[i] == doctest::Approx(s1.f32[i]).epsilon(1e-5).scale(1.0));
+  }
+}
