@@ -16,11 +16,15 @@
 // the executor's single-node evaluator; any other op on a gradient path is an error naming the
 // node.
 //
-// Threads and determinism: OpenMP with `threads` threads (0 = omp_get_max_threads()). Work is
-// split over samples, output channels or GEMM rows with static schedules, and every reduction
-// across threads (a weight gradient summed over samples) adds per-thread partial sums in thread
-// order, so results are bit-identical for a fixed thread count. No allocation happens per step
-// once the largest batch has been seen.
+// Threads and determinism: OpenMP with `threads` threads (0 = omp_get_max_threads()). A batch of
+// at least 2 * threads samples runs as `threads` contiguous slices, each through the whole graph
+// on one thread (one fork per forward and per backward), and the slices' parameter gradients are
+// added in slice order. Where slicing could change the result (BatchNormalization with batch
+// statistics, an input transform, which must observe the whole batch, an op that mixes samples)
+// and for small batches the ops run one after the other, each split over samples, channels or
+// GEMM rows with static schedules, and cross-thread sums add per-thread partials in thread order.
+// Either way results are bit-identical for a fixed thread count (and agree across thread counts
+// up to float rounding). No allocation happens per step once the largest batch has been seen.
 //
 // Hooks for quantization-aware training (the seams evaluators/ fills with compressors' kernels):
 //   * WeightTransform per layer: before each forward the layer computes with
