@@ -9,10 +9,10 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
-#include <iostream>
 #include <optional>
 #include <thread>
 
+#include "common/log.h"
 #include "search/in_memory_storage.h"
 #include "search/python_json.h"
 
@@ -91,15 +91,13 @@ void JournalFileLock::acquire() {
           if (::lstat(aside.c_str(), &moved) == 0 && moved.st_ino != key.first) {
             // A fresh lock: put it back (link fails harmlessly if yet another one exists).
             if (::link(aside.c_str(), lock_path_.c_str()) != 0) {
-              std::cerr << "compsearch: warning: journal lock " << lock_path_
-                        << " changed while being broken\n";
+              log_warning("journal lock ", lock_path_, " changed while being broken");
             }
             ::unlink(aside.c_str());
           } else {
             ::unlink(aside.c_str());
-            std::cerr << "compsearch: warning: broke the stale journal lock " << lock_path_
-                      << " (held for " << std::max(age_s, observed_s) << " s, grace period "
-                      << grace_period_s_ << " s)\n";
+            log_warning("broke the stale journal lock ", lock_path_, " (held for ",
+                        std::max(age_s, observed_s), " s, grace period ", grace_period_s_, " s)");
           }
         }
         seen.reset();
@@ -114,8 +112,8 @@ void JournalFileLock::acquire() {
 void JournalFileLock::release() {
   const std::string aside = rename_path(lock_path_);
   if (::rename(lock_path_.c_str(), aside.c_str()) != 0) {
-    std::cerr << "compsearch: warning: journal lock " << lock_path_
-              << " was gone at release (broken by another process after the grace period?)\n";
+    log_warning("journal lock ", lock_path_,
+                " was gone at release (broken by another process after the grace period?)");
     return;
   }
   ::unlink(aside.c_str());
@@ -167,8 +165,8 @@ void JournalStorage::sync() {
     try {
       log = parse_python_json(line);
     } catch (const nlohmann::json::exception& e) {
-      std::cerr << "compsearch: warning: journal " << path_ << ": skipping a line at byte "
-                << line_offset << " that is not JSON (" << e.what() << ")\n";
+      log_warning("journal ", path_, ": skipping a line at byte ", line_offset,
+                  " that is not JSON (", e.what(), ")");
       continue;
     }
     const bool own = log.is_object() && log.contains("worker_id") && log["worker_id"] == me;
@@ -181,8 +179,8 @@ void JournalStorage::sync() {
         try {
           throw;
         } catch (const std::exception& e) {
-          std::cerr << "compsearch: warning: journal " << path_ << ": skipping a record at byte "
-                    << line_offset << ": " << e.what() << "\n";
+          log_warning("journal ", path_, ": skipping a record at byte ", line_offset, ": ",
+                      e.what());
         }
       }
     }
@@ -227,8 +225,7 @@ void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
       }
       if (::ftruncate(f.fd, keep) != 0)
         throw std::runtime_error("journal " + path_ + ": truncate failed: " + errno_text());
-      std::cerr << "compsearch: warning: journal " << path_ << ": removed a torn last line ("
-                << (size - keep) << " bytes)\n";
+      log_warning("journal ", path_, ": removed a torn last line (", size - keep, " bytes)");
       size = keep;
     }
     if (::lseek(f.fd, size, SEEK_SET) < 0)

@@ -10,10 +10,10 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <iostream>
 #include <random>
 #include <thread>
 
+#include "common/log.h"
 #include "search/python_json.h"
 #include "search/random_sampler.h"
 
@@ -58,9 +58,8 @@ nlohmann::json Trial::suggest(const std::string& name, const Distribution& dist)
       fixed->second.contains(name)) {
     internal = to_internal(dist, fixed->second[name]);
     if (!contains(dist, *internal)) {
-      std::cerr << "compsearch: warning: fixed parameter '" << name << "' with value "
-                << fixed->second[name].dump() << " is out of range for distribution "
-                << distribution_to_json_string(dist) << "\n";
+      log_warning("fixed parameter '", name, "' with value ", fixed->second[name].dump(),
+                  " is out of range for distribution ", distribution_to_json_string(dist));
     }
   } else if (is_single(dist)) {
     internal = single_value(dist);
