@@ -12,7 +12,8 @@
 // writer killed mid-append) is invisible to readers (it has no newline) and the next writer
 // cuts the file back to the last newline, under the lock, before appending; a complete line
 // that is not JSON (left by a writer that does not repair, e.g. Optuna 3.1 appending after a
-// torn line) is skipped with a warning on stderr instead of stopping the study.
+// torn line) is skipped with a warning (common/log.h; stderr by default) instead of stopping
+// the study.
 #pragma once
 
 #include <cstdint>
