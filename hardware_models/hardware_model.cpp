@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "common/check.h"
 #include "compressors/size_rule.h"
 #include "model/channel_propagation.h"
 #include "model/graph.h"
@@ -281,7 +282,8 @@ std::unique_ptr<HardwareModel> make_hardware_model(const TargetProfile& profile)
     case TargetClass::kCpu:
       return std::make_unique<McuModel>(profile);
   }
-  throw std::logic_error("make_hardware_model: unknown target class");
+  COMPSEARCH_CHECK(false, "make_hardware_model: unknown target class " +
+                              std::to_string(static_cast<int>(profile.target_class)));
 }
 
 }  // namespace compsearch::hardware_models
