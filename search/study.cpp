@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "common/check.h"
 #include "common/log.h"
 #include "search/python_json.h"
 #include "search/random_sampler.h"
@@ -65,11 +66,10 @@ nlohmann::json Trial::suggest(const std::string& name, const Distribution& dist)
     internal = single_value(dist);
   } else if (auto rel = relative_params_.find(name); rel != relative_params_.end()) {
     auto space = relative_space_.find(name);
-    if (space == relative_space_.end()) {
-      throw std::logic_error(
-          "parameter '" + name +
-          "' was sampled by sample_relative but is not in the relative search space");
-    }
+    COMPSEARCH_CHECK(
+        space != relative_space_.end(),
+        "parameter '" + name +
+            "' was sampled by sample_relative but is not in the relative search space");
     check_distribution_compatibility(name, space->second, dist);
     if (contains(dist, rel->second)) internal = rel->second;
   }
