@@ -367,6 +367,7 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
 
   auto worker = [&] {
     while (!stop.load()) {
+      if (options_.stop && options_.stop->load()) break;
       if (n_trials > 0 && started.fetch_add(1) >= n_trials) break;
       if (timeout_s > 0 &&
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >=

@@ -14,6 +14,7 @@
 // thread-safe); objectives run concurrently.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -84,6 +85,9 @@ struct StudyOptions {
   // When set, optimize() keeps a heartbeat on its running trials and, before each trial, fails
   // (and optionally re-queues) trials whose heartbeat is older than the grace period.
   std::optional<HeartbeatOptions> heartbeat;
+  // When set, optimize() starts no new trial once it reads true (running trials finish): a
+  // runner's Ctrl-C handler sets it.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 class Study : public StudyView {
