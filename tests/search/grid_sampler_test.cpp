@@ -6,10 +6,10 @@
 
 #include <set>
 
-#include "tests/search/mini_study.h"
+#include "tests/search/study_util.h"
 
 using namespace compsearch::search;
-using compsearch::search::testing::MiniStudy;
+using compsearch::search::testing::in_memory_study;
 using compsearch::search::testing::ParamList;
 
 TEST_CASE("GridSampler numbers grid points as itertools.product over sorted names") {
@@ -26,32 +26,32 @@ TEST_CASE("GridSampler numbers grid points as itertools.product over sorted name
 
 TEST_CASE("GridSampler visits every grid point once, then repeats") {
   const ParamList space{{"a", make_int(0, 10)}, {"b", make_categorical({"x", "y", "z"})}};
-  GridSampler g(nlohmann::json{{"b", {"x", "y", "z"}}, {"a", {1, 2}}}, 7);
-  MiniStudy study({StudyDirection::kMinimize});
+  auto g = std::make_shared<GridSampler>(nlohmann::json{{"b", {"x", "y", "z"}}, {"a", {1, 2}}}, 7);
+  auto study = in_memory_study(g, {StudyDirection::kMinimize});
   std::set<std::pair<double, double>> seen;
   for (int i = 0; i < 6; ++i) {
-    const int64_t n = study.ask(g, space);
-    const auto& t = study.trials()[n];
+    const Trial trial = study->ask(space);
+    const FrozenTrial& t = trial.cached();
     seen.insert({t.params.at("a"), t.params.at("b")});
     CHECK(t.system_attrs.at("search_space") ==
           nlohmann::json{{"a", {1, 2}}, {"b", {"x", "y", "z"}}});
-    study.tell(n, TrialState::kComplete, {0.0});
-    CHECK(g.unvisited_grid_ids(study).size() == static_cast<size_t>(5 - i));
+    study->tell(trial.number(), std::vector<double>{0.0}, TrialState::kComplete);
+    CHECK(g->unvisited_grid_ids(*study).size() == static_cast<size_t>(5 - i));
   }
   CHECK(seen.size() == 6);
   // Exhausted: a seventh trial re-evaluates some point.
-  const int64_t n = study.ask(g, space);
-  CHECK(study.trials()[n].system_attrs.at("grid_id").get<int>() < 6);
+  const Trial trial = study->ask(space);
+  CHECK(testing::stored_trial(*study, trial.number()).system_attrs.at("grid_id").get<int>() < 6);
 }
 
 TEST_CASE("GridSampler rejects a parameter outside the grid and a value outside the distribution") {
-  GridSampler g(nlohmann::json{{"b", {"x", "w"}}}, 0);
-  MiniStudy study({StudyDirection::kMinimize});
-  CHECK_THROWS_WITH_AS(study.ask(g, {{"zz", make_float(0, 1)}}),
+  auto study = in_memory_study(std::make_shared<GridSampler>(nlohmann::json{{"b", {"x", "w"}}}, 0),
+                               {StudyDirection::kMinimize});
+  CHECK_THROWS_WITH_AS(study->ask({{"zz", make_float(0, 1)}}),
                        doctest::Contains("zz, is not found in the given grid"),
                        std::invalid_argument);
-  GridSampler g2(nlohmann::json{{"b", {"w"}}}, 0);
-  MiniStudy study2({StudyDirection::kMinimize});
-  CHECK_THROWS_WITH_AS(study2.ask(g2, {{"b", make_categorical({"x", "y"})}}),
+  auto study2 = in_memory_study(std::make_shared<GridSampler>(nlohmann::json{{"b", {"w"}}}, 0),
+                                {StudyDirection::kMinimize});
+  CHECK_THROWS_WITH_AS(study2->ask({{"b", make_categorical({"x", "y"})}}),
                        doctest::Contains("grid value \"w\" of parameter b"), std::invalid_argument);
 }

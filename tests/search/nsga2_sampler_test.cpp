@@ -7,10 +7,10 @@
 
 #include <cmath>
 
-#include "tests/search/mini_study.h"
+#include "tests/search/study_util.h"
 
 using namespace compsearch::search;
-using compsearch::search::testing::MiniStudy;
+using compsearch::search::testing::in_memory_study;
 using compsearch::search::testing::ParamList;
 
 namespace {
@@ -22,16 +22,20 @@ NSGAIISampler::Options opts(int64_t population_size, std::optional<uint64_t> see
 }
 
 const ParamList kSpace{{"x", make_float(0, 1)}, {"c", make_categorical({"a", "b", "c"})}};
+const std::vector<StudyDirection> kTwoMinimized(2, StudyDirection::kMinimize);
 
-// Runs 8 trials with the given values (two minimised objectives), population size 4.
-MiniStudy hand_study(NSGAIISampler& sampler, const std::vector<std::vector<double>>& values,
-                     const std::vector<double>& violations = {}) {
-  MiniStudy study({StudyDirection::kMinimize, StudyDirection::kMinimize});
+// Runs one trial per entry of `values` (two minimised objectives, told as given).
+std::unique_ptr<Study> hand_study(std::shared_ptr<NSGAIISampler> sampler,
+                                  const std::vector<std::vector<double>>& values,
+                                  const std::vector<double>& violations = {}) {
+  auto study = in_memory_study(std::move(sampler), kTwoMinimized);
   for (size_t i = 0; i < values.size(); ++i) {
-    const int64_t n = study.ask(sampler, kSpace);
-    std::optional<std::vector<double>> c;
-    if (!violations.empty()) c = std::vector<double>{violations[i]};
-    study.tell(n, TrialState::kComplete, values[i], c);
+    testing::TrialFunction constraints;
+    if (!violations.empty()) {
+      constraints = [&](const FrozenTrial&) { return std::vector<double>{violations[i]}; };
+    }
+    testing::ask_and_tell(
+        *study, kSpace, [&](const FrozenTrial&) { return values[i]; }, constraints);
   }
   return study;
 }
@@ -41,14 +45,14 @@ const std::vector<std::vector<double>> kValues{{1, 4.5}, {2, 3.5}, {3.2, 2}, {5,
 }  // namespace
 
 TEST_CASE("NSGA-II records each trial's generation under Optuna's key") {
-  NSGAIISampler sampler(opts(4, 1));
-  MiniStudy study = hand_study(sampler, kValues);
+  const auto study = hand_study(std::make_shared<NSGAIISampler>(opts(4, 1)), kValues);
+  const auto trials = study->get_trials();
   for (int i = 0; i < 8; ++i) {
-    CHECK(study.trials()[i].system_attrs.at("nsga2:generation") == i / 4);
+    CHECK(trials[i].system_attrs.at("nsga2:generation") == i / 4);
   }
   // Generation 0 has no parents; generation 1 children record one or two parents of gen 0.
-  CHECK(study.trials()[0].system_attrs.at("nsga2:parents").empty());
-  const auto& parents = study.trials()[5].system_attrs.at("nsga2:parents");
+  CHECK(trials[0].system_attrs.at("nsga2:parents").empty());
+  const auto& parents = trials[5].system_attrs.at("nsga2:parents");
   CHECK((parents.size() == 1 || parents.size() == 2));
   for (const auto& p : parents) CHECK(p.get<int>() < 4);
 }
@@ -58,23 +62,23 @@ TEST_CASE("NSGA-II elite selection matches a hand-computed crowding-distance cut
   // are dominated by 7). Crowding (width 3.5 in f0, 5 in f1): 4 and 5 are extremes (inf),
   // trial 0: 1.5/3.5 + 2.5/5 = 0.929, trial 1: 1.5/3.5 + 2/5 = 0.829, trial 2: 0.729,
   // trial 7: 0.643. The elite of 4 is 4, 5, 0, 1.
-  NSGAIISampler sampler(opts(4, 1));
-  MiniStudy study = hand_study(sampler, kValues);
-  const auto [generation, parents] = sampler.parent_population(study);
+  auto sampler = std::make_shared<NSGAIISampler>(opts(4, 1));
+  const auto study = hand_study(sampler, kValues);
+  const auto [generation, parents] = sampler->parent_population(*study);
   CHECK(generation == 1);
   CHECK(parents == std::vector<int64_t>{4, 5, 0, 1});
   // A fresh sampler rebuilds the same population from the trials' system attributes.
   NSGAIISampler fresh(opts(4, 99));
-  CHECK(fresh.parent_population(study) == std::make_pair(int64_t{1}, parents));
+  CHECK(fresh.parent_population(*study) == std::make_pair(int64_t{1}, parents));
 }
 
 TEST_CASE("NSGA-II with constraints puts feasible trials before an infeasible dominating one") {
   // Trial 4 dominates on objectives but violates its constraint. Feasible front 0: 0,1,2,5,7.
   // Crowding (width 3 in f0, 3.5 in f1): 0 and 5 inf, 1: 0.5 + 0.571, 2: 0.5 + 0.429,
   // 7: 0.4 + 0.429. The elite of 4 is 5, 0, 1, 2.
-  NSGAIISampler sampler(opts(4, 1));
-  MiniStudy study = hand_study(sampler, kValues, {0, 0, 0, 0, 1.0, 0, 0, 0});
-  const auto [generation, parents] = sampler.parent_population(study);
+  auto sampler = std::make_shared<NSGAIISampler>(opts(4, 1));
+  const auto study = hand_study(sampler, kValues, {0, 0, 0, 0, 1.0, 0, 0, 0});
+  const auto [generation, parents] = sampler->parent_population(*study);
   CHECK(generation == 1);
   CHECK(parents == std::vector<int64_t>{5, 0, 1, 2});
 }
@@ -83,21 +87,22 @@ TEST_CASE("NSGA-II children copy parent values and mutate about one parameter in
   // With mutation_prob 0 and crossover, every child value comes from one of its parents.
   NSGAIISampler::Options o = opts(4, 5);
   o.mutation_prob = 0.0;
-  NSGAIISampler sampler(o);
-  MiniStudy study({StudyDirection::kMinimize, StudyDirection::kMinimize});
-  for (int i = 0; i < 20; ++i) {
-    const int64_t n = study.ask(sampler, kSpace);
-    const auto& t = study.trials()[n];
-    study.tell(n, TrialState::kComplete, {t.params.at("x"), 1 - t.params.at("x")});
-  }
+  auto study = in_memory_study(std::make_shared<NSGAIISampler>(o), kTwoMinimized);
+  testing::run_trials(
+      *study, kSpace,
+      [](const FrozenTrial& t) {
+        return std::vector<double>{t.params.at("x"), 1 - t.params.at("x")};
+      },
+      20);
+  const auto trials = study->get_trials();
   for (int i = 4; i < 20; ++i) {
-    const auto& t = study.trials()[i];
+    const auto& t = trials[i];
     const auto& parents = t.system_attrs.at("nsga2:parents");
     REQUIRE(!parents.empty());
     for (const char* name : {"x", "c"}) {
       bool from_parent = false;
       for (const auto& p : parents) {
-        from_parent |= study.trials()[p.get<int>()].params.at(name) == t.params.at(name);
+        from_parent |= trials[p.get<int>()].params.at(name) == t.params.at(name);
       }
       CHECK(from_parent);
     }
@@ -124,24 +129,25 @@ TEST_CASE("NSGA-II with SBX blends numerical parents within bounds and swaps cat
   o.mutation_prob = 0.0;
   o.crossover_prob = 1.0;
   o.crossover = NSGAIISampler::Options::Crossover::kSBX;
-  NSGAIISampler sampler(o);
   const ParamList space{{"x", make_float(0, 1)},
                         {"n", make_int(1, 64, true)},
                         {"c", make_categorical({"a", "b", "c"})}};
-  MiniStudy study({StudyDirection::kMinimize, StudyDirection::kMinimize});
-  for (int i = 0; i < 60; ++i) {
-    const int64_t n = study.ask(sampler, space);
-    const auto& t = study.trials()[n];
-    study.tell(n, TrialState::kComplete,
-               {t.params.at("x"), (1 - t.params.at("x")) * std::log(t.params.at("n"))});
-  }
+  auto study = in_memory_study(std::make_shared<NSGAIISampler>(o), kTwoMinimized);
+  testing::run_trials(
+      *study, space,
+      [](const FrozenTrial& t) {
+        return std::vector<double>{t.params.at("x"),
+                                   (1 - t.params.at("x")) * std::log(t.params.at("n"))};
+      },
+      60);
+  const auto trials = study->get_trials();
   int blended = 0;
   for (int i = 4; i < 60; ++i) {
-    const auto& t = study.trials()[i];
+    const auto& t = trials[i];
     const auto& parents = t.system_attrs.at("nsga2:parents");
     REQUIRE(parents.size() == 2);
-    const auto& p0 = study.trials()[parents[0].get<int>()];
-    const auto& p1 = study.trials()[parents[1].get<int>()];
+    const auto& p0 = trials[parents[0].get<int>()];
+    const auto& p1 = trials[parents[1].get<int>()];
     const double x = t.params.at("x"), n = t.params.at("n");
     CHECK(x >= 0.0);
     CHECK(x <= 1.0);
@@ -155,6 +161,5 @@ TEST_CASE("NSGA-II with SBX blends numerical parents within bounds and swaps cat
   CHECK(blended > 10);
   NSGAIISampler::Options bad = opts(4);
   bad.sbx_eta = 0.0;
-  CHECK_THROWS_WITH_AS(NSGAIISampler{bad}, doctest::Contains("sbx_eta = 0"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(NSGAIISampler{bad}, doctest::Contains("sbx_eta = 0"), std::invalid_argument);
 }

@@ -9,10 +9,9 @@
 #include <limits>
 
 #include "search/random_sampler.h"
-#include "tests/search/mini_study.h"
+#include "tests/search/study_util.h"
 
 using namespace compsearch::search;
-using compsearch::search::testing::MiniStudy;
 using compsearch::search::testing::ParamList;
 
 namespace {
@@ -77,19 +76,17 @@ TEST_CASE("TPE finds a better minimum of a 4-D sphere than random sampling") {
     CAPTURE(multivariate);
     double tpe_sum = 0, random_sum = 0;
     for (uint64_t seed = 0; seed < 3; ++seed) {
-      MiniStudy tpe({StudyDirection::kMinimize}), rnd({StudyDirection::kMinimize});
       TPESampler::Options o;
       o.seed = seed;
       o.multivariate = multivariate;
-      tpe.optimize([&] { return std::make_unique<TPESampler>(o); }, space, f, 100);
-      rnd.optimize([&] { return std::make_unique<RandomSampler>(seed); }, space, f, 100);
-      auto best = [](const MiniStudy& s) {
-        double b = 1e300;
-        for (const auto& t : s.trials()) b = std::min(b, t.values[0]);
-        return b;
-      };
-      tpe_sum += best(tpe);
-      random_sum += best(rnd);
+      auto tpe =
+          testing::in_memory_study(std::make_shared<TPESampler>(o), {StudyDirection::kMinimize});
+      auto rnd = testing::in_memory_study(std::make_shared<RandomSampler>(seed),
+                                          {StudyDirection::kMinimize});
+      testing::run_trials(*tpe, space, f, 100);
+      testing::run_trials(*rnd, space, f, 100);
+      tpe_sum += tpe->best_trials().at(0).values.at(0);
+      random_sum += rnd->best_trials().at(0).values.at(0);
     }
     CHECK(tpe_sum < 0.5 * random_sum);
   }
