@@ -3,14 +3,16 @@
 #pragma once
 
 #include <functional>
-#include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "experiments/usage_error.h"
 
 namespace compsearch::cli {
 
 // A verb receives its own arguments (argv[0] is "compsearch <verb>") and returns the exit code.
-// Exceptions it throws are printed as "compsearch <verb>: error: <what>" with exit code 1.
+// Exceptions it throws are printed as "compsearch <verb>: error: <what>" with exit code 1, except
+// UsageError (exit code 2).
 using CommandFn = std::function<int(const std::vector<std::string>& args)>;
 
 struct Command {
@@ -25,9 +27,9 @@ struct CommandRegistration {
   CommandRegistration(std::string name, std::string summary, CommandFn fn);
 };
 
-// Thrown for bad command-line usage: printed with a hint to --help, exit code 2.
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+// Bad command-line usage (an unknown or missing flag, a malformed flag value): printed with a hint
+// to --help, exit code 2. The same type as experiments::UsageError, so a value the experiments
+// layer rejects as malformed is a usage error in every verb.
+using UsageError = experiments::UsageError;
 
 }  // namespace compsearch::cli

@@ -1,14 +1,11 @@
-// `compsearch evaluate --model M --data D [--split test] [--json]`: top-1 accuracy of a model.
-#include <boost/program_options.hpp>
-
+// `compsearch evaluate --model M --data D [--split test] [--recipe R] [--json]`: top-1 accuracy of
+// a model, or of the compressed model against the uncompressed one. The decisions (which
+// evaluation, whether to calibrate) live in experiments/compress_commands.h.
 #include <iostream>
 
 #include "cli/command.h"
-#include "compressors/recipe.h"
+#include "cli/options.h"
 #include "experiments/compress_commands.h"
-#include "experiments/model_commands.h"
-#include "model/dataset.h"
-#include "model/graph.h"
 
 namespace po = boost::program_options;
 
@@ -16,14 +13,14 @@ namespace compsearch::cli {
 namespace {
 
 int run_evaluate(const std::vector<std::string>& args) {
-  po::options_description opts(
-      "usage: compsearch evaluate --model MODEL.onnx --data fashion-mnist|DATA.json [--recipe RECIPE.json] [options]\n\n"
+  VerbOptions o(
+      "usage: compsearch evaluate --model MODEL.onnx --data fashion-mnist|DATA.json [--recipe "
+      "RECIPE.json] [options]\n\n"
       "Runs the model on every labelled sample of the data set and prints top-1 accuracy.\n"
       "--data is the built-in name `fashion-mnist` (Debian's dataset-fashion-mnist, pixels / "
       "255) or a dataset JSON file (see model/dataset.h: format idx|npy, images, labels, scale, "
       "mean, std, shape, layout, limit).\n\noptions");
-  opts.add_options()("help,h", "show this help")(
-      "model", po::value<std::string>(), "ONNX model file")(
+  o.add()("model", po::value<std::string>(), "ONNX model file")(
       "data", po::value<std::string>(), "fashion-mnist or a dataset JSON file")(
       "split", po::value<std::string>()->default_value("test"), "train or test (fashion-mnist)")(
       "batch", po::value<int64_t>()->default_value(256), "batch size")(
@@ -39,54 +36,24 @@ int run_evaluate(const std::vector<std::string>& args) {
       "with --recipe: split of the calibration data (fashion-mnist)")(
       "calibration-samples", po::value<int64_t>()->default_value(512),
       "with --recipe: calibration images");
-  po::variables_map vm;
-  try {
-    std::vector<std::string> rest(args.begin() + 1, args.end());
-    po::store(po::command_line_parser(rest).options(opts).run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw UsageError(e.what());
+  if (!o.parse(args)) return 0;
+  experiments::EvaluateRequest req;
+  req.model = o.required<std::string>("model");
+  req.data = o.required<std::string>("data");
+  req.split = o.get<std::string>("split");
+  req.batch_size = o.get<int64_t>("batch");
+  req.threads = o.get<int>("threads");
+  req.limit = o.get<int64_t>("limit");
+  req.recipe = o.optional<std::string>("recipe").value_or("");
+  req.calibration = {o.get<std::string>("calibration-data"),
+                     o.get<std::string>("calibration-split"),
+                     o.get<int64_t>("calibration-samples")};
+  const auto report = experiments::run_evaluate(req);
+  if (o.has("json")) {
+    std::cout << report.to_json().dump(2) << "\n";
+  } else {
+    std::cout << report.to_text();
   }
-  if (vm.count("help")) {
-    std::cout << opts << "\n";
-    return 0;
-  }
-  if (!vm.count("model")) throw UsageError("missing --model");
-  if (!vm.count("data")) throw UsageError("missing --data");
-  const std::string split = vm["split"].as<std::string>();
-  if (split != "train" && split != "test") {
-    throw UsageError("--split must be train or test, got '" + split + "'");
-  }
-  if (vm["batch"].as<int64_t>() < 1) throw UsageError("--batch must be >= 1");
-  const std::string model_path = vm["model"].as<std::string>();
-  const model::Graph graph = model::load_onnx(model_path);
-  const model::Dataset data = model::load_dataset(vm["data"].as<std::string>(), split);
-  experiments::EvaluateOptions options;
-  options.batch_size = vm["batch"].as<int64_t>();
-  options.threads = vm["threads"].as<int>();
-  options.limit = vm["limit"].as<int64_t>();
-  if (vm.count("recipe")) {
-    // Compressed evaluation (issue 3); the logic lives in experiments/compress_commands.cpp.
-    const std::string recipe_path = vm["recipe"].as<std::string>();
-    const compressors::Recipe recipe = compressors::load_recipe(recipe_path);
-    if (vm["calibration-samples"].as<int64_t>() < 1) throw UsageError("--calibration-samples must be >= 1");
-    experiments::RecipeEvaluateOptions ro;
-    ro.batch_size = options.batch_size;
-    ro.threads = options.threads;
-    ro.limit = options.limit;
-    ro.calibration_samples = vm["calibration-samples"].as<int64_t>();
-    const bool calibrate = experiments::recipe_needs_calibration(graph, recipe);
-    const model::Dataset calibration =
-        calibrate ? model::load_dataset(vm["calibration-data"].as<std::string>(), vm["calibration-split"].as<std::string>())
-                  : model::Dataset{};
-    const auto r = experiments::evaluate_recipe(graph, recipe, data, calibration, ro, model_path, recipe_path);
-    if (vm.count("json")) std::cout << r.to_json().dump(2) << "\n";
-    else std::cout << r.to_text();
-    return 0;
-  }
-  const auto result = experiments::evaluate_graph(graph, data, options, model_path);
-  if (vm.count("json")) std::cout << result.to_json().dump(2) << "\n";
-  else std::cout << result.to_text();
   return 0;
 }
 

@@ -6,6 +6,11 @@
 
 #include "cli/command.h"
 
+// project(VERSION) of the top-level CMakeLists.txt, passed by cli/CMakeLists.txt.
+#ifndef COMPSEARCH_VERSION
+#error "COMPSEARCH_VERSION is defined by cli/CMakeLists.txt from project(VERSION)"
+#endif
+
 namespace compsearch::cli {
 
 std::vector<Command>& command_registry() {
@@ -48,7 +53,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (verb == "--version") {
-    std::cout << "compsearch 0.1.0\n";
+    std::cout << "compsearch " << COMPSEARCH_VERSION << "\n";
     return 0;
   }
   const auto& registry = command_registry();

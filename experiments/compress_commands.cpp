@@ -7,6 +7,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "experiments/text_table.h"
+#include "experiments/usage_error.h"
 #include "model/layer_table.h"
 
 namespace compsearch::experiments {
@@ -14,11 +16,6 @@ namespace compsearch::experiments {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string pad(const std::string& s, size_t width, bool right) {
-  if (s.size() >= width) return s;
-  return right ? std::string(width - s.size(), ' ') + s : s + std::string(width - s.size(), ' ');
-}
 
 compressors::Recipe uncompressed_recipe() { return compressors::Recipe{}; }
 
@@ -34,9 +31,11 @@ bool recipe_needs_calibration(const model::Graph& graph, const compressors::Reci
 
 RecipeEvaluateResult evaluate_recipe(const model::Graph& graph, const compressors::Recipe& recipe,
                                      const model::Dataset& data, const model::Dataset& calibration,
-                                     const RecipeEvaluateOptions& options, const std::string& model_label,
+                                     const RecipeEvaluateOptions& options,
+                                     const std::string& model_label,
                                      const std::string& recipe_label) {
-  if (!data.labelled()) throw std::invalid_argument("dataset " + data.name + " has no labels; accuracy needs labels");
+  if (!data.labelled())
+    throw std::invalid_argument("dataset " + data.name + " has no labels; accuracy needs labels");
   model::check_dataset_matches_model(data, graph);
   const auto t0 = Clock::now();
   const model::LayerTable table = model::build_layer_table(graph);
@@ -53,7 +52,8 @@ RecipeEvaluateResult evaluate_recipe(const model::Graph& graph, const compressor
   }
   int64_t classes = 0;
   const auto ref = evaluators::run_model(graph, data, nullptr, eo, classes);
-  std::vector<int64_t> labels(data.labels.begin(), data.labels.begin() + static_cast<int64_t>(ref.size()) / classes);
+  std::vector<int64_t> labels(data.labels.begin(),
+                              data.labels.begin() + static_cast<int64_t>(ref.size()) / classes);
   r.reference_accuracy = evaluators::compare_outputs(ref, ref, classes, labels).accuracy;
   r.result = evaluators::evaluate_compressed(graph, cm, data, eo, &ref);
   const auto base = compressors::model_cost(graph, table, uncompressed_recipe(), {});
@@ -96,18 +96,22 @@ std::string RecipeEvaluateResult::to_text() const {
                 "macs:      %lld per sample (uncompressed %lld)\n"
                 "time:      %.2f s%s\n",
                 model.c_str(), recipe.c_str(), data.c_str(), static_cast<long long>(result.samples),
-                result.accuracy * 100.0, reference_accuracy * 100.0, result.agreement * 100.0, result.kl,
-                size_bytes, reference_size_bytes, size_bytes > 0 ? reference_size_bytes / size_bytes : 0.0,
+                result.accuracy * 100.0, reference_accuracy * 100.0, result.agreement * 100.0,
+                result.kl, size_bytes, reference_size_bytes,
+                size_bytes > 0 ? reference_size_bytes / size_bytes : 0.0,
                 static_cast<long long>(macs), static_cast<long long>(reference_macs), seconds,
-                calibration_samples ? (" (" + std::to_string(calibration_samples) + " calibration samples)").c_str()
-                                    : "");
+                calibration_samples
+                    ? (" (" + std::to_string(calibration_samples) + " calibration samples)").c_str()
+                    : "");
   return buf;
 }
 
 RecipeInspectResult inspect_recipe(const model::Graph& graph, const compressors::Recipe& recipe,
-                                   const std::string& model_label, const std::string& recipe_label) {
+                                   const std::string& model_label,
+                                   const std::string& recipe_label) {
   const model::LayerTable table = model::build_layer_table(graph);
-  return RecipeInspectResult{model_label, recipe_label, compressors::apply_recipe(graph, table, recipe)};
+  return RecipeInspectResult{model_label, recipe_label,
+                             compressors::apply_recipe(graph, table, recipe)};
 }
 
 nlohmann::json RecipeInspectResult::to_json() const {
@@ -117,22 +121,19 @@ nlohmann::json RecipeInspectResult::to_json() const {
     const auto& l = cm.table.layers[i];
     const auto& c = cm.cost.layers[i];
     const auto& s = cm.recipe.setting_for(l.name);
-    layers.push_back({{"name", l.name},
-                      {"op", l.op},
-                      {"weight_shape", l.weight_shape},
-                      {"params", l.params},
-                      {"macs", l.macs},
-                      {"effective_macs", c.effective_macs},
-                      {"w_bits", s.w_bits},
-                      {"granularity", compressors::granularity_to_string(s.granularity)},
-                      {"prune", compressors::prune_kind_to_string(s.prune)},
-                      {"prune_ratio", s.prune.ratio},
-                      {"a_bits", s.a_bits},
-                      {"pruned_channels", c.pruned_channels.size()},
-                      {"dropped_inputs", c.dropped_inputs.size()},
-                      {"kept_weights", c.kept_weights},
-                      {"stored_weights", c.stored_weights},
-                      {"size_bits", c.total_bits}});
+    nlohmann::json layer = s;  // the setting as the recipe file writes it
+    layer.update({{"name", l.name},
+                  {"op", l.op},
+                  {"weight_shape", l.weight_shape},
+                  {"params", l.params},
+                  {"macs", l.macs},
+                  {"effective_macs", c.effective_macs},
+                  {"pruned_channels", c.pruned_channels.size()},
+                  {"dropped_inputs", c.dropped_inputs.size()},
+                  {"kept_weights", c.kept_weights},
+                  {"stored_weights", c.stored_weights},
+                  {"size_bits", c.total_bits}});
+    layers.push_back(layer);
   }
   const auto base = compressors::model_cost(cm.graph, cm.table, compressors::Recipe{}, {});
   return {{"model", model},
@@ -147,49 +148,44 @@ nlohmann::json RecipeInspectResult::to_json() const {
 
 std::string RecipeInspectResult::to_text() const {
   const auto& cm = compressed;
-  const std::vector<std::string> head = {"layer", "op", "setting", "MACs", "eff. MACs", "kept out", "kept in",
-                                         "stored w", "bytes"};
+  const std::vector<std::string> head = {"layer",    "op",      "setting",  "MACs", "eff. MACs",
+                                         "kept out", "kept in", "stored w", "bytes"};
   std::vector<std::vector<std::string>> rows;
   for (size_t i = 0; i < cm.table.layers.size(); ++i) {
     const auto& l = cm.table.layers[i];
     const auto& c = cm.cost.layers[i];
     const auto& s = cm.recipe.setting_for(l.name);
-    std::string setting = "w" + std::to_string(s.w_bits) + " " + compressors::granularity_to_string(s.granularity);
+    std::string setting =
+        "w" + std::to_string(s.w_bits) + " " + compressors::granularity_to_string(s.granularity);
     if (s.prune.kind != compressors::PruneKind::kNone) {
       char r[32];
-      std::snprintf(r, sizeof r, " %s %.2f", compressors::prune_kind_to_string(s.prune).c_str(), s.prune.ratio);
+      std::snprintf(r, sizeof r, " %s %.2f", compressors::prune_kind_to_string(s.prune).c_str(),
+                    s.prune.ratio);
       setting += r;
     }
     if (s.a_bits != 32) setting += " a" + std::to_string(s.a_bits);
     char bytes[32];
     std::snprintf(bytes, sizeof bytes, "%.1f", c.total_bits / 8.0);
-    rows.push_back({l.name, l.op, setting, std::to_string(l.macs), std::to_string(c.effective_macs),
-                    std::to_string(l.out_channels - static_cast<int64_t>(c.pruned_channels.size())) + "/" +
-                        std::to_string(l.out_channels),
-                    std::to_string(l.in_channels - static_cast<int64_t>(c.dropped_inputs.size())) + "/" +
-                        std::to_string(l.in_channels),
-                    std::to_string(c.stored_weights), bytes});
-  }
-  std::vector<size_t> width(head.size());
-  for (size_t c = 0; c < head.size(); ++c) {
-    width[c] = head[c].size();
-    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
+    rows.push_back(
+        {l.name, l.op, setting, std::to_string(l.macs), std::to_string(c.effective_macs),
+         std::to_string(l.out_channels - static_cast<int64_t>(c.pruned_channels.size())) + "/" +
+             std::to_string(l.out_channels),
+         std::to_string(l.in_channels - static_cast<int64_t>(c.dropped_inputs.size())) + "/" +
+             std::to_string(l.in_channels),
+         std::to_string(c.stored_weights), bytes});
   }
   std::ostringstream out;
   out << model << " with recipe " << recipe_label << ": " << cm.table.layers.size() << " layers\n";
-  for (size_t c = 0; c < head.size(); ++c) out << (c ? "  " : "") << pad(head[c], width[c], c >= 3);
-  out << "\n";
-  for (const auto& r : rows) {
-    for (size_t c = 0; c < r.size(); ++c) out << (c ? "  " : "") << pad(r[c], width[c], c >= 3);
-    out << "\n";
-  }
+  out << text_table(head, rows, 3);
   const auto base = compressors::model_cost(cm.graph, cm.table, compressors::Recipe{}, {});
   char buf[256];
-  std::snprintf(buf, sizeof buf,
-                "total: %.0f bytes stored (uncompressed %.0f, %.2fx), %lld effective MACs per sample "
-                "(uncompressed %lld)\n",
-                cm.cost.size_bytes(), base.size_bytes(), base.size_bytes() / std::max(1.0, cm.cost.size_bytes()),
-                static_cast<long long>(cm.cost.effective_macs), static_cast<long long>(cm.table.total_macs));
+  std::snprintf(
+      buf, sizeof buf,
+      "total: %.0f bytes stored (uncompressed %.0f, %.2fx), %lld effective MACs per sample "
+      "(uncompressed %lld)\n",
+      cm.cost.size_bytes(), base.size_bytes(),
+      base.size_bytes() / std::max(1.0, cm.cost.size_bytes()),
+      static_cast<long long>(cm.cost.effective_macs), static_cast<long long>(cm.table.total_macs));
   out << buf;
   return out.str();
 }
@@ -203,7 +199,9 @@ nlohmann::json compress_model(const model::Graph& graph, const compressors::Reci
   compressors::CompressedModel cm = compressors::apply_recipe(graph, table, recipe, ao);
   int64_t calibrated = 0;
   if (cm.needs_calibration()) {
-    if (!calibration) throw std::invalid_argument("the recipe quantizes activations (a_bits 4 or 8): give --calibration-data");
+    if (!calibration)
+      throw std::invalid_argument(
+          "the recipe quantizes activations (a_bits 4 or 8): give --calibration-data");
     model::check_dataset_matches_model(*calibration, graph);
     evaluators::calibrate_activations(cm, *calibration, calibration_samples);
     calibrated = std::min(calibration->size(), calibration_samples);
@@ -220,7 +218,99 @@ nlohmann::json compress_model(const model::Graph& graph, const compressors::Reci
           {"calibration_samples", calibrated}};
 }
 
-void bench_recipe_candidates(const std::string& model_path, int64_t images, int repeats, std::ostream& out) {
+std::optional<model::Dataset> load_calibration_if_needed(const model::Graph& graph,
+                                                         const compressors::Recipe& recipe,
+                                                         const CalibrationSource& source) {
+  if (!recipe_needs_calibration(graph, recipe)) return std::nullopt;
+  return model::load_dataset(source.data, source.split);
+}
+
+namespace {
+
+void check_calibration_samples(const CalibrationSource& c) {
+  if (c.samples < 1) throw UsageError("--calibration-samples must be >= 1");
+}
+
+}  // namespace
+
+nlohmann::json EvaluateReport::to_json() const {
+  return std::visit([](const auto& r) { return r.to_json(); }, result);
+}
+
+std::string EvaluateReport::to_text() const {
+  return std::visit([](const auto& r) { return r.to_text(); }, result);
+}
+
+EvaluateReport run_evaluate(const EvaluateRequest& request) {
+  if (request.split != "train" && request.split != "test") {
+    throw UsageError("--split must be train or test, got '" + request.split + "'");
+  }
+  if (request.batch_size < 1) throw UsageError("--batch must be >= 1");
+  if (!request.recipe.empty()) check_calibration_samples(request.calibration);
+  const model::Graph graph = model::load_onnx(request.model);
+  const model::Dataset data = model::load_dataset(request.data, request.split);
+  if (request.recipe.empty()) {
+    EvaluateOptions options;
+    options.batch_size = request.batch_size;
+    options.threads = request.threads;
+    options.limit = request.limit;
+    return {evaluate_graph(graph, data, options, request.model)};
+  }
+  const compressors::Recipe recipe = compressors::load_recipe(request.recipe);
+  RecipeEvaluateOptions ro;
+  ro.batch_size = request.batch_size;
+  ro.threads = request.threads;
+  ro.limit = request.limit;
+  ro.calibration_samples = request.calibration.samples;
+  const std::optional<model::Dataset> calibration =
+      load_calibration_if_needed(graph, recipe, request.calibration);
+  return {evaluate_recipe(graph, recipe, data, calibration ? *calibration : model::Dataset{}, ro,
+                          request.model, request.recipe)};
+}
+
+nlohmann::json InspectReport::to_json() const {
+  return std::visit([](const auto& r) { return r.to_json(); }, result);
+}
+
+std::string InspectReport::to_text() const {
+  return std::visit([](const auto& r) { return r.to_text(); }, result);
+}
+
+InspectReport run_inspect(const InspectRequest& request) {
+  const model::Graph graph = model::load_onnx(request.model);
+  if (request.recipe.empty()) return {inspect_graph(graph, request.model)};
+  return {inspect_recipe(graph, compressors::load_recipe(request.recipe), request.model,
+                         request.recipe)};
+}
+
+CompressReport run_compress(const CompressRequest& request) {
+  compressors::ExportFormat format;
+  try {
+    format = compressors::export_format_from_string(request.format);
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("--format: ") + e.what());
+  }
+  check_calibration_samples(request.calibration);
+  const model::Graph graph = model::load_onnx(request.model);
+  const compressors::Recipe recipe = compressors::load_recipe(request.recipe);
+  const std::optional<model::Dataset> calibration =
+      load_calibration_if_needed(graph, recipe, request.calibration);
+  return {compress_model(graph, recipe, format, request.out, calibration ? &*calibration : nullptr,
+                         request.calibration.samples)};
+}
+
+std::string CompressReport::to_text() const {
+  std::ostringstream out;
+  out << "wrote " << summary["out"].get<std::string>() << " ("
+      << summary["format"].get<std::string>() << "): " << summary["layers_quantized"] << " of "
+      << summary["layers"] << " layers quantized to <= 8 bits, stored size "
+      << summary["size_bytes"].get<double>() << " bytes, " << summary["macs"]
+      << " effective MACs per sample\n";
+  return out.str();
+}
+
+void bench_recipe_candidates(const std::string& model_path, int64_t images, int repeats,
+                             std::ostream& out) {
   const model::Graph graph = model::load_onnx(model_path);
   const model::LayerTable table = model::build_layer_table(graph);
   const model::Dataset calib = model::load_dataset("fashion-mnist", "train");
@@ -233,8 +323,8 @@ void bench_recipe_candidates(const std::string& model_path, int64_t images, int 
       R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "prune": {"kind": "unstructured", "ratio": 0.5}}})",
       R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8}})",
   };
-  out << "per-candidate cost on " << model_path << " (" << table.layers.size() << " layers), " << images
-      << " calibration images of fashion-mnist train, best of " << repeats << "\n";
+  out << "per-candidate cost on " << model_path << " (" << table.layers.size() << " layers), "
+      << images << " calibration images of fashion-mnist train, best of " << repeats << "\n";
   double t_ref = 1e30;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = Clock::now();
@@ -257,7 +347,8 @@ void bench_recipe_candidates(const std::string& model_path, int64_t images, int 
       best_apply = std::min(best_apply, ta);
     }
     out << "  " << text << "\n    " << best * 1e3 << " ms per candidate (apply " << best_apply * 1e3
-        << " ms), ratio to plain inference " << best / t_ref << ", agreement " << res.agreement << "\n";
+        << " ms), ratio to plain inference " << best / t_ref << ", agreement " << res.agreement
+        << "\n";
   }
 }
 

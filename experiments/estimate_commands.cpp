@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "experiments/usage_error.h"
 #include "hardware_models/arch_zoo.h"
 #include "model/graph.h"
 #include "model/layer_table.h"
@@ -20,8 +21,10 @@ hm::Workload load_workload(const std::string& model) {
 }
 
 EstimateResult run_estimate(const std::string& model_label, const hm::Workload& workload,
-                            const compressors::Recipe& recipe, const std::string& target, int batch) {
-  if (batch < 1) throw std::invalid_argument("--batch: value " + std::to_string(batch) + " out of range; expected >= 1");
+                            const compressors::Recipe& recipe, const std::string& target,
+                            int batch) {
+  if (batch < 1)
+    throw UsageError("--batch: value " + std::to_string(batch) + " out of range; expected >= 1");
   const auto profile = hm::load_profile(target);
   const auto model = hm::make_hardware_model(profile);
   EstimateResult r;
@@ -33,7 +36,8 @@ EstimateResult run_estimate(const std::string& model_label, const hm::Workload& 
       model->executing_datapath(recipe.default_setting) >= 0) {
     const auto& dp = profile.datapaths[model->executing_datapath(recipe.default_setting)];
     if (dp.name != "fp32") {
-      r.estimate.notes.push_back("no recipe: the stored fp32 model runs on the " + dp.name + " datapath");
+      r.estimate.notes.push_back("no recipe: the stored fp32 model runs on the " + dp.name +
+                                 " datapath");
     }
   }
   return r;
@@ -83,18 +87,20 @@ std::string EstimateResult::to_text() const {
   std::ostringstream os;
   char buf[256];
   os << "model " << model << " on " << e.target << ", batch " << e.batch << "\n";
-  std::snprintf(buf, sizeof buf, "%-32s %-9s %-9s %11s %11s %11s %12s\n", "layer", "precision", "bound",
-                "latency_ms", "energy_mj", "MMACs", "weight_KiB");
+  std::snprintf(buf, sizeof buf, "%-32s %-9s %-9s %11s %11s %11s %12s\n", "layer", "precision",
+                "bound", "latency_ms", "energy_mj", "MMACs", "weight_KiB");
   os << buf;
   for (const auto& le : e.layers) {
     std::string prec(le.precision);
     if (le.on_host) prec += "@host";
     std::snprintf(buf, sizeof buf, "%-32s %-9s %-9s %11.4f %11.4f %11.3f %12.2f\n",
-                  workload.table.layers[le.layer].name.c_str(), prec.c_str(), hm::bound_name(le.bound),
-                  le.latency_ms, le.energy_mj, le.macs / 1e6, le.weight_bytes / 1024.0);
+                  workload.table.layers[le.layer].name.c_str(), prec.c_str(),
+                  hm::bound_name(le.bound), le.latency_ms, le.energy_mj, le.macs / 1e6,
+                  le.weight_bytes / 1024.0);
     os << buf;
   }
-  std::snprintf(buf, sizeof buf, "total: latency %.4f ms, energy %.4f mJ", e.latency_ms, e.energy_mj);
+  std::snprintf(buf, sizeof buf, "total: latency %.4f ms, energy %.4f mJ", e.latency_ms,
+                e.energy_mj);
   os << buf;
   if (e.has_mcu_memory) {
     std::snprintf(buf, sizeof buf, ", peak SRAM %.1f KiB, flash %.1f KiB", e.sram_kb, e.flash_kb);
@@ -110,7 +116,9 @@ nlohmann::json hw_list_json() {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& name : hm::list_presets()) {
     const auto p = hm::load_profile(name);
-    j.push_back({{"name", p.name}, {"class", hm::target_class_name(p.target_class)}, {"description", p.description}});
+    j.push_back({{"name", p.name},
+                 {"class", hm::target_class_name(p.target_class)},
+                 {"description", p.description}});
   }
   return j;
 }
@@ -120,26 +128,30 @@ std::string hw_list_text() {
   for (const auto& t : hw_list_json()) {
     char buf[256];
     std::snprintf(buf, sizeof buf, "%-22s %-4s %s\n", t["name"].get<std::string>().c_str(),
-                  t["class"].get<std::string>().c_str(), t["description"].get<std::string>().c_str());
+                  t["class"].get<std::string>().c_str(),
+                  t["description"].get<std::string>().c_str());
     os << buf;
   }
   return os.str();
 }
 
-nlohmann::json hw_show_json(const std::string& target) { return hm::profile_to_json(hm::load_profile(target)); }
+nlohmann::json hw_show_json(const std::string& target) {
+  return hm::profile_to_json(hm::load_profile(target));
+}
 
 std::string hw_show_text(const std::string& target) {
   const auto p = hm::load_profile(target);
   std::ostringstream os;
-  os << p.name << " (" << hm::target_class_name(p.target_class) << "): " << p.description << "\nfile: " << p.file
-     << "\n";
+  os << p.name << " (" << hm::target_class_name(p.target_class) << "): " << p.description
+     << "\nfile: " << p.file << "\n";
   auto line = [&](const std::string& key, const hm::Sourced& s) {
     char buf[128];
     std::snprintf(buf, sizeof buf, "  %-34s %-12.4g ", key.c_str(), s.value);
     os << buf << s.source << "\n";
   };
   for (const auto& d : p.datapaths) {
-    line("datapath " + d.name + " (" + std::to_string(d.bits) + "b) MAC/s" + (d.sparse_2_4 ? " [2:4]" : ""),
+    line("datapath " + d.name + " (" + std::to_string(d.bits) + "b) MAC/s" +
+             (d.sparse_2_4 ? " [2:4]" : ""),
          d.peak_macs_per_s);
     line("datapath " + d.name + " pJ/MAC", d.energy_pj_per_mac);
   }

@@ -7,6 +7,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "experiments/text_table.h"
+
 namespace compsearch::experiments {
 
 namespace {
@@ -15,11 +17,6 @@ std::string with_commas(int64_t v) {
   std::string s = std::to_string(v < 0 ? -v : v);
   for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
   return v < 0 ? "-" + s : s;
-}
-
-std::string pad(const std::string& s, size_t width, bool right) {
-  if (s.size() >= width) return s;
-  return right ? std::string(width - s.size(), ' ') + s : s + std::string(width - s.size(), ' ');
 }
 
 }  // namespace
@@ -46,27 +43,17 @@ nlohmann::json InspectResult::to_json() const {
 }
 
 std::string InspectResult::to_text() const {
-  const std::vector<std::string> head = {"layer", "op", "weight shape", "params", "MACs",
-                                         "in elems", "out elems"};
+  const std::vector<std::string> head = {"layer", "op",       "weight shape", "params",
+                                         "MACs",  "in elems", "out elems"};
   std::vector<std::vector<std::string>> rows;
   for (const auto& l : table.layers) {
     rows.push_back({l.name, l.op, model::shape_to_string(l.weight_shape), with_commas(l.params),
                     with_commas(l.macs), with_commas(l.input_elements),
                     with_commas(l.output_elements)});
   }
-  std::vector<size_t> width(head.size());
-  for (size_t c = 0; c < head.size(); ++c) {
-    width[c] = head[c].size();
-    for (const auto& r : rows) width[c] = std::max(width[c], r[c].size());
-  }
   std::ostringstream out;
   out << model << ": " << table.layers.size() << " layers\n";
-  for (size_t c = 0; c < head.size(); ++c) out << (c ? "  " : "") << pad(head[c], width[c], c >= 3);
-  out << "\n";
-  for (const auto& r : rows) {
-    for (size_t c = 0; c < r.size(); ++c) out << (c ? "  " : "") << pad(r[c], width[c], c >= 3);
-    out << "\n";
-  }
+  out << text_table(head, rows, 3);
   char buf[160];
   std::snprintf(buf, sizeof buf, "total: %s params (%.2f M), %s MACs per sample (%.3f GMACs)\n",
                 with_commas(table.total_params).c_str(), table.total_params / 1e6,
@@ -81,7 +68,8 @@ EvaluateResult evaluate_graph(const model::Graph& graph, const model::Dataset& d
     throw std::invalid_argument("dataset " + data.name + " has no labels; accuracy needs labels");
   }
   if (graph.inputs.size() != 1) {
-    throw std::invalid_argument(model_label + ": evaluate needs a model with exactly one input, it has " +
+    throw std::invalid_argument(model_label +
+                                ": evaluate needs a model with exactly one input, it has " +
                                 std::to_string(graph.inputs.size()));
   }
   if (options.batch_size < 1) throw std::invalid_argument("batch size must be >= 1");
@@ -98,8 +86,9 @@ EvaluateResult evaluate_graph(const model::Graph& graph, const model::Dataset& d
     auto outputs = exec.run({data.batch(begin, count)});
     const model::Tensor& logits = outputs.at(0);
     if (logits.shape.size() != 2 || logits.shape[0] != count || !logits.is_float()) {
-      throw std::invalid_argument(model_label + ": output '" + graph.outputs[0].name + "' has shape " +
-                                  model::shape_to_string(logits.shape) + ", expected [batch, classes]");
+      throw std::invalid_argument(model_label + ": output '" + graph.outputs[0].name +
+                                  "' has shape " + model::shape_to_string(logits.shape) +
+                                  ", expected [batch, classes]");
     }
     const int64_t classes = logits.shape[1];
     for (int64_t i = 0; i < count; ++i) {

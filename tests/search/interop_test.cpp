@@ -410,12 +410,12 @@ TEST_CASE("the study verbs report bad input naming the flag, the value and what 
         std::string::npos);
   auto space = run("ask --study-name s --search-space " +
                    shell_quote(R"({"x": {"name": "Nope", "attributes": {}}})"));
-  CHECK(space.exit_code == 1);
+  CHECK(space.exit_code == 2);  // a malformed flag value: a usage error
   CHECK(space.output.find(
             "--search-space: parameter \"x\": distribution: unknown distribution class \"Nope\"") !=
         std::string::npos);
   auto sampler = run("ask --study-name s --sampler SobolSampler");
-  CHECK(sampler.exit_code == 1);
+  CHECK(sampler.exit_code == 2);
   CHECK(sampler.output.find("SobolSampler") != std::string::npos);
   auto kwargs = run("ask --study-name s --sampler-kwargs '{\"seed\": 1}'");
   CHECK(kwargs.exit_code == 2);
