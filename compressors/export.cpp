@@ -232,8 +232,8 @@ void write_safetensors(const CompressedModel& cm, const std::filesystem::path& o
     }
     const model::LayerInfo& l = *lw->second;
     const LayerSetting& s = cm.recipe.setting_for(l.name);
-    nlohmann::json info = {{"weight", name}, {"w_bits", s.w_bits}, {"granularity", granularity_to_string(s.granularity)},
-                           {"prune", prune_kind_to_string(s.prune)}};
+    nlohmann::json info = s;  // the recipe's setting, then where its tensors are
+    info["weight"] = name;
     if (s.w_bits <= 8) {
       const QuantizedWeights& q = cm.quantized.at(l.name);
       std::string qb(q.q.size(), '\0');

@@ -147,18 +147,6 @@ void overlay_setting(LayerSetting& s, const json& j, const std::string& source,
   }
 }
 
-json setting_to_json(const LayerSetting& s) {
-  json j;
-  j["w_bits"] = s.w_bits;
-  j["granularity"] = granularity_to_string(s.granularity);
-  if (s.prune.kind != PruneKind::kNone) {
-    j["prune"] = {{"kind", prune_kind_to_string(s.prune)}, {"ratio", s.prune.ratio}};
-  }
-  j["a_bits"] = s.a_bits;
-  if (s.w_calibration == WeightCalibration::kMse) j["w_calibration"] = "mse";
-  return j;
-}
-
 // Non-negative (or positive) integer given as a JSON integer or an integral float.
 int64_t parse_count(const json& v, int64_t min, const std::string& source, const std::string& key) {
   const bool integral = v.is_number_integer() ||
@@ -452,9 +440,9 @@ Recipe recipe_from_json(const json& j, const std::string& source) {
 json recipe_to_json(const Recipe& recipe) {
   json j;
   j["format"] = "compsearch.recipe/1";
-  j["default"] = setting_to_json(recipe.default_setting);
+  j["default"] = recipe.default_setting;
   json layers = json::object();
-  for (const auto& [name, s] : recipe.layers) layers[name] = setting_to_json(s);
+  for (const auto& [name, s] : recipe.layers) layers[name] = s;
   j["layers"] = layers;
   if (recipe.distillation) j["distillation"] = distillation_to_json(*recipe.distillation);
   if (recipe.activation_calibration != ActivationCalibration::kMinMax) {
@@ -520,6 +508,17 @@ void validate_recipe(const Recipe& recipe, const model::LayerTable& table) {
           "; give this layer another prune kind in \"layers\"");
     }
   }
+}
+
+void to_json(nlohmann::json& j, const LayerSetting& s) {
+  j = nlohmann::json::object();
+  j["w_bits"] = s.w_bits;
+  j["granularity"] = granularity_to_string(s.granularity);
+  if (s.prune.kind != PruneKind::kNone) {
+    j["prune"] = {{"kind", prune_kind_to_string(s.prune)}, {"ratio", s.prune.ratio}};
+  }
+  j["a_bits"] = s.a_bits;
+  if (s.w_calibration == WeightCalibration::kMse) j["w_calibration"] = "mse";
 }
 
 }  // namespace compsearch::compressors

@@ -99,6 +99,11 @@ struct Recipe {
 // out-of-range values throw std::invalid_argument naming the key, the value and what is allowed.
 Recipe recipe_from_json(const nlohmann::json& j, const std::string& source = "recipe");
 nlohmann::json recipe_to_json(const Recipe& recipe);
+// The one JSON form of a layer's setting, as a recipe file's "default" and "layers" entries
+// hold it: {"w_bits", "granularity", "a_bits"}, plus "prune": {"kind", "ratio"} when pruned and
+// "w_calibration" when not minmax. Also the setting part of `inspect --recipe --json` layers and
+// of the safetensors export's per-layer metadata. nlohmann's ADL hook: `nlohmann::json j = s;`.
+void to_json(nlohmann::json& j, const LayerSetting& setting);
 Recipe load_recipe(const std::filesystem::path& path);
 void save_recipe(const Recipe& recipe, const std::filesystem::path& path);
 

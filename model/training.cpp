@@ -31,6 +31,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "common/check.h"
 #include "model/layer_table.h"
 #include "model/node_eval.h"
 #include "model/op_util.h"
@@ -1825,17 +1826,16 @@ void Trainer::Impl::forward_sliced(const Tensor& input, Mode mode) {
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& first = replicas[0]->outputs[i];
     Shape shape = first.shape;
-    if (shape.empty()) throw std::logic_error("Trainer: a sliced output has no batch axis");
+    COMPSEARCH_CHECK(!shape.empty(), "Trainer: a sliced output has no batch axis");
     shape[0] = n;
     const int64_t row = first.shape[0] ? first.numel() / first.shape[0] : 0;
     float* y = prepare_float(outputs[i], shape);
     for (int t = 0; t < n_slices; ++t) {
       const Tensor& o = replicas[t]->outputs[i];
       const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
-      if (o.shape.empty() || o.shape[0] != s1 - s0 || o.numel() != (s1 - s0) * row) {
-        throw std::logic_error("Trainer: output " + shape_to_string(o.shape) + " of batch slice " +
-                               std::to_string(t) + " is not batch-major");
-      }
+      COMPSEARCH_CHECK(!o.shape.empty() && o.shape[0] == s1 - s0 && o.numel() == (s1 - s0) * row,
+                       "Trainer: output " + shape_to_string(o.shape) + " of batch slice " +
+                           std::to_string(t) + " is not batch-major");
       std::memcpy(y + s0 * row, o.f32.data(), sizeof(float) * o.f32.size());
     }
   }
