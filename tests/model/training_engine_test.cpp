@@ -339,3 +339,42 @@ TEST_CASE("Batch slices over threads give the gradients of the whole batch") {
       CHECK(s2.f32[i] == doctest::Approx(s1.f32[i]).epsilon(1e-5).scale(1.0));
   }
 }
+
+TEST_CASE("Trainer rejects bad inputs, gradients and graphs with messages naming them") {
+  const Graph g = bundled("fmnist_cnn");
+  Trainer trainer(g, TrainerOptions{.threads = 2});
+  CHECK_THROWS_WITH_AS(trainer.backward(Tensor::zeros({1, 10})),
+                       doctest::Contains("preceding forward in Mode::kTrain"), std::logic_error);
+  CHECK_THROWS_WITH_AS(trainer.forward(Tensor::zeros({2, 1, 28, 27})),
+                       doctest::Contains("[2, 1, 28, 27]"), std::invalid_argument);
+  trainer.forward(Tensor::zeros({2, 1, 28, 28}));
+  CHECK_THROWS_WITH_AS(trainer.backward(Tensor::zeros({3, 10})),
+                       doctest::Contains("does not match the output [2, 10]"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Trainer(g, TrainerOptions{.threads = -1}).threads(),
+                       doctest::Contains("threads -1"), std::invalid_argument);
+  Graph other = g;
+  other.initializers.erase("fc2.bias");
+  CHECK_THROWS_WITH_AS(trainer.write_parameters(other), doctest::Contains("'fc2.bias'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(trainer.read_parameters(other), doctest::Contains("'fc2.bias'"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("read_parameters restores a graph's weights and write_parameters round-trips them") {
+  const Graph g = bundled("fmnist_mlp");
+  Trainer trainer(g, TrainerOptions{.threads = 1});
+  REQUIRE(trainer.parameters().size() == 6);
+  CHECK(trainer.parameters()[0].name == "fc1.weight");
+  CHECK(trainer.parameters()[0].layer == "fc1");
+  CHECK(trainer.parameters()[0].role == TrainableParameter::Role::kWeight);
+  CHECK(trainer.parameters()[1].role == TrainableParameter::Role::kBias);
+  for (auto& p : trainer.parameters()) {
+    for (auto& v : p.value.f32) v += 1.0f;
+  }
+  Graph changed = g;
+  trainer.write_parameters(changed);
+  CHECK(changed.initializers.at("fc3.bias").f32[0] == g.initializers.at("fc3.bias").f32[0] + 1.0f);
+  trainer.read_parameters(g);
+  for (const auto& p : trainer.parameters()) CHECK(p.value.f32 == g.initializers.at(p.name).f32);
+}
