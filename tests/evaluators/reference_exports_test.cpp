@@ -11,14 +11,13 @@
 // steps may round the other way, so the QDQ export may differ by one image. Float exports carry
 // the exact in-memory weights and must match exactly.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-
-#include <unistd.h>
 
 #include "compressors/apply.h"
 #include "compressors/export.h"
@@ -54,7 +53,8 @@ int64_t max_ulps(const std::vector<float>& a, const std::vector<float>& b) {
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] == b[i]) continue;
     const double gap = std::abs(static_cast<double>(a[i]) - b[i]);
-    const double ulp = std::nextafter(std::max(std::abs(a[i]), std::abs(b[i])), INFINITY) - std::max(std::abs(a[i]), std::abs(b[i]));
+    const double ulp = std::nextafter(std::max(std::abs(a[i]), std::abs(b[i])), INFINITY) -
+                       std::max(std::abs(a[i]), std::abs(b[i]));
     worst = std::max<int64_t>(worst, static_cast<int64_t>(std::ceil(gap / ulp)));
   }
   return worst;
@@ -70,12 +70,13 @@ const Shared& shared() {
   return s;
 }
 
-void check_exports(const std::string& model_file, const std::string& label, const std::string& recipe_text) {
+void check_exports(const std::string& model_file, const std::string& label,
+                   const std::string& recipe_text) {
   const fs::path model_path = fs::path(COMPSEARCH_SOURCE_DIR) / "models" / model_file;
-  if (!fs::exists(model_path)) {
-    MESSAGE("skipped: " << model_path << " is missing (scripts/make_reference_models.py makes it)");
-    return;
-  }
+  // The reference models are committed: a missing one is a broken checkout, not a skip.
+  REQUIRE_MESSAGE(
+      fs::exists(model_path),
+      model_path << " is missing (committed; scripts/make_reference_models.py remakes it)");
   CAPTURE(model_file);
   CAPTURE(label);
   const int64_t images = test_images();
@@ -84,7 +85,8 @@ void check_exports(const std::string& model_file, const std::string& label, cons
   const model::Dataset& data = shared().data;
   compressors::ApplyOptions ao;
   ao.keep_quantized = true;
-  auto cm = compressors::apply_recipe(g, t, compressors::recipe_from_json(nlohmann::json::parse(recipe_text)), ao);
+  auto cm = compressors::apply_recipe(
+      g, t, compressors::recipe_from_json(nlohmann::json::parse(recipe_text)), ao);
   evaluators::calibrate_activations(cm, shared().calib, 256);
   evaluators::EvaluationOptions eo;
   eo.limit = images;
@@ -94,13 +96,15 @@ void check_exports(const std::string& model_file, const std::string& label, cons
   const int64_t want = correct_of(mem, classes, data);
   std::string safe = label;
   for (char& ch : safe) ch = std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
-  const fs::path dir = fs::temp_directory_path() / ("compsearch_ref_exports_" + std::to_string(::getpid()) + "_" + safe);
+  const fs::path dir = fs::temp_directory_path() /
+                       ("compsearch_ref_exports_" + std::to_string(::getpid()) + "_" + safe);
   fs::create_directories(dir);
   const model::Tensor x = data.batch(0, n);
   const bool has_activations = std::any_of(cm.activations.begin(), cm.activations.end(),
                                            [](const auto& kv) { return kv.second.bits != 32; });
   int64_t c2 = 0;
-  std::string row = model_file + " " + label + ": in-memory " + std::to_string(want) + "/" + std::to_string(n);
+  std::string row =
+      model_file + " " + label + ": in-memory " + std::to_string(want) + "/" + std::to_string(n);
   {
     const fs::path p = dir / "qdq.onnx";
     compressors::export_model(cm, compressors::ExportFormat::kOnnxQdq, p);
@@ -126,8 +130,8 @@ void check_exports(const std::string& model_file, const std::string& label, cons
     CHECK(std::llabs(cs - want) <= 1);  // float32 vs double quantization arithmetic (file comment)
     CHECK(std::llabs(exact - cs) <= 1);
     CHECK(std::llabs(fused - want) <= n / 20);
-    row += ", onnx-qdq: compsearch " + std::to_string(cs) + ", ORT " + std::to_string(exact) + " (optimised " +
-           std::to_string(fused) + ")";
+    row += ", onnx-qdq: compsearch " + std::to_string(cs) + ", ORT " + std::to_string(exact) +
+           " (optimised " + std::to_string(fused) + ")";
   }
   if (!has_activations) {
     // The float formats carry the in-memory weights bit for bit: exact.
@@ -146,8 +150,8 @@ void check_exports(const std::string& model_file, const std::string& label, cons
     const auto st_out = evaluators::run_model(st, data, nullptr, eo, c2);
     const int64_t cst = correct_of(st_out, c2, data);
     CHECK(cst == want);
-    row += "; onnx: compsearch " + std::to_string(cs) + ", ORT " + std::to_string(ort) + "; safetensors: compsearch " +
-           std::to_string(cst);
+    row += "; onnx: compsearch " + std::to_string(cs) + ", ORT " + std::to_string(ort) +
+           "; safetensors: compsearch " + std::to_string(cst);
   } else {
     row += "; onnx/safetensors: weights only by design (no activation quantization), not compared";
   }
@@ -157,7 +161,8 @@ void check_exports(const std::string& model_file, const std::string& label, cons
 
 constexpr const char* kW8 = R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8}})";
 constexpr const char* kW4 = R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4}})";
-constexpr const char* kW8A8 = R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8}})";
+constexpr const char* kW8A8 =
+    R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8}})";
 
 }  // namespace
 
@@ -186,14 +191,21 @@ TEST_CASE("Exports of the reference CNN under w8a8 and 2:4 plus w4 give the in-m
 }
 
 TEST_CASE("Exports of the reference MLP give the in-memory compressed accuracy") {
-  check_exports("fmnist_mlp.onnx", "w2_group32", R"({"format": "compsearch.recipe/1", "default": {"w_bits": 2, "granularity": "group:32"}})");
-  check_exports("fmnist_mlp.onnx", "w4a8", R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4, "a_bits": 8}})");
-  check_exports("fmnist_mlp.onnx", "a16", R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 16}})");
+  check_exports(
+      "fmnist_mlp.onnx", "w2_group32",
+      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 2, "granularity": "group:32"}})");
+  check_exports("fmnist_mlp.onnx", "w4a8",
+                R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4, "a_bits": 8}})");
+  check_exports("fmnist_mlp.onnx", "a16",
+                R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 16}})");
 }
 
-TEST_CASE("Exports of the reference MLP under w8 w4 w8a8 and 2:4 plus w4 give the in-memory accuracy") {
+TEST_CASE(
+    "Exports of the reference MLP under w8 w4 w8a8 and 2:4 plus w4 give the in-memory accuracy") {
   check_exports("fmnist_mlp.onnx", "w8", kW8);
   check_exports("fmnist_mlp.onnx", "w4", kW4);
   check_exports("fmnist_mlp.onnx", "w8a8", kW8A8);
-  check_exports("fmnist_mlp.onnx", "2:4+w4", R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4, "prune": {"kind": "2:4"}}})");
+  check_exports(
+      "fmnist_mlp.onnx", "2:4+w4",
+      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4, "prune": {"kind": "2:4"}}})");
 }
