@@ -241,6 +241,12 @@ struct Trainer::Impl {
     Tensor effective_grad;
     Tensor transformed_input;
     Tensor input_grad;
+    // Replicas: the master applies this layer's input transform to the whole batch and writes
+    // this slice's part into transformed_input; the input gradient waits in input_grad for the
+    // master to map it (pending_input_grad) before complete_pending_input_grad() adds it.
+    bool external_transform = false;
+    Tensor whole_original;  // master, sliced runs: the whole batch's untransformed input
+    Tensor whole_grad;      // master, sliced runs: the whole batch's input gradient
   };
   struct Op {
     const Node* node = nullptr;
@@ -305,12 +311,20 @@ struct Trainer::Impl {
     }
     return val(op.in[slot]);
   }
+  int pending_input_grad = -1;  // replicas: op index whose input gradient awaits the master
+  void begin_forward(const Tensor& input);
+  void run_forward_ops(size_t begin, size_t end, bool train);
+  void end_forward(bool train);
+  void begin_backward(const Tensor& grad_output);
+  void run_backward_ops(size_t end, size_t begin);  // ops [begin, end) in reverse
+  void end_backward();
+  void complete_pending_input_grad();
   bool use_slices(const Tensor& input, Mode mode) const;
   void forward_sliced(const Tensor& input, Mode mode);
   void backward_sliced(const Tensor& grad_output);
   const Tensor& activation_input(const Op& op, int slot) const {
     if (op.layer >= 0 && layers[op.layer].input_slot == slot &&
-        layers[op.layer].input_transform.forward) {
+        (layers[op.layer].input_transform.forward || layers[op.layer].external_transform)) {
       return layers[op.layer].transformed_input;
     }
     return val(op.in[slot]);
@@ -605,11 +619,21 @@ void Trainer::Impl::forward(const Tensor& input, Mode mode) {
     have_train_forward = train;
     return;
   }
+  begin_forward(input);
+  run_forward_ops(0, ops.size(), train);
+  end_forward(train);
+}
+
+void Trainer::Impl::begin_forward(const Tensor& input) {
+  have_train_forward = false;
   Value& in = values[input_value];
   prepare_float(in.t, input.shape);
   std::memcpy(in.t.f32.data(), input.f32.data(), sizeof(float) * input.f32.size());
+}
 
-  for (Op& op : ops) {
+void Trainer::Impl::run_forward_ops(size_t begin, size_t end, bool train) {
+  for (size_t oi = begin; oi < end; ++oi) {
+    Op& op = ops[oi];
     if (op.layer >= 0) {
       Layer& l = layers[op.layer];
       if (l.input_transform.forward) {
@@ -659,6 +683,9 @@ void Trainer::Impl::forward(const Tensor& input, Mode mode) {
         break;
     }
   }
+}
+
+void Trainer::Impl::end_forward(bool train) {
   for (size_t i = 0; i < output_values.size(); ++i) {
     const Tensor& v = val(output_values[i]);
     outputs[i].dtype = v.dtype;
@@ -1162,13 +1189,17 @@ void Trainer::Impl::concat_forward(Op& op) {
 
 float* Trainer::Impl::layer_input_grad_begin(Op& op, int slot, const Shape& shape) {
   if (op.layer >= 0 && layers[op.layer].input_slot == slot &&
-      layers[op.layer].input_transform.forward) {
+      (layers[op.layer].input_transform.forward || layers[op.layer].external_transform)) {
     return prepare_float(layers[op.layer].input_grad, shape);
   }
   return begin_grad(op.in[slot], shape);
 }
 
 void Trainer::Impl::layer_input_grad_finish(Op& op, int slot) {
+  if (op.layer >= 0 && layers[op.layer].input_slot == slot && layers[op.layer].external_transform) {
+    pending_input_grad = static_cast<int>(&op - ops.data());
+    return;
+  }
   if (op.layer >= 0 && layers[op.layer].input_slot == slot &&
       layers[op.layer].input_transform.forward) {
     Layer& l = layers[op.layer];
@@ -1216,17 +1247,23 @@ void Trainer::Impl::backward(const Tensor& grad_output) {
                                 shape_to_string(grad_output.shape) + " does not match the output " +
                                 shape_to_string(y.shape));
   }
+  begin_backward(grad_output);
+  run_backward_ops(ops.size(), 0);
+  end_backward();
+}
+
+void Trainer::Impl::begin_backward(const Tensor& grad_output) {
+  const int out_id = output_values[0];
   for (Value& v : values) v.written = false;
-  if (!values[out_id].requires_grad) {
-    for (auto& p : params) std::fill(p.grad.f32.begin(), p.grad.f32.end(), 0.0f);
-    return;
-  }
-  {
-    float* d = begin_grad(out_id, y.shape);
-    std::memcpy(d, grad_output.f32.data(), sizeof(float) * grad_output.f32.size());
-    finish_grad(out_id);
-  }
-  for (size_t i = ops.size(); i-- > 0;) {
+  pending_input_grad = -1;
+  if (!values[out_id].requires_grad) return;  // end_backward() zeroes every gradient
+  float* d = begin_grad(out_id, grad_output.shape);
+  std::memcpy(d, grad_output.f32.data(), sizeof(float) * grad_output.f32.size());
+  finish_grad(out_id);
+}
+
+void Trainer::Impl::run_backward_ops(size_t end, size_t begin) {
+  for (size_t i = end; i-- > begin;) {
     Op& op = ops[i];
     if (op.kind == OpKind::kStatic) continue;
     const int out = op.out[0];
@@ -1277,6 +1314,9 @@ void Trainer::Impl::backward(const Tensor& grad_output) {
         break;
     }
   }
+}
+
+void Trainer::Impl::end_backward() {
   // Parameters no gradient reached (their op's output was unused) get zeros.
   for (Value& v : values) {
     if (v.param >= 0 && !v.written) {
@@ -1761,15 +1801,23 @@ void Trainer::Impl::pad_backward(Op& op) {
   finish_grad(op.in[0]);
 }
 
+void Trainer::Impl::complete_pending_input_grad() {
+  if (pending_input_grad < 0) return;
+  Op& op = ops[static_cast<size_t>(pending_input_grad)];
+  pending_input_grad = -1;
+  Layer& l = layers[op.layer];
+  const int id = op.in[l.input_slot];
+  float* d = begin_grad(id, l.input_grad.shape);
+  std::memcpy(d, l.input_grad.f32.data(), sizeof(float) * l.input_grad.f32.size());
+  finish_grad(id);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Batch slicing
 
 bool Trainer::Impl::use_slices(const Tensor& input, Mode mode) const {
   if (master || !slicing_capable || threads < 2 || input.shape[0] < 2 * threads) return false;
   if (has_batch_norm && mode == Mode::kTrain && !options.freeze_batch_norm_statistics) return false;
-  for (const Layer& l : layers) {
-    if (l.input_transform.forward) return false;
-  }
   return true;
 }
 
@@ -1794,6 +1842,7 @@ void for_each_slice(int n, F&& f) {
 }  // namespace
 
 void Trainer::Impl::forward_sliced(const Tensor& input, Mode mode) {
+  const bool train = mode == Mode::kTrain;
   const int n_slices = threads;
   if (replicas.size() != static_cast<size_t>(n_slices)) {
     replicas.clear();
@@ -1812,30 +1861,93 @@ void Trainer::Impl::forward_sliced(const Tensor& input, Mode mode) {
     replica_inputs.resize(n_slices);
     replica_grads.resize(n_slices);
   }
+  // Ops whose input transform the master applies to the whole batch split the run in segments.
+  std::vector<size_t> stops;
+  for (size_t oi = 0; oi < ops.size(); ++oi) {
+    if (ops[oi].layer >= 0 && layers[ops[oi].layer].input_transform.forward) stops.push_back(oi);
+  }
+  for (auto& r : replicas) {
+    for (size_t l = 0; l < layers.size(); ++l) {
+      r->layers[l].external_transform = static_cast<bool>(layers[l].input_transform.forward);
+    }
+  }
   const int64_t n = input.shape[0];
   const int64_t sample = n ? input.numel() / n : 0;
-  for_each_slice(n_slices, [&](int t) {
-    const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
-    Shape shape = input.shape;
-    shape[0] = s1 - s0;
-    float* d = prepare_float(replica_inputs[t], shape);
-    std::memcpy(d, input.f32.data() + s0 * sample, sizeof(float) * (s1 - s0) * sample);
-    replicas[t]->forward(replica_inputs[t], mode);
-  });
+  auto slice = [&](int t, int64_t& s0, int64_t& s1) {
+    s0 = n * t / n_slices;
+    s1 = n * (t + 1) / n_slices;
+  };
+  size_t pos = 0;
+  for (size_t k = 0; k <= stops.size(); ++k) {
+    const size_t end = k < stops.size() ? stops[k] : ops.size();
+    for_each_slice(n_slices, [&](int t) {
+      Impl& r = *replicas[t];
+      if (k == 0) {
+        int64_t s0, s1;
+        slice(t, s0, s1);
+        Shape shape = input.shape;
+        shape[0] = s1 - s0;
+        float* d = prepare_float(replica_inputs[t], shape);
+        std::memcpy(d, input.f32.data() + s0 * sample, sizeof(float) * (s1 - s0) * sample);
+        r.begin_forward(replica_inputs[t]);
+      }
+      r.run_forward_ops(pos, end, train);
+      if (k == stops.size()) r.end_forward(train);
+    });
+    if (k == stops.size()) break;
+    // The transformed layer's input: gather the slices, transform the whole batch on this
+    // thread (observers see every sample), hand each replica its part.
+    const Op& op = ops[end];
+    Layer& l = layers[op.layer];
+    const int id = op.in[l.input_slot];
+    const Tensor& first = replicas[0]->val(id);
+    if (first.shape.empty())
+      throw std::logic_error("Trainer: a sliced layer input has no batch axis");
+    Shape whole = first.shape;
+    whole[0] = n;
+    const int64_t row = first.shape[0] ? first.numel() / first.shape[0] : 0;
+    float* orig = prepare_float(l.whole_original, whole);
+    for (int t = 0; t < n_slices; ++t) {
+      int64_t s0, s1;
+      slice(t, s0, s1);
+      const Tensor& part = replicas[t]->val(id);
+      if (part.shape.empty() || part.shape[0] != s1 - s0 || part.numel() != (s1 - s0) * row) {
+        throw std::logic_error("Trainer: input " + shape_to_string(part.shape) + " of layer '" +
+                               l.name + "' in batch slice " + std::to_string(t) +
+                               " is not batch-major");
+      }
+      std::memcpy(orig + s0 * row, part.f32.data(), sizeof(float) * part.f32.size());
+    }
+    l.transformed_input.dtype = DType::kFloat32;
+    l.transformed_input.shape = whole;
+    l.transformed_input.f32.assign(l.whole_original.f32.begin(), l.whole_original.f32.end());
+    l.input_transform.forward(l.transformed_input, train);
+    for (int t = 0; t < n_slices; ++t) {
+      int64_t s0, s1;
+      slice(t, s0, s1);
+      Shape part_shape = whole;
+      part_shape[0] = s1 - s0;
+      float* d = prepare_float(replicas[t]->layers[op.layer].transformed_input, part_shape);
+      std::memcpy(d, l.transformed_input.f32.data() + s0 * row, sizeof(float) * (s1 - s0) * row);
+    }
+    pos = end;
+  }
   // Outputs: the slices' outputs stacked along the batch axis.
   for (size_t i = 0; i < outputs.size(); ++i) {
     const Tensor& first = replicas[0]->outputs[i];
     Shape shape = first.shape;
-    COMPSEARCH_CHECK(!shape.empty(), "Trainer: a sliced output has no batch axis");
+    if (shape.empty()) throw std::logic_error("Trainer: a sliced output has no batch axis");
     shape[0] = n;
     const int64_t row = first.shape[0] ? first.numel() / first.shape[0] : 0;
     float* y = prepare_float(outputs[i], shape);
     for (int t = 0; t < n_slices; ++t) {
       const Tensor& o = replicas[t]->outputs[i];
-      const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
-      COMPSEARCH_CHECK(!o.shape.empty() && o.shape[0] == s1 - s0 && o.numel() == (s1 - s0) * row,
-                       "Trainer: output " + shape_to_string(o.shape) + " of batch slice " +
-                           std::to_string(t) + " is not batch-major");
+      int64_t s0, s1;
+      slice(t, s0, s1);
+      if (o.shape.empty() || o.shape[0] != s1 - s0 || o.numel() != (s1 - s0) * row) {
+        throw std::logic_error("Trainer: output " + shape_to_string(o.shape) + " of batch slice " +
+                               std::to_string(t) + " is not batch-major");
+      }
       std::memcpy(y + s0 * row, o.f32.data(), sizeof(float) * o.f32.size());
     }
   }
@@ -1851,23 +1963,62 @@ void Trainer::Impl::backward_sliced(const Tensor& grad_output) {
   const int n_slices = static_cast<int>(replicas.size());
   const int64_t n = y.shape[0];
   const int64_t row = n ? y.numel() / n : 0;
-  for_each_slice(n_slices, [&](int t) {
-    const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
-    Shape shape = y.shape;
-    shape[0] = s1 - s0;
-    float* d = prepare_float(replica_grads[t], shape);
-    std::memcpy(d, grad_output.f32.data() + s0 * row, sizeof(float) * (s1 - s0) * row);
-    replicas[t]->backward(replica_grads[t]);
-  });
+  std::vector<size_t> stops;  // transformed layers, last first
+  for (size_t oi = ops.size(); oi-- > 0;) {
+    if (ops[oi].layer >= 0 && layers[ops[oi].layer].input_transform.forward) stops.push_back(oi);
+  }
+  size_t pos = ops.size();
+  for (size_t k = 0; k <= stops.size(); ++k) {
+    const size_t begin = k < stops.size() ? stops[k] : 0;
+    for_each_slice(n_slices, [&](int t) {
+      Impl& r = *replicas[t];
+      if (k == 0) {
+        const int64_t s0 = n * t / n_slices, s1 = n * (t + 1) / n_slices;
+        Shape shape = y.shape;
+        shape[0] = s1 - s0;
+        float* d = prepare_float(replica_grads[t], shape);
+        std::memcpy(d, grad_output.f32.data() + s0 * row, sizeof(float) * (s1 - s0) * row);
+        r.begin_backward(replica_grads[t]);
+      } else {
+        r.complete_pending_input_grad();
+      }
+      r.run_backward_ops(pos, begin);
+      if (k == stops.size()) r.end_backward();
+    });
+    if (k == stops.size()) break;
+    // The transformed layer's input gradient: whole batch through the transform's backward.
+    const Op& op = ops[begin];
+    Layer& l = layers[op.layer];
+    pos = begin;
+    bool pending = true;
+    for (auto& r : replicas) pending = pending && r->pending_input_grad == static_cast<int>(begin);
+    if (!pending) {  // no gradient reached this layer's input (the same in every slice)
+      for (auto& r : replicas) r->pending_input_grad = -1;
+      continue;
+    }
+    float* g = prepare_float(l.whole_grad, l.whole_original.shape);
+    const int64_t in_row = n ? l.whole_original.numel() / n : 0;
+    for (int t = 0; t < n_slices; ++t) {
+      const int64_t s0 = n * t / n_slices;
+      const Tensor& part = replicas[t]->layers[op.layer].input_grad;
+      std::memcpy(g + s0 * in_row, part.f32.data(), sizeof(float) * part.f32.size());
+    }
+    if (l.input_transform.backward) l.input_transform.backward(l.whole_original, l.whole_grad);
+    for (int t = 0; t < n_slices; ++t) {
+      const int64_t s0 = n * t / n_slices;
+      Tensor& part = replicas[t]->layers[op.layer].input_grad;
+      std::memcpy(part.f32.data(), g + s0 * in_row, sizeof(float) * part.f32.size());
+    }
+  }
   // Sum the slices' gradients in slice order (the same order for every run).
   for (size_t pi = 0; pi < params.size(); ++pi) {
-    float* g = params[pi].grad.f32.data();
+    float* gp = params[pi].grad.f32.data();
     const int64_t m = static_cast<int64_t>(params[pi].grad.f32.size());
     const float* g0 = replicas[0]->params[pi].grad.f32.data();
-    std::memcpy(g, g0, sizeof(float) * m);
+    std::memcpy(gp, g0, sizeof(float) * m);
     for (int t = 1; t < n_slices; ++t) {
       const float* gt = replicas[t]->params[pi].grad.f32.data();
-      for (int64_t k = 0; k < m; ++k) g[k] += gt[k];
+      for (int64_t k = 0; k < m; ++k) gp[k] += gt[k];
     }
   }
   // The weight transforms' backward maps the summed dL/d(effective) (it is linear in it).

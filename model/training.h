@@ -17,14 +17,15 @@
 // node.
 //
 // Threads and determinism: OpenMP with `threads` threads (0 = omp_get_max_threads()). A batch of
-// at least 2 * threads samples runs as `threads` contiguous slices, each through the whole graph
-// on one thread (one fork per forward and per backward), and the slices' parameter gradients are
-// added in slice order. Where slicing could change the result (BatchNormalization with batch
-// statistics, an input transform, which must observe the whole batch, an op that mixes samples)
-// and for small batches the ops run one after the other, each split over samples, channels or
-// GEMM rows with static schedules, and cross-thread sums add per-thread partials in thread order.
-// Either way results are bit-identical for a fixed thread count (and agree across thread counts
-// up to float rounding). No allocation happens per step once the largest batch has been seen.
+// at least 2 * threads samples runs as `threads` contiguous slices, each through the graph on
+// one thread (one fork per forward and per backward, plus one per layer with an input transform,
+// whose hook still sees the whole batch on the calling thread), and the slices' parameter
+// gradients are added in slice order. Where slicing could change the result (BatchNormalization
+// with batch statistics, an op that mixes samples) and for small batches the ops run one after
+// the other, each split over samples, channels or GEMM rows with static schedules, and
+// cross-thread sums add per-thread partials in thread order. Either way results are
+// bit-identical for a fixed thread count (and agree across thread counts up to float rounding).
+// No allocation happens per step once the largest batch has been seen.
 //
 // Hooks for quantization-aware training (the seams evaluators/ fills with compressors' kernels):
 //   * WeightTransform per layer: before each forward the layer computes with
@@ -61,7 +62,9 @@ struct TrainableParameter {
 // `forward` gets the master and writes the effective weight into `effective` (already sized and
 // shaped like the master). `backward` gets the master, the effective weight of the last
 // forward, and in `grad` dL/d(effective); it must leave dL/d(master) in `grad`. A null
-// `backward` passes the gradient unchanged (plain straight-through estimator).
+// `backward` passes the gradient unchanged (plain straight-through estimator). Both run on the
+// thread that called forward()/backward(), once per call; `backward` must be linear in `grad`
+// (as every chain rule is): with batch slicing it gets the gradient summed over the slices.
 struct WeightTransform {
   std::function<void(const Tensor& master, Tensor& effective)> forward;
   std::function<void(const Tensor& master, const Tensor& effective, Tensor& grad)> backward;

@@ -215,42 +215,55 @@ TEST_CASE("A weight transform sets the weight the layer computes with and maps i
 }
 
 TEST_CASE("An input transform changes only the layer's own input and its backward is applied") {
-  // fc1 reads the Flatten output; doubling it (backward: doubling the gradient) computes exactly
-  // what the graph with fc1's weight doubled computes.
+  // Doubling the input of conv2 and of fc1 (backward: doubling the gradient) computes exactly
+  // what the graph with conv2's and fc1's weights doubled computes. Batch 3 runs op by op,
+  // batch 8 as two slices whose transformed inputs the hook still sees as one whole batch.
   const Graph g = bundled("fmnist_cnn");
-  const Tensor x = random_tensor({3, 1, 28, 28}, 22);
-  Trainer trainer(g, TrainerOptions{.threads = 2});
-  std::vector<bool> seen_training;
-  trainer.set_input_transform("fc1", InputTransform{.forward =
-                                                        [&](Tensor& a, bool training) {
-                                                          seen_training.push_back(training);
-                                                          for (auto& v : a.f32) v *= 2.0f;
-                                                        },
-                                                    .backward =
-                                                        [](const Tensor&, Tensor& grad) {
-                                                          for (auto& v : grad.f32) v *= 2.0f;
-                                                        }});
   Graph doubled = g;
+  for (auto& v : doubled.initializers["conv2.weight"].f32) v *= 2.0f;
   for (auto& v : doubled.initializers["fc1.weight"].f32) v *= 2.0f;
-  const Tensor want = Executor(doubled, ExecutorOptions{2}).run({x})[0];
-  const Tensor y = trainer.forward(x, Trainer::Mode::kEval);
-  for (size_t i = 0; i < want.f32.size(); ++i)
-    CHECK(y.f32[i] == doctest::Approx(want.f32[i]).epsilon(1e-4).scale(1.0));
-  trainer.forward(x, Trainer::Mode::kTrain);
-  CHECK(seen_training == std::vector<bool>{false, true});
-  // Gradients: those of the doubled graph (fc1.weight's twice over, as it sees 2x), which
-  // needs the transform's backward on the way to conv1/conv2.
-  const Tensor r = random_tensor(y.shape, 23);
-  trainer.backward(r);
-  Trainer plain(doubled, TrainerOptions{.threads = 2});
-  plain.forward(x);
-  plain.backward(r);
-  for (const auto& p : trainer.parameters()) {
-    CAPTURE(p.name);
-    const auto& ref = plain.parameters()[plain.find_parameter(p.name)].grad.f32;
-    const float k = p.name == "fc1.weight" ? 2.0f : 1.0f;
-    for (size_t i = 0; i < ref.size(); ++i) {
-      CHECK(p.grad.f32[i] == doctest::Approx(k * ref[i]).epsilon(1e-4).scale(1e-3));
+  for (int64_t batch : {3, 8}) {
+    CAPTURE(batch);
+    const Tensor x = random_tensor({batch, 1, 28, 28}, 22);
+    Trainer trainer(g, TrainerOptions{.threads = 2});
+    std::vector<bool> seen_training;
+    std::vector<int64_t> seen_batch;
+    for (const std::string layer : {"conv2", "fc1"}) {
+      trainer.set_input_transform(layer,
+                                  InputTransform{.forward =
+                                                     [&](Tensor& a, bool training) {
+                                                       seen_training.push_back(training);
+                                                       seen_batch.push_back(a.shape[0]);
+                                                       for (auto& v : a.f32) v *= 2.0f;
+                                                     },
+                                                 .backward =
+                                                     [&](const Tensor& original, Tensor& grad) {
+                                                       seen_batch.push_back(original.shape[0]);
+                                                       for (auto& v : grad.f32) v *= 2.0f;
+                                                     }});
+    }
+    const Tensor want = Executor(doubled, ExecutorOptions{2}).run({x})[0];
+    const Tensor y = trainer.forward(x, Trainer::Mode::kEval);
+    for (size_t i = 0; i < want.f32.size(); ++i) {
+      CHECK(y.f32[i] == doctest::Approx(want.f32[i]).epsilon(1e-4).scale(1.0));
+    }
+    trainer.forward(x, Trainer::Mode::kTrain);
+    CHECK(seen_training == std::vector<bool>{false, false, true, true});
+    // Gradients: those of the doubled graph (conv2's and fc1's weights' twice over, as they
+    // see 2x), which needs the transforms' backward on the way to conv1.
+    const Tensor r = random_tensor(y.shape, 23);
+    trainer.backward(r);
+    CHECK(seen_batch == std::vector<int64_t>(6, batch));
+    Trainer plain(doubled, TrainerOptions{.threads = 2});
+    plain.forward(x);
+    plain.backward(r);
+    for (const auto& p : trainer.parameters()) {
+      CAPTURE(p.name);
+      const auto& ref = plain.parameters()[plain.find_parameter(p.name)].grad.f32;
+      const float k = p.name == "fc1.weight" || p.name == "conv2.weight" ? 2.0f : 1.0f;
+      for (size_t i = 0; i < ref.size(); ++i) {
+        CHECK(p.grad.f32[i] == doctest::Approx(k * ref[i]).epsilon(1e-4).scale(1e-3));
+      }
     }
   }
 }
