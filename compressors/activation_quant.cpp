@@ -11,6 +11,14 @@
 
 namespace compsearch::compressors {
 
+namespace {
+
+// Up to 2^16 values (a 256 KiB activation) fake quantization takes tens of microseconds, about
+// what an OpenMP fork-join costs on a busy machine, so it runs on the calling thread.
+constexpr int64_t kActivationParallelMin = int64_t{1} << 16;
+
+}  // namespace
+
 ActivationQuantParams activation_quant_params(float lo, float hi, int bits) {
   ActivationQuantParams p;
   p.bits = bits;
@@ -36,7 +44,7 @@ void fake_quantize_activations(std::span<float> x, const ActivationQuantParams& 
   }
   const double levels = static_cast<double>((1 << p.bits) - 1);
   const double zp = static_cast<double>(p.zero_point), scale = p.scale;
-#pragma omp parallel for schedule(static) if (n > (int64_t{1} << 16))
+#pragma omp parallel for schedule(static) if (n > kActivationParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     double q = round_half_even(static_cast<double>(x[i]) / scale) + zp;
     q = q < 0.0 ? 0.0 : (q > levels ? levels : q);
@@ -75,7 +83,8 @@ double quant_error(const std::vector<float>& v, const ActivationQuantParams& p) 
   for (float x : v) {
     double q = round_half_even(static_cast<double>(x) / p.scale) + zp;
     q = q < 0.0 ? 0.0 : (q > levels ? levels : q);
-    const double d = static_cast<double>(x) - static_cast<double>(static_cast<float>((q - zp) * p.scale));
+    const double d =
+        static_cast<double>(x) - static_cast<double>(static_cast<float>((q - zp) * p.scale));
     err += d * d;
   }
   return err;
@@ -99,15 +108,16 @@ float percentile_of(std::vector<float> v, double pct) {
 
 ActivationQuantParams ActivationObserver::params(int bits, ActivationCalibration method,
                                                  double percentile) const {
-  if (method == ActivationCalibration::kMinMax || bits >= 16) return activation_quant_params(min_, max_, bits);
+  if (method == ActivationCalibration::kMinMax || bits >= 16)
+    return activation_quant_params(min_, max_, bits);
   if (method == ActivationCalibration::kPercentile) {
-    return activation_quant_params(percentile_of(samples_, 100.0 - percentile), percentile_of(samples_, percentile),
-                                   bits);
+    return activation_quant_params(percentile_of(samples_, 100.0 - percentile),
+                                   percentile_of(samples_, percentile), bits);
   }
   ActivationQuantParams best = activation_quant_params(min_, max_, bits);
   double best_err = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < 80; ++i) {
-    const float f = static_cast<float>(1.0 - 0.01 * i);
+  for (int i = 0; i < kMseClipSteps; ++i) {
+    const float f = static_cast<float>(1.0 - kMseClipStep * i);
     const ActivationQuantParams p = activation_quant_params(min_ * f, max_ * f, bits);
     const double err = quant_error(samples_, p);
     if (err < best_err) best_err = err, best = p;

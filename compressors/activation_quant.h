@@ -11,7 +11,7 @@
 namespace compsearch::compressors {
 
 struct ActivationQuantParams {
-  int bits = 32;  // 4, 8, 16 or 32
+  int bits = 32;               // 4, 8, 16 or 32
   float lo = 0.0f, hi = 0.0f;  // calibrated range, already widened to contain 0
   double scale = 1.0;
   int64_t zero_point = 0;
@@ -39,9 +39,11 @@ class ActivationObserver {
   float max() const { return max_; }
 
   // The calibrated parameters for `bits`. kPercentile takes lo / hi at the (100 - p)-th and p-th
-  // percentiles; kMse picks, among ranges (lo, hi) * (1 - 0.01 i), i = 0..79, the one with the
-  // smallest squared fake-quantization error on the samples (first on ties).
-  ActivationQuantParams params(int bits, ActivationCalibration method, double percentile = 99.99) const;
+  // percentiles; kMse picks, among ranges (lo, hi) * (1 - kMseClipStep i), i < kMseClipSteps
+  // (weight_kernels.h), the one with the smallest squared fake-quantization error on the samples
+  // (first on ties).
+  ActivationQuantParams params(int bits, ActivationCalibration method,
+                               double percentile = kDefaultActivationPercentile) const;
 
  private:
   int64_t max_samples_;

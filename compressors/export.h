@@ -1,4 +1,4 @@
-// Exporting a compressed model in formats deployment pipelines read (issue 3, item 5):
+// Exporting a compressed model in formats deployment pipelines read:
 //  - onnx-qdq: int8 weight initializers + DequantizeLinear for layers of <= 8 bits (per-channel
 //    axis where the granularity is per_channel; group:G layers dequantize with scale 1 and a Mul
 //    by the per-element scales, since blocked DequantizeLinear needs opset 21), and
@@ -33,6 +33,7 @@ void export_model(const CompressedModel& cm, ExportFormat format, const std::fil
 // Reads a safetensors export back into a copy of `original` (the uncompressed graph it came from):
 // every quantized weight becomes q * scale (as float), every other stored tensor replaces the
 // initializer of the same name. Throws std::runtime_error naming the file and the problem.
-model::Graph load_safetensors_weights(const model::Graph& original, const std::filesystem::path& path);
+model::Graph load_safetensors_weights(const model::Graph& original,
+                                      const std::filesystem::path& path);
 
 }  // namespace compsearch::compressors

@@ -6,15 +6,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 namespace compsearch::model {
 struct LayerTable;
 struct LayerInfo;
-}
+}  // namespace compsearch::model
 
 namespace compsearch::compressors {
 
@@ -36,6 +35,9 @@ struct Granularity {
 
 enum class WeightCalibration { kMinMax, kMse };
 enum class ActivationCalibration { kMinMax, kPercentile, kMse };
+// kPercentile's default: the range drops the 0.01% most extreme activations on each side, the
+// default of NVIDIA's pytorch-quantization histogram calibrator.
+constexpr double kDefaultActivationPercentile = 99.99;
 
 struct LayerSetting {
   int w_bits = 32;  // 1..8, 16, 32
@@ -90,7 +92,7 @@ struct Recipe {
   std::map<std::string, LayerSetting> layers;  // fully resolved: default overlaid by the file
   std::optional<DistillationSpec> distillation;
   ActivationCalibration activation_calibration = ActivationCalibration::kMinMax;
-  double activation_percentile = 99.99;  // kPercentile only
+  double activation_percentile = kDefaultActivationPercentile;  // kPercentile only
 
   const LayerSetting& setting_for(const std::string& layer) const;
 };

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "compressors/recipe.h"
+#include "model/half.h"
 
 namespace compsearch::model {
 struct LayerInfo;
@@ -74,10 +75,18 @@ struct QuantizedWeights {
 
 int64_t group_count(const WeightLayout& layout, const Granularity& g);
 
+// The grid of the MSE calibration (weights here, activations in activation_quant.h): clipping
+// ranges amax * (1 - kMseClipStep * i), i = 0 .. kMseClipSteps - 1. Steps of 1% are about one
+// 8-bit quantization step (1/127 of amax); the grid ends at 21% of amax, below the MSE-optimal
+// 2-bit clip of Gaussian weights (1.71 sigma, Banner et al. 2019, against a max of ~4-5 sigma).
+constexpr int kMseClipSteps = 80;
+constexpr double kMseClipStep = 0.01;
+
 // Rule 5 (2..8 bits): symmetric narrow-range fake quantization in place, computed in double and
-// stored as float. kMse chooses, per group, the clipping amax among amax * (1 - 0.01 i),
-// i = 0..79, with the smallest squared error (first on ties).
-void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, const Granularity& g,
+// stored as float. kMse chooses, per group, the clipping amax on the grid above with the smallest
+// squared error (first on ties).
+void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits,
+                      const Granularity& g,
                       WeightCalibration calibration = WeightCalibration::kMinMax,
                       QuantizedWeights* out = nullptr);
 
@@ -86,10 +95,11 @@ void quantize_weights(std::span<float> w, const WeightLayout& layout, int bits, 
 void binarize_weights(std::span<float> w, const WeightLayout& layout, const Granularity& g,
                       const PruneMask* pruned = nullptr, QuantizedWeights* out = nullptr);
 
-// Rule 7: IEEE binary16 with round-to-nearest-even (overflow to inf, subnormals kept).
-uint16_t float_to_half_bits(float x);
-float half_bits_to_float(uint16_t h);
-inline float round_to_half(float x) { return half_bits_to_float(float_to_half_bits(x)); }
+// Rule 7: IEEE binary16 with round-to-nearest-even (overflow to inf, subnormals kept); the one
+// conversion of the project, model/half.h.
+using model::float_to_half_bits;
+using model::half_bits_to_float;
+using model::round_to_half;
 void round_weights_to_half(std::span<float> w);
 
 // What compress_weights did, for size accounting and channel propagation.
@@ -101,7 +111,8 @@ struct WeightCompressionResult {
 // Rules 1-7 for one tensor: prune, then quantize / binarize / half-round. Unstructured pruning
 // with per-channel quantization of a non-transposed tensor runs fused, one pass per row.
 WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout& layout,
-                                         const LayerSetting& setting, QuantizedWeights* out = nullptr);
+                                         const LayerSetting& setting,
+                                         QuantizedWeights* out = nullptr);
 
 // The same, out of place: dst receives the compressed `src` (same size; src is left intact), bit
 // for bit what the in-place call gives. For large tensors (>= 2^20 weights, AVX2) with unstructured
@@ -109,8 +120,9 @@ WeightCompressionResult compress_weights(std::span<float> w, const WeightLayout&
 // once and writes dst once, as a copy would (the in-place path needs a read pass for the pruning
 // threshold first); everything else copies, then runs in place. Throws std::invalid_argument when
 // the sizes differ.
-WeightCompressionResult compress_weights(std::span<const float> src, std::span<float> dst, const WeightLayout& layout,
-                                         const LayerSetting& setting, QuantizedWeights* out = nullptr);
+WeightCompressionResult compress_weights(std::span<const float> src, std::span<float> dst,
+                                         const WeightLayout& layout, const LayerSetting& setting,
+                                         QuantizedWeights* out = nullptr);
 
 // Round half to even of a double whose magnitude is below 2^51 (the FPU's default rounding).
 inline double round_half_even(double x) {

@@ -1,6 +1,8 @@
 // ONNX file import and export through Debian's libonnx protobuf classes (onnx-ml.pb.h). The only
 // file of the project that includes the protobuf headers.
-#include <onnx/onnx_pb.h>  // defines ONNX_API, then includes onnx-ml.pb.h
+// clang-format off: onnx_pb.h goes first (it defines ONNX_API, then includes onnx-ml.pb.h).
+#include <onnx/onnx_pb.h>
+// clang-format on
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -14,6 +16,7 @@
 #include <stdexcept>
 
 #include "model/graph.h"
+#include "model/half.h"
 #include "model/node_eval.h"
 
 namespace compsearch::model {
@@ -21,55 +24,9 @@ namespace compsearch::model {
 namespace detail {
 void fold_and_infer(Graph& graph);
 
-float half_to_float(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: renormalise
-      exp = 127 - 15 + 1;
-      while ((mant & 0x400u) == 0) {
-        mant <<= 1;
-        --exp;
-      }
-      mant &= 0x3ffu;
-      bits = sign | (exp << 23) | (mant << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (mant << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  }
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-uint16_t float_to_half(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, sizeof x);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xff) - 127 + 15;
-  uint32_t mant = x & 0x7fffffu;
-  if (((x >> 23) & 0xff) == 0xff) return static_cast<uint16_t>(sign | 0x7c00u | (mant ? 0x200u : 0));
-  if (exp >= 31) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (exp <= 0) {
-    if (exp < -10) return static_cast<uint16_t>(sign);
-    mant |= 0x800000u;
-    const int shift = 14 - exp;
-    uint32_t h = mant >> shift;
-    const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  uint32_t h = (static_cast<uint32_t>(exp) << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;  // may carry into the exponent: fine
-  return static_cast<uint16_t>(sign | h);
-}
+// node_eval.h's names for the one conversion in model/half.h (the executor's Cast uses them).
+float half_to_float(uint16_t h) { return half_bits_to_float(h); }
+uint16_t float_to_half(float f) { return float_to_half_bits(f); }
 
 }  // namespace detail
 
@@ -88,14 +45,22 @@ using detail::half_to_float;
 
 DType dtype_from_onnx(int32_t t, const std::string& what) {
   switch (t) {
-    case onnx::TensorProto::FLOAT: return DType::kFloat32;
-    case onnx::TensorProto::DOUBLE: return DType::kFloat32;  // widened/narrowed to float32
-    case onnx::TensorProto::FLOAT16: return DType::kFloat16;
-    case onnx::TensorProto::INT64: return DType::kInt64;
-    case onnx::TensorProto::INT32: return DType::kInt32;
-    case onnx::TensorProto::INT8: return DType::kInt8;
-    case onnx::TensorProto::UINT8: return DType::kUInt8;
-    case onnx::TensorProto::BOOL: return DType::kBool;
+    case onnx::TensorProto::FLOAT:
+      return DType::kFloat32;
+    case onnx::TensorProto::DOUBLE:
+      return DType::kFloat32;  // widened/narrowed to float32
+    case onnx::TensorProto::FLOAT16:
+      return DType::kFloat16;
+    case onnx::TensorProto::INT64:
+      return DType::kInt64;
+    case onnx::TensorProto::INT32:
+      return DType::kInt32;
+    case onnx::TensorProto::INT8:
+      return DType::kInt8;
+    case onnx::TensorProto::UINT8:
+      return DType::kUInt8;
+    case onnx::TensorProto::BOOL:
+      return DType::kBool;
     default:
       throw std::runtime_error(what + ": element type " + std::to_string(t) +
                                " is not supported (float, float16, double, int64, int32, int8, "
@@ -105,13 +70,20 @@ DType dtype_from_onnx(int32_t t, const std::string& what) {
 
 int32_t dtype_to_onnx(DType d) {
   switch (d) {
-    case DType::kFloat32: return onnx::TensorProto::FLOAT;
-    case DType::kFloat16: return onnx::TensorProto::FLOAT16;
-    case DType::kInt64: return onnx::TensorProto::INT64;
-    case DType::kInt32: return onnx::TensorProto::INT32;
-    case DType::kInt8: return onnx::TensorProto::INT8;
-    case DType::kUInt8: return onnx::TensorProto::UINT8;
-    case DType::kBool: return onnx::TensorProto::BOOL;
+    case DType::kFloat32:
+      return onnx::TensorProto::FLOAT;
+    case DType::kFloat16:
+      return onnx::TensorProto::FLOAT16;
+    case DType::kInt64:
+      return onnx::TensorProto::INT64;
+    case DType::kInt32:
+      return onnx::TensorProto::INT32;
+    case DType::kInt8:
+      return onnx::TensorProto::INT8;
+    case DType::kUInt8:
+      return onnx::TensorProto::UINT8;
+    case DType::kBool:
+      return onnx::TensorProto::BOOL;
   }
   return onnx::TensorProto::FLOAT;
 }
@@ -119,11 +91,15 @@ int32_t dtype_to_onnx(DType d) {
 size_t element_bytes(int32_t t) {
   switch (t) {
     case onnx::TensorProto::DOUBLE:
-    case onnx::TensorProto::INT64: return 8;
+    case onnx::TensorProto::INT64:
+      return 8;
     case onnx::TensorProto::FLOAT:
-    case onnx::TensorProto::INT32: return 4;
-    case onnx::TensorProto::FLOAT16: return 2;
-    default: return 1;
+    case onnx::TensorProto::INT32:
+      return 4;
+    case onnx::TensorProto::FLOAT16:
+      return 2;
+    default:
+      return 1;
   }
 }
 
@@ -138,19 +114,33 @@ void decode_raw(const char* data, int64_t count, int32_t t, Tensor& out) {
     out.f32.resize(count);
     for (int64_t i = 0; i < count; ++i) {
       switch (t) {
-        case onnx::TensorProto::FLOAT: out.f32[i] = load(float{}, i); break;
-        case onnx::TensorProto::DOUBLE: out.f32[i] = static_cast<float>(load(double{}, i)); break;
-        default: out.f32[i] = half_to_float(load(uint16_t{}, i)); break;
+        case onnx::TensorProto::FLOAT:
+          out.f32[i] = load(float{}, i);
+          break;
+        case onnx::TensorProto::DOUBLE:
+          out.f32[i] = static_cast<float>(load(double{}, i));
+          break;
+        default:
+          out.f32[i] = half_to_float(load(uint16_t{}, i));
+          break;
       }
     }
   } else {
     out.i64.resize(count);
     for (int64_t i = 0; i < count; ++i) {
       switch (t) {
-        case onnx::TensorProto::INT64: out.i64[i] = load(int64_t{}, i); break;
-        case onnx::TensorProto::INT32: out.i64[i] = load(int32_t{}, i); break;
-        case onnx::TensorProto::INT8: out.i64[i] = load(int8_t{}, i); break;
-        default: out.i64[i] = load(uint8_t{}, i); break;  // uint8, bool
+        case onnx::TensorProto::INT64:
+          out.i64[i] = load(int64_t{}, i);
+          break;
+        case onnx::TensorProto::INT32:
+          out.i64[i] = load(int32_t{}, i);
+          break;
+        case onnx::TensorProto::INT8:
+          out.i64[i] = load(int8_t{}, i);
+          break;
+        default:
+          out.i64[i] = load(uint8_t{}, i);
+          break;  // uint8, bool
       }
     }
   }
@@ -166,15 +156,19 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::filesystem::path
     t.shape.push_back(d);
   }
   const int64_t n = t.numel();
-  if (n > (int64_t{1} << 34)) throw std::runtime_error(what + ": implausible size " + std::to_string(n));
+  if (n > (int64_t{1} << 34))
+    throw std::runtime_error(what + ": implausible size " + std::to_string(n));
   const size_t nbytes = static_cast<size_t>(n) * element_bytes(p.data_type());
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string location;
     int64_t offset = 0, length = -1;
     for (const auto& kv : p.external_data()) {
-      if (kv.key() == "location") location = kv.value();
-      else if (kv.key() == "offset") offset = std::stoll(kv.value());
-      else if (kv.key() == "length") length = std::stoll(kv.value());
+      if (kv.key() == "location")
+        location = kv.value();
+      else if (kv.key() == "offset")
+        offset = std::stoll(kv.value());
+      else if (kv.key() == "length")
+        length = std::stoll(kv.value());
     }
     if (location.empty()) throw std::runtime_error(what + ": external data without a location");
     const auto file = model_dir / location;
@@ -245,13 +239,25 @@ void tensor_to_proto(const Tensor& t, const std::string& name, onnx::TensorProto
   auto put = [&](auto v) { raw.append(reinterpret_cast<const char*>(&v), sizeof v); };
   for (int64_t i = 0; i < n; ++i) {
     switch (t.dtype) {
-      case DType::kFloat32: put(t.f32[i]); break;
-      case DType::kFloat16: put(float_to_half(t.f32[i])); break;
-      case DType::kInt64: put(static_cast<int64_t>(t.i64[i])); break;
-      case DType::kInt32: put(static_cast<int32_t>(t.i64[i])); break;
-      case DType::kInt8: put(static_cast<int8_t>(t.i64[i])); break;
+      case DType::kFloat32:
+        put(t.f32[i]);
+        break;
+      case DType::kFloat16:
+        put(float_to_half(t.f32[i]));
+        break;
+      case DType::kInt64:
+        put(static_cast<int64_t>(t.i64[i]));
+        break;
+      case DType::kInt32:
+        put(static_cast<int32_t>(t.i64[i]));
+        break;
+      case DType::kInt8:
+        put(static_cast<int8_t>(t.i64[i]));
+        break;
       case DType::kUInt8:
-      case DType::kBool: put(static_cast<uint8_t>(t.i64[i])); break;
+      case DType::kBool:
+        put(static_cast<uint8_t>(t.i64[i]));
+        break;
     }
   }
   p.set_raw_data(raw);
@@ -281,8 +287,10 @@ void value_info_to_proto(const ValueInfo& vi, onnx::ValueInfoProto& p) {
   auto* shape = tt->mutable_shape();
   for (size_t i = 0; i < vi.shape.size(); ++i) {
     auto* d = shape->add_dim();
-    if (vi.shape[i] >= 0) d->set_dim_value(vi.shape[i]);
-    else d->set_dim_param(i == 0 ? "batch" : "d" + std::to_string(i));
+    if (vi.shape[i] >= 0)
+      d->set_dim_value(vi.shape[i]);
+    else
+      d->set_dim_param(i == 0 ? "batch" : "d" + std::to_string(i));
   }
 }
 
@@ -305,7 +313,8 @@ Graph load_onnx(const std::filesystem::path& path) {
     }
   }
   if (!model.has_graph() || model.graph().node_size() == 0) {
-    throw std::runtime_error(path.string() + ": the ONNX model has no graph nodes (empty, "
+    throw std::runtime_error(path.string() +
+                             ": the ONNX model has no graph nodes (empty, "
                              "truncated or not an ONNX file)");
   }
   const std::string where = path.string();
@@ -355,8 +364,9 @@ Graph load_onnx(const std::filesystem::path& path) {
     }
     for (const auto& in : n.inputs) {
       if (!in.empty() && !defined.count(in)) {
-        throw std::runtime_error(where + ": node '" + n.name + "' (" + n.op_type +
-                                 ") reads '" + in + "', which no earlier node, initializer or "
+        throw std::runtime_error(where + ": node '" + n.name + "' (" + n.op_type + ") reads '" +
+                                 in +
+                                 "', which no earlier node, initializer or "
                                  "input defines (corrupt or truncated file, or nodes out of "
                                  "topological order)");
       }
@@ -365,9 +375,18 @@ Graph load_onnx(const std::filesystem::path& path) {
     for (const auto& ap : np.attribute()) {
       Attribute a;
       switch (ap.type()) {
-        case onnx::AttributeProto::INT: a.kind = Attribute::Kind::kInt; a.i = ap.i(); break;
-        case onnx::AttributeProto::FLOAT: a.kind = Attribute::Kind::kFloat; a.f = ap.f(); break;
-        case onnx::AttributeProto::STRING: a.kind = Attribute::Kind::kString; a.s = ap.s(); break;
+        case onnx::AttributeProto::INT:
+          a.kind = Attribute::Kind::kInt;
+          a.i = ap.i();
+          break;
+        case onnx::AttributeProto::FLOAT:
+          a.kind = Attribute::Kind::kFloat;
+          a.f = ap.f();
+          break;
+        case onnx::AttributeProto::STRING:
+          a.kind = Attribute::Kind::kString;
+          a.s = ap.s();
+          break;
         case onnx::AttributeProto::INTS:
           a.kind = Attribute::Kind::kInts;
           a.ints.assign(ap.ints().begin(), ap.ints().end());
@@ -440,9 +459,18 @@ void save_onnx(const Graph& graph, const std::filesystem::path& path) {
       auto* ap = np->add_attribute();
       ap->set_name(key);
       switch (a.kind) {
-        case Attribute::Kind::kInt: ap->set_type(onnx::AttributeProto::INT); ap->set_i(a.i); break;
-        case Attribute::Kind::kFloat: ap->set_type(onnx::AttributeProto::FLOAT); ap->set_f(a.f); break;
-        case Attribute::Kind::kString: ap->set_type(onnx::AttributeProto::STRING); ap->set_s(a.s); break;
+        case Attribute::Kind::kInt:
+          ap->set_type(onnx::AttributeProto::INT);
+          ap->set_i(a.i);
+          break;
+        case Attribute::Kind::kFloat:
+          ap->set_type(onnx::AttributeProto::FLOAT);
+          ap->set_f(a.f);
+          break;
+        case Attribute::Kind::kString:
+          ap->set_type(onnx::AttributeProto::STRING);
+          ap->set_s(a.s);
+          break;
         case Attribute::Kind::kInts:
           ap->set_type(onnx::AttributeProto::INTS);
           for (auto v : a.ints) ap->add_ints(v);
