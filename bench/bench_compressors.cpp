@@ -7,14 +7,12 @@
 // usage: bench_compressors [--weights N] [--repeats R] [--model PATH]
 #include <omp.h>
 #include <sys/resource.h>
-#include <sys/utsname.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <random>
@@ -22,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "compressors/weight_kernels.h"
 #include "experiments/compress_commands.h"
 
@@ -39,15 +38,8 @@ double seconds_since(Clock::time_point t0) {
 double cpu_seconds() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 // Medians over `repeats` rounds; each round times every peer and kernel once, interleaved, so a
@@ -71,8 +63,10 @@ void bench_kernels(int64_t n, int repeats) {
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
-        const size_t b = bytes * t / threads / 64 * 64, e = t + 1 == threads ? bytes : bytes * (t + 1) / threads / 64 * 64;
-        std::memcpy(reinterpret_cast<char*>(dst.data()) + b, reinterpret_cast<const char*>(src.data()) + b, e - b);
+        const size_t b = bytes * t / threads / 64 * 64,
+                     e = t + 1 == threads ? bytes : bytes * (t + 1) / threads / 64 * 64;
+        std::memcpy(reinterpret_cast<char*>(dst.data()) + b,
+                    reinterpret_cast<const char*>(src.data()) + b, e - b);
       });
     }
     for (auto& th : pool) th.join();
@@ -100,17 +94,44 @@ void bench_kernels(int64_t n, int repeats) {
       {"memcpy, " + std::to_string(threads) + " threads (slices)", threaded_copy, {}, {}},
   };
   std::vector<Case> kernels = {
-      {"50% unstructured + w4 per_channel", [&] { compressors::compress_weights(work, layout, pq4); }, {}, {}},
-      {"50% unstructured + w8 per_channel", [&] { compressors::compress_weights(work, layout, pq8); }, {}, {}},
-      {"2:4 + w4 per_channel", [&] { compressors::compress_weights(work, layout, nm24_w4); }, {}, {}},
-      {"25% channel + w4 per_channel", [&] { compressors::compress_weights(work, layout, ch25_w4); }, {}, {}},
-      {"w4 per_channel only", [&] { compressors::quantize_weights(work, layout, 4, compressors::Granularity{}); }, {}, {}},
-      {"w8 per_channel only", [&] { compressors::quantize_weights(work, layout, 8, compressors::Granularity{}); }, {}, {}},
+      {"50% unstructured + w4 per_channel",
+       [&] { compressors::compress_weights(work, layout, pq4); },
+       {},
+       {}},
+      {"50% unstructured + w8 per_channel",
+       [&] { compressors::compress_weights(work, layout, pq8); },
+       {},
+       {}},
+      {"2:4 + w4 per_channel",
+       [&] { compressors::compress_weights(work, layout, nm24_w4); },
+       {},
+       {}},
+      {"25% channel + w4 per_channel",
+       [&] { compressors::compress_weights(work, layout, ch25_w4); },
+       {},
+       {}},
+      {"w4 per_channel only",
+       [&] { compressors::quantize_weights(work, layout, 4, compressors::Granularity{}); },
+       {},
+       {}},
+      {"w8 per_channel only",
+       [&] { compressors::quantize_weights(work, layout, 8, compressors::Granularity{}); },
+       {},
+       {}},
       {"50% unstructured prune only", [&] { compressors::prune_unstructured(work, 0.5); }, {}, {}},
       // Out of place (src -> dst, src intact): the same bytes a memcpy reads and writes.
-      {"50% unstructured + w4, out of place", [&] { compressors::compress_weights(src, dst, layout, pq4); }, {}, {}},
-      {"50% unstructured + w8, out of place", [&] { compressors::compress_weights(src, dst, layout, pq8); }, {}, {}},
-      {"w4 per_channel only, out of place", [&] { compressors::compress_weights(src, dst, layout, setting(4, false)); }, {}, {}},
+      {"50% unstructured + w4, out of place",
+       [&] { compressors::compress_weights(src, dst, layout, pq4); },
+       {},
+       {}},
+      {"50% unstructured + w8, out of place",
+       [&] { compressors::compress_weights(src, dst, layout, pq8); },
+       {},
+       {}},
+      {"w4 per_channel only, out of place",
+       [&] { compressors::compress_weights(src, dst, layout, setting(4, false)); },
+       {},
+       {}},
   };
   for (int r = 0; r < repeats; ++r) {
     for (auto& c : peers) {
@@ -134,42 +155,52 @@ void bench_kernels(int64_t n, int repeats) {
     return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
   };
   const double gb = static_cast<double>(bytes) / 1e9;
-  std::cout << "weights: " << n << " float32 (" << gb << " GB), [" << O << ", " << R << "], median of " << repeats
-            << " interleaved rounds, " << threads << " OpenMP threads\n";
+  std::cout << "weights: " << n << " float32 (" << gb << " GB), [" << O << ", " << R
+            << "], median of " << repeats << " interleaved rounds, " << threads
+            << " OpenMP threads\n";
   double peer = 1e30;
   for (auto& c : peers) {
     const double m = median(c.s);
     peer = std::min(peer, m);
-    std::printf("peer:       %-38s %8.1f ms  %6.2f GB/s  cpu %6.1f ms\n", c.name.c_str(), m * 1e3, gb / m,
-                median(c.cpu) * 1e3);
+    std::printf("peer:       %-38s %8.1f ms  %6.2f GB/s  cpu %6.1f ms\n", c.name.c_str(), m * 1e3,
+                gb / m, median(c.cpu) * 1e3);
   }
   for (auto& c : kernels) {
     const double m = median(c.s);
-    std::printf("compsearch: %-38s %8.1f ms  %6.2f GB/s  cpu %6.1f ms  ratio to the faster memcpy %.3f%s\n",
-                c.name.c_str(), m * 1e3, gb / m, median(c.cpu) * 1e3, peer / m,
-                c.name.rfind("50% unstructured +", 0) == 0 ? "  (goal >= 0.5)" : "");
+    std::printf(
+        "compsearch: %-38s %8.1f ms  %6.2f GB/s  cpu %6.1f ms  ratio to the faster memcpy %.3f%s\n",
+        c.name.c_str(), m * 1e3, gb / m, median(c.cpu) * 1e3, peer / m,
+        c.name.rfind("50% unstructured +", 0) == 0 ? "  (goal >= 0.5)" : "");
   }
 }
 
 }  // namespace
 
+constexpr std::string_view kUsage =
+    R"(usage: bench_compressors [--weights N] [--repeats R] [--model PATH]
+  Quantize + prune throughput on an N-weight tensor (default 100,000,000) as a ratio to memcpy,
+  median of R rounds (default 5); then ms per recipe candidate on the reference CNN (PATH, default
+  models/fmnist_cnn.onnx) when it and the Fashion-MNIST test set are present.
+)";
+
 int main(int argc, char** argv) {
+  if (bench::help_requested(argc, argv, kUsage)) return 0;
   int64_t n = 100'000'000;
   int repeats = 5;
   std::string model = "models/fmnist_cnn.onnx";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--weights") n = std::stoll(argv[i + 1]);
-    else if (a == "--repeats") repeats = std::stoi(argv[i + 1]);
-    else if (a == "--model") model = argv[i + 1];
+    if (i + 1 == argc) bench::usage_error(a + " needs a value", kUsage);
+    if (a == "--weights")
+      n = std::stoll(argv[i + 1]);
+    else if (a == "--repeats")
+      repeats = std::stoi(argv[i + 1]);
+    else if (a == "--model")
+      model = argv[i + 1];
+    else
+      bench::usage_error("unknown option " + a, kUsage);
   }
-  utsname u{};
-  uname(&u);
-  double load[3] = {0, 0, 0};
-  getloadavg(load, 3);
-  std::cout << "machine: " << cpu_name() << ", " << std::thread::hardware_concurrency() << " hardware threads, "
-            << omp_get_max_threads() << " OpenMP threads, " << u.sysname << " " << u.release
-            << ", load average " << load[0] << " (other processes share the cores)\n";
+  std::cout << bench::machine_line() << ", " << omp_get_max_threads() << " OpenMP threads\n";
   bench_kernels(n, repeats);
   if (std::filesystem::exists(model)) {
     std::cout << "\n";

@@ -6,14 +6,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <string>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
+#include "bench/bench_common.h"
 #include "model/dataset.h"
 #include "model/executor.h"
 #include "model/graph.h"
@@ -22,15 +20,6 @@ namespace fs = std::filesystem;
 using namespace compsearch::model;
 
 namespace {
-
-std::string first_line_with(const std::string& file, const std::string& key) {
-  std::ifstream in(file);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
 
 std::string run_command(const std::string& cmd) {
   std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
@@ -56,27 +45,36 @@ double compsearch_images_per_second(const Executor& exec, const Tensor& batch, d
 
 }  // namespace
 
+constexpr std::string_view kUsage =
+    R"(usage: bench_executor [--batch 256] [--threads 2] [--seconds 2] [--rounds 3]
+  Images/s of compsearch's executor and of ONNX Runtime (scripts/bench_onnxruntime.js, through
+  node) on models/fmnist_cnn.onnx and fmnist_mlp.onnx with the Fashion-MNIST test set: the best of
+  `rounds` alternating rounds of `seconds` each side.
+)";
+
 int main(int argc, char** argv) {
+  if (compsearch::bench::help_requested(argc, argv, kUsage)) return 0;
   int64_t batch = 256;
   int threads = 2, rounds = 3;
   double seconds = 2.0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--batch") batch = std::stoll(v);
-    else if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--seconds") seconds = std::stod(v);
-    else if (k == "--rounds") rounds = std::stoi(v);
-    else {
-      std::cerr << "usage: bench_executor [--batch 256] [--threads 2] [--seconds 2] [--rounds 3]\n";
-      return 2;
-    }
+  for (int i = 1; i < argc; i += 2) {
+    const std::string k = argv[i];
+    if (i + 1 == argc) compsearch::bench::usage_error(k + " needs a value", kUsage);
+    const std::string v = argv[i + 1];
+    if (k == "--batch")
+      batch = std::stoll(v);
+    else if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--seconds")
+      seconds = std::stod(v);
+    else if (k == "--rounds")
+      rounds = std::stoi(v);
+    else
+      compsearch::bench::usage_error("unknown option " + k, kUsage);
   }
   const fs::path root = fs::path(__FILE__).parent_path().parent_path();
   const fs::path script = root / "scripts" / "bench_onnxruntime.js";
-  std::printf("machine: %s, %u hardware threads, load average %s\n",
-              first_line_with("/proc/cpuinfo", "model name").c_str(),
-              std::thread::hardware_concurrency(),
-              run_command("cut -d' ' -f1-3 /proc/loadavg | tr -d '\\n'").c_str());
+  std::printf("%s\n", compsearch::bench::machine_line().c_str());
   std::printf("setup: batch %lld, %d threads, best of %d rounds of %.1f s each side\n",
               static_cast<long long>(batch), threads, rounds, seconds);
   const Dataset data = load_dataset("fashion-mnist", "test");
@@ -90,10 +88,9 @@ int main(int argc, char** argv) {
     std::string peer_name = "onnxruntime-node (not available)";
     for (int r = 0; r < rounds; ++r) {
       ours = std::max(ours, compsearch_images_per_second(exec, input, seconds));
-      const std::string out = run_command("node '" + script.string() + "' '" + model.string() +
-                                          "' " + std::to_string(batch) + " " +
-                                          std::to_string(threads) + " " + std::to_string(seconds) +
-                                          " 2>&1");
+      const std::string out = run_command(
+          "node '" + script.string() + "' '" + model.string() + "' " + std::to_string(batch) + " " +
+          std::to_string(threads) + " " + std::to_string(seconds) + " 2>&1");
       try {
         const auto j = nlohmann::json::parse(out);
         peer = std::max(peer, j.at("images_per_second").get<double>());

@@ -1,18 +1,17 @@
 // Benchmark: cost one recipe on a ~50-layer model (ResNet-50, 54 layers) for three targets (GPU,
-// NPU, MCU), as the search does for every candidate. Goal: <= 20 us per recipe for the three targets.
-// Per-layer, per-target constants are precomputed once (compile); the timed loop resolves the
-// recipe's per-layer settings and runs the three estimates into reused Estimate objects.
-// Prints the machine, the time, the goal as the peer, and the ratio; also the time of the naive
-// path (compile every time) for comparison.
+// NPU, MCU), as the search does for every candidate. Goal: <= 20 us per recipe for the three
+// targets. Per-layer, per-target constants are precomputed once (compile); the timed loop resolves
+// the recipe's per-layer settings and runs the three estimates into reused Estimate objects. Prints
+// the machine, the time, the goal as the peer, and the ratio; also the time of the naive path
+// (compile every time) for comparison.
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
-#include <fstream>
+#include <ctime>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "hardware_models/arch_zoo.h"
 #include "hardware_models/hardware_model.h"
 
@@ -20,15 +19,6 @@ namespace hm = compsearch::hardware_models;
 namespace cp = compsearch::compressors;
 
 namespace {
-
-std::string machine() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown CPU";
-}
 
 // A mixed candidate like the search proposes: w8a8 by default, every third layer w4 group:32,
 // every fourth 2:4 pruned, every fifth 25% channel pruned.
@@ -80,16 +70,17 @@ Timing time_per_call(F&& f, int calls) {
   return {wall[3], cpu[3]};
 }
 
-double load_average() {
-  std::ifstream in("/proc/loadavg");
-  double l = 0;
-  in >> l;
-  return l;
-}
-
 }  // namespace
 
-int main() {
+constexpr std::string_view kUsage = R"(usage: bench_hw
+  CPU time to cost one recipe on ResNet-50 (54 layers) for gpu:t4, npu:ethos-u55-256 and
+  mcu:stm32h743, against the goal of 20 us per recipe; exits 1 when the goal is missed.
+)";
+
+int main(int argc, char** argv) {
+  if (compsearch::bench::help_requested(argc, argv, kUsage)) return 0;
+  if (argc > 1)
+    compsearch::bench::usage_error(std::string("unexpected argument ") + argv[1], kUsage);
   const hm::Workload w = hm::build_zoo_model("resnet50");
   const cp::Recipe recipe = candidate(w);
   const std::vector<std::string> targets = {"gpu:t4", "npu:ethos-u55-256", "mcu:stm32h743"};
@@ -126,17 +117,21 @@ int main() {
   const Timing t_naive = time_per_call(naive, 2000);
   const double us = t.cpu_us, us_est = t_est.cpu_us, us_naive = t_naive.cpu_us;
   const double goal_us = 20.0;
-  std::printf("bench_hw: one recipe, %zu-layer ResNet-50, targets gpu:t4 + npu:ethos-u55-256 + mcu:stm32h743\n",
-              w.table.layers.size());
-  std::printf("machine: %s (%u hardware threads), single thread, load average %.1f\n", machine().c_str(),
-              std::thread::hardware_concurrency(), load_average());
-  std::printf("resolve recipe + 3 estimates: %.2f us CPU per recipe (wall %.2f us; median of 7 x 20000)\n", us,
-              t.wall_us);
-  std::printf("3 estimates only (settings resolved): %.2f us CPU (wall %.2f us)\n", us_est, t_est.wall_us);
-  std::printf("peer: the goal of %.0f us per recipe -> ratio %.2f (<= 1 meets it)\n", goal_us, us / goal_us);
-  std::printf("peer: naive path (compile per call): %.2f us -> precomputation is %.1fx faster\n", us_naive,
-              us_naive / us);
-  std::printf("(checksum %.3f; latencies: t4 %.3f ms, ethos %.3f ms, h743 %.1f ms)\n", sink > 0 ? 1.0 : 0.0,
-              out[0].latency_ms, out[1].latency_ms, out[2].latency_ms);
+  std::printf(
+      "bench_hw: one recipe, %zu-layer ResNet-50, targets gpu:t4 + npu:ethos-u55-256 + "
+      "mcu:stm32h743\n",
+      w.table.layers.size());
+  std::printf("%s; single thread\n", compsearch::bench::machine_line().c_str());
+  std::printf(
+      "resolve recipe + 3 estimates: %.2f us CPU per recipe (wall %.2f us; median of 7 x 20000)\n",
+      us, t.wall_us);
+  std::printf("3 estimates only (settings resolved): %.2f us CPU (wall %.2f us)\n", us_est,
+              t_est.wall_us);
+  std::printf("peer: the goal of %.0f us per recipe -> ratio %.2f (<= 1 meets it)\n", goal_us,
+              us / goal_us);
+  std::printf("peer: naive path (compile per call): %.2f us -> precomputation is %.1fx faster\n",
+              us_naive, us_naive / us);
+  std::printf("(checksum %.3f; latencies: t4 %.3f ms, ethos %.3f ms, h743 %.1f ms)\n",
+              sink > 0 ? 1.0 : 0.0, out[0].latency_ms, out[1].latency_ms, out[2].latency_ms);
   return us <= goal_us ? 0 : 1;
 }

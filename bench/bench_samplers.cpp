@@ -16,8 +16,6 @@
 // bench/optuna_results. Overheads are process CPU time per trial minus the objective's own
 // arithmetic, for both peers. No Optuna TPE run reaches 1,000 trials (hours per seed here), so
 // TPE's HV@1000 has no peer value.
-#include <sys/utsname.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -34,12 +32,15 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "search/exact_solver.h"
 #include "search/hypervolume.h"
+#include "search/in_memory_storage.h"
 #include "search/nsga2_sampler.h"
 #include "search/problems.h"
 #include "search/random_sampler.h"
 #include "search/sampler_factory.h"
+#include "search/study.h"
 
 using namespace compsearch::search;
 
@@ -51,62 +52,9 @@ double cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-// In-memory study for the benchmark: trials in a vector, get_trials_from without copying the
-// finished prefix.
-class BenchStudy : public StudyView {
- public:
-  explicit BenchStudy(size_t n_objectives) : directions_(n_objectives, StudyDirection::kMinimize) {}
-  std::vector<StudyDirection> directions() const override { return directions_; }
-  std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const override {
-    std::vector<FrozenTrial> out;
-    for (const auto& t : trials_) {
-      if (states.empty() || std::find(states.begin(), states.end(), t.state) != states.end()) {
-        out.push_back(t);
-      }
-    }
-    return out;
-  }
-  std::vector<FrozenTrial> get_trials_from(int64_t first) const override {
-    return std::vector<FrozenTrial>(trials_.begin() + std::min<int64_t>(first, trials_.size()),
-                                    trials_.end());
-  }
-  void set_trial_system_attr(int64_t id, const std::string& key, const nlohmann::json& v) override {
-    trials_.at(static_cast<size_t>(id)).system_attrs[key] = v;
-  }
-  FrozenTrial& ask(Sampler& sampler, const std::vector<std::pair<std::string, Distribution>>& ps) {
-    FrozenTrial t;
-    t.number = t.trial_id = static_cast<int64_t>(trials_.size());
-    trials_.push_back(std::move(t));
-    FrozenTrial copy = trials_.back();
-    sampler.before_trial(*this, copy);
-    trials_.back().system_attrs = std::move(copy.system_attrs);
-    const SearchSpace space = sampler.infer_relative_search_space(*this, trials_.back());
-    const auto rel = sampler.sample_relative(*this, trials_.back(), space);
-    // `ps` is sorted by name (problems() sorts it): the relative values are found by walking
-    // their map alongside, and the trial's maps are filled at their end.
-    auto r = rel.begin();
-    for (const auto& [name, dist] : ps) {
-      while (r != rel.end() && r->first < name) ++r;
-      const double v = r != rel.end() && r->first == name
-                           ? r->second
-                           : sampler.sample_independent(*this, trials_.back(), name, dist);
-      FrozenTrial& t = trials_.back();
-      t.params.emplace_hint(t.params.end(), name, v);
-      t.distributions.emplace_hint(t.distributions.end(), name, dist);
-    }
-    return trials_.back();
-  }
-  void tell(FrozenTrial& t, std::vector<double> values, Sampler& sampler) {
-    t.state = TrialState::kComplete;
-    t.values = std::move(values);
-    sampler.after_trial(*this, t, TrialState::kComplete, &t.values);
-  }
-  const std::vector<FrozenTrial>& trials() const { return trials_; }
-
- private:
-  std::vector<StudyDirection> directions_;
-  std::vector<FrozenTrial> trials_;
-};
+// The benchmark drives the real Study over an InMemoryStorage (what a library user runs), so
+// its per-trial overhead includes the study's own ask/tell work, not only the sampler's.
+constexpr const char* kStudyName = "bench";
 
 struct Problem {
   std::string name;
@@ -121,8 +69,7 @@ std::vector<Problem> problems() {
   auto floats = [](size_t n) {
     std::vector<std::pair<std::string, Distribution>> ps;
     for (size_t i = 0; i < n; ++i) ps.emplace_back("x" + std::to_string(i), make_float(0, 1));
-    std::sort(ps.begin(), ps.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::sort(ps.begin(), ps.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     return ps;
   };
   auto xs = [](const FrozenTrial& t, size_t n) {
@@ -150,7 +97,7 @@ std::vector<Problem> problems() {
     ps.emplace_back("c" + std::to_string(i), make_categorical({"a", "b", "c", "d"}));
   }
   // The samplers draw every parameter from a seed of its own name, so the order in which a
-  // trial asks for them changes nothing; sorted by name, BenchStudy::ask fills maps in order.
+  // trial asks for them changes nothing; sorted by name, like the other problems.
   std::sort(ps.begin(), ps.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   out.push_back({"mixed30",
                  2,
@@ -207,48 +154,52 @@ std::unique_ptr<Sampler> make_bench_sampler(const std::string& name, uint64_t se
 // `ask` process does (it rebuilds its state from the study's trials), and timed apart.
 RunResult run_ours(const Problem& p, const std::string& sampler_name, uint64_t seed, int n_trials,
                    int prefill, int warmup = 0, int fresh_asks = 0) {
-  BenchStudy study(p.n_objectives);
+  auto storage = std::make_shared<InMemoryStorage>();
+  const std::vector<StudyDirection> directions(p.n_objectives, StudyDirection::kMinimize);
+  auto ask_and_tell = [&](Study& study) {
+    Trial t = study.ask(p.params);
+    study.tell(t.number(), p.evaluate(t.cached()), TrialState::kComplete);
+  };
   RunResult r;
   if (prefill > 0) {
-    RandomSampler random(seed);
-    for (int i = 0; i < prefill; ++i) {
-      FrozenTrial& t = study.ask(random, p.params);
-      study.tell(t, p.evaluate(t), random);
-    }
+    auto random =
+        Study::create(storage, kStudyName, directions, std::make_shared<RandomSampler>(seed));
+    for (int i = 0; i < prefill; ++i) ask_and_tell(*random);
   }
-  auto sampler = make_bench_sampler(sampler_name, seed);
-  for (int i = 0; i < warmup; ++i) {
-    FrozenTrial& t = study.ask(*sampler, p.params);
-    study.tell(t, p.evaluate(t), *sampler);
-  }
+  auto study = Study::create(storage, kStudyName, directions,
+                             std::shared_ptr<Sampler>(make_bench_sampler(sampler_name, seed)),
+                             /*load_if_exists=*/true);
+  for (int i = 0; i < warmup; ++i) ask_and_tell(*study);
   double objective_s = 0;
   const double t0 = cpu_seconds();
   for (int i = 0; i < n_trials; ++i) {
-    FrozenTrial& t = study.ask(*sampler, p.params);
+    Trial t = study->ask(p.params);
     const double o0 = cpu_seconds();
-    auto v = p.evaluate(t);
+    auto v = p.evaluate(t.cached());
     objective_s += cpu_seconds() - o0;
-    study.tell(t, std::move(v), *sampler);
+    study->tell(t.number(), std::move(v), TrialState::kComplete);
   }
   const double total = cpu_seconds() - t0;
   r.overhead_ms_per_trial = 1e3 * (total - objective_s) / n_trials;
   if (fresh_asks > 0) {
     double fresh_s = 0;
     for (int i = 0; i < fresh_asks; ++i) {
-      auto fresh = make_bench_sampler(sampler_name, seed);
+      // A CLI process: a new Study object and a new sampler on the same storage.
+      auto fresh = Study::load(storage, kStudyName,
+                               std::shared_ptr<Sampler>(make_bench_sampler(sampler_name, seed)));
       const double f0 = cpu_seconds();
-      FrozenTrial& t = study.ask(*fresh, p.params);
+      Trial t = fresh->ask(p.params);
       const double f1 = cpu_seconds();
-      auto v = p.evaluate(t);
+      auto v = p.evaluate(t.cached());
       const double f2 = cpu_seconds();
-      study.tell(t, std::move(v), *fresh);
+      fresh->tell(t.number(), std::move(v), TrialState::kComplete);
       fresh_s += (f1 - f0) + (cpu_seconds() - f2);
     }
     r.fresh_ask_ms = 1e3 * fresh_s / fresh_asks;
   }
   // Only the first prefill + warmup + n_trials trials: the fresh asks come after.
   const size_t n_kept = static_cast<size_t>(prefill + warmup + n_trials);
-  for (const auto& t : study.trials()) {
+  for (const auto& t : study->get_trials()) {
     if (r.values.size() < n_kept) r.values.push_back(t.values);
   }
   return r;
@@ -293,21 +244,6 @@ void read_peer(const std::string& path, PeerRuns& runs, bool optional = false) {
     r.values = j.at("values").get<std::vector<std::vector<double>>>();
     runs[{j.at("problem"), j.at("sampler")}].push_back(std::move(r));
   }
-}
-
-std::string machine() {
-  utsname u{};
-  uname(&u);
-  std::ifstream cpu("/proc/cpuinfo");
-  std::string line, model = "unknown CPU";
-  int n = 0;
-  while (std::getline(cpu, line)) {
-    if (line.rfind("model name", 0) == 0) {
-      model = line.substr(line.find(':') + 2);
-      ++n;
-    }
-  }
-  return model + " x" + std::to_string(n) + ", " + u.sysname + " " + u.release;
 }
 
 std::string fmt(double v, int prec = 4) {
@@ -365,12 +301,23 @@ void bench_exact_solver() {
 
 }  // namespace
 
+constexpr std::string_view kUsage =
+    R"(usage: bench_samplers [--trials 1000] [--seeds 5] [--optuna live|none|DIR] [--part all|samplers|exact]
+                      [--problems zdt1,zdt2,dtlz2,mixed30] [--samplers NSGAIISampler,TPESampler]
+  Per-trial overhead and hypervolume of NSGA-II and TPE against Optuna 3.1 on ZDT1, ZDT2, DTLZ2
+  and a 30-parameter mixed space (median of seeds), and the exact solver on 54 layers x 60
+  options. --optuna live runs scripts/bench_samplers_optuna.py now; DIR reads committed results
+  (e.g. bench/optuna_results); none skips the peer.
+)";
+
 int main(int argc, char** argv) {
+  if (compsearch::bench::help_requested(argc, argv, kUsage)) return 0;
   int n_trials = 1000, n_seeds = 5;
   std::string optuna = "live", part = "all";
   std::string only_problems, only_samplers;  // ",a,b," filters; empty: all
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (i + 1 == argc) compsearch::bench::usage_error(a + " needs a value", kUsage);
     if (a == "--part")
       part = argv[i + 1];  // all | samplers | exact
     else if (a == "--trials")
@@ -383,12 +330,10 @@ int main(int argc, char** argv) {
       only_problems = "," + std::string(argv[i + 1]) + ",";
     else if (a == "--samplers")
       only_samplers = "," + std::string(argv[i + 1]) + ",";
-    else {
-      std::cerr << "unknown option " << a << "\n";
-      return 2;
-    }
+    else
+      compsearch::bench::usage_error("unknown option " + a, kUsage);
   }
-  std::cout << "machine: " << machine() << "\n";
+  std::cout << compsearch::bench::machine_line() << "\n";
   if (part == "exact") {
     bench_exact_solver();
     return 0;
@@ -416,8 +361,7 @@ int main(int argc, char** argv) {
         "mkdir -p " + dir + " && /usr/bin/python3 " + script + problems_arg +
         " --sampler NSGAIISampler --trials " + std::to_string(n_trials) + " --seeds " + seeds +
         " > " + dir + "/nsga2_1000.jsonl && /usr/bin/python3 " + script + problems_arg +
-        " --sampler TPESampler --seeds 0 --prefill 995 --trials 5 > " + dir +
-        "/tpe_prefill.jsonl";
+        " --sampler TPESampler --seeds 0 --prefill 995 --trials 5 > " + dir + "/tpe_prefill.jsonl";
     std::cout << "running Optuna now (NSGA-II runs and TPE at study size 1000: minutes); "
                  "Optuna TPE 200-trial runs read from "
               << src << "/bench/optuna_results\n"
