@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdarg>
+#include <cstdio>
 #include <stdexcept>
 
 #include "common/check.h"
@@ -106,7 +108,8 @@ double stored_weight_bytes(const CompiledLayer& layer, const LayerSetting& s, do
          0.125;
 }
 
-HardwareModel::HardwareModel(TargetProfile profile) : profile_(std::move(profile)) {
+HardwareModel::HardwareModel(TargetProfile profile)
+    : profile_(std::move(profile)), no_datapath_on_(profile_.name) {
   if (profile_.datapaths.size() > 8) {
     throw std::invalid_argument(profile_.file + ": key 'datapaths': at most 8 datapaths");
   }
@@ -248,19 +251,91 @@ void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting
   finalize_layer(le);
 }
 
-void HardwareModel::begin(const CompiledModel& c, Estimate& out) const {
+namespace {
+
+// printf into `dst`, reusing its storage (no allocation when its capacity suffices).
+void format_into(std::string& dst, const char* format, va_list args) {
+  va_list again;
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
+  dst.resize(n > 0 ? size_t(n) : 0);
+  std::vsnprintf(dst.data(), dst.size() + 1, format, again);
+  va_end(again);
+}
+
+void add_text(std::vector<std::string>& list, size_t& count, const char* format, va_list args) {
+  if (count == list.size()) list.emplace_back();
+  format_into(list[count], format, args);
+  ++count;
+}
+
+}  // namespace
+
+void HardwareModel::add_reason(Estimate& out, Pass& pass, const char* format, ...) const {
+  out.deployable = false;
+  va_list args;
+  va_start(args, format);
+  add_text(out.reasons, pass.reasons, format, args);
+  va_end(args);
+}
+
+void HardwareModel::add_note(Estimate& out, Pass& pass, const char* format, ...) const {
+  va_list args;
+  va_start(args, format);
+  add_text(out.notes, pass.notes, format, args);
+  va_end(args);
+}
+
+bool HardwareModel::cost_on_target(const CompiledModel& c, int i, const LayerSetting& s,
+                                   const LayerSetting* source_setting, Pass&,
+                                   LayerEstimate& le) const {
+  const int dp = executing_datapath(s);
+  if (dp < 0) return false;
+  cost_layer(c, i, s, source_setting, dp, le);
+  return true;
+}
+
+void HardwareModel::estimate(const CompiledModel& c,
+                             const std::vector<const LayerSetting*>& settings,
+                             Estimate& out) const {
   if (out.target != profile_.name) out.target = profile_.name;
   out.batch = c.batch;
   out.latency_ms = 0.0;
   out.energy_mj = 0.0;
   out.deployable = true;
-  out.reasons.clear();
-  out.notes.clear();
   out.layers.resize(c.layers.size());
   out.has_mcu_memory = false;
   out.sram_kb = 0.0;
   out.flash_kb = 0.0;
   out.weight_bytes = 0.0;
+  Pass pass;
+  for (size_t i = 0; i < c.layers.size(); ++i) {
+    const LayerSetting& s = *settings[i];
+    const int src = c.layers[i].channel_source;
+    LayerEstimate& le = out.layers[i];
+    if (!cost_on_target(c, int(i), s, src >= 0 ? settings[src] : nullptr, pass, le)) {
+      le = LayerEstimate{};
+      le.layer = int(i);
+      add_reason(out, pass, "layer '%s': no datapath on %s for w_bits %d, a_bits %d",
+                 c.workload->table.layers[i].name.c_str(), no_datapath_on_.c_str(), s.w_bits,
+                 s.a_bits);
+      continue;
+    }
+    out.latency_ms += le.latency_ms;
+    out.energy_mj += le.energy_mj;
+    out.weight_bytes += le.weight_bytes;
+    if (!le.on_host) {
+      pass.peak_activation_bytes = std::max(pass.peak_activation_bytes, le.activation_bytes);
+      const double live = le.activation_bytes + c.layers[i].scratch_elements * (s.a_bits / 8.0);
+      pass.peak_live_bytes = std::max(pass.peak_live_bytes, live);
+    }
+  }
+  const double fixed_ms = profile_.inference_overhead_us.value * 1e-3;
+  out.latency_ms += fixed_ms;
+  out.energy_mj += profile_.idle_power_w.value * fixed_ms;
+  finish(c, pass, out);
+  out.reasons.resize(pass.reasons);  // drop the texts a previous estimate left beyond these
+  out.notes.resize(pass.notes);
 }
 
 Estimate HardwareModel::estimate(const Workload& workload, const compressors::Recipe& recipe,

@@ -118,10 +118,13 @@ class HardwareModel {
   // Precomputes per-layer constants. The workload must outlive the result. batch >= 1.
   virtual CompiledModel compile(const Workload& workload, int batch) const;
 
-  // Costs `settings` (one per layer of the compiled workload, in order) into `out`.
-  virtual void estimate(const CompiledModel& compiled,
-                        const std::vector<const compressors::LayerSetting*>& settings,
-                        Estimate& out) const = 0;
+  // Costs `settings` (one per layer of the compiled workload, in order) into `out`: each layer
+  // where the target runs it (cost_on_target), a layer nothing can run marks the estimate not
+  // deployable with a reason, then the totals (sum of the layers + the per-inference overhead)
+  // and the target's own checks (finish). Allocates nothing once `out` has been used for this
+  // model and recipe (reason and note texts reuse their storage).
+  void estimate(const CompiledModel& compiled,
+                const std::vector<const compressors::LayerSetting*>& settings, Estimate& out) const;
 
   // Convenience: resolve the recipe, compile and estimate.
   Estimate estimate(const Workload& workload, const compressors::Recipe& recipe, int batch) const;
@@ -138,9 +141,39 @@ class HardwareModel {
   void finalize_layer(LayerEstimate& le) const;
 
  protected:
-  void begin(const CompiledModel& c, Estimate& out) const;
+  // What estimate() carries from layer to layer (on its stack, so estimating allocates nothing).
+  struct Pass {
+    double peak_activation_bytes = 0.0;  // largest input + output of one layer run on the target
+                                         // itself (not on a fallback host)
+    double peak_live_bytes = 0.0;        // the same plus the layer's im2col scratch (MCU SRAM)
+    // Fallback state of NPUs.
+    bool cut = false;               // rest_of_graph: the graph was cut, the rest runs on the host
+    bool previous_on_host = false;  // where the previous layer ran
+    double device_weight_bytes = 0.0;  // weights of the layers run on the target so far
+    int host_layers = 0;
+    // Reason and note texts written so far (estimate() trims out.reasons / out.notes to these).
+    size_t reasons = 0;
+    size_t notes = 0;
+  };
+
+  // Costs layer `i` where this target runs it, filling and finalising `le`; returns false when
+  // nothing can run it (estimate() then records the layer as having no datapath). The default
+  // runs it on executing_datapath(s) with cost_layer.
+  virtual bool cost_on_target(const CompiledModel& c, int i, const compressors::LayerSetting& s,
+                              const compressors::LayerSetting* source_setting, Pass& pass,
+                              LayerEstimate& le) const;
+  // After the layers and the per-inference overhead: the target's memory checks and notes.
+  virtual void finish(const CompiledModel& c, Pass& pass, Estimate& out) const = 0;
+
+  // Adds a printf-formatted reason (and marks `out` not deployable) or note, reusing the storage
+  // of the text the previous estimate left in that slot.
+  void add_reason(Estimate& out, Pass& pass, const char* format, ...) const
+      __attribute__((format(printf, 4, 5)));
+  void add_note(Estimate& out, Pass& pass, const char* format, ...) const
+      __attribute__((format(printf, 4, 5)));
 
   TargetProfile profile_;
+  std::string no_datapath_on_;            // "where" in the no-datapath reason: the target's name
   std::array<int, 33> int_datapath_{};    // bits required -> datapath for integer values
   std::array<int, 33> float_datapath_{};  // bits required -> datapath for floating values
   int xnor_datapath_ = -1;
@@ -152,22 +185,23 @@ class HardwareModel {
   double dram_pj_per_byte_ = 0.0;
 };
 
+// Every layer on the GPU; not deployable when weights + the largest layer's activations exceed
+// the device memory.
 class GpuModel : public HardwareModel {
  public:
-  using HardwareModel::estimate;
   using HardwareModel::HardwareModel;
-  void estimate(const CompiledModel& compiled,
-                const std::vector<const compressors::LayerSetting*>& settings,
-                Estimate& out) const override;
+
+ protected:
+  void finish(const CompiledModel& c, Pass& pass, Estimate& out) const override;
 };
 
+// Layers one after another on the CPU; peak SRAM and flash checked against the part (class mcu).
 class McuModel : public HardwareModel {
  public:
-  using HardwareModel::estimate;
   using HardwareModel::HardwareModel;
-  void estimate(const CompiledModel& compiled,
-                const std::vector<const compressors::LayerSetting*>& settings,
-                Estimate& out) const override;
+
+ protected:
+  void finish(const CompiledModel& c, Pass& pass, Estimate& out) const override;
 };
 
 // Ethos-U style (unsupported layers run on the host, with a transfer each time execution changes
@@ -177,14 +211,17 @@ class NpuModel : public HardwareModel {
  public:
   explicit NpuModel(TargetProfile profile);
   ~NpuModel() override;
-  using HardwareModel::estimate;
   CompiledModel compile(const Workload& workload, int batch) const override;
-  void estimate(const CompiledModel& compiled,
-                const std::vector<const compressors::LayerSetting*>& settings,
-                Estimate& out) const override;
+
+ protected:
+  bool cost_on_target(const CompiledModel& c, int i, const compressors::LayerSetting& s,
+                      const compressors::LayerSetting* source_setting, Pass& pass,
+                      LayerEstimate& le) const override;
+  void finish(const CompiledModel& c, Pass& pass, Estimate& out) const override;
 
  private:
   std::unique_ptr<HardwareModel> host_;
+  bool rest_of_graph_ = false;
 };
 
 // The model for a profile's class (gpu -> GpuModel, npu -> NpuModel, mcu/cpu -> McuModel).

@@ -1,33 +1,18 @@
-// Hardware-model rules (DESIGN.md "Hardware models") on hand-sized layers and a synthetic target, so
-// every expected number is computed by hand in the test: executing precision, compute/memory/
+// Hardware-model rules (DESIGN.md "Hardware models") on hand-sized layers and a synthetic target,
+// so every expected number is computed by hand in the test: executing precision, compute/memory/
 // overhead structure, sparsity rules, binary layers, NPU fallbacks, weight streaming, MCU memory
 // and deployability, batch size, and no allocation in a warm estimate.
 #include <doctest/doctest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
 #include <nlohmann/json.hpp>
 
+#include "allocation_counter.h"
 #include "hardware_models/hardware_model.h"
 #include "test_recipes.h"
 
 namespace hm = compsearch::hardware_models;
 namespace cp = compsearch::compressors;
 using hm::testing::setting;
-
-// Counts heap allocations so a test can check that a warm estimate does not allocate. (GCC's
-// -Wmismatched-new-delete cannot see that these replacements pair malloc with free.)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-static std::atomic<long> g_allocations{0};
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
@@ -36,31 +21,41 @@ nlohmann::json sourced(double v) { return {{"value", v}, {"source", "test"}}; }
 // A synthetic target: int8 at 1e9 MAC/s, fp32 at 2.5e8, optional int4/xnor/sparse; efficiency 0.5,
 // no fill time, 1 GB/s memory, no cache, 10 us per layer, no per-inference overhead.
 nlohmann::json target_json(const std::string& cls = "gpu") {
-  nlohmann::json j = {
-      {"format", "compsearch.target/1"},
-      {"name", "test:" + cls},
-      {"class", cls},
-      {"datapaths",
-       {{{"name", "int8"}, {"bits", 8}, {"peak_macs_per_s", sourced(1e9)}, {"energy_pj_per_mac", sourced(1.0)}},
-        {{"name", "fp32"}, {"bits", 32}, {"peak_macs_per_s", sourced(2.5e8)}, {"energy_pj_per_mac", sourced(4.0)}}}},
-      {"utilisation",
-       {{"conv", sourced(0.5)}, {"depthwise", sourced(0.25)}, {"gemm", sourced(0.5)}, {"fill_time_us", sourced(0.0)}}},
-      {"memory_bandwidth_bytes_per_s", sourced(1e9)},
-      {"layer_overhead_us", sourced(10.0)},
-      {"inference_overhead_us", sourced(0.0)},
-      {"idle_power_w", sourced(0.0)},
-      {"dram_energy_pj_per_byte", sourced(0.0)}};
+  nlohmann::json j = {{"format", "compsearch.target/1"},
+                      {"name", "test:" + cls},
+                      {"class", cls},
+                      {"datapaths",
+                       {{{"name", "int8"},
+                         {"bits", 8},
+                         {"peak_macs_per_s", sourced(1e9)},
+                         {"energy_pj_per_mac", sourced(1.0)}},
+                        {{"name", "fp32"},
+                         {"bits", 32},
+                         {"peak_macs_per_s", sourced(2.5e8)},
+                         {"energy_pj_per_mac", sourced(4.0)}}}},
+                      {"utilisation",
+                       {{"conv", sourced(0.5)},
+                        {"depthwise", sourced(0.25)},
+                        {"gemm", sourced(0.5)},
+                        {"fill_time_us", sourced(0.0)}}},
+                      {"memory_bandwidth_bytes_per_s", sourced(1e9)},
+                      {"layer_overhead_us", sourced(10.0)},
+                      {"inference_overhead_us", sourced(0.0)},
+                      {"idle_power_w", sourced(0.0)},
+                      {"dram_energy_pj_per_byte", sourced(0.0)}};
   if (cls == "mcu") {
-    j["mcu"] = {{"sram_bytes", sourced(4096)}, {"flash_bytes", sourced(7000)},
-                {"runtime_sram_bytes", sourced(1024)}, {"runtime_flash_bytes", sourced(2048)}};
+    j["mcu"] = {{"sram_bytes", sourced(4096)},
+                {"flash_bytes", sourced(7000)},
+                {"runtime_sram_bytes", sourced(1024)},
+                {"runtime_flash_bytes", sourced(2048)}};
   }
   return j;
 }
 
 hm::TargetProfile profile(const nlohmann::json& j) { return hm::profile_from_json(j, "test.json"); }
 
-compsearch::model::LayerInfo conv(const std::string& name, int64_t in, int64_t out, int64_t k, int64_t hw,
-                                  int64_t groups = 1) {
+compsearch::model::LayerInfo conv(const std::string& name, int64_t in, int64_t out, int64_t k,
+                                  int64_t hw, int64_t groups = 1) {
   compsearch::model::LayerInfo L;
   L.name = name;
   L.op = "Conv";
@@ -99,28 +94,38 @@ cp::Recipe recipe(const cp::LayerSetting& all) {
 
 TEST_CASE("Executing precision is the smallest datapath at least max(w_bits, a_bits)") {
   auto j = target_json();
-  j["datapaths"].push_back({{"name", "int4"}, {"bits", 4}, {"peak_macs_per_s", sourced(2e9)}, {"energy_pj_per_mac", sourced(0.5)}});
-  j["datapaths"].push_back({{"name", "fp16"}, {"bits", 16}, {"peak_macs_per_s", sourced(5e8)}, {"energy_pj_per_mac", sourced(2.0)}});
+  j["datapaths"].push_back({{"name", "int4"},
+                            {"bits", 4},
+                            {"peak_macs_per_s", sourced(2e9)},
+                            {"energy_pj_per_mac", sourced(0.5)}});
+  j["datapaths"].push_back({{"name", "fp16"},
+                            {"bits", 16},
+                            {"peak_macs_per_s", sourced(5e8)},
+                            {"energy_pj_per_mac", sourced(2.0)}});
   const hm::GpuModel m(profile(j));
   auto name = [&](int w, int a) {
     const int d = m.executing_datapath(setting(w, a));
     return d < 0 ? std::string("none") : m.profile().datapaths[d].name;
   };
-  CHECK(name(3, 8) == "int8");   // a W3A8 layer computes as int8
+  CHECK(name(3, 8) == "int8");  // a W3A8 layer computes as int8
   CHECK(name(4, 4) == "int4");
   CHECK(name(2, 4) == "int4");
   CHECK(name(8, 4) == "int8");
   CHECK(name(8, 16) == "fp16");  // 16-bit activations are IEEE half
   CHECK(name(16, 8) == "fp16");
   CHECK(name(8, 32) == "fp32");
-  CHECK(name(1, 8) == "int8");   // binary without an XNOR datapath runs as int8
-  j["datapaths"].push_back({{"name", "xnor"}, {"bits", 1}, {"peak_macs_per_s", sourced(1e11)}, {"energy_pj_per_mac", sourced(0.1)}});
+  CHECK(name(1, 8) == "int8");  // binary without an XNOR datapath runs as int8
+  j["datapaths"].push_back({{"name", "xnor"},
+                            {"bits", 1},
+                            {"peak_macs_per_s", sourced(1e11)},
+                            {"energy_pj_per_mac", sourced(0.1)}});
   const hm::GpuModel x(profile(j));
   CHECK(x.profile().datapaths[x.executing_datapath(setting(1, 8))].name == "xnor");
   CHECK(x.profile().datapaths[x.executing_datapath(setting(2, 8))].name == "int8");
 }
 
-TEST_CASE("Layer latency is max(compute, memory) plus the fixed overhead, with hand-computed parts") {
+TEST_CASE(
+    "Layer latency is max(compute, memory) plus the fixed overhead, with hand-computed parts") {
   const hm::GpuModel m(profile(target_json()));
   const auto w = two_layers();
   const auto e = m.estimate(w, recipe(setting(8, 8)), 1);
@@ -129,8 +134,8 @@ TEST_CASE("Layer latency is max(compute, memory) plus the fixed overhead, with h
   const auto& a = e.layers[0];
   CHECK(a.macs == 18432);
   CHECK(a.compute_ms == doctest::Approx(18432 / 5e8 * 1e3));
-  // Weights 1152 x 8 bits + 16 fp16 scales (per_channel) = 9216 + 256 bits = 1184 bytes; activations
-  // (128 + 256) x 1 byte = 384 bytes; both over 1 GB/s (no cache).
+  // Weights 1152 x 8 bits + 16 fp16 scales (per_channel) = 9216 + 256 bits = 1184 bytes;
+  // activations (128 + 256) x 1 byte = 384 bytes; both over 1 GB/s (no cache).
   CHECK(a.weight_bytes == doctest::Approx(1184));
   CHECK(a.activation_bytes == doctest::Approx(384));
   CHECK(a.memory_ms == doctest::Approx((1184 + 384) / 1e9 * 1e3));
@@ -156,7 +161,8 @@ TEST_CASE("Small layers pay the fill time on top of work at the op's efficiency"
   // Depthwise layers use the depthwise efficiency.
   compsearch::model::LayerTable t;
   t.layers = {conv("dw", 16, 16, 3, 4, 16)};
-  const auto d = hm::GpuModel(profile(target_json())).estimate(hm::workload_from_table(t), recipe(setting(8, 8)), 1);
+  const auto d = hm::GpuModel(profile(target_json()))
+                     .estimate(hm::workload_from_table(t), recipe(setting(8, 8)), 1);
   CHECK(d.layers[0].compute_ms == doctest::Approx(16 * 16 * 9 / (1e9 * 0.25) * 1e3));
 }
 
@@ -169,7 +175,8 @@ TEST_CASE("Channel pruning cuts MACs and bytes of the layer and of the consumer 
   r.layers["a"] = pruned;
   const auto e = m.estimate(two_layers(), r, 1);
   CHECK(e.layers[0].macs == doctest::Approx(18432 * 12.0 / 16));
-  CHECK(e.layers[1].macs == doctest::Approx(4096 * 12.0 / 16));  // consumer: 12 of 16 input channels
+  CHECK(e.layers[1].macs ==
+        doctest::Approx(4096 * 12.0 / 16));  // consumer: 12 of 16 input channels
   // Layer a keeps 12 output channels: 12*72 weights at 8 bits + 12 scales.
   CHECK(e.layers[0].weight_bytes == doctest::Approx((12 * 72 * 8 + 12 * 16) / 8.0));
   // Without a channel source, the consumer is untouched.
@@ -178,7 +185,9 @@ TEST_CASE("Channel pruning cuts MACs and bytes of the layer and of the consumer 
   CHECK(m.estimate(w, r, 1).layers[1].macs == 4096);
 }
 
-TEST_CASE("2:4 halves compute only on sparse datapaths and eligible layers; unstructured cuts bytes only") {
+TEST_CASE(
+    "2:4 halves compute only on sparse datapaths and eligible layers; unstructured cuts bytes "
+    "only") {
   auto nm = setting(8, 8);
   nm.prune.kind = cp::PruneKind::kNM;
   nm.prune.n = 2;
@@ -222,7 +231,8 @@ TEST_CASE("Weight-only low-bit layers save bytes, not MACs") {
   CHECK(e3.layers[0].weight_bytes == doctest::Approx((1152 * 3 + 16 * 16) / 8.0));
   auto g = setting(4, 8);
   g.granularity = {cp::GranularityKind::kGroup, 32};  // 72-long rows -> 3 groups per channel
-  CHECK(m.estimate(w, recipe(g), 1).layers[0].weight_bytes == doctest::Approx((1152 * 4 + 48 * 16) / 8.0));
+  CHECK(m.estimate(w, recipe(g), 1).layers[0].weight_bytes ==
+        doctest::Approx((1152 * 4 + 48 * 16) / 8.0));
 }
 
 TEST_CASE("Batch multiplies compute and activations but reads the weights once") {
@@ -233,10 +243,12 @@ TEST_CASE("Batch multiplies compute and activations but reads the weights once")
   CHECK(e4.batch == 4);
   CHECK(e4.layers[0].compute_ms == doctest::Approx(4 * e1.layers[0].compute_ms));
   CHECK(e4.layers[0].memory_ms == doctest::Approx((1184 + 4 * 384) / 1e9 * 1e3));
-  CHECK_THROWS_WITH_AS(m.compile(w, 0), doctest::Contains("batch: value 0 out of range"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(m.compile(w, 0), doctest::Contains("batch: value 0 out of range"),
+                       std::invalid_argument);
 }
 
-TEST_CASE("NPU layers without a datapath fall back to the host, per layer or for the rest of the graph") {
+TEST_CASE(
+    "NPU layers without a datapath fall back to the host, per layer or for the rest of the graph") {
   const std::string dir = std::string(COMPSEARCH_SOURCE_DIR) + "/hardware_models/profiles/";
   auto j = target_json("npu");
   j["datapaths"].erase(1);  // int8 only
@@ -257,7 +269,8 @@ TEST_CASE("NPU layers without a datapath fall back to the host, per layer or for
   CHECK_FALSE(e.layers[2].on_host);
   // Hand-over into b: 100 us + 128... b's input is 16x4x4 fp32 = 1024 bytes at 1e8 B/s = 10.24 us,
   // on top of the host's 20 us layer overhead. Back to the NPU for c: 16x4x4 int8 = 256 B.
-  const double host_overhead_ms = hm::load_profile("cpu:cortex-m55-400").layer_overhead_us.value * 1e-3;
+  const double host_overhead_ms =
+      hm::load_profile("cpu:cortex-m55-400").layer_overhead_us.value * 1e-3;
   CHECK(e.layers[1].overhead_ms == doctest::Approx(host_overhead_ms + 0.100 + 1024 / 1e8 * 1e3));
   CHECK(e.layers[2].overhead_ms == doctest::Approx(0.010 + 0.100 + 256 / 1e8 * 1e3));
   CHECK(e.deployable);
@@ -274,12 +287,9 @@ TEST_CASE("NPU layers without a datapath fall back to the host, per layer or for
 TEST_CASE("NPU weights beyond the on-chip cache are streamed from the host each inference") {
   auto j = target_json("npu");
   j["datapaths"].erase(1);
-  j["npu"] = {{"fallback", "rest_of_graph"},
-              {"host_profile", "cpu:desktop-x86"},
-              {"transfer_bytes_per_s", sourced(1e8)},
-              {"transfer_overhead_us", sourced(0.0)},
-              {"on_chip_weight_bytes", sourced(1000)},
-              {"weight_stream_bytes_per_s", sourced(1e6)}};
+  j["npu"] = {{"fallback", "rest_of_graph"},           {"host_profile", "cpu:desktop-x86"},
+              {"transfer_bytes_per_s", sourced(1e8)},  {"transfer_overhead_us", sourced(0.0)},
+              {"on_chip_weight_bytes", sourced(1000)}, {"weight_stream_bytes_per_s", sourced(1e6)}};
   const auto e = hm::NpuModel(profile(j)).estimate(two_layers(), recipe(setting(8, 8)), 1);
   // Layer a holds 1184 bytes: 184 past the 1000-byte cache at 1 MB/s = 0.184 ms more memory time;
   // all 288 bytes of layer b stream (0.288 ms).
@@ -312,12 +322,12 @@ TEST_CASE("A warm recipe resolution and estimate do not allocate") {
   hm::resolve_settings(r, w.table, settings);
   hm::Estimate out;
   model->estimate(c, settings, out);
-  const long before = g_allocations.load();
+  const long before = hm::testing::allocations_so_far();
   for (int i = 0; i < 10; ++i) {
     hm::resolve_settings(r, w.table, settings);
     model->estimate(c, settings, out);
   }
-  CHECK(g_allocations.load() == before);
+  CHECK(hm::testing::allocations_so_far() == before);
   CHECK(out.layers.size() == 2);
   CHECK(out.latency_ms > 0);
 }

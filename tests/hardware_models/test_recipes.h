@@ -4,6 +4,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "compressors/recipe.h"
 #include "hardware_models/hardware_model.h"
@@ -48,6 +50,49 @@ inline compressors::Recipe recipe_for(const std::string& precision, const Worklo
     return r;
   }
   throw std::invalid_argument("unknown test precision '" + precision + "'");
+}
+
+// A spread of recipes for tests that must hold for any recipe (the HardwareModel contract): the
+// precisions above plus binary, low-bit group quantization, unstructured and channel pruning, and
+// a mixed per-layer recipe like the ones the search proposes.
+inline std::vector<std::pair<std::string, compressors::Recipe>> contract_recipes(
+    const Workload& w) {
+  std::vector<std::pair<std::string, compressors::Recipe>> out;
+  for (const char* p : {"fp32", "fp16", "int8", "int8-2:4", "int4-keep-first-last-int8"})
+    out.emplace_back(p, recipe_for(p, w));
+  compressors::Recipe r;
+  r.default_setting = setting(1, 8);
+  out.emplace_back("w1a8", r);
+  r.default_setting = setting(3, 8);
+  r.default_setting.granularity = {compressors::GranularityKind::kGroup, 16};
+  out.emplace_back("w3a8-group16", r);
+  r.default_setting = setting(8, 8);
+  r.default_setting.prune = {compressors::PruneKind::kUnstructured, 0.5, 0, 0};
+  out.emplace_back("w8a8-unstructured50", r);
+  r.default_setting = setting(8, 8);
+  r.default_setting.prune = {compressors::PruneKind::kChannel, 0.25, 0, 0};
+  out.emplace_back("w8a8-channel25", r);
+  r.default_setting = setting(32, 32);
+  r.default_setting.prune = {compressors::PruneKind::kChannel, 0.5, 0, 0};
+  out.emplace_back("fp32-channel50", r);
+  // Mixed, as bench_hw's candidate: w8a8, every third layer w4 group:32, every fourth 2:4 (when
+  // eligible), every fifth 25% channel pruning, every seventh fp16.
+  compressors::Recipe m;
+  m.default_setting = setting(8, 8);
+  for (size_t i = 0; i < w.table.layers.size(); ++i) {
+    const auto& L = w.table.layers[i];
+    compressors::LayerSetting s = m.default_setting;
+    if (i % 3 == 1) s.w_bits = 4, s.granularity = {compressors::GranularityKind::kGroup, 32};
+    const int64_t axis = L.op == "Conv" ? L.weight_shape[1] : L.reduction_length;
+    if (i % 4 == 2 && axis % 4 == 0)
+      s.prune = {compressors::PruneKind::kNM, 0.5, 2, 4};
+    else if (i % 5 == 3)
+      s.prune = {compressors::PruneKind::kChannel, 0.25, 0, 0};
+    if (i % 7 == 6) s = setting(16, 16);
+    m.layers[L.name] = s;
+  }
+  out.emplace_back("mixed", m);
+  return out;
 }
 
 }  // namespace compsearch::hardware_models::testing
