@@ -50,7 +50,8 @@ Sourced read_sourced(const nlohmann::json& j, const std::string& source, const s
              dump_short(j));
   }
   check_keys(j, source, key, {"value", "source", "note"});
-  if (!j["value"].is_number()) fail(source, key + ".value", "expected a number, got " + dump_short(j["value"]));
+  if (!j["value"].is_number())
+    fail(source, key + ".value", "expected a number, got " + dump_short(j["value"]));
   if (!j["source"].is_string() || j["source"].get<std::string>().empty()) {
     fail(source, key + ".source", "expected a non-empty string naming where the number comes from");
   }
@@ -90,10 +91,14 @@ const Sourced kZero{0.0, "not applicable"};
 
 const char* target_class_name(TargetClass c) {
   switch (c) {
-    case TargetClass::kGpu: return "gpu";
-    case TargetClass::kNpu: return "npu";
-    case TargetClass::kMcu: return "mcu";
-    case TargetClass::kCpu: return "cpu";
+    case TargetClass::kGpu:
+      return "gpu";
+    case TargetClass::kNpu:
+      return "npu";
+    case TargetClass::kMcu:
+      return "mcu";
+    case TargetClass::kCpu:
+      return "cpu";
   }
   return "?";
 }
@@ -112,17 +117,23 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
               "layer_overhead_us", "inference_overhead_us", "idle_power_w",
               "dram_energy_pj_per_byte", "memory_bytes", "mcu", "npu", "notes"});
   if (req_string(j, source, "format") != kFormat) {
-    fail(source, "format", "expected \"" + std::string(kFormat) + "\", got " + dump_short(j["format"]));
+    fail(source, "format",
+         "expected \"" + std::string(kFormat) + "\", got " + dump_short(j["format"]));
   }
   TargetProfile p;
   p.file = source;
   p.name = req_string(j, source, "name");
   const std::string cls = req_string(j, source, "class");
-  if (cls == "gpu") p.target_class = TargetClass::kGpu;
-  else if (cls == "npu") p.target_class = TargetClass::kNpu;
-  else if (cls == "mcu") p.target_class = TargetClass::kMcu;
-  else if (cls == "cpu") p.target_class = TargetClass::kCpu;
-  else fail(source, "class", "value \"" + cls + "\" not allowed; expected gpu, npu, mcu or cpu");
+  if (cls == "gpu")
+    p.target_class = TargetClass::kGpu;
+  else if (cls == "npu")
+    p.target_class = TargetClass::kNpu;
+  else if (cls == "mcu")
+    p.target_class = TargetClass::kMcu;
+  else if (cls == "cpu")
+    p.target_class = TargetClass::kCpu;
+  else
+    fail(source, "class", "value \"" + cls + "\" not allowed; expected gpu, npu, mcu or cpu");
   if (j.contains("description")) p.description = req_string(j, source, "description");
 
   if (!j.contains("datapaths") || !j["datapaths"].is_array() || j["datapaths"].empty()) {
@@ -136,14 +147,16 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
                {"name", "bits", "peak_macs_per_s", "sparse_2_4", "sparse_2_4_speedup", "efficiency",
                 "energy_pj_per_mac"});
     Datapath dp;
-    if (!d.contains("name") || !d["name"].is_string()) fail(source, key + ".name", "expected a string");
+    if (!d.contains("name") || !d["name"].is_string())
+      fail(source, key + ".name", "expected a string");
     dp.name = d["name"].get<std::string>();
     if (!d.contains("bits") || !d["bits"].is_number_integer()) {
       fail(source, key + ".bits", "expected one of 1, 4, 8, 16, 32");
     }
     dp.bits = d["bits"].get<int>();
     if (dp.bits != 1 && dp.bits != 4 && dp.bits != 8 && dp.bits != 16 && dp.bits != 32) {
-      fail(source, key + ".bits", "value " + std::to_string(dp.bits) + " not allowed; expected 1, 4, 8, 16 or 32");
+      fail(source, key + ".bits",
+           "value " + std::to_string(dp.bits) + " not allowed; expected 1, 4, 8, 16 or 32");
     }
     if (!seen_bits.insert(dp.bits).second) {
       fail(source, key + ".bits", "two datapaths of " + std::to_string(dp.bits) + " bits");
@@ -151,26 +164,32 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
     dp.peak_macs_per_s = req_sourced(d, source, "peak_macs_per_s", 0.0, true, key + ".");
     dp.energy_pj_per_mac = req_sourced(d, source, "energy_pj_per_mac", 0.0, false, key + ".");
     if (d.contains("sparse_2_4")) {
-      if (!d["sparse_2_4"].is_boolean()) fail(source, key + ".sparse_2_4", "expected true or false");
+      if (!d["sparse_2_4"].is_boolean())
+        fail(source, key + ".sparse_2_4", "expected true or false");
       dp.sparse_2_4 = d["sparse_2_4"].get<bool>();
     }
     if (d.contains("efficiency")) {
       dp.efficiency = read_sourced(d["efficiency"], source, key + ".efficiency", 0.0, true);
-      if (dp.efficiency.value > 1.0) fail(source, key + ".efficiency", "expected a value in (0, 1]");
+      if (dp.efficiency.value > 1.0)
+        fail(source, key + ".efficiency", "expected a value in (0, 1]");
     }
     if (d.contains("sparse_2_4_speedup")) {
-      dp.sparse_2_4_speedup = read_sourced(d["sparse_2_4_speedup"], source, key + ".sparse_2_4_speedup", 1.0, false);
-      if (dp.sparse_2_4_speedup.value > 2.0) fail(source, key + ".sparse_2_4_speedup", "expected a value in [1, 2]");
+      dp.sparse_2_4_speedup =
+          read_sourced(d["sparse_2_4_speedup"], source, key + ".sparse_2_4_speedup", 1.0, false);
+      if (dp.sparse_2_4_speedup.value > 2.0)
+        fail(source, key + ".sparse_2_4_speedup", "expected a value in [1, 2]");
     }
     p.datapaths.push_back(dp);
   }
   if (!seen_bits.count(8) && !seen_bits.count(32)) {
-    fail(source, "datapaths", "needs an 8-bit or a 32-bit datapath (binary and low-bit layers fall back to int8)");
+    fail(source, "datapaths",
+         "needs an 8-bit or a 32-bit datapath (binary and low-bit layers fall back to int8)");
   }
 
   if (!j.contains("utilisation")) fail(source, "utilisation", "required key is missing");
   const auto& u = j["utilisation"];
-  check_keys(u, source, "utilisation", {"conv", "depthwise", "gemm", "fill_time_us", "per_output_ns"});
+  check_keys(u, source, "utilisation",
+             {"conv", "depthwise", "gemm", "fill_time_us", "per_output_ns"});
   p.utilisation.conv = req_sourced(u, source, "conv", 0.0, true, "utilisation.");
   p.utilisation.depthwise = req_sourced(u, source, "depthwise", 0.0, true, "utilisation.");
   p.utilisation.gemm = req_sourced(u, source, "gemm", 0.0, true, "utilisation.");
@@ -180,10 +199,11 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
     if (s->value > 1.0) fail(source, "utilisation", "efficiencies must be in (0, 1]");
   }
 
-  p.memory_bandwidth_bytes_per_s = req_sourced(j, source, "memory_bandwidth_bytes_per_s", 0.0, true);
+  p.memory_bandwidth_bytes_per_s =
+      req_sourced(j, source, "memory_bandwidth_bytes_per_s", 0.0, true);
   p.cache_bytes = opt_sourced(j, source, "cache_bytes", 0.0, false, kZero);
-  p.cache_bandwidth_bytes_per_s =
-      opt_sourced(j, source, "cache_bandwidth_bytes_per_s", 0.0, true, p.memory_bandwidth_bytes_per_s);
+  p.cache_bandwidth_bytes_per_s = opt_sourced(j, source, "cache_bandwidth_bytes_per_s", 0.0, true,
+                                              p.memory_bandwidth_bytes_per_s);
   p.layer_overhead_us = req_sourced(j, source, "layer_overhead_us", 0.0, false);
   p.inference_overhead_us = req_sourced(j, source, "inference_overhead_us", 0.0, false);
   p.idle_power_w = req_sourced(j, source, "idle_power_w", 0.0, false);
@@ -192,7 +212,8 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
 
   if (j.contains("mcu")) {
     const auto& m = j["mcu"];
-    check_keys(m, source, "mcu", {"sram_bytes", "flash_bytes", "runtime_sram_bytes", "runtime_flash_bytes"});
+    check_keys(m, source, "mcu",
+               {"sram_bytes", "flash_bytes", "runtime_sram_bytes", "runtime_flash_bytes"});
     p.has_mcu_memory = true;
     p.sram_bytes = req_sourced(m, source, "sram_bytes", 0.0, true, "mcu.");
     p.flash_bytes = req_sourced(m, source, "flash_bytes", 0.0, true, "mcu.");
@@ -210,7 +231,8 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
     p.has_npu = true;
     p.fallback = req_string(n, source, "fallback");
     if (p.fallback != "per_layer" && p.fallback != "rest_of_graph") {
-      fail(source, "npu.fallback", "value \"" + p.fallback + "\" not allowed; expected per_layer or rest_of_graph");
+      fail(source, "npu.fallback",
+           "value \"" + p.fallback + "\" not allowed; expected per_layer or rest_of_graph");
     }
     p.host_profile = req_string(n, source, "host_profile");
     p.transfer_bytes_per_s = req_sourced(n, source, "transfer_bytes_per_s", 0.0, true, "npu.");

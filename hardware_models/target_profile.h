@@ -1,15 +1,14 @@
 // Target profiles: the constants a hardware model needs for one device (GPU, NPU or MCU), read from
 // JSON files (format "compsearch.target/1"). Presets live in hardware_models/profiles/ and a user's
-// own file is read the same way. Every number in a profile is an object {"value": X, "source": "..."}
-// so that each constant names where it comes from (a datasheet, a paper, or the calibration subset
-// of tests/data/published_latency.json).
+// own file is read the same way. Every number in a profile is an object {"value": X, "source":
+// "..."} so that each constant names where it comes from (a datasheet, a paper, or the calibration
+// subset of tests/data/published_latency.json).
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace compsearch::hardware_models {
 
@@ -25,8 +24,8 @@ struct Sourced {
 
 // One arithmetic datapath of the target: the width it computes at and its peak rate.
 struct Datapath {
-  std::string name;    // "fp32", "fp16", "int8", "int4", "int16", "xnor"
-  int bits = 32;       // operand width it accepts: 1 (binary XNOR), 4, 8, 16, 32
+  std::string name;         // "fp32", "fp16", "int8", "int4", "int16", "xnor"
+  int bits = 32;            // operand width it accepts: 1 (binary XNOR), 4, 8, 16, 32
   Sourced peak_macs_per_s;  // dense multiply-accumulates per second, whole device
   bool sparse_2_4 = false;  // sparse tensor cores: 2:4 layers execute half the MACs
   // Speed-up sparse kernels reach over dense ones on a compute-bound layer (2 = ideal: the halved
@@ -41,28 +40,28 @@ struct Datapath {
 // How well kernels use the datapath: a layer of `work` MACs computes in
 // work / (peak × op_efficiency) + fill_time, i.e. small layers cannot fill a wide machine.
 struct Utilisation {
-  Sourced conv;        // dense and grouped convolutions
-  Sourced depthwise;   // depthwise convolutions
-  Sourced gemm;        // Gemm / MatMul
+  Sourced conv;       // dense and grouped convolutions
+  Sourced depthwise;  // depthwise convolutions
+  Sourced gemm;       // Gemm / MatMul
   Sourced fill_time_us;
   Sourced per_output_ns;  // time per output element (requantise, bias, store); MCU kernels pay it
 };
 
 struct TargetProfile {
-  std::string name;         // "gpu:t4"
+  std::string name;  // "gpu:t4"
   TargetClass target_class = TargetClass::kGpu;
   std::string description;
-  std::string file;         // where it was read from
+  std::string file;                 // where it was read from
   std::vector<Datapath> datapaths;  // any order; the model picks the smallest wide enough
   Utilisation utilisation;
   Sourced memory_bandwidth_bytes_per_s;  // off-chip (DRAM / flash / MRAM) bandwidth
   Sourced cache_bytes;                   // activations of a layer that fit here skip DRAM
   Sourced cache_bandwidth_bytes_per_s;
-  Sourced layer_overhead_us;             // fixed cost per layer (launch / layer setup)
-  Sourced inference_overhead_us;         // fixed cost per inference (runtime, I/O)
-  Sourced idle_power_w;                  // power while waiting on memory or overhead
+  Sourced layer_overhead_us;      // fixed cost per layer (launch / layer setup)
+  Sourced inference_overhead_us;  // fixed cost per inference (runtime, I/O)
+  Sourced idle_power_w;           // power while waiting on memory or overhead
   Sourced dram_energy_pj_per_byte;
-  Sourced memory_bytes;                  // device memory (GPU DRAM); 0 = not checked
+  Sourced memory_bytes;  // device memory (GPU DRAM); 0 = not checked
 
   // MCU only.
   Sourced sram_bytes;           // on-chip SRAM available to activations and runtime
@@ -73,11 +72,11 @@ struct TargetProfile {
 
   // NPU only: where unsupported layers run and what moving them costs.
   bool has_npu = false;
-  std::string fallback;         // "per_layer" (Ethos-U style) or "rest_of_graph" (Edge TPU style)
-  std::string host_profile;     // preset name or path of the host CPU profile
-  Sourced transfer_bytes_per_s; // NPU <-> host link
-  Sourced transfer_overhead_us; // fixed cost per hand-over between NPU and host
-  Sourced on_chip_weight_bytes; // weights beyond this are streamed from the host every inference
+  std::string fallback;          // "per_layer" (Ethos-U style) or "rest_of_graph" (Edge TPU style)
+  std::string host_profile;      // preset name or path of the host CPU profile
+  Sourced transfer_bytes_per_s;  // NPU <-> host link
+  Sourced transfer_overhead_us;  // fixed cost per hand-over between NPU and host
+  Sourced on_chip_weight_bytes;  // weights beyond this are streamed from the host every inference
   Sourced weight_stream_bytes_per_s;
   Sourced activation_sram_bytes;  // NPU-side SRAM for activations; 0 = not checked
 

@@ -1,9 +1,9 @@
 // Architecture zoo: parameter and MAC counts against published figures and hand computations.
+#include "hardware_models/arch_zoo.h"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
-
-#include "hardware_models/arch_zoo.h"
 
 namespace hm = compsearch::hardware_models;
 
@@ -19,8 +19,10 @@ TEST_CASE("Zoo ImageNet networks match published parameter and MAC counts within
   struct Ref {
     const char* name;
     double params, macs;
-  } refs[] = {{"resnet18", 11.69e6, 1.82e9},  {"resnet50", 25.56e6, 4.09e9},
-              {"mobilenet_v2", 3.50e6, 0.300e9}, {"resnext101_32x8d", 88.79e6, 16.41e9},
+  } refs[] = {{"resnet18", 11.69e6, 1.82e9},
+              {"resnet50", 25.56e6, 4.09e9},
+              {"mobilenet_v2", 3.50e6, 0.300e9},
+              {"resnext101_32x8d", 88.79e6, 16.41e9},
               {"mobilenet_v1", 4.2e6, 0.569e9}};
   for (const auto& r : refs) {
     CAPTURE(r.name);
@@ -38,8 +40,9 @@ TEST_CASE("Zoo MLPerf Tiny networks match hand-computed MACs") {
         640 * 128 + 3 * 128 * 128 + 128 * 8 + 8 * 128 + 3 * 128 * 128 + 128 * 640);
   // ResNet-8: conv1 32x32x16x27; stack1 2 x 32x32x16x144; stack2 16x16x32x144 + 16x16x32x288 +
   // shortcut 16x16x32x16; stack3 8x8x64x288 + 8x8x64x576 + 8x8x64x32; fc 64x10.
-  const int64_t rn8 = 32 * 32 * 16 * 27 + 2 * 32 * 32 * 16 * 144 + 16 * 16 * 32 * 144 + 16 * 16 * 32 * 288 +
-                      16 * 16 * 32 * 16 + 8 * 8 * 64 * 288 + 8 * 8 * 64 * 576 + 8 * 8 * 64 * 32 + 64 * 10;
+  const int64_t rn8 = 32 * 32 * 16 * 27 + 2 * 32 * 32 * 16 * 144 + 16 * 16 * 32 * 144 +
+                      16 * 16 * 32 * 288 + 16 * 16 * 32 * 16 + 8 * 8 * 64 * 288 + 8 * 8 * 64 * 576 +
+                      8 * 8 * 64 * 32 + 64 * 10;
   CHECK(macs(hm::build_zoo_model("resnet8_cifar")) == rn8);
   const auto vww = hm::build_zoo_model("mobilenet_v1_vww");
   CHECK(vww.table.layers.front().weight_shape == compsearch::model::Shape{8, 3, 3, 3});
@@ -77,9 +80,11 @@ TEST_CASE("Zoo specs parse options and reject unknown names and keys") {
   CHECK(w.table.layers.back().out_channels == 5);
   CHECK(w.table.layers.front().output_positions == 48 * 48);
   CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:vgg16"),
-                       doctest::Contains("zoo model 'vgg16' is unknown; known models: "), std::invalid_argument);
+                       doctest::Contains("zoo model 'vgg16' is unknown; known models: "),
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:resnet18,depth=3"),
-                       doctest::Contains("option 'depth=3': unknown option 'depth'"), std::invalid_argument);
+                       doctest::Contains("option 'depth=3': unknown option 'depth'"),
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:resnet18,res=abc"),
                        doctest::Contains("option 'res=abc'"), std::invalid_argument);
 }

@@ -21,11 +21,13 @@ void each_sourced(const nlohmann::json& j, const std::string& path,
   }
   if (j.is_object()) {
     for (auto it = j.begin(); it != j.end(); ++it) {
-      if (it.key() == "bits") continue;  // a datapath's operand width names it; it is not a measurement
+      if (it.key() == "bits")
+        continue;  // a datapath's operand width names it; it is not a measurement
       each_sourced(*it, path + "." + it.key(), f);
     }
   } else if (j.is_array()) {
-    for (size_t i = 0; i < j.size(); ++i) each_sourced(j[i], path + "[" + std::to_string(i) + "]", f);
+    for (size_t i = 0; i < j.size(); ++i)
+      each_sourced(j[i], path + "[" + std::to_string(i) + "]", f);
   } else if (j.is_number()) {
     FAIL("bare number without a source at " << path);
   }
@@ -78,42 +80,52 @@ TEST_CASE("Bad profiles are rejected naming the file, the key, the value and wha
   auto j = hm::profile_to_json(hm::load_profile("gpu:t4"));
   SUBCASE("a number without a source") {
     j["layer_overhead_us"] = 3.0;
-    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"),
-                         doctest::Contains("my.json: key 'layer_overhead_us': expected {\"value\": number, \"source\""),
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(
+        hm::profile_from_json(j, "my.json"),
+        doctest::Contains(
+            "my.json: key 'layer_overhead_us': expected {\"value\": number, \"source\""),
+        std::invalid_argument);
   }
   SUBCASE("an unknown key") {
     j["utilisation"]["winograd"] = {{"value", 1}, {"source", "x"}};
-    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"),
-                         doctest::Contains("my.json: key 'utilisation.winograd': unknown key; allowed keys are: "),
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(
+        hm::profile_from_json(j, "my.json"),
+        doctest::Contains("my.json: key 'utilisation.winograd': unknown key; allowed keys are: "),
+        std::invalid_argument);
   }
   SUBCASE("an out-of-range value") {
     j["utilisation"]["conv"]["value"] = 1.5;
-    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"), doctest::Contains("efficiencies must be in (0, 1]"),
+    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"),
+                         doctest::Contains("efficiencies must be in (0, 1]"),
                          std::invalid_argument);
     j["utilisation"]["conv"]["value"] = 0.5;
     j["memory_bandwidth_bytes_per_s"]["value"] = -1;
-    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"),
-                         doctest::Contains("key 'memory_bandwidth_bytes_per_s.value': value -1 out of range; expected > 0"),
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(
+        hm::profile_from_json(j, "my.json"),
+        doctest::Contains(
+            "key 'memory_bandwidth_bytes_per_s.value': value -1 out of range; expected > 0"),
+        std::invalid_argument);
   }
   SUBCASE("a bad class and bad datapath bits") {
     j["class"] = "fpga";
-    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"),
-                         doctest::Contains("key 'class': value \"fpga\" not allowed; expected gpu, npu, mcu or cpu"),
-                         std::invalid_argument);
+    CHECK_THROWS_WITH_AS(
+        hm::profile_from_json(j, "my.json"),
+        doctest::Contains("key 'class': value \"fpga\" not allowed; expected gpu, npu, mcu or cpu"),
+        std::invalid_argument);
     j["class"] = "gpu";
     j["datapaths"][0]["bits"] = 12;
     CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"),
-                         doctest::Contains("key 'datapaths[0].bits': value 12 not allowed"), std::invalid_argument);
+                         doctest::Contains("key 'datapaths[0].bits': value 12 not allowed"),
+                         std::invalid_argument);
   }
   SUBCASE("a missing section") {
     j["class"] = "mcu";
-    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"), doctest::Contains("key 'mcu': an mcu profile needs"),
+    CHECK_THROWS_WITH_AS(hm::profile_from_json(j, "my.json"),
+                         doctest::Contains("key 'mcu': an mcu profile needs"),
                          std::invalid_argument);
   }
-  CHECK_THROWS_WITH_AS(hm::load_profile("gpu:v100"),
-                       doctest::Contains("target 'gpu:v100': not a preset and not a profile file; presets are: "),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      hm::load_profile("gpu:v100"),
+      doctest::Contains("target 'gpu:v100': not a preset and not a profile file; presets are: "),
+      std::invalid_argument);
 }

@@ -9,9 +9,8 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "hardware_models/arch_zoo.h"
 #include "test_recipes.h"
@@ -34,7 +33,8 @@ struct Evaluator {
   std::map<std::string, std::unique_ptr<hm::HardwareModel>> models;
   std::map<std::string, std::unique_ptr<hm::Workload>> workloads;
 
-  hm::Estimate run(const std::string& model, const std::string& target, const std::string& precision, int batch) {
+  hm::Estimate run(const std::string& model, const std::string& target,
+                   const std::string& precision, int batch) {
     auto& m = models[target];
     if (!m) m = hm::make_hardware_model(hm::load_profile(resolve_target(target)));
     auto& w = workloads[model];
@@ -62,13 +62,14 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
-TEST_CASE("Hardware models agree with published latency, memory and energy within a 30% median error") {
+TEST_CASE(
+    "Hardware models agree with published latency, memory and energy within a 30% median error") {
   const auto doc = load_cases();
   Evaluator ev;
   std::vector<double> all, held_out, fit;
   std::map<std::string, std::vector<double>> by_class;
-  std::printf("\n%-34s %-30s %-21s %10s %10s %8s %s\n", "case", "target", "metric", "published", "ours",
-              "error", "subset");
+  std::printf("\n%-34s %-30s %-21s %10s %10s %8s %s\n", "case", "target", "metric", "published",
+              "ours", "error", "subset");
   for (const auto& c : doc["cases"]) {
     const double ours = ev.metric(c);
     const double pub = c["published"];
@@ -83,14 +84,16 @@ TEST_CASE("Hardware models agree with published latency, memory and energy withi
     (is_fit ? fit : held_out).push_back(std::abs(err));
   }
   std::printf("median |error|: all %.1f%% (%zu cases), held-out %.1f%% (%zu), fit %.1f%% (%zu)\n",
-              100 * median(all), all.size(), 100 * median(held_out), held_out.size(), 100 * median(fit),
-              fit.size());
+              100 * median(all), all.size(), 100 * median(held_out), held_out.size(),
+              100 * median(fit), fit.size());
   CHECK(all.size() >= 12);
   CHECK(median(all) <= 0.30);
   CHECK(median(held_out) <= 0.30);
 }
 
-TEST_CASE("Hardware models reproduce published int8/fp32, int4/int8, 2:4/dense and batch ratios within 20%") {
+TEST_CASE(
+    "Hardware models reproduce published int8/fp32, int4/int8, 2:4/dense and batch ratios within "
+    "20%") {
   const auto doc = load_cases();
   Evaluator ev;
   std::printf("\n%-42s %10s %10s %8s\n", "ratio", "published", "ours", "error");
@@ -101,7 +104,8 @@ TEST_CASE("Hardware models reproduce published int8/fp32, int4/int8, 2:4/dense a
     const double ours = num.latency_ms / den.latency_ms;
     const double pub = r["published"];
     const double err = (ours - pub) / pub;
-    std::printf("%-42s %10.4g %10.4g %+7.1f%%\n", r["id"].get<std::string>().c_str(), pub, ours, 100 * err);
+    std::printf("%-42s %10.4g %10.4g %+7.1f%%\n", r["id"].get<std::string>().c_str(), pub, ours,
+                100 * err);
     CHECK_MESSAGE(std::abs(err) <= 0.20, r["id"].get<std::string>());
     kinds.insert(r["kind"].get<std::string>());
   }
