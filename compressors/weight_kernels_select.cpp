@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/check.h"
 #include "compressors/weight_kernels_internal.h"
 
 namespace compsearch::compressors::detail {
@@ -260,7 +261,8 @@ Selection select_smallest(const float* w, int64_t n, int64_t k, int64_t row_len,
     if (k - 1 >= below && k - 1 < below + static_cast<int64_t>(total_inside))
       return finish_selection(parts, k - 1 - below, lo, std::min<uint32_t>(hi, 0x7fffffffu));
   }
-  throw std::logic_error("select_smallest: the full bracket missed rank " + std::to_string(k));
+  // The last bracket takes every key, so rank k cannot miss it.
+  COMPSEARCH_CHECK(false, "select_smallest: the full bracket missed rank " + std::to_string(k));
 }
 
 }  // namespace compsearch::compressors::detail
