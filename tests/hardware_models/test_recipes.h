@@ -31,8 +31,7 @@ inline compressors::Recipe recipe_for(const std::string& precision, const Worklo
     r.default_setting = setting(8, 8);
     if (precision == "int8-2:4") {
       for (const auto& L : w.table.layers) {
-        const int64_t axis = L.op == "Conv" ? L.weight_shape[1] : L.reduction_length;
-        if (axis % 4 != 0) continue;  // not eligible (DESIGN.md rule 4)
+        if (!compressors::nm_eligible(L, 4)) continue;
         auto s = setting(8, 8);
         s.prune.kind = compressors::PruneKind::kNM;
         s.prune.n = 2;
@@ -83,8 +82,7 @@ inline std::vector<std::pair<std::string, compressors::Recipe>> contract_recipes
     const auto& L = w.table.layers[i];
     compressors::LayerSetting s = m.default_setting;
     if (i % 3 == 1) s.w_bits = 4, s.granularity = {compressors::GranularityKind::kGroup, 32};
-    const int64_t axis = L.op == "Conv" ? L.weight_shape[1] : L.reduction_length;
-    if (i % 4 == 2 && axis % 4 == 0)
+    if (i % 4 == 2 && compressors::nm_eligible(L, 4))
       s.prune = {compressors::PruneKind::kNM, 0.5, 2, 4};
     else if (i % 5 == 3)
       s.prune = {compressors::PruneKind::kChannel, 0.25, 0, 0};
