@@ -1,8 +1,10 @@
 // Experiment config, search space and the search runner: errors that name the key, the space's
 // parameters and recipes on the bundled CNN, a small search end to end, resume, Spearman.
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -198,6 +200,31 @@ TEST_CASE("a small search runs, records metrics and constraints, and resumes to 
   }
   const json ref = storage->get_study(study->study_id()).user_attrs.at("compsearch.reference");
   CHECK(ref.at("accuracy").get<double>() > 0.85);  // fp32 CNN on 300 validation images
+
+  // python3-optuna opens the study and finds the same Pareto front (the trials' values and
+  // constraints are Optuna's own format).
+  {
+    const std::string cmd =
+        "/usr/bin/python3 -c \"import optuna, json; from optuna.storages import JournalStorage, "
+        "JournalFileStorage as F; s = optuna.load_study(study_name='t', "
+        "storage=JournalStorage(F('" +
+        journal.string() +
+        "'))); print(json.dumps(sorted(t.number for t in s.best_trials)))\" 2>&1";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    REQUIRE(f);
+    std::string out;
+    char buf[256];
+    while (fgets(buf, sizeof buf, f)) out += buf;
+    const int rc = ::pclose(f);
+    INFO("python3-optuna said: " << out);
+    REQUIRE(rc == 0);
+    std::vector<int64_t> ours;
+    for (const auto& t : search::best_trials_of(study->get_trials(), study->directions()))
+      ours.push_back(t.number);
+    const auto last = out.find_last_of('[');  // Optuna prints an ExperimentalWarning first
+    REQUIRE(last != std::string::npos);
+    CHECK(json::parse(out.substr(last)).get<std::vector<int64_t>>() == ours);
+  }
 
   // Same command again: nothing left to run. A larger total runs only the difference.
   const auto s2 = experiments::run_search(cfg);
