@@ -9,7 +9,7 @@ packages=(
   libeigen3-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev doctest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler zlib1g-dev
   dataset-fashion-mnist
-  python3 python3-numpy python3-optuna python3-torch python3-torchvision python3-onnx
+  python3 python3-numpy python3-optuna python3-torch python3-torchvision python3-onnx chromium
 )
 missing=()
 for p in "${packages[@]}"; do
