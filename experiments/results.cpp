@@ -420,7 +420,18 @@ json export_trial(const StudyResults& study, int64_t number, ExportKind kind,
   if (!study.config.is_object() || !study.config.contains("model"))
     throw std::invalid_argument("study \"" + study.study_name +
                                 "\" has no compsearch.config with a model");
-  const ExperimentConfig config = config_from_json(study.config, "compsearch.config", "/");
+  // Only the model and data keys are read: the stored config is ExperimentConfig::to_json's
+  // summary (absolute paths), not always a file config_from_json accepts as a whole.
+  ExperimentConfig config;
+  config.model = study.config["model"].get<std::string>();
+  if (study.config.contains("data") && study.config["data"].is_object()) {
+    const json& d = study.config["data"];
+    config.data.source = d.value("source", std::string());
+    config.data.validation_samples = d.value("validation_samples", config.data.validation_samples);
+    config.data.validation_seed = d.value("validation_seed", config.data.validation_seed);
+    config.data.calibration_samples =
+        d.value("calibration_samples", config.data.calibration_samples);
+  }
   const model::Graph graph = model::load_onnx(config.model);
   const compressors::Recipe recipe =
       compressors::recipe_from_json(recipe_json, "trial " + std::to_string(number) + " recipe");
