@@ -428,6 +428,7 @@ nlohmann::json to_external(const Distribution& d, double internal) {
 bool contains(const Distribution& d, double v) {
   if (const auto* f = std::get_if<FloatDistribution>(&d)) {
     if (!f->step) return f->low <= v && v <= f->high;
+    // Optuna's FloatDistribution._contains: on the grid up to a 1e-8 step-relative rounding.
     double k = (v - f->low) / *f->step;
     return f->low <= v && v <= f->high && std::abs(k - std::nearbyint(k)) < 1.0e-8;
   }

@@ -220,7 +220,9 @@ std::optional<Solution> best_under_budgets(const AdditiveProblem& problem,
   };
   std::vector<std::vector<State>> sets;
   sets.push_back({State{0.0, std::vector<double>(nd, 0.0), 0, 0}});
-  const double eps_rel = 1e-12;
+  // Slack for the bound below: the same loss summed in another order differs in its last bits,
+  // so a state is dropped only when its bound fails to beat the best by more than rounding.
+  constexpr double eps_rel = 1e-12;
   for (size_t i = 0; i < n_layers; ++i) {
     const auto& prev = sets.back();
     std::vector<State> cand;

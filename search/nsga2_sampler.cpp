@@ -17,6 +17,13 @@ namespace {
 constexpr const char* kGenerationKey = "nsga2:generation";
 constexpr const char* kParentsKey = "nsga2:parents";
 
+// Optuna's SBXCrossover: the parents' distance is floored so that the spread factors stay
+// finite when two parents coincide, and its eta (spread) defaults to 20 for multi-objective
+// studies and 2 for single-objective ones.
+constexpr double kSbxMinParentDistance = 1e-10;
+constexpr double kSbxEtaMultiObjective = 20.0;
+constexpr double kSbxEtaSingleObjective = 2.0;
+
 void check_probability(const char* key, double v) {
   if (!(v >= 0.0 && v <= 1.0)) {
     throw std::invalid_argument(std::string("NSGAIISampler: ") + key + " = " + std::to_string(v) +
@@ -70,7 +77,7 @@ double from_transformed(const Distribution& d, double x) {
 double sbx_child(double x1, double x2, double xl, double xu, double eta, double u, double coin1,
                  double coin2) {
   const double xs_min = std::min(x1, x2), xs_max = std::max(x1, x2);
-  const double diff = std::max(xs_max - xs_min, 1e-10);
+  const double diff = std::max(xs_max - xs_min, kSbxMinParentDistance);
   const double beta1 = 1 + 2 * (xs_min - xl) / diff;
   const double beta2 = 1 + 2 * (xu - xs_max) / diff;
   const double alpha1 = 2 - std::pow(beta1, -(eta + 1));
@@ -246,10 +253,9 @@ NSGAIISampler::Pending& NSGAIISampler::make_pending(
     const FrozenTrial& trial,
     const std::pair<int64_t, std::vector<const FrozenTrial*>>& generation_parents) {
   const auto& [generation, parents] = generation_parents;
-  Pending p{
-      internal::SplitMix64(internal::mix_seed(seed_, static_cast<uint64_t>(trial.number))),
-      {},
-      generation};
+  Pending p{internal::SplitMix64(internal::mix_seed(seed_, static_cast<uint64_t>(trial.number))),
+            {},
+            generation};
   if (generation >= 0) {
     if (uniform01(p.rng) < options_.crossover_prob) {
       const FrozenTrial* a = tournament(parents, nullptr, p.rng);
@@ -310,22 +316,23 @@ std::map<std::string, double> NSGAIISampler::sample_relative(const StudyView& st
     const auto end1 = p.parents.back()->params.end();
     auto value_of = [](auto& it, const auto& end, const std::string& name) {
       while (it != end && it->first < name) ++it;
-      return it != end && it->first == name ? it->second
-                                            : std::numeric_limits<double>::quiet_NaN();
+      return it != end && it->first == name ? it->second : std::numeric_limits<double>::quiet_NaN();
     };
     // Optuna draws the whole swap mask first, then the mutation draws.
     const bool sbx = crossover && options_.crossover == Options::Crossover::kSBX;
-    const double eta = options_.sbx_eta ? *options_.sbx_eta : directions_.size() > 1 ? 20.0 : 2.0;
+    const double eta = options_.sbx_eta         ? *options_.sbx_eta
+                       : directions_.size() > 1 ? kSbxEtaMultiObjective
+                                                : kSbxEtaSingleObjective;
     for (auto sp = space.begin(); sp != space.end(); ++sp) {
       const double v0 = value_of(it0, end0, sp->first);
       const double v1 = crossover ? value_of(it1, end1, sp->first) : v0;
-      if (sbx && !std::holds_alternative<CategoricalDistribution>(sp->second) &&
-          !std::isnan(v0) && !std::isnan(v1)) {
+      if (sbx && !std::holds_alternative<CategoricalDistribution>(sp->second) && !std::isnan(v0) &&
+          !std::isnan(v1)) {
         const Distribution& d = sp->second;
         const Transformed b = transformed_bounds(d);
         const double u = uniform01(p.rng), coin1 = uniform01(p.rng), coin2 = uniform01(p.rng);
-        const double x = sbx_child(to_transformed(d, v0), to_transformed(d, v1), b.low, b.high,
-                                   eta, u, coin1, coin2);
+        const double x = sbx_child(to_transformed(d, v0), to_transformed(d, v1), b.low, b.high, eta,
+                                   u, coin1, coin2);
         child.push_back({sp, from_transformed(d, x)});
         continue;
       }

@@ -126,12 +126,25 @@ std::vector<size_t> pareto_front_indices(const std::vector<Point>& points) {
     std::sort(front.begin(), front.end());
     return front;
   }
-  for (size_t i = 0; i < n; ++i) {
+  // In lexicographic order a point can only be dominated by one before it, and a point that
+  // some dominated point dominates is dominated by a front point too (transitivity): comparing
+  // each point with the front found so far is enough.
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return points[a] != points[b] ? points[a] < points[b] : a < b;
+  });
+  for (size_t i : order) {
     bool dominated = false;
-    for (size_t j = 0; j < n && !dominated; ++j)
-      dominated = j != i && dominates(points[j], points[i]);
+    for (size_t f : front) {
+      if (dominates(points[f], points[i])) {
+        dominated = true;
+        break;
+      }
+    }
     if (!dominated) front.push_back(i);
   }
+  std::sort(front.begin(), front.end());
   return front;
 }
 

@@ -45,8 +45,9 @@ bool constrained_dominates(const Point& a, std::optional<double> violation_a, co
 std::vector<std::vector<size_t>> non_dominated_sort(
     const std::vector<Point>& points, const std::vector<std::optional<double>>& violations = {});
 
-// Indices of the non-dominated points (rank 0), ascending. O(N log N) for 2 objectives,
-// O(M N^2) otherwise.
+// Indices of the non-dominated points (rank 0), ascending; equal points are all kept. The one
+// Pareto-front rule of search/ (TPE's split and Study::best_trials use it). O(N log N) for 2
+// objectives, O(M N F) otherwise (F = the front's size).
 std::vector<size_t> pareto_front_indices(const std::vector<Point>& points);
 
 // Crowding distance of the points selected by `indices` (Deb et al. 2002, sec. III-B), with

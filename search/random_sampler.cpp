@@ -5,26 +5,12 @@
 #include <atomic>
 #include <cmath>
 
+#include "search/sampler_internal.h"
+
 namespace compsearch::search {
 namespace {
 
-// SplitMix64 (Steele, Lea, Flood 2014): a full-period 64-bit mixer, enough for seeding and for
-// the handful of draws one parameter needs.
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
+using internal::splitmix64;  // a full-period 64-bit mixer, enough for the few draws of a value
 
 // Uniform in [0, 1) with 53 random bits.
 double unit(uint64_t& state) { return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53; }
@@ -48,7 +34,7 @@ double RandomSampler::sample_independent(const StudyView&, const FrozenTrial& tr
                                          const std::string& name, const Distribution& dist) {
   uint64_t s = seed_;
   uint64_t a = splitmix64(s) ^ static_cast<uint64_t>(trial.number);
-  uint64_t b = splitmix64(a) ^ fnv1a(name);
+  uint64_t b = splitmix64(a) ^ internal::hash_name(name);
   return sample(dist, splitmix64(b));
 }
 

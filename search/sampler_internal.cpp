@@ -7,22 +7,22 @@
 namespace compsearch::search::internal {
 
 namespace {
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+// Odd 64-bit constants that spread the second word over all bits before it is mixed in: the
+// golden-ratio increment of SplitMix64 and another arbitrary odd one.
+constexpr uint64_t kMixMultiplier = 0x9e3779b97f4a7c15ULL;
+constexpr uint64_t kMixOffset = 0x632be59bd9b4e019ULL;
 }  // namespace
 
 uint64_t mix_seed(uint64_t a, uint64_t b) {
-  return splitmix64(splitmix64(a) ^ (b * 0x9e3779b97f4a7c15ULL + 0x632be59bd9b4e019ULL));
+  uint64_t state = a;
+  uint64_t mixed = splitmix64(state) ^ (b * kMixMultiplier + kMixOffset);
+  return splitmix64(mixed);
 }
 
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) { return mix_seed(mix_seed(a, b), c); }
 
 uint64_t hash_name(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a 64-bit offset basis and prime (Fowler, Noll, Vo)
   for (unsigned char ch : s) {
     h ^= ch;
     h *= 0x100000001b3ULL;

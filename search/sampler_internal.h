@@ -20,25 +20,30 @@ namespace compsearch::search::internal {
 
 uint64_t mix_seed(uint64_t a, uint64_t b);
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c);
-uint64_t hash_name(const std::string& s);  // FNV-1a, stable across runs and platforms
+uint64_t hash_name(const std::string& s);  // FNV-1a (64-bit), stable across runs and platforms
 uint64_t entropy_seed();                   // std::random_device, for samplers without a seed
 
-// SplitMix64 (Steele, Lea, Flood, "Fast splittable pseudorandom number generators", OOPSLA
-// 2014) as a UniformRandomBitGenerator: one 64-bit word of state, so a per-trial generator costs
-// nothing to seed (std::mt19937_64 initialises 312 words and regenerates them on first use,
-// microseconds per trial).
+// The SplitMix64 step (Steele, Lea, Flood, "Fast splittable pseudorandom number generators",
+// OOPSLA 2014): advances `state` by the golden-ratio increment and returns the mixed output.
+// The only copy of the rule in search/: seeds, RandomSampler's draws and the SplitMix64
+// generator below all use it.
+inline uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// SplitMix64 as a UniformRandomBitGenerator: one 64-bit word of state, so a per-trial generator
+// costs nothing to seed (std::mt19937_64 initialises 312 words and regenerates them on first
+// use, microseconds per trial).
 class SplitMix64 {
  public:
   using result_type = uint64_t;
   explicit SplitMix64(uint64_t seed) : state_(seed) {}
   static constexpr result_type min() { return 0; }
   static constexpr result_type max() { return ~result_type{0}; }
-  result_type operator()() {
-    uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
+  result_type operator()() { return splitmix64(state_); }
 
  private:
   uint64_t state_;

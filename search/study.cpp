@@ -15,6 +15,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
+#include "search/pareto.h"
 #include "search/python_json.h"
 #include "search/random_sampler.h"
 
@@ -460,43 +461,17 @@ std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
     out.push_back(*best);
     return out;
   }
-  auto dominates = [&](const FrozenTrial& a, const FrozenTrial& b) {
-    bool strictly = false;
-    for (size_t k = 0; k < directions.size(); ++k) {
-      double x = normalized(a, k), y = normalized(b, k);
-      if (x > y) return false;
-      if (x < y) strictly = true;
-    }
-    return strictly;
-  };
+  std::vector<Point> points;
+  points.reserve(pool.size());
+  for (const auto* t : pool) points.push_back(to_minimization(t->values, directions));
+  std::vector<const FrozenTrial*> front;
+  for (size_t i : pareto_front_indices(points)) front.push_back(pool[i]);
+  // Two objectives: in number order whatever the input order (Optuna's 2-D sweep sorts them).
   if (directions.size() == 2) {
-    // Optuna's 2-D sweep: sort by (v0, v1); a trial is kept unless the last kept one dominates it.
-    std::vector<const FrozenTrial*> sorted = pool;
-    std::stable_sort(sorted.begin(), sorted.end(), [&](const FrozenTrial* a, const FrozenTrial* b) {
-      double a0 = normalized(*a, 0), b0 = normalized(*b, 0);
-      if (a0 != b0) return a0 < b0;
-      return normalized(*a, 1) < normalized(*b, 1);
-    });
-    std::vector<const FrozenTrial*> front{sorted[0]};
-    for (size_t i = 1; i < sorted.size(); ++i) {
-      if (dominates(*front.back(), *sorted[i])) continue;
-      front.push_back(sorted[i]);
-    }
     std::sort(front.begin(), front.end(),
               [](const FrozenTrial* a, const FrozenTrial* b) { return a->number < b->number; });
-    for (const auto* t : front) out.push_back(*t);
-    return out;
   }
-  for (const auto* t : pool) {
-    bool dominated = false;
-    for (const auto* o : pool) {
-      if (dominates(*o, *t)) {
-        dominated = true;
-        break;
-      }
-    }
-    if (!dominated) out.push_back(*t);
-  }
+  for (const auto* t : front) out.push_back(*t);
   return out;
 }
 

@@ -101,19 +101,4 @@ class TPESampler : public Sampler {
   size_t n_finished_seen_ = 0;
 };
 
-namespace tpe_detail {
-// Exposed for tests: Optuna's split of observations into the below/above index sets.
-// `losses[i]` = (step, minimisation-form values); `violations` empty when unconstrained.
-struct Split {
-  std::vector<size_t> below, above;
-};
-Split split_observations(const std::vector<std::pair<double, std::vector<double>>>& losses,
-                         size_t n_below, const std::vector<double>& violations);
-// Greedy hypervolume subset selection (Guerreiro, Fonseca, Paquete, "Greedy hypervolume subset
-// selection in low dimensions", Evolutionary Computation 24(3), 2016): `k` of `points` chosen one
-// at a time by largest hypervolume gain, lazily re-evaluated (gains only shrink).
-std::vector<size_t> greedy_hssp(const std::vector<std::vector<double>>& points, size_t k,
-                                const std::vector<double>& reference);
-}  // namespace tpe_detail
-
 }  // namespace compsearch::search

@@ -9,6 +9,7 @@
 #include <limits>
 
 #include "search/random_sampler.h"
+#include "search/tpe_split.h"
 #include "tests/search/study_util.h"
 
 using namespace compsearch::search;
