@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
-# The default demo on the bundled Fashion-MNIST CNN: its layer table and accuracy, then one
-# compression recipe (w4 weights, 8-bit activations, conv1 at 8 bits, fc1 50% pruned) evaluated
-# on the 10,000 test images, costed on a Cortex-M7 part, and exported as ONNX Q/DQ under
-# runs/demo/. (Replaced by the end-to-end search demo once the search runner lands.)
+# The default demo: the compression search of experiments/configs/default.json end to end on the
+# bundled Fashion-MNIST CNN (accuracy vs STM32F746 latency, costed on gpu:t4, npu:ethos-u55-256 and
+# mcu:stm32f746, within the MCU's SRAM and flash), then the best recipe under a latency budget,
+# the HTML report, the front as CSV and the exported best recipe (recipe file and ONNX Q/DQ).
+# Everything goes under runs/demo/; re-running resumes the same study (nothing is re-run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${COMPSEARCH_BIN:-build/cli/compsearch}
-model=models/fmnist_cnn.onnx
-recipe=experiments/configs/recipes/fmnist_cnn_w4a8.json
-mkdir -p runs/demo
+out=runs/demo
+storage=$out/study.journal
+study=fmnist-cnn
+trials=${COMPSEARCH_DEMO_TRIALS:-200}
+mkdir -p "$out"
 run() {
   echo "== compsearch $*"
   "$bin" "$@"
   echo
 }
-run inspect "$model"
-run evaluate --model "$model" --data fashion-mnist
-run evaluate --model "$model" --recipe "$recipe" --data fashion-mnist
-run estimate --model "$model" --recipe "$recipe" --target mcu:stm32f746
-run compress --model "$model" --recipe "$recipe" --format onnx-qdq --out runs/demo/fmnist_cnn_w4a8.qdq.onnx
-run evaluate --model runs/demo/fmnist_cnn_w4a8.qdq.onnx --data fashion-mnist
+run search --config experiments/configs/default.json --storage "$storage" --trials "$trials" --jobs 2
+run best --storage "$storage" --study-name "$study" --budget "latency_ms@mcu:stm32f746<=8" --maximize accuracy \
+  | tee "$out/best.json"
+best=$(sed -n 's/^ *"number": *\([0-9]*\).*/\1/p' "$out/best.json" | head -1)
+run report --storage "$storage" --study-name "$study" --out "$out/report.html" --csv "$out/front.csv"
+run export --storage "$storage" --study-name "$study" --trial "$best" --format recipe --out "$out/best.recipe.json"
+run export --storage "$storage" --study-name "$study" --trial "$best" --format onnx-qdq --out "$out/best.qdq.onnx"
+run evaluate --model "$out/best.qdq.onnx" --data fashion-mnist
+echo "demo: report        $out/report.html"
+echo "demo: front (CSV)   $out/front.csv"
+echo "demo: best recipe   $out/best.recipe.json (trial $best; ONNX Q/DQ: $out/best.qdq.onnx)"

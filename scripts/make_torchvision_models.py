@@ -5,7 +5,7 @@ These files (about 45 MB and 14 MB) are too big to commit; `compsearch inspect` 
 agree with the published figures (ResNet-18: 11.69 M params, 1.82 GMACs; MobileNetV2: 3.50 M,
 0.30 GMACs). The weights do not matter for those counts, so no download is needed.
 
-Usage: /usr/bin/python3 scripts/make_torchvision_models.py [--out DIR] [--reference]
+Usage: /usr/bin/python3 scripts/make_torchvision_models.py [--out DIR] [--reference] [--models a,b]
   --out DIR     where to write <name>.torchvision.onnx (default: models/, gitignored)
   --reference   also write <name>.torchvision.input.npy / .output.npy: PyTorch's output for two
                 random images, which tests compare the executor against
@@ -25,11 +25,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "models"))
     ap.add_argument("--reference", action="store_true")
+    ap.add_argument("--models", default="resnet18,mobilenet_v2",
+                    help="comma-separated: resnet18, mobilenet_v2, resnet50 (about 100 MB)")
     args = ap.parse_args()
+    ctors = {"resnet18": torchvision.models.resnet18,
+             "mobilenet_v2": torchvision.models.mobilenet_v2,
+             "resnet50": torchvision.models.resnet50}
+    names = [m for m in args.models.split(",") if m]
+    for m in names:
+        if m not in ctors:
+            ap.error(f"--models: unknown model {m!r} (allowed: {', '.join(ctors)})")
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(2)
-    for name, ctor in [("resnet18", torchvision.models.resnet18),
-                       ("mobilenet_v2", torchvision.models.mobilenet_v2)]:
+    for name in names:
+        ctor = ctors[name]
         torch.manual_seed(0)
         model = ctor(weights=None).eval()
         x = torch.randn(2, 3, 224, 224)

@@ -30,7 +30,7 @@ fi
 
 # ONNX Runtime (reference runtime for tests and benchmarks). --ignore-scripts: the package ships
 # its Linux x64 runtime; its install script only fetches optional GPU parts from elsewhere.
-if [ ! -d scripts/node/node_modules/onnxruntime-node ]; then
+if [ ! -d scripts/node/node_modules/onnxruntime-node ] || [ ! -d scripts/node/node_modules/puppeteer-core ]; then
   echo "setup: installing onnxruntime-node into scripts/node"
   (cd scripts/node && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
