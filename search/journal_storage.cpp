@@ -57,13 +57,18 @@ void write_all(int fd, const std::string& data, const std::string& path) {
 
 }  // namespace
 
+// Waiting for the lock: Optuna's first back-off (1 ms, doubling), capped at 50 ms rather than
+// Optuna's 1 s so that a worker notices a released lock quickly (locks are held for one append).
+constexpr double kLockFirstWait_s = 0.001;
+constexpr double kLockMaxWait_s = 0.05;
+
 JournalFileLock::JournalFileLock(std::string journal_path, double grace_period_s)
     : journal_path_(std::move(journal_path)),
       lock_path_(journal_path_ + ".lock"),
       grace_period_s_(grace_period_s) {}
 
 void JournalFileLock::acquire() {
-  double sleep_s = 0.001;
+  double sleep_s = kLockFirstWait_s;
   std::optional<std::pair<ino_t, double>> seen;  // the lock instance we are waiting on
   auto seen_since = std::chrono::steady_clock::now();
   while (true) {
@@ -105,7 +110,7 @@ void JournalFileLock::acquire() {
       }
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(sleep_s));
-    sleep_s = std::min(sleep_s * 2, 0.05);
+    sleep_s = std::min(sleep_s * 2, kLockMaxWait_s);
   }
 }
 
