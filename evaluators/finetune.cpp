@@ -342,7 +342,6 @@ FinetuneResult finetune(const model::Graph& graph, const compressors::Recipe& re
   model::Tensor x, grad;
   std::vector<int64_t> labels;
   int64_t step = 0;
-  const auto t_train = Clock::now();
   double train_seconds = 0.0;
   for (int epoch = 0; epoch < spec.epochs && !result.interrupted; ++epoch) {
     const auto t_epoch = Clock::now();
@@ -407,7 +406,6 @@ FinetuneResult finetune(const model::Graph& graph, const compressors::Recipe& re
     result.epochs.push_back(e);
     result.images += seen;
   }
-  (void)t_train;
   result.steps = step;
 
   // The deliverable: trained parameters, with every compressed layer's effective weight.
