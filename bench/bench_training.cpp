@@ -133,7 +133,8 @@ int main(int argc, char** argv) {
       << " (ours and PyTorch's), batch 128, seed 0, training images per epoch "
       << (a.samples > 0 ? std::to_string(a.samples) : std::string("60000 (all)")) << "\n"
       << "peer: PyTorch via scripts/train_reference.py (/usr/bin/python3), OPENBLAS_NUM_THREADS="
-      << a.threads << "\n" << std::endl;
+      << a.threads << "\n"
+      << std::endl;
 
   const std::string cnn = "models/fmnist_cnn.onnx", mlp = "models/fmnist_mlp.onnx";
   const model::Dataset train = model::load_dataset("fashion-mnist", "train");
@@ -141,7 +142,8 @@ int main(int argc, char** argv) {
   const model::Graph cnn_graph = model::load_onnx(cnn);
   const model::LayerTable table = model::build_layer_table(cnn_graph);
   const double fp32 = accuracy_of(cnn_graph, test, a.threads);
-  std::cout << "reference CNN FP32 test accuracy (compsearch executor): " << fp32 << "\n" << std::endl;
+  std::cout << "reference CNN FP32 test accuracy (compsearch executor): " << fp32 << "\n"
+            << std::endl;
 
   struct Row {
     std::string name, bar;

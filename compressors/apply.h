@@ -36,13 +36,14 @@ struct LayerCost {
 // scales were computed on); unstructured pruning stores kept - floor(ratio * kept) weights and
 // pays index overhead only when it removes at least one weight; N:M stores kept * N / M.
 LayerCost layer_cost(const model::LayerInfo& layer, const LayerSetting& setting,
-                     const std::vector<int64_t>& pruned_channels, const std::vector<int64_t>& dropped_inputs);
+                     const std::vector<int64_t>& pruned_channels,
+                     const std::vector<int64_t>& dropped_inputs);
 
 struct ModelCost {
   std::vector<LayerCost> layers;  // layer-table order
   int64_t other_param_bits = 0;   // float initializers outside the layers, kept at 32 bits
   int64_t total_bits = 0;
-  int64_t effective_macs = 0;     // per sample, including MatMuls that are not layers
+  int64_t effective_macs = 0;  // per sample, including MatMuls that are not layers
   double size_bytes() const { return static_cast<double>(total_bits) / 8.0; }
 };
 
@@ -54,7 +55,8 @@ std::map<std::string, std::vector<int64_t>> propagate_pruned_channels(
     const std::map<std::string, std::vector<int64_t>>& pruned_channels);
 
 // The whole model's cost for given pruned channel sets (from apply_recipe).
-ModelCost model_cost(const model::Graph& graph, const model::LayerTable& table, const Recipe& recipe,
+ModelCost model_cost(const model::Graph& graph, const model::LayerTable& table,
+                     const Recipe& recipe,
                      const std::map<std::string, std::vector<int64_t>>& pruned_channels);
 
 // A compressed copy of a model. `activations` maps node indices (layers with a_bits < 32) to
@@ -78,7 +80,7 @@ struct ApplyOptions {
 // prune, then quantize / binarize / half-round each layer's weight; channel pruning also zeroes
 // the bias. The original graph is not touched. Activation parameters for a_bits 16 are set here;
 // 4 and 8 bits need calibrate_activations (evaluators/).
-CompressedModel apply_recipe(const model::Graph& graph, const model::LayerTable& table, const Recipe& recipe,
-                             const ApplyOptions& options = {});
+CompressedModel apply_recipe(const model::Graph& graph, const model::LayerTable& table,
+                             const Recipe& recipe, const ApplyOptions& options = {});
 
 }  // namespace compsearch::compressors

@@ -4,9 +4,8 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace compsearch::compressors {
 
@@ -31,13 +30,15 @@ std::vector<float> element_scales(const WeightLayout& l, const QuantizedWeights&
   const int64_t G = q.granularity.group_size;
   const int64_t per_row = (R + G - 1) / G;
   for (int64_t o = 0; o < l.out_channels; ++o)
-    for (int64_t r = 0; r < R; ++r) s[l.index(o, r)] = static_cast<float>(q.scales[o * per_row + r / G]);
+    for (int64_t r = 0; r < R; ++r)
+      s[l.index(o, r)] = static_cast<float>(q.scales[o * per_row + r / G]);
   return s;
 }
 
 std::string unique_name(const model::Graph& g, const std::string& base) {
   std::string name = base;
-  for (int i = 1; g.initializers.count(name) || g.value_info.count(name); ++i) name = base + "_" + std::to_string(i);
+  for (int i = 1; g.initializers.count(name) || g.value_info.count(name); ++i)
+    name = base + "_" + std::to_string(i);
   return name;
 }
 
@@ -49,7 +50,8 @@ void upgrade_to_opset13(model::Graph& g) {
   if (g.opset_version >= 13) return;
   for (auto& n : g.nodes) {
     if ((n.op_type == "Squeeze" || n.op_type == "Unsqueeze") && n.has_attr("axes")) {
-      const std::string name = unique_name(g, n.name.empty() ? n.outputs.at(0) + "_axes" : n.name + "_axes");
+      const std::string name =
+          unique_name(g, n.name.empty() ? n.outputs.at(0) + "_axes" : n.name + "_axes");
       const auto axes = n.attr_ints("axes", {});
       g.initializers[name] = Tensor::ints({static_cast<int64_t>(axes.size())}, axes);
       n.attributes.erase("axes");
@@ -58,7 +60,8 @@ void upgrade_to_opset13(model::Graph& g) {
     } else if (n.op_type == "Softmax") {
       auto it = g.value_info.find(n.inputs.at(0));
       const int64_t axis = n.attr_int("axis", 1);
-      if (it != g.value_info.end() && it->second.shape.size() != 2 && axis != static_cast<int64_t>(it->second.shape.size()) - 1)
+      if (it != g.value_info.end() && it->second.shape.size() != 2 &&
+          axis != static_cast<int64_t>(it->second.shape.size()) - 1)
         throw std::runtime_error("onnx-qdq export: node " + n.name +
                                  ": Softmax over more than one axis cannot be raised to opset 13");
       n.attributes["axis"] = int_attr(axis);
@@ -73,14 +76,18 @@ ExportFormat export_format_from_string(const std::string& s) {
   if (s == "onnx-qdq") return ExportFormat::kOnnxQdq;
   if (s == "onnx") return ExportFormat::kOnnx;
   if (s == "safetensors") return ExportFormat::kSafetensors;
-  throw std::invalid_argument("export format: got \"" + s + "\", expected onnx-qdq, onnx or safetensors");
+  throw std::invalid_argument("export format: got \"" + s +
+                              "\", expected onnx-qdq, onnx or safetensors");
 }
 
 std::string export_format_to_string(ExportFormat f) {
   switch (f) {
-    case ExportFormat::kOnnxQdq: return "onnx-qdq";
-    case ExportFormat::kOnnx: return "onnx";
-    case ExportFormat::kSafetensors: return "safetensors";
+    case ExportFormat::kOnnxQdq:
+      return "onnx-qdq";
+    case ExportFormat::kOnnx:
+      return "onnx";
+    case ExportFormat::kSafetensors:
+      return "safetensors";
   }
   return "?";
 }
@@ -90,18 +97,20 @@ model::Graph make_qdq_graph(const CompressedModel& cm) {
     throw std::logic_error("make_qdq_graph: activation quantization is not calibrated yet");
   model::Graph g = cm.graph;
   upgrade_to_opset13(g);
-  std::vector<Node> front;                    // weight dequantization, runs first
+  std::vector<Node> front;                     // weight dequantization, runs first
   std::map<size_t, std::vector<Node>> before;  // activation Q/DQ, just before their layer
   for (const auto& l : cm.table.layers) {
     const LayerSetting& s = cm.recipe.setting_for(l.name);
     auto qit = cm.quantized.find(l.name);
     if (s.w_bits <= 8) {
       if (qit == cm.quantized.end())
-        throw std::logic_error("make_qdq_graph: layer " + l.name + " has no integer weights (apply with keep_quantized)");
+        throw std::logic_error("make_qdq_graph: layer " + l.name +
+                               " has no integer weights (apply with keep_quantized)");
       const QuantizedWeights& q = qit->second;
       const WeightLayout layout = WeightLayout::from_layer(l);
       const std::string qname = unique_name(g, l.weight_name + "_quantized");
-      Tensor qt = Tensor::ints(l.weight_shape, std::vector<int64_t>(q.q.begin(), q.q.end()), DType::kInt8);
+      Tensor qt =
+          Tensor::ints(l.weight_shape, std::vector<int64_t>(q.q.begin(), q.q.end()), DType::kInt8);
       g.initializers[qname] = std::move(qt);
       const std::string sname = unique_name(g, l.weight_name + "_scale");
       const std::string zname = unique_name(g, l.weight_name + "_zero_point");
@@ -141,7 +150,8 @@ model::Graph make_qdq_graph(const CompressedModel& cm) {
         front.push_back(dq);
       }
       g.initializers.erase(l.weight_name);
-      g.value_info[l.weight_name] = model::ValueInfo{l.weight_name, DType::kFloat32, l.weight_shape};
+      g.value_info[l.weight_name] =
+          model::ValueInfo{l.weight_name, DType::kFloat32, l.weight_shape};
     }
     auto ait = cm.activations.find(l.node_index);
     if (ait == cm.activations.end() || ait->second.bits == 32) continue;
@@ -173,10 +183,12 @@ model::Graph make_qdq_graph(const CompressedModel& cm) {
       g.initializers[zp] = Tensor::ints({}, {p.zero_point}, DType::kUInt8);
       if (p.bits < 8) {
         // uint8 saturates at 255; the 4-bit grid ends at 15, so clip to its real range first.
-        const std::string lo = unique_name(g, base + "_act_min"), hi = unique_name(g, base + "_act_max");
-        g.initializers[lo] = Tensor::floats({}, {static_cast<float>(-static_cast<double>(p.zero_point) * p.scale)});
-        g.initializers[hi] =
-            Tensor::floats({}, {static_cast<float>((levels - static_cast<double>(p.zero_point)) * p.scale)});
+        const std::string lo = unique_name(g, base + "_act_min"),
+                          hi = unique_name(g, base + "_act_max");
+        g.initializers[lo] =
+            Tensor::floats({}, {static_cast<float>(-static_cast<double>(p.zero_point) * p.scale)});
+        g.initializers[hi] = Tensor::floats(
+            {}, {static_cast<float>((levels - static_cast<double>(p.zero_point)) * p.scale)});
         Node clip;
         clip.op_type = "Clip";
         clip.name = base + "_ActClip";
@@ -219,7 +231,9 @@ void write_safetensors(const CompressedModel& cm, const std::filesystem::path& o
     std::string bytes;
   };
   std::map<std::string, Entry> entries;  // sorted names, as safetensors writers do
-  auto put_f32 = [](const std::vector<float>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4); };
+  auto put_f32 = [](const std::vector<float>& v) {
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+  };
   nlohmann::json layers = nlohmann::json::object();
   std::map<std::string, const model::LayerInfo*> by_weight;
   for (const auto& l : cm.table.layers) by_weight[l.weight_name] = &l;
@@ -244,12 +258,14 @@ void write_safetensors(const CompressedModel& cm, const std::filesystem::path& o
         const int64_t per_row = static_cast<int64_t>(q.scales.size()) / l.out_channels;
         sshape = {l.out_channels, per_row};
       }
-      entries[name + ".scale"] = {"F64", sshape,
-                                  std::string(reinterpret_cast<const char*>(q.scales.data()), q.scales.size() * 8)};
+      entries[name + ".scale"] = {
+          "F64", sshape,
+          std::string(reinterpret_cast<const char*>(q.scales.data()), q.scales.size() * 8)};
       info["scale"] = name + ".scale";
-      info["scale_groups"] = q.granularity.kind == GranularityKind::kGroup
-                                 ? "[out_channel][group of the reduction row, ordered [kh][kw][in_channel]]"
-                                 : (q.granularity.kind == GranularityKind::kPerTensor ? "tensor" : "out_channel");
+      info["scale_groups"] =
+          q.granularity.kind == GranularityKind::kGroup
+              ? "[out_channel][group of the reduction row, ordered [kh][kw][in_channel]]"
+              : (q.granularity.kind == GranularityKind::kPerTensor ? "tensor" : "out_channel");
     } else if (s.w_bits == 16) {
       std::string hb(t.f32.size() * 2, '\0');
       for (size_t i = 0; i < t.f32.size(); ++i) {
@@ -268,7 +284,9 @@ void write_safetensors(const CompressedModel& cm, const std::filesystem::path& o
                             {"layers", layers.dump()}};
   uint64_t offset = 0;
   for (const auto& [name, e] : entries) {
-    header[name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.bytes.size()}}};
+    header[name] = {{"dtype", e.dtype},
+                    {"shape", e.shape},
+                    {"data_offsets", {offset, offset + e.bytes.size()}}};
     offset += e.bytes.size();
   }
   std::string h = header.dump();
@@ -278,27 +296,37 @@ void write_safetensors(const CompressedModel& cm, const std::filesystem::path& o
   const uint64_t n = h.size();
   f.write(reinterpret_cast<const char*>(&n), 8);  // little-endian on every supported host
   f.write(h.data(), static_cast<std::streamsize>(h.size()));
-  for (const auto& [name, e] : entries) f.write(e.bytes.data(), static_cast<std::streamsize>(e.bytes.size()));
+  for (const auto& [name, e] : entries)
+    f.write(e.bytes.data(), static_cast<std::streamsize>(e.bytes.size()));
   if (!f) throw std::runtime_error(out.string() + ": write failed");
 }
 
 }  // namespace
 
-void export_model(const CompressedModel& cm, ExportFormat format, const std::filesystem::path& out) {
+void export_model(const CompressedModel& cm, ExportFormat format,
+                  const std::filesystem::path& out) {
   switch (format) {
-    case ExportFormat::kOnnxQdq: model::save_onnx(make_qdq_graph(cm), out); return;
-    case ExportFormat::kOnnx: model::save_onnx(cm.graph, out); return;
-    case ExportFormat::kSafetensors: write_safetensors(cm, out); return;
+    case ExportFormat::kOnnxQdq:
+      model::save_onnx(make_qdq_graph(cm), out);
+      return;
+    case ExportFormat::kOnnx:
+      model::save_onnx(cm.graph, out);
+      return;
+    case ExportFormat::kSafetensors:
+      write_safetensors(cm, out);
+      return;
   }
 }
 
-model::Graph load_safetensors_weights(const model::Graph& original, const std::filesystem::path& path) {
+model::Graph load_safetensors_weights(const model::Graph& original,
+                                      const std::filesystem::path& path) {
   const std::string where = path.string();
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error(where + ": cannot open");
   uint64_t n = 0;
   f.read(reinterpret_cast<char*>(&n), 8);
-  if (!f || n > (uint64_t{1} << 30)) throw std::runtime_error(where + ": not a safetensors file (bad header length)");
+  if (!f || n > (uint64_t{1} << 30))
+    throw std::runtime_error(where + ": not a safetensors file (bad header length)");
   std::string h(n, '\0');
   f.read(h.data(), static_cast<std::streamsize>(n));
   if (!f) throw std::runtime_error(where + ": truncated header");
@@ -309,11 +337,13 @@ model::Graph load_safetensors_weights(const model::Graph& original, const std::f
     throw std::runtime_error(where + ": header is not JSON: " + e.what());
   }
   const std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto bytes_of = [&](const std::string& name, const std::string& dtype, int64_t elements, size_t width) {
+  auto bytes_of = [&](const std::string& name, const std::string& dtype, int64_t elements,
+                      size_t width) {
     if (!header.contains(name)) throw std::runtime_error(where + ": tensor '" + name + "' missing");
     const auto& e = header.at(name);
     if (e.at("dtype") != dtype)
-      throw std::runtime_error(where + ": tensor '" + name + "' has dtype " + e.at("dtype").dump() + ", expected " + dtype);
+      throw std::runtime_error(where + ": tensor '" + name + "' has dtype " + e.at("dtype").dump() +
+                               ", expected " + dtype);
     const uint64_t b = e.at("data_offsets")[0], end = e.at("data_offsets")[1];
     if (end > data.size() || end < b || (end - b) != static_cast<uint64_t>(elements) * width)
       throw std::runtime_error(where + ": tensor '" + name + "' has bad data offsets");
@@ -340,7 +370,8 @@ model::Graph load_safetensors_weights(const model::Graph& original, const std::f
       }
     } else if (dtype == "I8") {
       auto lw = by_weight.find(name);
-      if (lw == by_weight.end()) throw std::runtime_error(where + ": integer tensor '" + name + "' is not a layer weight");
+      if (lw == by_weight.end())
+        throw std::runtime_error(where + ": integer tensor '" + name + "' is not a layer weight");
       const model::LayerInfo& l = *lw->second;
       const std::string gran = layers.at(l.name).at("granularity");
       const WeightLayout layout = WeightLayout::from_layer(l);
@@ -363,8 +394,9 @@ model::Graph load_safetensors_weights(const model::Graph& original, const std::f
           const double s = q.scales[gi];
           const int8_t v = static_cast<int8_t>(qp[i]);
           // Binary weights are alpha * sign stored as float(alpha) * sign, others float(q * s).
-          t.f32[i] = layers.at(l.name).at("w_bits") == 1 ? static_cast<float>(s) * v
-                                                         : static_cast<float>(static_cast<double>(v) * s);
+          t.f32[i] = layers.at(l.name).at("w_bits") == 1
+                         ? static_cast<float>(s) * v
+                         : static_cast<float>(static_cast<double>(v) * s);
         }
       }
     } else {

@@ -42,7 +42,8 @@ std::string join_ints(const std::set<int>& s) {
 
 int parse_bits(const json& v, const std::set<int>& allowed, const std::string& source,
                const std::string& key) {
-  if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
+  if (!v.is_number_integer() &&
+      !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
     fail(source, key, "got " + dump(v) + ", expected an integer in {" + join_ints(allowed) + "}");
   const double d = v.get<double>();
   if (d < -1e9 || d > 1e9 || !allowed.count(static_cast<int>(d)))
@@ -72,11 +73,13 @@ PruneSpec parse_prune(const json& j, const std::string& source, const std::strin
       fail(source, key + "." + k, "unknown key; allowed keys: kind, ratio");
   }
   if (!j.contains("kind"))
-    fail(source, key + ".kind", "missing; expected \"unstructured\", \"channel\", \"N:M\" or \"none\"");
+    fail(source, key + ".kind",
+         "missing; expected \"unstructured\", \"channel\", \"N:M\" or \"none\"");
   const json& kind = j.at("kind");
   if (!kind.is_string())
     fail(source, key + ".kind",
-         "got " + dump(kind) + ", expected \"unstructured\", \"channel\", \"N:M\" (e.g. \"2:4\") or \"none\"");
+         "got " + dump(kind) +
+             ", expected \"unstructured\", \"channel\", \"N:M\" (e.g. \"2:4\") or \"none\"");
   const std::string ks = kind.get<std::string>();
   PruneSpec p;
   std::optional<double> ratio;
@@ -92,10 +95,12 @@ PruneSpec parse_prune(const json& j, const std::string& source, const std::strin
   if (ks == "none") {
     p.kind = PruneKind::kNone;
     if (ratio && *ratio != 0.0)
-      fail(source, key + ".ratio", "got " + dump(j.at("ratio")) + ", expected 0 (or no ratio) with kind \"none\"");
+      fail(source, key + ".ratio",
+           "got " + dump(j.at("ratio")) + ", expected 0 (or no ratio) with kind \"none\"");
   } else if (ks == "unstructured" || ks == "channel") {
     p.kind = ks == "unstructured" ? PruneKind::kUnstructured : PruneKind::kChannel;
-    if (!ratio) fail(source, key + ".ratio", "missing; kind \"" + ks + "\" needs a ratio in [0, 1)");
+    if (!ratio)
+      fail(source, key + ".ratio", "missing; kind \"" + ks + "\" needs a ratio in [0, 1)");
     p.ratio = *ratio;
   } else if (parse_nm(ks, n, m)) {
     if (m < 1 || n < 1 || n > m || m > 64)
@@ -107,11 +112,12 @@ PruneSpec parse_prune(const json& j, const std::string& source, const std::strin
     p.ratio = 1.0 - static_cast<double>(n) / m;
     if (ratio && std::abs(*ratio - p.ratio) > 1e-9)
       fail(source, key + ".ratio",
-           "got " + dump(j.at("ratio")) + ", but kind \"" + ks + "\" fixes the ratio at 1 - N/M = " +
-               std::to_string(p.ratio));
+           "got " + dump(j.at("ratio")) + ", but kind \"" + ks +
+               "\" fixes the ratio at 1 - N/M = " + std::to_string(p.ratio));
   } else {
     fail(source, key + ".kind",
-         "got \"" + ks + "\", expected \"unstructured\", \"channel\", \"N:M\" (e.g. \"2:4\") or \"none\"");
+         "got \"" + ks +
+             "\", expected \"unstructured\", \"channel\", \"N:M\" (e.g. \"2:4\") or \"none\"");
   }
   return p;
 }
@@ -119,7 +125,8 @@ PruneSpec parse_prune(const json& j, const std::string& source, const std::strin
 // Overlays the keys present in `j` onto `s`.
 void overlay_setting(LayerSetting& s, const json& j, const std::string& source,
                      const std::string& key) {
-  if (!j.is_object()) fail(source, key, "got " + dump(j) + ", expected an object of layer settings");
+  if (!j.is_object())
+    fail(source, key, "got " + dump(j) + ", expected an object of layer settings");
   for (const auto& [k, v] : j.items()) {
     const std::string kk = key + "." + k;
     if (k == "w_bits") {
@@ -128,7 +135,8 @@ void overlay_setting(LayerSetting& s, const json& j, const std::string& source,
       s.a_bits = parse_bits(v, kAllowedABits, source, kk);
     } else if (k == "granularity") {
       if (!v.is_string())
-        fail(source, kk, "got " + dump(v) + ", expected \"per_tensor\", \"per_channel\" or \"group:G\"");
+        fail(source, kk,
+             "got " + dump(v) + ", expected \"per_tensor\", \"per_channel\" or \"group:G\"");
       try {
         s.granularity = granularity_from_string(v.get<std::string>());
       } catch (const std::invalid_argument& e) {
@@ -138,11 +146,15 @@ void overlay_setting(LayerSetting& s, const json& j, const std::string& source,
       s.prune = parse_prune(v, source, kk);
     } else if (k == "w_calibration") {
       const std::string c = v.is_string() ? v.get<std::string>() : "";
-      if (c == "minmax") s.w_calibration = WeightCalibration::kMinMax;
-      else if (c == "mse") s.w_calibration = WeightCalibration::kMse;
-      else fail(source, kk, "got " + dump(v) + ", expected \"minmax\" or \"mse\"");
+      if (c == "minmax")
+        s.w_calibration = WeightCalibration::kMinMax;
+      else if (c == "mse")
+        s.w_calibration = WeightCalibration::kMse;
+      else
+        fail(source, kk, "got " + dump(v) + ", expected \"minmax\" or \"mse\"");
     } else {
-      fail(source, kk, "unknown key; allowed keys: w_bits, granularity, prune, a_bits, w_calibration");
+      fail(source, kk,
+           "unknown key; allowed keys: w_bits, granularity, prune, a_bits, w_calibration");
     }
   }
 }
@@ -361,9 +373,12 @@ std::string schedule_kind_to_string(ScheduleKind k) {
 
 std::string granularity_to_string(const Granularity& g) {
   switch (g.kind) {
-    case GranularityKind::kPerTensor: return "per_tensor";
-    case GranularityKind::kPerChannel: return "per_channel";
-    case GranularityKind::kGroup: return "group:" + std::to_string(g.group_size);
+    case GranularityKind::kPerTensor:
+      return "per_tensor";
+    case GranularityKind::kPerChannel:
+      return "per_channel";
+    case GranularityKind::kGroup:
+      return "group:" + std::to_string(g.group_size);
   }
   return "?";
 }
@@ -375,31 +390,36 @@ Granularity granularity_from_string(const std::string& s) {
   } else if (s == "per_channel") {
     g.kind = GranularityKind::kPerChannel;
   } else if (s.rfind("group:", 0) == 0 && s.size() > 6 && s.size() <= 15 &&
-             s.find_first_not_of("0123456789", 6) == std::string::npos && std::stoll(s.substr(6)) >= 1) {
+             s.find_first_not_of("0123456789", 6) == std::string::npos &&
+             std::stoll(s.substr(6)) >= 1) {
     g.kind = GranularityKind::kGroup;
     g.group_size = std::stoll(s.substr(6));
   } else {
-    throw std::invalid_argument("got \"" + s +
-                                "\", expected \"per_tensor\", \"per_channel\" or \"group:G\" with G >= 1");
+    throw std::invalid_argument(
+        "got \"" + s + "\", expected \"per_tensor\", \"per_channel\" or \"group:G\" with G >= 1");
   }
   return g;
 }
 
 std::string prune_kind_to_string(const PruneSpec& p) {
   switch (p.kind) {
-    case PruneKind::kNone: return "none";
-    case PruneKind::kUnstructured: return "unstructured";
-    case PruneKind::kChannel: return "channel";
-    case PruneKind::kNM: return std::to_string(p.n) + ":" + std::to_string(p.m);
+    case PruneKind::kNone:
+      return "none";
+    case PruneKind::kUnstructured:
+      return "unstructured";
+    case PruneKind::kChannel:
+      return "channel";
+    case PruneKind::kNM:
+      return std::to_string(p.n) + ":" + std::to_string(p.m);
   }
   return "?";
 }
 
 Recipe recipe_from_json(const json& j, const std::string& source) {
-  if (!j.is_object()) fail(source, "(top level)", "got " + dump(j).substr(0, 60) + ", expected a JSON object");
+  if (!j.is_object())
+    fail(source, "(top level)", "got " + dump(j).substr(0, 60) + ", expected a JSON object");
   Recipe r;
-  if (!j.contains("format"))
-    fail(source, "format", "missing; expected \"compsearch.recipe/1\"");
+  if (!j.contains("format")) fail(source, "format", "missing; expected \"compsearch.recipe/1\"");
   for (const auto& [k, v] : j.items()) {
     if (k == "format") {
       if (!v.is_string() || v.get<std::string>() != "compsearch.recipe/1")
@@ -410,23 +430,30 @@ Recipe recipe_from_json(const json& j, const std::string& source) {
       // handled below, after `default` is known
     } else if (k == "activation_calibration") {
       const std::string c = v.is_string() ? v.get<std::string>() : "";
-      if (c == "minmax") r.activation_calibration = ActivationCalibration::kMinMax;
-      else if (c == "percentile") r.activation_calibration = ActivationCalibration::kPercentile;
-      else if (c == "mse") r.activation_calibration = ActivationCalibration::kMse;
-      else fail(source, k, "got " + dump(v) + ", expected \"minmax\", \"percentile\" or \"mse\"");
+      if (c == "minmax")
+        r.activation_calibration = ActivationCalibration::kMinMax;
+      else if (c == "percentile")
+        r.activation_calibration = ActivationCalibration::kPercentile;
+      else if (c == "mse")
+        r.activation_calibration = ActivationCalibration::kMse;
+      else
+        fail(source, k, "got " + dump(v) + ", expected \"minmax\", \"percentile\" or \"mse\"");
     } else if (k == "activation_percentile") {
       if (!v.is_number() || !(v.get<double>() > 50.0 && v.get<double>() <= 100.0))
         fail(source, k, "got " + dump(v) + ", expected a number in (50, 100]");
       r.activation_percentile = v.get<double>();
     } else {
       fail(source, k,
-           "unknown key; allowed keys: format, default, layers, distillation, activation_calibration, "
+           "unknown key; allowed keys: format, default, layers, distillation, "
+           "activation_calibration, "
            "activation_percentile");
     }
   }
   if (j.contains("layers")) {
     const json& layers = j.at("layers");
-    if (!layers.is_object()) fail(source, "layers", "got " + dump(layers).substr(0, 60) + ", expected an object keyed by layer name");
+    if (!layers.is_object())
+      fail(source, "layers",
+           "got " + dump(layers).substr(0, 60) + ", expected an object keyed by layer name");
     for (const auto& [name, v] : layers.items()) {
       LayerSetting s = r.default_setting;
       overlay_setting(s, v, source, "layers." + name);
@@ -504,8 +531,8 @@ void validate_recipe(const Recipe& recipe, const model::LayerTable& table) {
           "recipe: " + key + ".prune.kind: layer \"" + l.name + "\" (" + l.op + ", weight " +
           shape_text(l.weight_shape) + ") is not eligible for " + prune_kind_to_string(s.prune) +
           ": its " + (l.op == "Conv" ? "input channels per group" : "input features") + " (" +
-          std::to_string(nm_run_axis_length(l)) + ") are not divisible by " + std::to_string(s.prune.m) +
-          "; give this layer another prune kind in \"layers\"");
+          std::to_string(nm_run_axis_length(l)) + ") are not divisible by " +
+          std::to_string(s.prune.m) + "; give this layer another prune kind in \"layers\"");
     }
   }
 }

@@ -41,7 +41,8 @@ inline StoredBits stored_bits(const LayerSetting& s, double kept_weights, double
     double groups = 1;
     if (s.granularity.kind == GranularityKind::kPerChannel) groups = kept_out;
     if (s.granularity.kind == GranularityKind::kGroup && s.granularity.group_size > 0)
-      groups = kept_out * std::ceil(static_cast<double>(reduction_length) / s.granularity.group_size);
+      groups =
+          kept_out * std::ceil(static_cast<double>(reduction_length) / s.granularity.group_size);
     b.scale = 16 * groups;
   }
   if (s.prune.kind == PruneKind::kUnstructured && removed > 0) {

@@ -39,9 +39,10 @@ void log_softmax(const float* row, int64_t classes, std::vector<double>& out) {
 
 }  // namespace
 
-std::vector<float> run_model(const model::Graph& graph, const model::Dataset& data,
-                             const std::map<size_t, compressors::ActivationQuantParams>* activations,
-                             const EvaluationOptions& options, int64_t& classes) {
+std::vector<float> run_model(
+    const model::Graph& graph, const model::Dataset& data,
+    const std::map<size_t, compressors::ActivationQuantParams>* activations,
+    const EvaluationOptions& options, int64_t& classes) {
   model::Executor exec(graph, model::ExecutorOptions{options.threads});
   if (activations && !activations->empty()) {
     exec.set_layer_input_hook([activations](size_t node, model::Tensor& x) {
@@ -69,11 +70,13 @@ std::vector<float> run_model(const model::Graph& graph, const model::Dataset& da
   return out;
 }
 
-EvaluationResult compare_outputs(const std::vector<float>& reference, const std::vector<float>& candidate,
-                                 int64_t classes, const std::vector<int64_t>& labels) {
+EvaluationResult compare_outputs(const std::vector<float>& reference,
+                                 const std::vector<float>& candidate, int64_t classes,
+                                 const std::vector<int64_t>& labels) {
   if (classes <= 0 || reference.size() != candidate.size() || reference.size() % classes != 0)
-    throw std::invalid_argument("compare_outputs: reference has " + std::to_string(reference.size()) +
-                                " values, candidate " + std::to_string(candidate.size()) + ", classes " +
+    throw std::invalid_argument("compare_outputs: reference has " +
+                                std::to_string(reference.size()) + " values, candidate " +
+                                std::to_string(candidate.size()) + ", classes " +
                                 std::to_string(classes));
   const int64_t n = static_cast<int64_t>(reference.size()) / classes;
   EvaluationResult r;
@@ -94,14 +97,15 @@ EvaluationResult compare_outputs(const std::vector<float>& reference, const std:
     for (int64_t c = 0; c < classes; ++c) k += std::exp(lp[c]) * (lp[c] - lq[c]);
     kl += std::max(0.0, k);  // rounding can make a zero divergence slightly negative
   }
-  r.accuracy = labels.empty() ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(correct) / n;
+  r.accuracy =
+      labels.empty() ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(correct) / n;
   r.agreement = static_cast<double>(agree) / n;
   r.kl = kl / n;
   return r;
 }
 
-void calibrate_activations(compressors::CompressedModel& cm, const model::Dataset& calibration, int64_t samples,
-                           const EvaluationOptions& options) {
+void calibrate_activations(compressors::CompressedModel& cm, const model::Dataset& calibration,
+                           int64_t samples, const EvaluationOptions& options) {
   std::map<size_t, int> bits_at;
   for (const auto& l : cm.table.layers) {
     const int a = cm.recipe.setting_for(l.name).a_bits;
@@ -125,12 +129,13 @@ void calibrate_activations(compressors::CompressedModel& cm, const model::Datase
     it->second.observe(x.f32);
   });
   const int64_t n = std::min(calibration.size(), samples);
-  if (n <= 0) throw std::invalid_argument("calibration set '" + calibration.name + "' has no samples");
+  if (n <= 0)
+    throw std::invalid_argument("calibration set '" + calibration.name + "' has no samples");
   const int64_t batch = std::max<int64_t>(1, options.batch);
   for (int64_t b = 0; b < n; b += batch) exec.run({calibration.batch(b, std::min(batch, n - b))});
   for (const auto& [node, bits] : bits_at) {
-    cm.activations[node] =
-        observers.at(node).params(bits, cm.recipe.activation_calibration, cm.recipe.activation_percentile);
+    cm.activations[node] = observers.at(node).params(bits, cm.recipe.activation_calibration,
+                                                     cm.recipe.activation_percentile);
   }
 }
 
@@ -139,15 +144,18 @@ EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset&
   int64_t classes = 0;
   const auto out = run_model(graph, data, nullptr, options, classes);
   std::vector<int64_t> labels;
-  if (data.labelled()) labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));
+  if (data.labelled())
+    labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));
   return compare_outputs(out, out, classes, labels);
 }
 
-EvaluationResult evaluate_compressed(const model::Graph& reference, const compressors::CompressedModel& cm,
+EvaluationResult evaluate_compressed(const model::Graph& reference,
+                                     const compressors::CompressedModel& cm,
                                      const model::Dataset& data, const EvaluationOptions& options,
                                      const std::vector<float>* reference_outputs) {
   if (cm.needs_calibration())
-    throw std::logic_error("evaluate_compressed: activation quantization needs calibrate_activations first");
+    throw std::logic_error(
+        "evaluate_compressed: activation quantization needs calibrate_activations first");
   int64_t classes = 0, ref_classes = 0;
   std::vector<float> own_ref;
   if (!reference_outputs) {
@@ -156,7 +164,8 @@ EvaluationResult evaluate_compressed(const model::Graph& reference, const compre
   }
   const auto out = run_model(cm.graph, data, &cm.activations, options, classes);
   std::vector<int64_t> labels;
-  if (data.labelled()) labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));
+  if (data.labelled())
+    labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));
   return compare_outputs(*reference_outputs, out, classes, labels);
 }
 

@@ -24,21 +24,23 @@ struct EvaluationOptions {
 struct EvaluationResult {
   double accuracy = 0.0;   // top-1 against the labels (NaN for an unlabelled set)
   double agreement = 1.0;  // fraction of samples where the top-1 equals the reference's
-  double kl = 0.0;         // mean over samples of KL(softmax(reference) || softmax(candidate)), nats
+  double kl = 0.0;  // mean over samples of KL(softmax(reference) || softmax(candidate)), nats
   int64_t samples = 0;
 };
 
 // The model's first output for every sample, [samples, classes] row-major (`classes` is set).
 // `activations` (may be null) fake-quantizes Conv/Gemm/MatMul inputs, keyed by node index.
-std::vector<float> run_model(const model::Graph& graph, const model::Dataset& data,
-                             const std::map<size_t, compressors::ActivationQuantParams>* activations,
-                             const EvaluationOptions& options, int64_t& classes);
+std::vector<float> run_model(
+    const model::Graph& graph, const model::Dataset& data,
+    const std::map<size_t, compressors::ActivationQuantParams>* activations,
+    const EvaluationOptions& options, int64_t& classes);
 
 // Accuracy, agreement and KL from two output matrices (`reference` may equal `candidate`).
 // Outputs are treated as logits (softmax is applied for KL; top-1 is the arg max, lowest index on
 // ties). Throws std::invalid_argument when sizes disagree.
-EvaluationResult compare_outputs(const std::vector<float>& reference, const std::vector<float>& candidate,
-                                 int64_t classes, const std::vector<int64_t>& labels);
+EvaluationResult compare_outputs(const std::vector<float>& reference,
+                                 const std::vector<float>& candidate, int64_t classes,
+                                 const std::vector<int64_t>& labels);
 
 // Fills cm.activations for every layer with a_bits 4 or 8: runs the compressed graph on the first
 // `samples` images of `calibration` with an observing hook, and derives per-tensor ranges by the
@@ -52,8 +54,10 @@ EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset&
 
 // Evaluates a compressed model against its uncompressed reference on the same samples.
 // `reference_outputs` (optional) skips re-running the reference when it was run already.
-EvaluationResult evaluate_compressed(const model::Graph& reference, const compressors::CompressedModel& cm,
-                                     const model::Dataset& data, const EvaluationOptions& options = {},
+EvaluationResult evaluate_compressed(const model::Graph& reference,
+                                     const compressors::CompressedModel& cm,
+                                     const model::Dataset& data,
+                                     const EvaluationOptions& options = {},
                                      const std::vector<float>* reference_outputs = nullptr);
 
 }  // namespace compsearch::evaluators

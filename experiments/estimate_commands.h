@@ -1,11 +1,11 @@
 // The logic behind `compsearch estimate` and `compsearch hw list|show`: results with a JSON form
-// (the keys users and tests rely on) and a printable table. The CLI files only parse flags and print.
+// (the keys users and tests rely on) and a printable table. The CLI files only parse flags and
+// print.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "compressors/recipe.h"
 #include "hardware_models/hardware_model.h"
@@ -35,8 +35,10 @@ struct EstimateResult {
 hardware_models::Workload load_workload(const std::string& model);
 EstimateResult run_estimate(const EstimateRequest& request);
 // Same, with an in-memory recipe.
-EstimateResult run_estimate(const std::string& model_label, const hardware_models::Workload& workload,
-                            const compressors::Recipe& recipe, const std::string& target, int batch);
+EstimateResult run_estimate(const std::string& model_label,
+                            const hardware_models::Workload& workload,
+                            const compressors::Recipe& recipe, const std::string& target,
+                            int batch);
 
 // `hw list`: the preset targets. JSON: [{"name", "class", "description"}].
 nlohmann::json hw_list_json();

@@ -5,9 +5,8 @@
 #pragma once
 
 #include <filesystem>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "model/dataset.h"
 #include "model/executor.h"
@@ -30,8 +29,8 @@ InspectResult inspect_graph(const model::Graph& graph, const std::string& model_
 
 struct EvaluateOptions {
   int64_t batch_size = 256;
-  int threads = 0;      // 0 = OpenMP default
-  int64_t limit = -1;   // evaluate only the first `limit` samples (-1: all)
+  int threads = 0;     // 0 = OpenMP default
+  int64_t limit = -1;  // evaluate only the first `limit` samples (-1: all)
   // Optional: called with each Conv/Gemm/MatMul input before it computes (activation
   // fake-quantization). Empty = plain float inference.
   model::Executor::LayerInputHook layer_input_hook;

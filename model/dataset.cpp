@@ -28,7 +28,8 @@ std::string read_gzip_or_plain(const std::filesystem::path& path) {
   const std::string message = msg ? msg : "";
   gzclose(f);
   if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) {
-    throw std::runtime_error(path.string() + ": gzip data is corrupt or truncated (" + message + ")");
+    throw std::runtime_error(path.string() + ": gzip data is corrupt or truncated (" + message +
+                             ")");
   }
   return data;
 }
@@ -67,7 +68,9 @@ Tensor Dataset::batch(int64_t begin, int64_t count) const {
 
 Tensor read_idx(const std::filesystem::path& path) {
   const std::string d = read_gzip_or_plain(path);
-  if (d.size() < 4) throw std::runtime_error(path.string() + ": too short for an IDX file (" + std::to_string(d.size()) + " bytes)");
+  if (d.size() < 4)
+    throw std::runtime_error(path.string() + ": too short for an IDX file (" +
+                             std::to_string(d.size()) + " bytes)");
   const uint32_t magic = big_endian_u32(d, 0);
   const uint32_t type = (magic >> 8) & 0xff, ndim = magic & 0xff;
   if ((magic >> 16) != 0 || type != 0x08 || ndim < 1 || ndim > 4) {
@@ -109,9 +112,11 @@ Tensor read_npy(const std::filesystem::path& path) {
                  (size_t(uint8_t(d[11])) << 24);
     offset = 12;
   } else {
-    throw std::runtime_error(path.string() + ": NPY version " + std::to_string(major) + " is not supported (1, 2 or 3)");
+    throw std::runtime_error(path.string() + ": NPY version " + std::to_string(major) +
+                             " is not supported (1, 2 or 3)");
   }
-  if (d.size() < offset + header_len) throw std::runtime_error(path.string() + ": NPY header truncated");
+  if (d.size() < offset + header_len)
+    throw std::runtime_error(path.string() + ": NPY header truncated");
   const std::string header = d.substr(offset, header_len);
   std::smatch m;
   if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([^']*)'"))) {
@@ -119,7 +124,8 @@ Tensor read_npy(const std::filesystem::path& path) {
   }
   const std::string descr = m[1];
   if (std::regex_search(header, m, std::regex("'fortran_order'\\s*:\\s*True"))) {
-    throw std::runtime_error(path.string() + ": Fortran-order NPY arrays are not supported (save with C order)");
+    throw std::runtime_error(path.string() +
+                             ": Fortran-order NPY arrays are not supported (save with C order)");
   }
   if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)"))) {
     throw std::runtime_error(path.string() + ": NPY header has no 'shape': " + header);
@@ -132,11 +138,19 @@ Tensor read_npy(const std::filesystem::path& path) {
     t.shape.push_back(std::stoll(item));
   }
   size_t esize;
-  if (descr == "<f4" || descr == "=f4") { t.dtype = DType::kFloat32; esize = 4; }
-  else if (descr == "|u1" || descr == "<u1") { t.dtype = DType::kUInt8; esize = 1; }
-  else if (descr == "<i8" || descr == "=i8") { t.dtype = DType::kInt64; esize = 8; }
-  else if (descr == "<i4" || descr == "=i4") { t.dtype = DType::kInt32; esize = 4; }
-  else {
+  if (descr == "<f4" || descr == "=f4") {
+    t.dtype = DType::kFloat32;
+    esize = 4;
+  } else if (descr == "|u1" || descr == "<u1") {
+    t.dtype = DType::kUInt8;
+    esize = 1;
+  } else if (descr == "<i8" || descr == "=i8") {
+    t.dtype = DType::kInt64;
+    esize = 8;
+  } else if (descr == "<i4" || descr == "=i4") {
+    t.dtype = DType::kInt32;
+    esize = 4;
+  } else {
     throw std::runtime_error(path.string() + ": NPY dtype '" + descr +
                              "' is not supported (float32 '<f4' or uint8 '|u1' for images; "
                              "int64, int32 or uint8 for labels)");
@@ -155,9 +169,17 @@ Tensor read_npy(const std::filesystem::path& path) {
   } else {
     t.i64.resize(n);
     for (int64_t i = 0; i < n; ++i) {
-      if (t.dtype == DType::kUInt8) t.i64[i] = static_cast<uint8_t>(p[i]);
-      else if (t.dtype == DType::kInt32) { int32_t v; std::memcpy(&v, p + 4 * i, 4); t.i64[i] = v; }
-      else { int64_t v; std::memcpy(&v, p + 8 * i, 8); t.i64[i] = v; }
+      if (t.dtype == DType::kUInt8)
+        t.i64[i] = static_cast<uint8_t>(p[i]);
+      else if (t.dtype == DType::kInt32) {
+        int32_t v;
+        std::memcpy(&v, p + 4 * i, 4);
+        t.i64[i] = v;
+      } else {
+        int64_t v;
+        std::memcpy(&v, p + 8 * i, 8);
+        t.i64[i] = v;
+      }
     }
   }
   return t;
@@ -166,8 +188,10 @@ Tensor read_npy(const std::filesystem::path& path) {
 void write_npy(const Tensor& tensor, const std::filesystem::path& path) {
   std::string shape;
   for (int64_t dim : tensor.shape) shape += std::to_string(dim) + ", ";
-  if (tensor.shape.size() > 1) shape.erase(shape.size() - 2);
-  else if (tensor.shape.size() == 1) shape.pop_back();
+  if (tensor.shape.size() > 1)
+    shape.erase(shape.size() - 2);
+  else if (tensor.shape.size() == 1)
+    shape.pop_back();
   std::string header = std::string("{'descr': '") + (tensor.is_float() ? "<f4" : "<i8") +
                        "', 'fortran_order': False, 'shape': (" + shape + "), }";
   while ((10 + header.size() + 1) % 64 != 0) header += ' ';
@@ -180,9 +204,11 @@ void write_npy(const Tensor& tensor, const std::filesystem::path& path) {
   out.put(static_cast<char>(len >> 8));
   out << header;
   if (tensor.is_float()) {
-    out.write(reinterpret_cast<const char*>(tensor.f32.data()), static_cast<std::streamsize>(tensor.f32.size() * 4));
+    out.write(reinterpret_cast<const char*>(tensor.f32.data()),
+              static_cast<std::streamsize>(tensor.f32.size() * 4));
   } else {
-    out.write(reinterpret_cast<const char*>(tensor.i64.data()), static_cast<std::streamsize>(tensor.i64.size() * 8));
+    out.write(reinterpret_cast<const char*>(tensor.i64.data()),
+              static_cast<std::streamsize>(tensor.i64.size() * 8));
   }
 }
 
@@ -193,9 +219,10 @@ std::filesystem::path fashion_mnist_dir() {
 
 DatasetSpec dataset_spec_from_json(const nlohmann::json& j, const std::string& source,
                                    const std::filesystem::path& base_dir) {
-  if (!j.is_object()) throw std::invalid_argument(source + ": a dataset spec must be a JSON object");
+  if (!j.is_object())
+    throw std::invalid_argument(source + ": a dataset spec must be a JSON object");
   static const std::set<std::string> keys = {"format", "images", "labels", "scale", "mean",
-                                             "std", "shape", "layout", "limit"};
+                                             "std",    "shape",  "layout", "limit"};
   DatasetSpec s;
   s.source = source;
   for (auto it = j.begin(); it != j.end(); ++it) {
@@ -206,7 +233,8 @@ DatasetSpec dataset_spec_from_json(const nlohmann::json& j, const std::string& s
     }
   }
   auto path_of = [&](const char* key) -> std::filesystem::path {
-    if (!j[key].is_string()) throw std::invalid_argument(source + ": '" + key + "' must be a file path string");
+    if (!j[key].is_string())
+      throw std::invalid_argument(source + ": '" + key + "' must be a file path string");
     std::filesystem::path p = j[key].get<std::string>();
     return p.is_absolute() ? p : base_dir / p;
   };
@@ -214,26 +242,34 @@ DatasetSpec dataset_spec_from_json(const nlohmann::json& j, const std::string& s
     std::vector<double> v;
     const auto& a = j[key];
     if (a.is_number()) return std::vector<double>{a.get<double>()};
-    if (!a.is_array()) throw std::invalid_argument(source + ": '" + key + "' must be a number or an array of numbers");
+    if (!a.is_array())
+      throw std::invalid_argument(source + ": '" + key +
+                                  "' must be a number or an array of numbers");
     for (const auto& x : a) {
-      if (!x.is_number()) throw std::invalid_argument(source + ": '" + key + "' has a non-number entry " + x.dump());
+      if (!x.is_number())
+        throw std::invalid_argument(source + ": '" + key + "' has a non-number entry " + x.dump());
       v.push_back(x.get<double>());
     }
     return v;
   };
   if (!j.contains("format") || !j["format"].is_string() ||
       (j["format"] != "idx" && j["format"] != "npy")) {
-    throw std::invalid_argument(source + ": 'format' must be \"idx\" or \"npy\", got " +
-                                (j.contains("format") ? j["format"].dump() : std::string("nothing")));
+    throw std::invalid_argument(
+        source + ": 'format' must be \"idx\" or \"npy\", got " +
+        (j.contains("format") ? j["format"].dump() : std::string("nothing")));
   }
   s.format = j["format"];
-  if (!j.contains("images")) throw std::invalid_argument(source + ": missing required key 'images'");
+  if (!j.contains("images"))
+    throw std::invalid_argument(source + ": missing required key 'images'");
   s.images = path_of("images");
-  if (j.contains("labels")) s.labels = path_of("labels");
-  else if (s.format == "idx") throw std::invalid_argument(source + ": format \"idx\" needs 'labels'");
+  if (j.contains("labels"))
+    s.labels = path_of("labels");
+  else if (s.format == "idx")
+    throw std::invalid_argument(source + ": format \"idx\" needs 'labels'");
   if (j.contains("scale")) {
     if (!j["scale"].is_number() || j["scale"].get<double>() <= 0) {
-      throw std::invalid_argument(source + ": 'scale' must be a positive number, got " + j["scale"].dump());
+      throw std::invalid_argument(source + ": 'scale' must be a positive number, got " +
+                                  j["scale"].dump());
     }
     s.preprocessing.scale = j["scale"].get<double>();
   }
@@ -241,27 +277,33 @@ DatasetSpec dataset_spec_from_json(const nlohmann::json& j, const std::string& s
   if (j.contains("std")) {
     s.preprocessing.std = numbers("std");
     for (double v : s.preprocessing.std) {
-      if (v <= 0) throw std::invalid_argument(source + ": 'std' entries must be positive, got " + std::to_string(v));
+      if (v <= 0)
+        throw std::invalid_argument(source + ": 'std' entries must be positive, got " +
+                                    std::to_string(v));
     }
   }
   if (j.contains("shape")) {
-    if (!j["shape"].is_array()) throw std::invalid_argument(source + ": 'shape' must be an array of positive integers");
+    if (!j["shape"].is_array())
+      throw std::invalid_argument(source + ": 'shape' must be an array of positive integers");
     for (const auto& x : j["shape"]) {
       if (!x.is_number_integer() || x.get<int64_t>() <= 0) {
-        throw std::invalid_argument(source + ": 'shape' must hold positive integers, got " + j["shape"].dump());
+        throw std::invalid_argument(source + ": 'shape' must hold positive integers, got " +
+                                    j["shape"].dump());
       }
       s.sample_shape.push_back(x.get<int64_t>());
     }
   }
   if (j.contains("layout")) {
     if (j["layout"] != "nchw" && j["layout"] != "nhwc") {
-      throw std::invalid_argument(source + ": 'layout' must be \"nchw\" or \"nhwc\", got " + j["layout"].dump());
+      throw std::invalid_argument(source + ": 'layout' must be \"nchw\" or \"nhwc\", got " +
+                                  j["layout"].dump());
     }
     s.layout = j["layout"];
   }
   if (j.contains("limit")) {
     if (!j["limit"].is_number_integer() || j["limit"].get<int64_t>() <= 0) {
-      throw std::invalid_argument(source + ": 'limit' must be a positive integer, got " + j["limit"].dump());
+      throw std::invalid_argument(source + ": 'limit' must be a positive integer, got " +
+                                  j["limit"].dump());
     }
     s.limit = j["limit"].get<int64_t>();
   }
@@ -272,22 +314,26 @@ Dataset load_dataset(const DatasetSpec& spec) {
   Tensor raw = spec.format == "idx" ? read_idx(spec.images) : read_npy(spec.images);
   const std::string what = spec.images.string();
   if (raw.shape.size() < 2) {
-    throw std::runtime_error(what + ": images must have a sample dimension and at least one more, got " + shape_to_string(raw.shape));
+    throw std::runtime_error(what +
+                             ": images must have a sample dimension and at least one more, got " +
+                             shape_to_string(raw.shape));
   }
   int64_t n = raw.shape[0];
   Shape sample(raw.shape.begin() + 1, raw.shape.end());
   if (spec.layout == "nhwc") {
-    if (sample.size() != 3) throw std::runtime_error(what + ": layout nhwc needs [N, H, W, C] images, got " + shape_to_string(raw.shape));
+    if (sample.size() != 3)
+      throw std::runtime_error(what + ": layout nhwc needs [N, H, W, C] images, got " +
+                               shape_to_string(raw.shape));
     sample = {sample[2], sample[0], sample[1]};
   } else if (spec.format == "idx" && sample.size() == 2) {
     sample.insert(sample.begin(), 1);  // [N, H, W] grey images -> one channel
   }
   if (!spec.sample_shape.empty()) {
     if (shape_numel(spec.sample_shape) != shape_numel(sample)) {
-      throw std::invalid_argument(spec.source + ": 'shape' " + shape_to_string(spec.sample_shape) +
-                                  " has " + std::to_string(shape_numel(spec.sample_shape)) +
-                                  " elements but each sample of " + what + " has " +
-                                  std::to_string(shape_numel(sample)) + " " + shape_to_string(sample));
+      throw std::invalid_argument(
+          spec.source + ": 'shape' " + shape_to_string(spec.sample_shape) + " has " +
+          std::to_string(shape_numel(spec.sample_shape)) + " elements but each sample of " + what +
+          " has " + std::to_string(shape_numel(sample)) + " " + shape_to_string(sample));
     }
     sample = spec.sample_shape;
   }
@@ -296,15 +342,20 @@ Dataset load_dataset(const DatasetSpec& spec) {
   ds.sample_shape = sample;
   if (!spec.labels.empty()) {
     Tensor lab = spec.format == "idx" ? read_idx(spec.labels) : read_npy(spec.labels);
-    if (lab.is_float()) throw std::runtime_error(spec.labels.string() + ": labels must be integers, got float32");
-    if (lab.shape.size() != 1) throw std::runtime_error(spec.labels.string() + ": labels must be 1-D, got " + shape_to_string(lab.shape));
+    if (lab.is_float())
+      throw std::runtime_error(spec.labels.string() + ": labels must be integers, got float32");
+    if (lab.shape.size() != 1)
+      throw std::runtime_error(spec.labels.string() + ": labels must be 1-D, got " +
+                               shape_to_string(lab.shape));
     if (lab.shape[0] != n) {
       throw std::runtime_error(spec.labels.string() + ": " + std::to_string(lab.shape[0]) +
                                " labels but " + what + " has " + std::to_string(n) +
                                " images (the counts must match)");
     }
     for (int64_t i = 0; i < n; ++i) {
-      if (lab.i64[i] < 0) throw std::runtime_error(spec.labels.string() + ": label #" + std::to_string(i) + " is negative (" + std::to_string(lab.i64[i]) + ")");
+      if (lab.i64[i] < 0)
+        throw std::runtime_error(spec.labels.string() + ": label #" + std::to_string(i) +
+                                 " is negative (" + std::to_string(lab.i64[i]) + ")");
     }
     ds.labels = std::move(lab.i64);
   }
@@ -328,7 +379,8 @@ Dataset load_dataset(const DatasetSpec& spec) {
     return v;
   };
   const auto mean = per_channel(pp.mean, "mean", 0.0), stdv = per_channel(pp.std, "std", 1.0);
-  const bool identity = mean == std::vector<double>(channels, 0.0) && stdv == std::vector<double>(channels, 1.0);
+  const bool identity =
+      mean == std::vector<double>(channels, 0.0) && stdv == std::vector<double>(channels, 1.0);
   const float fscale = static_cast<float>(scale);
   ds.images.resize(static_cast<size_t>(n * per));
   for (int64_t s = 0; s < n; ++s) {
@@ -336,7 +388,8 @@ Dataset load_dataset(const DatasetSpec& spec) {
       const float m = static_cast<float>(mean[c]), sd = static_cast<float>(stdv[c]);
       for (int64_t k = 0; k < plane; ++k) {
         // nhwc: element (h, w, c) of the stored sample lands at (c, h, w).
-        const int64_t src = spec.layout == "nhwc" ? s * per + k * channels + c : s * per + c * plane + k;
+        const int64_t src =
+            spec.layout == "nhwc" ? s * per + k * channels + c : s * per + c * plane + k;
         const float v = raw.is_float() ? raw.f32[src] : static_cast<float>(raw.i64[src]);
         // Division by 255 (not multiplication by its inverse) matches PyTorch's `x / 255` exactly.
         float x = (!pp.scale && !raw.is_float()) ? v / 255.0f : v * fscale;

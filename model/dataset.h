@@ -7,11 +7,11 @@
 //
 // Dataset JSON spec (`--data FILE.json`; relative paths are relative to the JSON file):
 //   {"format": "idx" | "npy",          required
-//    "images": "path",                 required (IDX: ubyte [N, H, W] or [N, C, H, W]; NPY: [N, ...])
-//    "labels": "path",                 IDX: required; NPY: optional (unlabelled calibration set)
-//    "scale": 0.00392156862745098,     default 1/255 for uint8 pixels, 1 for float32
-//    "mean": [0.5], "std": [0.5],      optional, one value per channel (or one for all)
-//    "shape": [1, 28, 28],             optional: the per-sample shape the model wants (same
+//    "images": "path",                 required (IDX: ubyte [N, H, W] or [N, C, H, W]; NPY: [N,
+//    ...]) "labels": "path",                 IDX: required; NPY: optional (unlabelled calibration
+//    set) "scale": 0.00392156862745098,     default 1/255 for uint8 pixels, 1 for float32 "mean":
+//    [0.5], "std": [0.5],      optional, one value per channel (or one for all) "shape": [1, 28,
+//    28],             optional: the per-sample shape the model wants (same
 //                                      element count, e.g. NPY [N, 784] -> [1, 28, 28]; an IDX
 //                                      [N, H, W] file becomes [N, 1, H, W] by default)
 //    "layout": "nchw" | "nhwc",        NPY only, default nchw: nhwc arrays are transposed
@@ -20,11 +20,10 @@
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/graph.h"
 #include "model/tensor.h"
@@ -49,10 +48,10 @@ struct DatasetSpec {
 };
 
 struct Dataset {
-  std::string name;              // the built-in name or the file it came from, for messages
-  Shape sample_shape;            // per sample, e.g. [1, 28, 28]
-  std::vector<float> images;     // size() * numel(sample_shape), preprocessed
-  std::vector<int64_t> labels;   // size() entries, or empty for an unlabelled set
+  std::string name;             // the built-in name or the file it came from, for messages
+  Shape sample_shape;           // per sample, e.g. [1, 28, 28]
+  std::vector<float> images;    // size() * numel(sample_shape), preprocessed
+  std::vector<int64_t> labels;  // size() entries, or empty for an unlabelled set
 
   int64_t size() const;
   bool labelled() const { return !labels.empty(); }

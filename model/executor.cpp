@@ -7,19 +7,20 @@
 // in a per-run workspace: the op sequence is the same every run, so after the first batch no
 // activation or im2col buffer is allocated again.
 #define EIGEN_DONT_PARALLELIZE
-#include <Eigen/Core>
+#include "model/executor.h"
+
 #include <omp.h>
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <deque>
 #include <mutex>
-#include <thread>
 #include <stdexcept>
+#include <thread>
 #include <unordered_map>
 
-#include "model/executor.h"
 #include "model/node_eval.h"
 #include "model/op_util.h"
 
@@ -70,7 +71,8 @@ const Tensor* optional_input(const std::vector<const Tensor*>& in, size_t i) {
 }
 
 void require_float(const Node& node, const Tensor& t, const char* what) {
-  if (!t.is_float()) fail(node, std::string(what) + " must be a float tensor, got " + dtype_name(t.dtype));
+  if (!t.is_float())
+    fail(node, std::string(what) + " must be a float tensor, got " + dtype_name(t.dtype));
 }
 
 // Makes `out` a float tensor of `shape`, reusing its storage.
@@ -168,7 +170,8 @@ void depthwise_plane(const float* in, const float* w, float bias, const detail::
   }
 }
 
-void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+          const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   const Tensor& w = need(node, in, 1);
   const Tensor* b = optional_input(in, 2);
@@ -185,7 +188,8 @@ void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
                    shape_to_string(w.shape) + " with group " + std::to_string(groups) +
                    " expects " + std::to_string(cg * groups));
   }
-  if (b && b->numel() != o) fail(node, "bias has " + std::to_string(b->numel()) + " values, expected " + std::to_string(o));
+  if (b && b->numel() != o)
+    fail(node, "bias has " + std::to_string(b->numel()) + " values, expected " + std::to_string(o));
   std::vector<int64_t> spatial(x.shape.begin() + 2, x.shape.end());
   std::vector<int64_t> kernel(w.shape.begin() + 2, w.shape.end());
   const auto g = detail::window_geometry(node, spatial, kernel);
@@ -202,7 +206,8 @@ void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
 
   if (cg == 1 && og == 1 && groups > 1) {  // depthwise
     const int64_t planes = n * o;
-#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (planes > 1 && ctx.threads > 1)
+#pragma omp parallel for num_threads(ctx.threads) \
+    schedule(static) if (planes > 1 && ctx.threads > 1)
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t s = p / o, ch = p % o;
       depthwise_plane(xd + (s * c + ch) * hw, wd + ch * g.kh * g.kw, bd ? bd[ch] : 0.0f, g,
@@ -234,7 +239,8 @@ void conv(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
             }
           }
           if (ctx.clamp) {
-            for (int64_t j = col_begin; j < col_end; ++j) dst[j] = std::min(std::max(dst[j], ctx.lo), ctx.hi);
+            for (int64_t j = col_begin; j < col_end; ++j)
+              dst[j] = std::min(std::max(dst[j], ctx.lo), ctx.hi);
           }
         }
         continue;
@@ -309,14 +315,16 @@ void parallel_rows_gemm(const AExpr& a, const BExpr& b, float* y, int64_t m, int
   }
 }
 
-void gemm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void gemm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+          const OpContext& ctx) {
   const Tensor& a = need(node, in, 0);
   const Tensor& b = need(node, in, 1);
   const Tensor* c = optional_input(in, 2);
   require_float(node, a, "A");
   require_float(node, b, "B");
   if (a.shape.size() != 2 || b.shape.size() != 2) {
-    fail(node, "A " + shape_to_string(a.shape) + " and B " + shape_to_string(b.shape) + " must be 2-D");
+    fail(node,
+         "A " + shape_to_string(a.shape) + " and B " + shape_to_string(b.shape) + " must be 2-D");
   }
   const bool ta = node.attr_int("transA", 0) != 0, tb = node.attr_int("transB", 0) != 0;
   const float alpha = node.attr_float("alpha", 1.0f), beta = node.attr_float("beta", 1.0f);
@@ -330,10 +338,14 @@ void gemm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
   float* y = prepare_float(out, {m, n});
   ConstMatMap am(a.f32.data(), a.shape[0], a.shape[1]);
   ConstMatMap bm(b.f32.data(), b.shape[0], b.shape[1]);
-  if (!ta && !tb) parallel_rows_gemm(am, bm, y, m, n, ctx);
-  else if (!ta && tb) parallel_rows_gemm(am, bm.transpose(), y, m, n, ctx);
-  else if (ta && !tb) parallel_rows_gemm(am.transpose(), bm, y, m, n, ctx);
-  else parallel_rows_gemm(am.transpose(), bm.transpose(), y, m, n, ctx);
+  if (!ta && !tb)
+    parallel_rows_gemm(am, bm, y, m, n, ctx);
+  else if (!ta && tb)
+    parallel_rows_gemm(am, bm.transpose(), y, m, n, ctx);
+  else if (ta && !tb)
+    parallel_rows_gemm(am.transpose(), bm, y, m, n, ctx);
+  else
+    parallel_rows_gemm(am.transpose(), bm.transpose(), y, m, n, ctx);
   MatMap ym(y, m, n);
   if (alpha != 1.0f) ym *= alpha;
   if (c && beta != 0.0f) {
@@ -349,14 +361,15 @@ void gemm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
     } else if (cn == m * n) {
       ym += beta * ConstMatMap(cd, m, n);
     } else {
-      fail(node, "C " + shape_to_string(c->shape) + " does not broadcast to [" +
-                     std::to_string(m) + ", " + std::to_string(n) + "]");
+      fail(node, "C " + shape_to_string(c->shape) + " does not broadcast to [" + std::to_string(m) +
+                     ", " + std::to_string(n) + "]");
     }
   }
   apply_clamp(ym, ctx);
 }
 
-void matmul(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void matmul(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+            const OpContext& ctx) {
   const Tensor& a = need(node, in, 0);
   const Tensor& b = need(node, in, 1);
   require_float(node, a, "A");
@@ -379,8 +392,8 @@ void matmul(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
   float* y = prepare_float(out, out_shape);
   if (b.shape.size() == 2) {  // the common case: one GEMM over all rows of A
     const int64_t rows = a.numel() / k;
-    parallel_rows_gemm(ConstMatMap(a.f32.data(), rows, k), ConstMatMap(b.f32.data(), k, n), y,
-                       rows, n, ctx);
+    parallel_rows_gemm(ConstMatMap(a.f32.data(), rows, k), ConstMatMap(b.f32.data(), k, n), y, rows,
+                       n, ctx);
     return;
   }
   const int64_t nb = shape_numel(batch);
@@ -463,7 +476,8 @@ void broadcast_binary(const Node& node, const Shape& as, const T* a, const Shape
   }
 }
 
-void binary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void binary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+            const OpContext& ctx) {
   const Tensor& a = need(node, in, 0);
   const Tensor& b = need(node, in, 1);
   if (a.is_float() != b.is_float()) {
@@ -476,23 +490,38 @@ void binary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
     float* y = prepare_float(out, os);
     const float* ad = a.f32.data();
     const float* bd = b.f32.data();
-    if (op == "Add") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u + v; }, ctx);
-    else if (op == "Sub") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u - v; }, ctx);
-    else if (op == "Mul") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u * v; }, ctx);
-    else broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u / v; }, ctx);
+    if (op == "Add")
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u + v; }, ctx);
+    else if (op == "Sub")
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u - v; }, ctx);
+    else if (op == "Mul")
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u * v; }, ctx);
+    else
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](float u, float v) { return u / v; }, ctx);
   } else {
     prepare_like(out, os, a.dtype);
     int64_t* y = out.i64.data();
     const int64_t* ad = a.i64.data();
     const int64_t* bd = b.i64.data();
-    if (op == "Add") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u + v; }, ctx);
-    else if (op == "Sub") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u - v; }, ctx);
-    else if (op == "Mul") broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u * v; }, ctx);
+    if (op == "Add")
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u + v; }, ctx);
+    else if (op == "Sub")
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u - v; }, ctx);
+    else if (op == "Mul")
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u * v; }, ctx);
     else {
       for (int64_t i = 0; i < b.numel(); ++i) {
         if (bd[i] == 0) fail(node, "integer division by zero");
       }
-      broadcast_binary(node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u / v; }, ctx);
+      broadcast_binary(
+          node, a.shape, ad, b.shape, bd, os, y, [](int64_t u, int64_t v) { return u / v; }, ctx);
     }
   }
 }
@@ -507,21 +536,25 @@ void unary_map(const Tensor& x, Tensor& out, F f, const OpContext& ctx) {
   for (int64_t i = 0; i < total; ++i) y[i] = f(xd[i]);
 }
 
-float scalar_input(const Node& node, const std::vector<const Tensor*>& in, size_t i, float fallback) {
+float scalar_input(const Node& node, const std::vector<const Tensor*>& in, size_t i,
+                   float fallback) {
   const Tensor* t = optional_input(in, i);
   if (!t) return fallback;
   if (t->numel() != 1) fail(node, "input #" + std::to_string(i) + " must be a scalar");
   return t->is_float() ? t->f32[0] : static_cast<float>(t->i64[0]);
 }
 
-void unary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void unary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+           const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   require_float(node, x, "input");
   const std::string& op = node.op_type;
   if (op == "Abs") {
-    unary_map(x, out, [](float v) { return std::fabs(v); }, ctx);
+    unary_map(
+        x, out, [](float v) { return std::fabs(v); }, ctx);
   } else if (op == "Relu") {
-    unary_map(x, out, [](float v) { return v > 0.0f ? v : 0.0f; }, ctx);
+    unary_map(
+        x, out, [](float v) { return v > 0.0f ? v : 0.0f; }, ctx);
   } else if (op == "Clip") {
     float lo, hi;
     if (ctx.opset < 11) {
@@ -531,20 +564,26 @@ void unary(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, 
       lo = scalar_input(node, in, 1, -INFINITY);
       hi = scalar_input(node, in, 2, INFINITY);
     }
-    unary_map(x, out, [lo, hi](float v) { return std::min(std::max(v, lo), hi); }, ctx);
+    unary_map(
+        x, out, [lo, hi](float v) { return std::min(std::max(v, lo), hi); }, ctx);
   } else if (op == "Sigmoid") {
-    unary_map(x, out, [](float v) { return 1.0f / (1.0f + std::exp(-v)); }, ctx);
+    unary_map(
+        x, out, [](float v) { return 1.0f / (1.0f + std::exp(-v)); }, ctx);
   } else if (op == "HardSigmoid") {
     const float alpha = node.attr_float("alpha", 0.2f), beta = node.attr_float("beta", 0.5f);
-    unary_map(x, out, [alpha, beta](float v) { return std::clamp(alpha * v + beta, 0.0f, 1.0f); }, ctx);
+    unary_map(
+        x, out, [alpha, beta](float v) { return std::clamp(alpha * v + beta, 0.0f, 1.0f); }, ctx);
   } else if (op == "HardSwish") {
-    unary_map(x, out, [](float v) { return v * std::clamp(v / 6.0f + 0.5f, 0.0f, 1.0f); }, ctx);
+    unary_map(
+        x, out, [](float v) { return v * std::clamp(v / 6.0f + 0.5f, 0.0f, 1.0f); }, ctx);
   } else if (op == "Tanh") {
-    unary_map(x, out, [](float v) { return std::tanh(v); }, ctx);
+    unary_map(
+        x, out, [](float v) { return std::tanh(v); }, ctx);
   }
 }
 
-void batch_norm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void batch_norm(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+                const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   require_float(node, x, "input");
   if (x.shape.size() < 2) fail(node, "input " + shape_to_string(x.shape) + " must be [N, C, ...]");
@@ -553,7 +592,9 @@ void batch_norm(const Node& node, const std::vector<const Tensor*>& in, Tensor& 
   std::vector<float> scale(c), shift(c);
   for (size_t i = 1; i <= 4; ++i) {
     const Tensor& p = need(node, in, i);
-    if (p.numel() != c) fail(node, "parameter #" + std::to_string(i) + " has " + std::to_string(p.numel()) + " values for " + std::to_string(c) + " channels");
+    if (p.numel() != c)
+      fail(node, "parameter #" + std::to_string(i) + " has " + std::to_string(p.numel()) +
+                     " values for " + std::to_string(c) + " channels");
   }
   for (int64_t i = 0; i < c; ++i) {
     scale[i] = in[1]->f32[i] / std::sqrt(in[4]->f32[i] + eps);
@@ -561,7 +602,8 @@ void batch_norm(const Node& node, const std::vector<const Tensor*>& in, Tensor& 
   }
   float* y = prepare_float(out, x.shape);
   const float* xd = x.f32.data();
-#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (n * c * inner > kParallelGrain && ctx.threads > 1)
+#pragma omp parallel for num_threads(ctx.threads) \
+    schedule(static) if (n * c * inner > kParallelGrain && ctx.threads > 1)
   for (int64_t p = 0; p < n * c; ++p) {
     const float s = scale[p % c], t = shift[p % c];
     for (int64_t j = 0; j < inner; ++j) y[p * inner + j] = xd[p * inner + j] * s + t;
@@ -569,16 +611,19 @@ void batch_norm(const Node& node, const std::vector<const Tensor*>& in, Tensor& 
 }
 
 // Constant-mode Pad (the only mode PyTorch emits for pooling and convolution padding).
-void pad(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void pad(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+         const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   require_float(node, x, "input");
   const std::string mode = node.attr_string("mode", "constant");
   if (mode != "constant") fail(node, "mode '" + mode + "' is not supported (constant only)");
-  std::vector<int64_t> pads = ctx.opset >= 11 ? int_values(node, need(node, in, 1), "pads")
-                                              : node.attr_ints("pads", {});
-  const float value = ctx.opset >= 11 ? scalar_input(node, in, 2, 0.0f) : node.attr_float("value", 0.0f);
+  std::vector<int64_t> pads =
+      ctx.opset >= 11 ? int_values(node, need(node, in, 1), "pads") : node.attr_ints("pads", {});
+  const float value =
+      ctx.opset >= 11 ? scalar_input(node, in, 2, 0.0f) : node.attr_float("value", 0.0f);
   const size_t r = x.shape.size();
-  if (pads.size() != 2 * r) fail(node, std::to_string(pads.size()) + " pads for rank " + std::to_string(r));
+  if (pads.size() != 2 * r)
+    fail(node, std::to_string(pads.size()) + " pads for rank " + std::to_string(r));
   Shape os = x.shape;
   for (size_t i = 0; i < r; ++i) {
     os[i] += pads[i] + pads[i + r];
@@ -597,7 +642,10 @@ void pad(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, co
     bool inside = true;
     for (size_t d = 0; d < r; ++d) {
       const int64_t o = (i / in_strides[d]) % x.shape[d] + pads[d];
-      if (o < 0 || o >= os[d]) { inside = false; break; }
+      if (o < 0 || o >= os[d]) {
+        inside = false;
+        break;
+      }
       off += o * out_strides[d];
     }
     if (inside) y[off] = x.f32[i];
@@ -607,12 +655,15 @@ void pad(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, co
 // ---------------------------------------------------------------------------------------------
 // Pooling
 
-void pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+          const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   require_float(node, x, "input");
-  if (x.shape.size() < 3 || x.shape.size() > 4) fail(node, "input " + shape_to_string(x.shape) + " must be [N, C, (H,) W]");
+  if (x.shape.size() < 3 || x.shape.size() > 4)
+    fail(node, "input " + shape_to_string(x.shape) + " must be [N, C, (H,) W]");
   const bool is_max = node.op_type == "MaxPool";
-  if (is_max && node.outputs.size() > 1 && !node.outputs[1].empty()) fail(node, "the Indices output is not supported");
+  if (is_max && node.outputs.size() > 1 && !node.outputs[1].empty())
+    fail(node, "the Indices output is not supported");
   std::vector<int64_t> spatial(x.shape.begin() + 2, x.shape.end());
   const auto kernel = node.attr_ints("kernel_shape", {});
   const auto g = detail::window_geometry(node, spatial, kernel);
@@ -624,7 +675,8 @@ void pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
   const int64_t planes = x.shape[0] * x.shape[1];
   const int64_t hw = g.in_h * g.in_w, ohw = g.out_h * g.out_w;
   const float* xd = x.f32.data();
-#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (planes * ohw > kParallelGrain / 4 && ctx.threads > 1)
+#pragma omp parallel for num_threads(ctx.threads) \
+    schedule(static) if (planes * ohw > kParallelGrain / 4 && ctx.threads > 1)
   for (int64_t p = 0; p < planes; ++p) {
     const float* src = xd + p * hw;
     float* dst = y + p * ohw;
@@ -636,7 +688,8 @@ void pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
         const float* r1 = r0 + g.in_w;
         float* d = dst + oh * g.out_w;
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          d[ow] = std::max(std::max(r0[2 * ow], r0[2 * ow + 1]), std::max(r1[2 * ow], r1[2 * ow + 1]));
+          d[ow] =
+              std::max(std::max(r0[2 * ow], r0[2 * ow + 1]), std::max(r1[2 * ow], r1[2 * ow + 1]));
         }
       }
       continue;
@@ -672,7 +725,8 @@ void pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, c
   }
 }
 
-void global_average_pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void global_average_pool(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+                         const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   require_float(node, x, "input");
   if (x.shape.size() < 3) fail(node, "input " + shape_to_string(x.shape) + " must be [N, C, ...]");
@@ -682,7 +736,8 @@ void global_average_pool(const Node& node, const std::vector<const Tensor*>& in,
   const int64_t inner = planes ? x.numel() / planes : 0;
   float* y = prepare_float(out, os);
   const float* xd = x.f32.data();
-#pragma omp parallel for num_threads(ctx.threads) schedule(static) if (planes * inner > kParallelGrain && ctx.threads > 1)
+#pragma omp parallel for num_threads(ctx.threads) \
+    schedule(static) if (planes * inner > kParallelGrain && ctx.threads > 1)
   for (int64_t p = 0; p < planes; ++p) {
     double acc = 0.0;
     for (int64_t j = 0; j < inner; ++j) acc += xd[p * inner + j];
@@ -690,11 +745,13 @@ void global_average_pool(const Node& node, const std::vector<const Tensor*>& in,
   }
 }
 
-void softmax(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void softmax(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+             const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   require_float(node, x, "input");
   const int64_t rank = static_cast<int64_t>(x.shape.size());
-  const int64_t axis = detail::normalize_axis(node.attr_int("axis", ctx.opset >= 13 ? -1 : 1), rank, node);
+  const int64_t axis =
+      detail::normalize_axis(node.attr_int("axis", ctx.opset >= 13 ? -1 : 1), rank, node);
   int64_t outer = 1, dim = 1, inner = 1;
   if (ctx.opset >= 13) {
     for (int64_t i = 0; i < axis; ++i) outer *= x.shape[i];
@@ -728,11 +785,14 @@ void softmax(const Node& node, const std::vector<const Tensor*>& in, Tensor& out
 
 void copy_with_shape(const Tensor& x, Tensor& out, const Shape& shape) {
   prepare_like(out, shape, x.dtype);
-  if (x.is_float()) std::copy(x.f32.begin(), x.f32.end(), out.f32.begin());
-  else std::copy(x.i64.begin(), x.i64.end(), out.i64.begin());
+  if (x.is_float())
+    std::copy(x.f32.begin(), x.f32.end(), out.f32.begin());
+  else
+    std::copy(x.i64.begin(), x.i64.end(), out.i64.begin());
 }
 
-std::vector<int64_t> axes_of(const Node& node, const std::vector<const Tensor*>& in, const OpContext& ctx) {
+std::vector<int64_t> axes_of(const Node& node, const std::vector<const Tensor*>& in,
+                             const OpContext& ctx) {
   if (ctx.opset >= 13) {
     const Tensor* t = optional_input(in, 1);
     return t ? int_values(node, *t, "axes") : std::vector<int64_t>{};
@@ -742,7 +802,8 @@ std::vector<int64_t> axes_of(const Node& node, const std::vector<const Tensor*>&
 
 // Rescue for exports with a fixed batch D baked into a Reshape target: a target whose first
 // entry is D, run on a batch B != D, keeps B (see DESIGN: the first input dim is the batch).
-void reshape(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, int64_t declared_batch) {
+void reshape(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+             int64_t declared_batch) {
   const Tensor& x = need(node, in, 0);
   std::vector<int64_t> target = int_values(node, need(node, in, 1), "shape");
   const bool allowzero = node.attr_int("allowzero", 0) != 0;
@@ -814,8 +875,10 @@ void transpose(const Node& node, const std::vector<const Tensor*>& in, Tensor& o
   const Tensor& x = need(node, in, 0);
   const int64_t r = static_cast<int64_t>(x.shape.size());
   auto perm = node.attr_ints("perm", {});
-  if (perm.empty()) for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
-  if (static_cast<int64_t>(perm.size()) != r) fail(node, "perm does not match rank " + std::to_string(r));
+  if (perm.empty())
+    for (int64_t i = r - 1; i >= 0; --i) perm.push_back(i);
+  if (static_cast<int64_t>(perm.size()) != r)
+    fail(node, "perm does not match rank " + std::to_string(r));
   Shape os(r);
   for (int64_t i = 0; i < r; ++i) {
     perm[i] = detail::normalize_axis(perm[i], r, node);
@@ -840,11 +903,13 @@ void concat(const Node& node, const std::vector<const Tensor*>& in, Tensor& out)
   for (size_t i = 0; i < in.size(); ++i) {
     const Tensor& t = need(node, in, i);
     if (t.shape.size() != x0.shape.size() || t.is_float() != x0.is_float()) {
-      fail(node, "inputs " + shape_to_string(x0.shape) + " and " + shape_to_string(t.shape) + " cannot be concatenated");
+      fail(node, "inputs " + shape_to_string(x0.shape) + " and " + shape_to_string(t.shape) +
+                     " cannot be concatenated");
     }
     for (int64_t d = 0; d < r; ++d) {
       if (d != axis && t.shape[d] != x0.shape[d]) {
-        fail(node, "inputs " + shape_to_string(x0.shape) + " and " + shape_to_string(t.shape) + " differ outside axis " + std::to_string(axis));
+        fail(node, "inputs " + shape_to_string(x0.shape) + " and " + shape_to_string(t.shape) +
+                       " differ outside axis " + std::to_string(axis));
       }
     }
     os[axis] += t.shape[axis];
@@ -857,8 +922,12 @@ void concat(const Node& node, const std::vector<const Tensor*>& in, Tensor& out)
   for (const Tensor* t : in) {
     const int64_t chunk = t->shape[axis] * inner;
     for (int64_t o = 0; o < outer; ++o) {
-      if (x0.is_float()) std::copy_n(t->f32.data() + o * chunk, chunk, out.f32.data() + o * os[axis] * inner + offset);
-      else std::copy_n(t->i64.data() + o * chunk, chunk, out.i64.data() + o * os[axis] * inner + offset);
+      if (x0.is_float())
+        std::copy_n(t->f32.data() + o * chunk, chunk,
+                    out.f32.data() + o * os[axis] * inner + offset);
+      else
+        std::copy_n(t->i64.data() + o * chunk, chunk,
+                    out.i64.data() + o * os[axis] * inner + offset);
     }
     offset += chunk;
   }
@@ -881,10 +950,14 @@ void gather(const Node& node, const std::vector<const Tensor*>& in, Tensor& out)
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t j = 0; j < ni; ++j) {
       int64_t k = indices[j] < 0 ? indices[j] + dim : indices[j];
-      if (k < 0 || k >= dim) fail(node, "index " + std::to_string(indices[j]) + " out of range for dimension " + std::to_string(dim));
+      if (k < 0 || k >= dim)
+        fail(node, "index " + std::to_string(indices[j]) + " out of range for dimension " +
+                       std::to_string(dim));
       const int64_t src = (o * dim + k) * inner, dst = (o * ni + j) * inner;
-      if (x.is_float()) std::copy_n(x.f32.data() + src, inner, out.f32.data() + dst);
-      else std::copy_n(x.i64.data() + src, inner, out.i64.data() + dst);
+      if (x.is_float())
+        std::copy_n(x.f32.data() + src, inner, out.f32.data() + dst);
+      else
+        std::copy_n(x.i64.data() + src, inner, out.i64.data() + dst);
     }
   }
 }
@@ -895,10 +968,13 @@ void slice(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) 
   const auto ends = int_values(node, need(node, in, 2), "ends");
   const int64_t r = static_cast<int64_t>(x.shape.size());
   std::vector<int64_t> axes, steps(starts.size(), 1);
-  if (const Tensor* t = optional_input(in, 3)) axes = int_values(node, *t, "axes");
-  else for (int64_t i = 0; i < static_cast<int64_t>(starts.size()); ++i) axes.push_back(i);
+  if (const Tensor* t = optional_input(in, 3))
+    axes = int_values(node, *t, "axes");
+  else
+    for (int64_t i = 0; i < static_cast<int64_t>(starts.size()); ++i) axes.push_back(i);
   if (const Tensor* t = optional_input(in, 4)) steps = int_values(node, *t, "steps");
-  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size()) {
+  if (ends.size() != starts.size() || axes.size() != starts.size() ||
+      steps.size() != starts.size()) {
     fail(node, "starts, ends, axes and steps must have the same length");
   }
   std::vector<int64_t> lo(r, 0), st(r, 1);
@@ -932,8 +1008,10 @@ void slice(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) 
       rem /= os[d];
       off += (lo[d] + coord * st[d]) * in_strides[d];
     }
-    if (x.is_float()) out.f32[i] = x.f32[off];
-    else out.i64[i] = x.i64[off];
+    if (x.is_float())
+      out.f32[i] = x.f32[off];
+    else
+      out.i64[i] = x.i64[off];
   }
 }
 
@@ -952,14 +1030,18 @@ void cast(const Node& node, const std::vector<const Tensor*>& in, Tensor& out) {
   prepare_like(tmp, x.shape, dt);
   const int64_t n = x.numel();
   for (int64_t i = 0; i < n; ++i) {
-    if (to_float) tmp.f32[i] = x.is_float() ? x.f32[i] : static_cast<float>(x.i64[i]);
-    else if (dt == DType::kBool) tmp.i64[i] = x.is_float() ? (x.f32[i] != 0.0f) : (x.i64[i] != 0);
-    else tmp.i64[i] = x.is_float() ? static_cast<int64_t>(x.f32[i]) : x.i64[i];
+    if (to_float)
+      tmp.f32[i] = x.is_float() ? x.f32[i] : static_cast<float>(x.i64[i]);
+    else if (dt == DType::kBool)
+      tmp.i64[i] = x.is_float() ? (x.f32[i] != 0.0f) : (x.i64[i] != 0);
+    else
+      tmp.i64[i] = x.is_float() ? static_cast<int64_t>(x.f32[i]) : x.i64[i];
   }
   // A float16 tensor keeps its values in f32, so the cast itself must round them to half
   // precision (nearest even, overflow to inf): a Cast pair is how an export expresses a16.
   if (dt == DType::kFloat16) {
-    for (int64_t i = 0; i < n; ++i) tmp.f32[i] = detail::half_to_float(detail::float_to_half(tmp.f32[i]));
+    for (int64_t i = 0; i < n; ++i)
+      tmp.f32[i] = detail::half_to_float(detail::float_to_half(tmp.f32[i]));
   } else if (dt == DType::kInt8) {
     for (int64_t i = 0; i < n; ++i) tmp.i64[i] = static_cast<int8_t>(tmp.i64[i]);
   } else if (dt == DType::kUInt8) {
@@ -979,31 +1061,35 @@ struct LinearQuantization {
   std::vector<float> scale;
   std::vector<float> zero_point;  // small integers, exact in float
   int64_t outer = 1, channels = 1, inner = 1;
-  DType qtype = DType::kUInt8;    // the integer type (zero point's; uint8 when omitted)
+  DType qtype = DType::kUInt8;  // the integer type (zero point's; uint8 when omitted)
   float qmin = 0.0f, qmax = 255.0f;
 };
 
-LinearQuantization linear_quantization(const Node& node, const std::vector<const Tensor*>& in, const Tensor& x,
-                                       int64_t opset, bool dequantize) {
+LinearQuantization linear_quantization(const Node& node, const std::vector<const Tensor*>& in,
+                                       const Tensor& x, int64_t opset, bool dequantize) {
   const Tensor& scale = need(node, in, 1);
   const Tensor* zp = optional_input(in, 2);
-  if (!scale.is_float()) fail(node, std::string("scale must be a float tensor, got ") + dtype_name(scale.dtype));
+  if (!scale.is_float())
+    fail(node, std::string("scale must be a float tensor, got ") + dtype_name(scale.dtype));
   LinearQuantization q;
   q.scale = scale.f32;
   const bool per_tensor = scale.numel() == 1 && scale.shape.size() <= 1;
   if (!per_tensor) {
     if (scale.shape.size() != 1) {
-      fail(node, "scale " + shape_to_string(scale.shape) + " must be a scalar (per-tensor) or 1-D (per-axis)");
+      fail(node, "scale " + shape_to_string(scale.shape) +
+                     " must be a scalar (per-tensor) or 1-D (per-axis)");
     }
     if (opset < 13) {
-      fail(node, "a 1-D scale " + shape_to_string(scale.shape) + " (per-axis quantization) needs opset 13, the model is opset " +
+      fail(node, "a 1-D scale " + shape_to_string(scale.shape) +
+                     " (per-axis quantization) needs opset 13, the model is opset " +
                      std::to_string(opset));
     }
     const int64_t rank = static_cast<int64_t>(x.shape.size());
     const int64_t axis = detail::normalize_axis(node.attr_int("axis", 1), rank, node);
     if (x.shape[axis] != scale.numel()) {
-      fail(node, "scale has " + std::to_string(scale.numel()) + " values but axis " + std::to_string(axis) + " of input " +
-                     shape_to_string(x.shape) + " has " + std::to_string(x.shape[axis]));
+      fail(node, "scale has " + std::to_string(scale.numel()) + " values but axis " +
+                     std::to_string(axis) + " of input " + shape_to_string(x.shape) + " has " +
+                     std::to_string(x.shape[axis]));
     }
     for (int64_t i = 0; i < axis; ++i) q.outer *= x.shape[i];
     q.channels = x.shape[axis];
@@ -1013,13 +1099,14 @@ LinearQuantization linear_quantization(const Node& node, const std::vector<const
   }
   if (zp) {
     if (zp->numel() != scale.numel()) {
-      fail(node, "zero point " + shape_to_string(zp->shape) + " and scale " + shape_to_string(scale.shape) +
-                     " must have the same number of values");
+      fail(node, "zero point " + shape_to_string(zp->shape) + " and scale " +
+                     shape_to_string(scale.shape) + " must have the same number of values");
     }
-    const bool allowed = zp->dtype == DType::kInt8 || zp->dtype == DType::kUInt8 || (dequantize && zp->dtype == DType::kInt32);
+    const bool allowed = zp->dtype == DType::kInt8 || zp->dtype == DType::kUInt8 ||
+                         (dequantize && zp->dtype == DType::kInt32);
     if (!allowed) {
-      fail(node, std::string("zero point must be int8 or uint8") + (dequantize ? " (or int32)" : "") + ", got " +
-                     dtype_name(zp->dtype));
+      fail(node, std::string("zero point must be int8 or uint8") +
+                     (dequantize ? " (or int32)" : "") + ", got " + dtype_name(zp->dtype));
     }
     q.qtype = zp->dtype;
     q.zero_point.assign(zp->i64.begin(), zp->i64.end());
@@ -1032,7 +1119,8 @@ LinearQuantization linear_quantization(const Node& node, const std::vector<const
       fail(node, std::string("input must be int8, uint8 or int32, got ") + dtype_name(x.dtype));
     }
     if (zp && zp->dtype != x.dtype) {
-      fail(node, std::string("zero point is ") + dtype_name(zp->dtype) + " but the input is " + dtype_name(x.dtype));
+      fail(node, std::string("zero point is ") + dtype_name(zp->dtype) + " but the input is " +
+                     dtype_name(x.dtype));
     }
   } else if (!x.is_float()) {
     fail(node, std::string("input must be a float tensor, got ") + dtype_name(x.dtype));
@@ -1046,7 +1134,8 @@ LinearQuantization linear_quantization(const Node& node, const std::vector<const
 
 // QuantizeLinear; with ctx.fake_quantize (a Q -> DQ pair fused by the executor's plan) writes the
 // dequantized float values directly, bit for bit what the two nodes compute one after the other.
-void quantize_linear(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void quantize_linear(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+                     const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   const LinearQuantization q = linear_quantization(node, in, x, ctx.opset, false);
   const float* xd = x.f32.data();
@@ -1080,7 +1169,8 @@ void quantize_linear(const Node& node, const std::vector<const Tensor*>& in, Ten
   }
 }
 
-void dequantize_linear(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void dequantize_linear(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+                       const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   const LinearQuantization q = linear_quantization(node, in, x, ctx.opset, true);
   float* y = prepare_float(out, x.shape);
@@ -1109,7 +1199,8 @@ void flatten(const Node& node, const std::vector<const Tensor*>& in, Tensor& out
   copy_with_shape(x, out, {outer, outer ? x.numel() / outer : 0});
 }
 
-void squeeze_unsqueeze(const Node& node, const std::vector<const Tensor*>& in, Tensor& out, const OpContext& ctx) {
+void squeeze_unsqueeze(const Node& node, const std::vector<const Tensor*>& in, Tensor& out,
+                       const OpContext& ctx) {
   const Tensor& x = need(node, in, 0);
   const auto axes = axes_of(node, in, ctx);
   Shape os;
@@ -1122,13 +1213,17 @@ void squeeze_unsqueeze(const Node& node, const std::vector<const Tensor*>& in, T
   } else {
     const int64_t r = static_cast<int64_t>(x.shape.size());
     std::vector<bool> rm(r, false);
-    if (axes.empty()) for (int64_t i = 0; i < r; ++i) rm[i] = x.shape[i] == 1;
+    if (axes.empty())
+      for (int64_t i = 0; i < r; ++i) rm[i] = x.shape[i] == 1;
     for (int64_t a : axes) {
       const int64_t ax = detail::normalize_axis(a, r, node);
-      if (x.shape[ax] != 1) fail(node, "cannot squeeze axis " + std::to_string(a) + " of size " + std::to_string(x.shape[ax]));
+      if (x.shape[ax] != 1)
+        fail(node, "cannot squeeze axis " + std::to_string(a) + " of size " +
+                       std::to_string(x.shape[ax]));
       rm[ax] = true;
     }
-    for (int64_t i = 0; i < r; ++i) if (!rm[i]) os.push_back(x.shape[i]);
+    for (int64_t i = 0; i < r; ++i)
+      if (!rm[i]) os.push_back(x.shape[i]);
   }
   copy_with_shape(x, out, os);
 }
@@ -1138,27 +1233,49 @@ void run_op(const Node& node, const std::vector<const Tensor*>& in, std::vector<
             const OpContext& ctx, int64_t declared_batch) {
   const std::string& op = node.op_type;
   Tensor& y = *out[0];
-  if (op == "Conv") conv(node, in, y, ctx);
-  else if (op == "Gemm") gemm(node, in, y, ctx);
-  else if (op == "MatMul") matmul(node, in, y, ctx);
-  else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div") binary(node, in, y, ctx);
-  else if (op == "Relu" || op == "Abs" || op == "Clip" || op == "Sigmoid" || op == "HardSigmoid" || op == "HardSwish" || op == "Tanh") unary(node, in, y, ctx);
-  else if (op == "Pad") pad(node, in, y, ctx);
-  else if (op == "BatchNormalization") batch_norm(node, in, y, ctx);
-  else if (op == "MaxPool" || op == "AveragePool") pool(node, in, y, ctx);
-  else if (op == "GlobalAveragePool") global_average_pool(node, in, y, ctx);
-  else if (op == "Softmax") softmax(node, in, y, ctx);
-  else if (op == "Flatten") flatten(node, in, y);
-  else if (op == "Reshape") reshape(node, in, y, declared_batch);
-  else if (op == "Transpose") transpose(node, in, y);
-  else if (op == "Concat") concat(node, in, y);
-  else if (op == "Identity" || op == "Dropout") copy_with_shape(need(node, in, 0), y, in[0]->shape);
-  else if (op == "Squeeze" || op == "Unsqueeze") squeeze_unsqueeze(node, in, y, ctx);
-  else if (op == "Gather") gather(node, in, y);
-  else if (op == "Slice") slice(node, in, y);
-  else if (op == "Cast") cast(node, in, y);
-  else if (op == "QuantizeLinear") quantize_linear(node, in, y, ctx);
-  else if (op == "DequantizeLinear") dequantize_linear(node, in, y, ctx);
+  if (op == "Conv")
+    conv(node, in, y, ctx);
+  else if (op == "Gemm")
+    gemm(node, in, y, ctx);
+  else if (op == "MatMul")
+    matmul(node, in, y, ctx);
+  else if (op == "Add" || op == "Sub" || op == "Mul" || op == "Div")
+    binary(node, in, y, ctx);
+  else if (op == "Relu" || op == "Abs" || op == "Clip" || op == "Sigmoid" || op == "HardSigmoid" ||
+           op == "HardSwish" || op == "Tanh")
+    unary(node, in, y, ctx);
+  else if (op == "Pad")
+    pad(node, in, y, ctx);
+  else if (op == "BatchNormalization")
+    batch_norm(node, in, y, ctx);
+  else if (op == "MaxPool" || op == "AveragePool")
+    pool(node, in, y, ctx);
+  else if (op == "GlobalAveragePool")
+    global_average_pool(node, in, y, ctx);
+  else if (op == "Softmax")
+    softmax(node, in, y, ctx);
+  else if (op == "Flatten")
+    flatten(node, in, y);
+  else if (op == "Reshape")
+    reshape(node, in, y, declared_batch);
+  else if (op == "Transpose")
+    transpose(node, in, y);
+  else if (op == "Concat")
+    concat(node, in, y);
+  else if (op == "Identity" || op == "Dropout")
+    copy_with_shape(need(node, in, 0), y, in[0]->shape);
+  else if (op == "Squeeze" || op == "Unsqueeze")
+    squeeze_unsqueeze(node, in, y, ctx);
+  else if (op == "Gather")
+    gather(node, in, y);
+  else if (op == "Slice")
+    slice(node, in, y);
+  else if (op == "Cast")
+    cast(node, in, y);
+  else if (op == "QuantizeLinear")
+    quantize_linear(node, in, y, ctx);
+  else if (op == "DequantizeLinear")
+    dequantize_linear(node, in, y, ctx);
   else if (op == "Shape") {
     const Tensor& x = need(node, in, 0);
     const int64_t r = static_cast<int64_t>(x.shape.size());
@@ -1170,7 +1287,8 @@ void run_op(const Node& node, const std::vector<const Tensor*>& in, std::vector<
     y = Tensor::ints({e - s}, std::vector<int64_t>(x.shape.begin() + s, x.shape.begin() + e));
   } else if (op == "Constant") {
     auto it = node.attributes.find("value");
-    if (it == node.attributes.end() || !it->second.t) fail(node, "needs a 'value' tensor attribute");
+    if (it == node.attributes.end() || !it->second.t)
+      fail(node, "needs a 'value' tensor attribute");
     y = *it->second.t;
   } else {
     fail(node, "not supported by the executor");
@@ -1261,7 +1379,8 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   im.graph = &graph;
   im.options = options;
   im.threads = options.threads > 0 ? options.threads : omp_get_max_threads();
-  if (!graph.inputs.empty() && !graph.inputs[0].shape.empty()) im.declared_batch = graph.inputs[0].shape[0];
+  if (!graph.inputs.empty() && !graph.inputs[0].shape.empty())
+    im.declared_batch = graph.inputs[0].shape[0];
   std::unordered_map<std::string, int> slot;
   for (const auto& in : graph.inputs) {
     slot[in.name] = static_cast<int>(im.constant_slots.size());
@@ -1315,7 +1434,9 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
         continue;
       }
       auto it = slot.find(name);
-      if (it == slot.end()) throw std::runtime_error(node_label(node) + ": input '" + name + "' is not defined before it is read");
+      if (it == slot.end())
+        throw std::runtime_error(node_label(node) + ": input '" + name +
+                                 "' is not defined before it is read");
       step.inputs.push_back(it->second);
     }
     for (const auto& name : node.outputs) {
@@ -1327,8 +1448,8 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
       step.outputs.push_back(slot[name]);
       im.constant_slots.push_back(nullptr);
     }
-    if ((node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear") && step.inputs.size() > 1 &&
-        step.inputs[1] >= 0) {
+    if ((node.op_type == "QuantizeLinear" || node.op_type == "DequantizeLinear") &&
+        step.inputs.size() > 1 && step.inputs[1] >= 0) {
       const Tensor* scale = im.constant_slots[step.inputs[1]];
       if (!scale || scale->numel() > 1) {
         int64_t axis = node.attr_int("axis", 1);
@@ -1336,9 +1457,10 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
           auto it = graph.value_info.find(node.inputs[0]);
           auto in = std::find_if(graph.inputs.begin(), graph.inputs.end(),
                                  [&](const ValueInfo& v) { return v.name == node.inputs[0]; });
-          const int64_t rank = it != graph.value_info.end() ? static_cast<int64_t>(it->second.shape.size())
-                               : in != graph.inputs.end()   ? static_cast<int64_t>(in->shape.size())
-                                                            : -1;
+          const int64_t rank = it != graph.value_info.end()
+                                   ? static_cast<int64_t>(it->second.shape.size())
+                               : in != graph.inputs.end() ? static_cast<int64_t>(in->shape.size())
+                                                          : -1;
           axis = rank < 0 ? 0 : axis + rank;  // unknown rank: assume the worst
         }
         if (axis == 0) im.batch_coupled = true;
@@ -1351,14 +1473,16 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   im.n_slots = im.constant_slots.size();
   for (const auto& out : graph.outputs) {
     auto it = slot.find(out.name);
-    if (it == slot.end()) throw std::runtime_error("graph output '" + out.name + "' is not produced by any node");
+    if (it == slot.end())
+      throw std::runtime_error("graph output '" + out.name + "' is not produced by any node");
     im.output_slots.push_back(it->second);
   }
   // Fuse Conv/Gemm + Relu/Clip (constant bounds) when the Relu/Clip is the only reader of a
   // value that is not a graph output: one pass over the activation instead of two.
   std::vector<int> readers(im.n_slots, 0);
   for (const auto& st : im.steps) {
-    for (int in : st.inputs) if (in >= 0) ++readers[in];
+    for (int in : st.inputs)
+      if (in >= 0) ++readers[in];
   }
   for (int o : im.output_slots) readers[o] += 2;
   for (size_t i = 0; i + 1 < im.steps.size(); ++i) {
@@ -1368,7 +1492,9 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     const Node& nn = graph.nodes[next.node_index];
     if ((pn.op_type != "Conv" && pn.op_type != "Gemm") || producer.outputs.size() != 1) continue;
     if (nn.op_type != "Relu" && nn.op_type != "Clip") continue;
-    if (next.inputs.empty() || next.inputs[0] != producer.outputs[0] || readers[producer.outputs[0]] != 1) continue;
+    if (next.inputs.empty() || next.inputs[0] != producer.outputs[0] ||
+        readers[producer.outputs[0]] != 1)
+      continue;
     float lo = 0.0f, hi = INFINITY;
     if (nn.op_type == "Clip") {
       lo = -INFINITY;
@@ -1380,7 +1506,10 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
         for (size_t k = 1; k < next.inputs.size() && k < 3; ++k) {
           if (next.inputs[k] < 0) continue;
           const Tensor* t = im.constant_slots[next.inputs[k]];
-          if (!t || t->numel() != 1 || !t->is_float()) { constant = false; break; }
+          if (!t || t->numel() != 1 || !t->is_float()) {
+            constant = false;
+            break;
+          }
           (k == 1 ? lo : hi) = t->f32[0];
         }
         if (!constant) continue;
@@ -1400,21 +1529,28 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     if (a < 0 || b < 0) return false;
     const Tensor* ta = im.constant_slots[a];
     const Tensor* tb = im.constant_slots[b];
-    return ta && tb && ta->dtype == tb->dtype && ta->shape == tb->shape && ta->f32 == tb->f32 && ta->i64 == tb->i64;
+    return ta && tb && ta->dtype == tb->dtype && ta->shape == tb->shape && ta->f32 == tb->f32 &&
+           ta->i64 == tb->i64;
   };
   for (size_t i = 0; i < im.steps.size(); ++i) {
     Step& q = im.steps[i];
     const Node& qn = graph.nodes[q.node_index];
-    if (q.skip || qn.op_type != "QuantizeLinear" || q.outputs.size() != 1 || q.outputs[0] < 0) continue;
-    if (readers[q.outputs[0]] != 1 || q.inputs.size() < 2 || q.inputs[1] < 0 || !im.constant_slots[q.inputs[1]]) continue;
+    if (q.skip || qn.op_type != "QuantizeLinear" || q.outputs.size() != 1 || q.outputs[0] < 0)
+      continue;
+    if (readers[q.outputs[0]] != 1 || q.inputs.size() < 2 || q.inputs[1] < 0 ||
+        !im.constant_slots[q.inputs[1]])
+      continue;
     for (size_t j = i + 1; j < im.steps.size(); ++j) {
       Step& d = im.steps[j];
       if (d.inputs.empty() || d.inputs[0] != q.outputs[0]) continue;
       const Node& dn = graph.nodes[d.node_index];
-      const int qz = q.inputs.size() > 2 ? q.inputs[2] : -1, dz = d.inputs.size() > 2 ? d.inputs[2] : -1;
-      const bool match = dn.op_type == "DequantizeLinear" && !d.skip && d.outputs.size() == 1 && d.inputs.size() >= 2 &&
-                         same_constant(q.inputs[1], d.inputs[1]) && same_constant(qz, dz) &&
-                         (im.constant_slots[q.inputs[1]]->numel() == 1 || qn.attr_int("axis", 1) == dn.attr_int("axis", 1));
+      const int qz = q.inputs.size() > 2 ? q.inputs[2] : -1,
+                dz = d.inputs.size() > 2 ? d.inputs[2] : -1;
+      const bool match = dn.op_type == "DequantizeLinear" && !d.skip && d.outputs.size() == 1 &&
+                         d.inputs.size() >= 2 && same_constant(q.inputs[1], d.inputs[1]) &&
+                         same_constant(qz, dz) &&
+                         (im.constant_slots[q.inputs[1]]->numel() == 1 ||
+                          qn.attr_int("axis", 1) == dn.attr_int("axis", 1));
       if (match) {
         q.fake_quantize = true;
         q.outputs[0] = d.outputs[0];
@@ -1431,7 +1567,8 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   // Liveness: a computed value is released after its last reader unless it is a graph output.
   last_reader.assign(im.n_slots, -1);
   for (size_t s = 0; s < im.steps.size(); ++s) {
-    for (int in : im.steps[s].inputs) if (in >= 0) last_reader[in] = static_cast<int>(s);
+    for (int in : im.steps[s].inputs)
+      if (in >= 0) last_reader[in] = static_cast<int>(s);
   }
   for (int o : im.output_slots) last_reader[o] = -2;
   for (size_t v = 0; v < im.n_slots; ++v) {
@@ -1445,8 +1582,8 @@ void Executor::set_layer_input_hook(LayerInputHook hook) { impl_->hook = std::mo
 namespace {
 
 // Runs every step once on `inputs` with `threads` threads inside the kernels.
-std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor>& inputs, int threads,
-                              bool use_hook) {
+std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor>& inputs,
+                              int threads, bool use_hook) {
   const Graph& graph = *im.graph;
   auto ws = im.acquire();
   struct Return {  // hands the workspace back even when a node throws
@@ -1513,9 +1650,12 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
   for (size_t i = 0; i < inputs.size(); ++i) {
     const ValueInfo& vi = graph.inputs[i];
     const Shape& s = inputs[i].shape;
-    bool ok = s.size() == vi.shape.size() && inputs[i].is_float() == (vi.dtype == DType::kFloat32 || vi.dtype == DType::kFloat16);
+    bool ok = s.size() == vi.shape.size() &&
+              inputs[i].is_float() == (vi.dtype == DType::kFloat32 || vi.dtype == DType::kFloat16);
     for (size_t d = 1; ok && d < s.size(); ++d) ok = vi.shape[d] < 0 || vi.shape[d] == s[d];
-    if (ok && inputs[i].is_float() && static_cast<int64_t>(inputs[i].f32.size()) != inputs[i].numel()) ok = false;
+    if (ok && inputs[i].is_float() &&
+        static_cast<int64_t>(inputs[i].f32.size()) != inputs[i].numel())
+      ok = false;
     if (!ok) {
       throw std::invalid_argument("model input '" + vi.name + "' expects shape " +
                                   shape_to_string(vi.shape) + " (first dim = batch, -1 = any) of " +
@@ -1524,7 +1664,8 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
     }
   }
   const int64_t batch = inputs.empty() || inputs[0].shape.empty() ? 0 : inputs[0].shape[0];
-  bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads && !im.batch_coupled;
+  bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads &&
+               !im.batch_coupled;
   for (const auto& t : inputs) split = split && !t.shape.empty() && t.shape[0] == batch;
   if (!split) return run_steps(im, inputs, im.threads, true);
   // Coarse-grained batch parallelism: each thread runs the whole graph on a contiguous slice of
@@ -1547,8 +1688,10 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
         slice[i].dtype = x.dtype;
         slice[i].shape = x.shape;
         slice[i].shape[0] = b1 - b0;
-        if (x.is_float()) slice[i].f32.assign(x.f32.begin() + b0 * per, x.f32.begin() + b1 * per);
-        else slice[i].i64.assign(x.i64.begin() + b0 * per, x.i64.begin() + b1 * per);
+        if (x.is_float())
+          slice[i].f32.assign(x.f32.begin() + b0 * per, x.f32.begin() + b1 * per);
+        else
+          slice[i].i64.assign(x.i64.begin() + b0 * per, x.i64.begin() + b1 * per);
       }
       parts[t] = run_steps(im, slice, 1, true);
     } catch (...) {

@@ -42,7 +42,7 @@ class Executor {
   // the model (naming the input, the expected and the given shape).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
 
- // Internal state (prepared plan, buffer pool); public only so executor.cpp's helpers can name it.
+  // Internal state (prepared plan, buffer pool); public only so executor.cpp's helpers can name it.
   struct Impl;
 
  private:

@@ -4,13 +4,14 @@
 // values where known (the Shape -> Gather -> Unsqueeze -> Concat -> Reshape chains of PyTorch
 // exports). The batch dimension (dim 0 of a Shape op's input) is kept symbolic there, so folding
 // never freezes the batch size into a Reshape.
+#include "model/graph.h"
+
 #include <algorithm>
 #include <limits>
 #include <set>
 #include <stdexcept>
 #include <unordered_map>
 
-#include "model/graph.h"
 #include "model/node_eval.h"
 #include "model/op_util.h"
 
@@ -71,11 +72,24 @@ std::vector<size_t> Graph::consumers(const std::string& value_name) const {
 }
 
 const std::vector<std::string>& supported_ops() {
-  static const std::vector<std::string> ops = {
-      "Abs", "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant", "Conv",
-      "DequantizeLinear", "Div", "Dropout", "Flatten", "Gather", "Gemm", "GlobalAveragePool", "HardSigmoid",
-      "HardSwish", "Identity", "MatMul", "MaxPool", "Mul", "Pad", "QuantizeLinear", "Relu", "Reshape", "Shape",
-      "Sigmoid", "Slice", "Softmax", "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze"};
+  static const std::vector<std::string> ops = {"Abs",         "Add",
+                                               "AveragePool", "BatchNormalization",
+                                               "Cast",        "Clip",
+                                               "Concat",      "Constant",
+                                               "Conv",        "DequantizeLinear",
+                                               "Div",         "Dropout",
+                                               "Flatten",     "Gather",
+                                               "Gemm",        "GlobalAveragePool",
+                                               "HardSigmoid", "HardSwish",
+                                               "Identity",    "MatMul",
+                                               "MaxPool",     "Mul",
+                                               "Pad",         "QuantizeLinear",
+                                               "Relu",        "Reshape",
+                                               "Shape",       "Sigmoid",
+                                               "Slice",       "Softmax",
+                                               "Squeeze",     "Sub",
+                                               "Tanh",        "Transpose",
+                                               "Unsqueeze"};
   return ops;
 }
 
@@ -85,8 +99,8 @@ constexpr int64_t kUnknown = std::numeric_limits<int64_t>::min();
 
 struct Analysis {
   const Graph& graph;
-  std::unordered_map<std::string, ValueInfo> info;          // shape + dtype of every value
-  std::unordered_map<std::string, Tensor> constants;        // fully known values
+  std::unordered_map<std::string, ValueInfo> info;                // shape + dtype of every value
+  std::unordered_map<std::string, Tensor> constants;              // fully known values
   std::unordered_map<std::string, std::vector<int64_t>> partial;  // 1-D ints, kUnknown holes
 
   explicit Analysis(const Graph& g) : graph(g) {}
@@ -145,12 +159,18 @@ Shape shape_after_reshape(const Node& node, const Shape& in, std::vector<int64_t
       continue;
     }
     out[i] = d;
-    if (d < 0) out_unknown = true; else known_out *= d;
+    if (d < 0)
+      out_unknown = true;
+    else
+      known_out *= d;
   }
   int64_t known_in = 1;
   int unknown_in = 0;
   for (int64_t d : in) {
-    if (d < 0) ++unknown_in; else known_in *= d;
+    if (d < 0)
+      ++unknown_in;
+    else
+      known_in *= d;
   }
   if (infer_at >= 0) {
     if (unknown_in == 0 && !out_unknown) {
@@ -166,8 +186,7 @@ Shape shape_after_reshape(const Node& node, const Shape& in, std::vector<int64_t
     }
   } else if (unknown_in == 0 && !out_unknown && known_in != known_out) {
     throw std::runtime_error(node_label(node) + ": cannot reshape " + shape_to_string(in) + " (" +
-                             std::to_string(known_in) + " elements) to " +
-                             shape_to_string(target));
+                             std::to_string(known_in) + " elements) to " + shape_to_string(target));
   }
   for (auto& d : out) {
     if (d < 0) d = -1;
@@ -307,9 +326,9 @@ void infer_node(Analysis& a, const Node& node, int64_t opset) {
       if (xs[i] >= 0) out[i] = xs[i] + pads[i] + pads[i + xs.size()];
     }
     set(0, out, x.dtype);
-  } else if (op == "Relu" || op == "Abs" || op == "Clip" || op == "Sigmoid" || op == "HardSigmoid" ||
-             op == "HardSwish" || op == "Tanh" || op == "BatchNormalization" ||
-             op == "Softmax" || op == "Identity" || op == "Dropout") {
+  } else if (op == "Relu" || op == "Abs" || op == "Clip" || op == "Sigmoid" ||
+             op == "HardSigmoid" || op == "HardSwish" || op == "Tanh" ||
+             op == "BatchNormalization" || op == "Softmax" || op == "Identity" || op == "Dropout") {
     set(0, xs, x.dtype);
     if (op == "Identity") {
       if (auto v = a.ints_of(node, 0)) a.partial[node.outputs[0]] = *v;
@@ -319,8 +338,7 @@ void infer_node(Analysis& a, const Node& node, int64_t opset) {
     int64_t axis = node.attr_int("axis", 1);
     if (axis < 0) axis += rank;
     if (axis < 0 || axis > rank) {
-      throw std::runtime_error(node_label(node) + ": axis out of range for " +
-                               shape_to_string(xs));
+      throw std::runtime_error(node_label(node) + ": axis out of range for " + shape_to_string(xs));
     }
     int64_t outer = 1, inner = 1;
     for (int64_t i = 0; i < rank; ++i) {
@@ -364,7 +382,10 @@ void infer_node(Analysis& a, const Node& node, int64_t opset) {
       if (i > 0) out[axis] = (out[axis] < 0 || s[axis] < 0) ? -1 : out[axis] + s[axis];
       if (values_known) {
         auto v = a.ints_of(node, i);
-        if (v) values.insert(values.end(), v->begin(), v->end()); else values_known = false;
+        if (v)
+          values.insert(values.end(), v->begin(), v->end());
+        else
+          values_known = false;
       }
     }
     set(0, out, x.dtype);
@@ -436,15 +457,20 @@ void infer_node(Analysis& a, const Node& node, int64_t opset) {
     }
     const int64_t rank = static_cast<int64_t>(xs.size());
     std::vector<int64_t> axes, steps(starts->size(), 1);
-    if (auto v = a.ints_of(node, 3)) axes = *v;
-    else for (int64_t i = 0; i < static_cast<int64_t>(starts->size()); ++i) axes.push_back(i);
+    if (auto v = a.ints_of(node, 3))
+      axes = *v;
+    else
+      for (int64_t i = 0; i < static_cast<int64_t>(starts->size()); ++i) axes.push_back(i);
     if (auto v = a.ints_of(node, 4)) steps = *v;
     Shape out = xs;
     std::vector<int64_t> lo(rank, 0), st(rank, 1);
     for (size_t i = 0; i < axes.size(); ++i) {
       const int64_t ax = detail::normalize_axis(axes[i], rank, node);
       const int64_t dim = xs[ax];
-      if (dim < 0) { out[ax] = -1; continue; }
+      if (dim < 0) {
+        out[ax] = -1;
+        continue;
+      }
       const int64_t step = steps[i];
       if (step == 0) throw std::runtime_error(node_label(node) + ": step 0");
       int64_t s = (*starts)[i], e = (*ends)[i];
@@ -473,12 +499,18 @@ void infer_node(Analysis& a, const Node& node, int64_t opset) {
     const int64_t to = node.attr_int("to", 1);
     // TensorProto.DataType: 1 float, 10 float16, 11 double, 6 int32, 7 int64, 3 int8, 2 uint8
     DType dt = DType::kInt64;
-    if (to == 1 || to == 11) dt = DType::kFloat32;
-    else if (to == 10) dt = DType::kFloat16;
-    else if (to == 9) dt = DType::kBool;
-    else if (to == 6) dt = DType::kInt32;
-    else if (to == 3) dt = DType::kInt8;
-    else if (to == 2) dt = DType::kUInt8;
+    if (to == 1 || to == 11)
+      dt = DType::kFloat32;
+    else if (to == 10)
+      dt = DType::kFloat16;
+    else if (to == 9)
+      dt = DType::kBool;
+    else if (to == 6)
+      dt = DType::kInt32;
+    else if (to == 3)
+      dt = DType::kInt8;
+    else if (to == 2)
+      dt = DType::kUInt8;
     set(0, xs, dt);
     if (dt != DType::kFloat32 && dt != DType::kFloat16) {
       if (auto v = a.ints_of(node, 0)) a.partial[node.outputs[0]] = *v;
@@ -519,9 +551,15 @@ void analyze(Graph& graph, bool fold) {
     bool all_const = true;
     std::vector<const Tensor*> ins;
     for (const auto& name : node.inputs) {
-      if (name.empty()) { ins.push_back(nullptr); continue; }
+      if (name.empty()) {
+        ins.push_back(nullptr);
+        continue;
+      }
       const Tensor* t = a.constant(name);
-      if (!t) { all_const = false; break; }
+      if (!t) {
+        all_const = false;
+        break;
+      }
       ins.push_back(t);
     }
     bool folded = false;

@@ -31,8 +31,8 @@ struct Attribute {
 struct Node {
   std::string name;
   std::string op_type;
-  std::string domain;                // "" for the default ONNX domain
-  std::vector<std::string> inputs;   // "" marks an omitted optional input
+  std::string domain;               // "" for the default ONNX domain
+  std::vector<std::string> inputs;  // "" marks an omitted optional input
   std::vector<std::string> outputs;
   std::map<std::string, Attribute> attributes;
 
@@ -54,9 +54,9 @@ struct Graph {
   int64_t ir_version = 8;
   int64_t opset_version = 13;
   std::string producer_name;
-  std::vector<ValueInfo> inputs;   // real inputs only (initializers excluded)
+  std::vector<ValueInfo> inputs;  // real inputs only (initializers excluded)
   std::vector<ValueInfo> outputs;
-  std::vector<Node> nodes;         // topological order
+  std::vector<Node> nodes;  // topological order
   std::map<std::string, Tensor> initializers;
   std::map<std::string, ValueInfo> value_info;  // inferred shapes for every intermediate value
 
@@ -74,8 +74,9 @@ const std::vector<std::string>& supported_ops();
 // Reads an .onnx file (raw_data and typed fields, external data beside the file), checks every
 // node against supported_ops(), folds constant subgraphs (Shape/Gather/Unsqueeze/Concat chains of
 // torchvision exports; DequantizeLinear of int8 weight initializers in QDQ files, which become
-// float initializers under the DequantizeLinear's output name) and runs shape inference. Throws std::runtime_error naming the file and,
-// for an unsupported op, the node, its op type and the supported list.
+// float initializers under the DequantizeLinear's output name) and runs shape inference. Throws
+// std::runtime_error naming the file and, for an unsupported op, the node, its op type and the
+// supported list.
 Graph load_onnx(const std::filesystem::path& path);
 
 // Writes a Graph as an ONNX model (opset kept, initializers as raw_data).

@@ -109,7 +109,8 @@ LayerTable build_layer_table(const Graph& graph) {
       L.reduction_length = L.in_channels;
       // Rows per sample: every dim of A between the batch and the reduction dim.
       L.output_positions = 1;
-      for (size_t d = 1; d + 1 < in_shape.size(); ++d) L.output_positions *= in_shape[d] < 0 ? 1 : in_shape[d];
+      for (size_t d = 1; d + 1 < in_shape.size(); ++d)
+        L.output_positions *= in_shape[d] < 0 ? 1 : in_shape[d];
       L.macs = L.output_positions * L.in_channels * L.out_channels;
     }
     table.total_macs += L.macs;

@@ -17,16 +17,16 @@ struct LayerInfo {
   std::string bias_name;    // initializer holding the bias, "" if none
   Shape weight_shape;       // as stored (Conv [O, I/g, kh, kw]; Gemm B as stored; MatMul [K, N])
   int64_t weight_elements = 0;
-  int64_t params = 0;            // weight + bias elements
-  int64_t macs = 0;              // per sample (batch 1)
-  int64_t input_elements = 0;    // activation elements read, per sample
-  int64_t output_elements = 0;   // activation elements written, per sample
-  int64_t out_channels = 0;      // O (Conv) or output features (Gemm/MatMul)
-  int64_t in_channels = 0;       // input channels (all groups) or input features
-  int64_t groups = 1;            // Conv groups, 1 otherwise
-  int64_t kernel_elements = 1;   // kh*kw (Conv), 1 otherwise
-  int64_t reduction_length = 0;  // weights in one output channel's reduction row
-  int64_t output_positions = 1;  // output pixels (Conv) or rows (MatMul) per sample
+  int64_t params = 0;              // weight + bias elements
+  int64_t macs = 0;                // per sample (batch 1)
+  int64_t input_elements = 0;      // activation elements read, per sample
+  int64_t output_elements = 0;     // activation elements written, per sample
+  int64_t out_channels = 0;        // O (Conv) or output features (Gemm/MatMul)
+  int64_t in_channels = 0;         // input channels (all groups) or input features
+  int64_t groups = 1;              // Conv groups, 1 otherwise
+  int64_t kernel_elements = 1;     // kh*kw (Conv), 1 otherwise
+  int64_t reduction_length = 0;    // weights in one output channel's reduction row
+  int64_t output_positions = 1;    // output pixels (Conv) or rows (MatMul) per sample
   bool weight_transposed = false;  // Gemm with transB=0 or MatMul: weight stored [K, N]
   bool depthwise = false;
 };

@@ -73,8 +73,8 @@ inline WindowGeometry window_geometry(const Node& node, const std::vector<int64_
     }
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
       const int64_t o = (spatial[i] + strides[i] - 1) / strides[i];
-      const int64_t total =
-          std::max<int64_t>(0, (o - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - spatial[i]);
+      const int64_t total = std::max<int64_t>(
+          0, (o - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - spatial[i]);
       const int64_t small = total / 2, big = total - total / 2;
       pads[i] = auto_pad == "SAME_UPPER" ? small : big;
       pads[i + nd] = total - pads[i];
@@ -89,16 +89,28 @@ inline WindowGeometry window_geometry(const Node& node, const std::vector<int64_
   }
   WindowGeometry g;
   if (nd == 1) {
-    g.kw = kernel[0]; g.sw = strides[0]; g.dw = dilations[0];
-    g.pad_left = pads[0]; g.pad_right = pads[1];
-    g.in_w = spatial[0]; g.out_w = out[0];
+    g.kw = kernel[0];
+    g.sw = strides[0];
+    g.dw = dilations[0];
+    g.pad_left = pads[0];
+    g.pad_right = pads[1];
+    g.in_w = spatial[0];
+    g.out_w = out[0];
   } else {
-    g.kh = kernel[0]; g.kw = kernel[1];
-    g.sh = strides[0]; g.sw = strides[1];
-    g.dh = dilations[0]; g.dw = dilations[1];
-    g.pad_top = pads[0]; g.pad_left = pads[1]; g.pad_bottom = pads[2]; g.pad_right = pads[3];
-    g.in_h = spatial[0]; g.in_w = spatial[1];
-    g.out_h = out[0]; g.out_w = out[1];
+    g.kh = kernel[0];
+    g.kw = kernel[1];
+    g.sh = strides[0];
+    g.sw = strides[1];
+    g.dh = dilations[0];
+    g.dw = dilations[1];
+    g.pad_top = pads[0];
+    g.pad_left = pads[1];
+    g.pad_bottom = pads[2];
+    g.pad_right = pads[3];
+    g.in_h = spatial[0];
+    g.in_w = spatial[1];
+    g.out_h = out[0];
+    g.out_w = out[1];
   }
   return g;
 }

@@ -53,7 +53,7 @@ class NSGAIISampler : public Sampler {
     enum class Crossover { kUniform, kSBX };
     Crossover crossover = Crossover::kUniform;
     std::optional<double> sbx_eta;  // > 0
-    std::optional<uint64_t> seed;         // nullopt: seeded from std::random_device
+    std::optional<uint64_t> seed;   // nullopt: seeded from std::random_device
   };
 
   // Throws std::invalid_argument naming the option and its value when out of range.

@@ -347,8 +347,8 @@ nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
 }
 
 nlohmann::ordered_json optuna_cli_ask(
-    int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params,
-    bool flatten, std::vector<std::string>* header) {
+    int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params, bool flatten,
+    std::vector<std::string>* header) {
   Record r;
   std::vector<Column> columns;
   r.emplace_back(Column{"number", ""}, number);

@@ -5,11 +5,10 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "search/distributions.h"
 
@@ -18,9 +17,9 @@ namespace compsearch::search {
 enum class TrialState { kRunning = 0, kComplete = 1, kPruned = 2, kFail = 3, kWaiting = 4 };
 enum class StudyDirection { kNotSet = 0, kMinimize = 1, kMaximize = 2 };
 
-const char* to_string(TrialState s);         // "RUNNING", "COMPLETE", ...
-TrialState trial_state_from_string(const std::string& s);  // throws std::invalid_argument
-const char* to_string(StudyDirection d);     // "MINIMIZE", "MAXIMIZE"
+const char* to_string(TrialState s);                         // "RUNNING", "COMPLETE", ...
+TrialState trial_state_from_string(const std::string& s);    // throws std::invalid_argument
+const char* to_string(StudyDirection d);                     // "MINIMIZE", "MAXIMIZE"
 StudyDirection direction_from_string(const std::string& s);  // accepts "minimize"/"MINIMIZE"
 bool is_finished(TrialState s);
 
@@ -28,8 +27,8 @@ struct FrozenTrial {
   int64_t number = -1;
   int64_t trial_id = -1;
   TrialState state = TrialState::kRunning;
-  std::vector<double> values;  // objectives in study order; empty unless COMPLETE
-  std::optional<std::string> datetime_start;     // "YYYY-MM-DD HH:MM:SS.ffffff" (Optuna's)
+  std::vector<double> values;                 // objectives in study order; empty unless COMPLETE
+  std::optional<std::string> datetime_start;  // "YYYY-MM-DD HH:MM:SS.ffffff" (Optuna's)
   std::optional<std::string> datetime_complete;
   std::map<std::string, double> params;  // internal representation
   std::map<std::string, Distribution> distributions;

@@ -1,12 +1,12 @@
 // Activation quantization (DESIGN.md rule 8) against hand computations and PyTorch goldens, and the
 // calibration observers.
+#include "compressors/activation_quant.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
-
-#include "compressors/activation_quant.h"
 
 using namespace compsearch::compressors;
 
@@ -24,7 +24,8 @@ TEST_CASE("Activation parameters widen the range to contain zero") {
   p = activation_quant_params(0.0f, 0.0f, 8);
   CHECK(p.scale == 1.0);
   CHECK(p.zero_point == 0);
-  CHECK_THROWS_WITH_AS(activation_quant_params(0, 1, 3), "a_bits must be 4, 8, 16 or 32, got 3", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(activation_quant_params(0, 1, 3), "a_bits must be 4, 8, 16 or 32, got 3",
+                       std::invalid_argument);
 }
 
 TEST_CASE("Activation fake quantization clamps to the unsigned range and rounds ties to even") {
@@ -53,7 +54,8 @@ TEST_CASE("Activation fake quantization reproduces the PyTorch goldens") {
     if (c.at("kind") != "activation") continue;
     CAPTURE(c.at("name").get<std::string>());
     auto x = c.at("input").get<std::vector<float>>();
-    const auto p = activation_quant_params(c.at("lo").get<float>(), c.at("hi").get<float>(), c.at("bits"));
+    const auto p =
+        activation_quant_params(c.at("lo").get<float>(), c.at("hi").get<float>(), c.at("bits"));
     CHECK(p.scale == doctest::Approx(c.at("expected_scale").get<double>()).epsilon(1e-6));
     CHECK(p.zero_point == c.at("expected_zero_point").get<int64_t>());
     fake_quantize_activations(x, p);
@@ -76,7 +78,7 @@ TEST_CASE("Activation fake quantization reproduces the PyTorch goldens") {
 TEST_CASE("Calibration observers give min/max, percentile and MSE ranges") {
   std::vector<float> v(10001);
   for (int i = 0; i <= 10000; ++i) v[i] = static_cast<float>(i) / 100.0f - 20.0f;  // -20 .. 80
-  v[5000] = 1000.0f;                                                              // one outlier
+  v[5000] = 1000.0f;                                                               // one outlier
   ActivationObserver obs(1 << 20);
   obs.observe(std::span<const float>(v.data(), 4000));
   obs.observe(std::span<const float>(v.data() + 4000, v.size() - 4000));

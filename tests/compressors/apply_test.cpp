@@ -1,10 +1,11 @@
 // Applying recipes to graphs: channel-pruning propagation, rule-9 stored sizes and effective MACs,
 // all against hand computations on small hand-built graphs.
+#include "compressors/apply.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 
-#include "compressors/apply.h"
 #include "model/layer_table.h"
 #include "tests/compressors/test_graphs.h"
 
@@ -14,7 +15,9 @@ using compsearch::testing::small_cnn;
 
 namespace {
 
-Recipe parse(const std::string& text) { return recipe_from_json(nlohmann::json::parse(text), "test"); }
+Recipe parse(const std::string& text) {
+  return recipe_from_json(nlohmann::json::parse(text), "test");
+}
 
 model::LayerInfo gemm_layer(int64_t out, int64_t in, bool bias) {
   model::LayerInfo l;
@@ -41,20 +44,25 @@ TEST_CASE("Stored size follows DESIGN.md rule 9 for each setting") {
   };
   CHECK(bits(R"({})") == 32 * 640 + 320);
   CHECK(bits(R"({"w_bits": 16})") == 16 * 640 + 320);
-  CHECK(bits(R"({"w_bits": 4})") == 4 * 640 + 16 * 10 + 320);                      // per-channel scales
+  CHECK(bits(R"({"w_bits": 4})") == 4 * 640 + 16 * 10 + 320);  // per-channel scales
   CHECK(bits(R"({"w_bits": 4, "granularity": "per_tensor"})") == 4 * 640 + 16 + 320);
   CHECK(bits(R"({"w_bits": 3, "granularity": "group:16"})") == 3 * 640 + 16 * 40 + 320);
-  CHECK(bits(R"({"w_bits": 3, "granularity": "group:24"})") == 3 * 640 + 16 * 30 + 320);  // ceil(64/24) = 3
-  CHECK(bits(R"({"w_bits": 1})") == 640 + 16 * 10 + 320);                           // fp16 alpha per channel
+  CHECK(bits(R"({"w_bits": 3, "granularity": "group:24"})") ==
+        3 * 640 + 16 * 30 + 320);                          // ceil(64/24) = 3
+  CHECK(bits(R"({"w_bits": 1})") == 640 + 16 * 10 + 320);  // fp16 alpha per channel
   // 50% unstructured: 320 stored, bitmap (640) beats 16 x 320.
-  CHECK(bits(R"({"w_bits": 8, "granularity": "per_tensor", "prune": {"kind": "unstructured", "ratio": 0.5}})") ==
-        8 * 320 + 16 + 640 + 320);
+  CHECK(
+      bits(
+          R"({"w_bits": 8, "granularity": "per_tensor", "prune": {"kind": "unstructured", "ratio": 0.5}})") ==
+      8 * 320 + 16 + 640 + 320);
   // 95% unstructured: floor(608) pruned, 32 stored, 16 x 32 = 512 beats the 640-bit bitmap.
-  CHECK(bits(R"({"w_bits": 8, "prune": {"kind": "unstructured", "ratio": 0.95}})") == 8 * 32 + 160 + 512 + 320);
+  CHECK(bits(R"({"w_bits": 8, "prune": {"kind": "unstructured", "ratio": 0.95}})") ==
+        8 * 32 + 160 + 512 + 320);
   // 2:4: 320 kept, 2 bits of metadata each.
   CHECK(bits(R"({"w_bits": 4, "prune": {"kind": "2:4"}})") == 4 * 320 + 160 + 2 * 320 + 320);
   // 30% channel: floor(3) channels go with their biases and scales; no index overhead.
-  const Recipe ch = parse(R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "prune": {"kind": "channel", "ratio": 0.3}}})");
+  const Recipe ch = parse(
+      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "prune": {"kind": "channel", "ratio": 0.3}}})");
   const LayerCost c = layer_cost(l, ch.default_setting, {0, 4, 9}, {});
   CHECK(c.kept_weights == 7 * 64);
   CHECK(c.total_bits == 8 * 448 + 16 * 7 + 32 * 7);
@@ -71,7 +79,8 @@ TEST_CASE("Channel pruning propagates through Relu, MaxPool and Flatten to the c
   const model::Graph g = small_cnn();
   const model::LayerTable t = model::build_layer_table(g);
   REQUIRE(t.layers.size() == 2);
-  const Recipe r = parse(R"({"format": "compsearch.recipe/1", "layers": {"conv1": {"prune": {"kind": "channel", "ratio": 0.5}}}})");
+  const Recipe r = parse(
+      R"({"format": "compsearch.recipe/1", "layers": {"conv1": {"prune": {"kind": "channel", "ratio": 0.5}}}})");
   const CompressedModel cm = apply_recipe(g, t, r);
   // Norms: ch3 (0.05) < ch0 (0.1) < ch1 < ch2.
   CHECK(cm.pruned_channels.at("conv1") == std::vector<int64_t>{0, 3});
@@ -101,7 +110,8 @@ TEST_CASE("Channel pruning propagates through Relu, MaxPool and Flatten to the c
 }
 
 TEST_CASE("Ops that do not keep a zero channel zero stop the propagation") {
-  const Recipe r = parse(R"({"format": "compsearch.recipe/1", "layers": {"conv1": {"prune": {"kind": "channel", "ratio": 0.5}}}})");
+  const Recipe r = parse(
+      R"({"format": "compsearch.recipe/1", "layers": {"conv1": {"prune": {"kind": "channel", "ratio": 0.5}}}})");
   for (const char* mid : {"ClipPositive", "Sigmoid"}) {
     CAPTURE(mid);
     const model::Graph g = small_cnn(mid);
@@ -145,8 +155,9 @@ TEST_CASE("apply_recipe quantizes each layer like the kernels and leaves 32-bit 
 
 TEST_CASE("apply_recipe rejects recipes naming unknown layers") {
   const model::Graph g = small_cnn();
-  CHECK_THROWS_WITH_AS(apply_recipe(g, model::build_layer_table(g),
-                                    parse(R"({"format": "compsearch.recipe/1", "layers": {"fc2": {"w_bits": 4}}})")),
-                       "recipe: layers.fc2: unknown layer \"fc2\"; the model's layers are: conv1, fc",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      apply_recipe(g, model::build_layer_table(g),
+                   parse(R"({"format": "compsearch.recipe/1", "layers": {"fc2": {"w_bits": 4}}})")),
+      "recipe: layers.fc2: unknown layer \"fc2\"; the model's layers are: conv1, fc",
+      std::invalid_argument);
 }

@@ -1,6 +1,9 @@
 // Exports (onnx-qdq, onnx, safetensors) against independent runtimes: python3-onnx's checker, ONNX
 // Runtime (npm onnxruntime-node through scripts/ort_run.js) and compsearch reading them back.
+#include "compressors/export.h"
+
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -9,10 +12,7 @@
 #include <fstream>
 #include <random>
 
-#include <unistd.h>
-
 #include "compressors/apply.h"
-#include "compressors/export.h"
 #include "model/executor.h"
 #include "model/layer_table.h"
 #include "tests/compressors/ort_runner.h"
@@ -24,10 +24,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Recipe parse(const std::string& text) { return recipe_from_json(nlohmann::json::parse(text), "test"); }
+Recipe parse(const std::string& text) {
+  return recipe_from_json(nlohmann::json::parse(text), "test");
+}
 
 fs::path temp_dir() {
-  const fs::path d = fs::temp_directory_path() / ("compsearch_export_test_" + std::to_string(::getpid()));
+  const fs::path d =
+      fs::temp_directory_path() / ("compsearch_export_test_" + std::to_string(::getpid()));
   fs::create_directories(d);
   return d;
 }
@@ -55,7 +58,8 @@ void calibrate(CompressedModel& cm, const model::Tensor& x) {
   ex.run({x});
   for (const auto& l : cm.table.layers) {
     const int a = cm.recipe.setting_for(l.name).a_bits;
-    if (obs.count(l.node_index)) cm.activations[l.node_index] = obs[l.node_index].params(a, ActivationCalibration::kMinMax);
+    if (obs.count(l.node_index))
+      cm.activations[l.node_index] = obs[l.node_index].params(a, ActivationCalibration::kMinMax);
   }
 }
 
@@ -139,7 +143,8 @@ TEST_CASE("The onnx and safetensors exports give back the compressed weights exa
   o.keep_quantized = true;
   const CompressedModel cm = apply_recipe(g, t, parse(R"({"format": "compsearch.recipe/1",
       "layers": {"conv1": {"w_bits": 3, "granularity": "group:4", "prune": {"kind": "channel", "ratio": 0.25}},
-                 "fc": {"w_bits": 1, "granularity": "group:6"}}})"), o);
+                 "fc": {"w_bits": 1, "granularity": "group:6"}}})"),
+                                          o);
   const auto want = run_in_memory(cm, x);
   SUBCASE("onnx: compsearch and ONNX Runtime") {
     const fs::path path = dir / "model.onnx";
@@ -170,9 +175,11 @@ TEST_CASE("The onnx and safetensors exports give back the compressed weights exa
     const auto header = nlohmann::json::parse(h);
     CHECK(header.at("conv1.weight").at("dtype") == "I8");
     CHECK(header.at("conv1.weight.scale").at("dtype") == "F64");
-    CHECK(header.at("conv1.weight.scale").at("shape") == nlohmann::json::array({4, 5}));  // ceil(18/4) groups
+    CHECK(header.at("conv1.weight.scale").at("shape") ==
+          nlohmann::json::array({4, 5}));  // ceil(18/4) groups
     CHECK(header.at("fc.bias").at("dtype") == "F32");
-    const auto recipe = recipe_from_json(nlohmann::json::parse(header.at("__metadata__").at("recipe").get<std::string>()));
+    const auto recipe = recipe_from_json(
+        nlohmann::json::parse(header.at("__metadata__").at("recipe").get<std::string>()));
     CHECK(recipe.setting_for("fc").w_bits == 1);
   }
   fs::remove_all(dir);

@@ -1,11 +1,12 @@
 // Recipe files (compsearch.recipe/1): parsing, overlay of defaults, round trip, and the errors
 // that must name the key, the value and what is allowed.
+#include "compressors/recipe.h"
+
 #include <doctest/doctest.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "compressors/recipe.h"
 #include "model/layer_table.h"
 
 using namespace compsearch::compressors;
@@ -58,19 +59,23 @@ TEST_CASE("A recipe overlays each layer on the default") {
 }
 
 TEST_CASE("N:M prune kinds set the ratio to 1 - N/M") {
-  const Recipe r = parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4"}}})");
+  const Recipe r =
+      parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4"}}})");
   CHECK(r.default_setting.prune.kind == PruneKind::kNM);
   CHECK(r.default_setting.prune.n == 2);
   CHECK(r.default_setting.prune.m == 4);
   CHECK(r.default_setting.prune.ratio == 0.5);
   CHECK(prune_kind_to_string(r.default_setting.prune) == "2:4");
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4", "ratio": 0.25}}})"),
-                       doctest::Contains("r.json: default.prune.ratio: got 0.25, but kind \"2:4\" fixes the ratio"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(
+          R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4", "ratio": 0.25}}})"),
+      doctest::Contains("r.json: default.prune.ratio: got 0.25, but kind \"2:4\" fixes the ratio"),
+      std::invalid_argument);
 }
 
 TEST_CASE("A recipe survives a save and load round trip") {
-  Recipe r = parse(R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4, "granularity": "per_tensor"},
+  Recipe r = parse(
+      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4, "granularity": "per_tensor"},
     "layers": {"a": {"prune": {"kind": "channel", "ratio": 0.25}, "w_calibration": "mse"},
                "b": {"w_bits": 1, "prune": {"kind": "1:4"}, "a_bits": 16}},
     "activation_calibration": "percentile", "activation_percentile": 99.9})");
@@ -89,53 +94,77 @@ TEST_CASE("A recipe survives a save and load round trip") {
 }
 
 TEST_CASE("Recipe errors name the file, the key, the value and what is allowed") {
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"w_bits": 9}})"),
-                       "r.json: default.w_bits: got 9, expected one of {1, 2, 3, 4, 5, 6, 7, 8, 16, 32}",
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "layers": {"fc1": {"a_bits": 2}}})"),
-                       "r.json: layers.fc1.a_bits: got 2, expected one of {4, 8, 16, 32}", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(R"({"format": "compsearch.recipe/1", "default": {"w_bits": 9}})"),
+      "r.json: default.w_bits: got 9, expected one of {1, 2, 3, 4, 5, 6, 7, 8, 16, 32}",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(R"({"format": "compsearch.recipe/1", "layers": {"fc1": {"a_bits": 2}}})"),
+      "r.json: layers.fc1.a_bits: got 2, expected one of {4, 8, 16, 32}", std::invalid_argument);
   CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"wbits": 4}})"),
-                       "r.json: default.wbits: unknown key; allowed keys: w_bits, granularity, prune, a_bits, w_calibration",
+                       "r.json: default.wbits: unknown key; allowed keys: w_bits, granularity, "
+                       "prune, a_bits, w_calibration",
                        std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "extra": 1})"),
-                       doctest::Contains("r.json: extra: unknown key; allowed keys: format, default, layers"),
+  CHECK_THROWS_WITH_AS(
+      parse(R"({"format": "compsearch.recipe/1", "extra": 1})"),
+      doctest::Contains("r.json: extra: unknown key; allowed keys: format, default, layers"),
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse(R"({"default": {}})"),
+                       "r.json: format: missing; expected \"compsearch.recipe/1\"",
                        std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"default": {}})"), "r.json: format: missing; expected \"compsearch.recipe/1\"",
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"granularity": "group:0"}})"),
-                       doctest::Contains("default.granularity: got \"group:0\", expected \"per_tensor\", \"per_channel\" or \"group:G\""),
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "channel", "ratio": 1.0}}})"),
-                       "r.json: default.prune.ratio: got 1.0, expected a number in [0, 1)", std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "unstructured"}}})"),
-                       "r.json: default.prune.ratio: missing; kind \"unstructured\" needs a ratio in [0, 1)",
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "block"}}})"),
-                       doctest::Contains("default.prune.kind: got \"block\", expected \"unstructured\", \"channel\", \"N:M\""),
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "5:4"}}})"),
-                       doctest::Contains("default.prune.kind: got \"5:4\", expected N:M with 1 <= N <= M <= 64"),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(R"({"format": "compsearch.recipe/1", "default": {"granularity": "group:0"}})"),
+      doctest::Contains("default.granularity: got \"group:0\", expected \"per_tensor\", "
+                        "\"per_channel\" or \"group:G\""),
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(
+          R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "channel", "ratio": 1.0}}})"),
+      "r.json: default.prune.ratio: got 1.0, expected a number in [0, 1)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "unstructured"}}})"),
+      "r.json: default.prune.ratio: missing; kind \"unstructured\" needs a ratio in [0, 1)",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "block"}}})"),
+      doctest::Contains(
+          "default.prune.kind: got \"block\", expected \"unstructured\", \"channel\", \"N:M\""),
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "5:4"}}})"),
+      doctest::Contains("default.prune.kind: got \"5:4\", expected N:M with 1 <= N <= M <= 64"),
+      std::invalid_argument);
   CHECK_THROWS_WITH_AS(parse(R"({"format": "compsearch.recipe/1", "distillation": {"alpha": 2}})"),
-                       "r.json: distillation.alpha: got 2, expected a number in [0, 1]", std::invalid_argument);
-  CHECK_THROWS_WITH_AS(load_recipe("/nonexistent/recipe.json"), "/nonexistent/recipe.json: cannot open recipe file",
+                       "r.json: distillation.alpha: got 2, expected a number in [0, 1]",
                        std::invalid_argument);
+  CHECK_THROWS_WITH_AS(load_recipe("/nonexistent/recipe.json"),
+                       "/nonexistent/recipe.json: cannot open recipe file", std::invalid_argument);
 }
 
 TEST_CASE("Validation against a model rejects unknown layers and ineligible N:M layers") {
   const auto table = table_with_conv1_fc1();
-  CHECK_NOTHROW(validate_recipe(parse(R"({"format": "compsearch.recipe/1", "layers": {"fc1": {"prune": {"kind": "2:4"}}}})"), table));
-  CHECK_THROWS_WITH_AS(validate_recipe(parse(R"({"format": "compsearch.recipe/1", "layers": {"fc9": {"w_bits": 4}}})"), table),
-                       "recipe: layers.fc9: unknown layer \"fc9\"; the model's layers are: conv1, fc1",
-                       std::invalid_argument);
+  CHECK_NOTHROW(validate_recipe(
+      parse(R"({"format": "compsearch.recipe/1", "layers": {"fc1": {"prune": {"kind": "2:4"}}}})"),
+      table));
   CHECK_THROWS_WITH_AS(
-      validate_recipe(parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4"}}})"), table),
-      "recipe: default.prune.kind: layer \"conv1\" (Conv, weight [16, 1, 3, 3]) is not eligible for 2:4: its input "
-      "channels per group (1) are not divisible by 4; give this layer another prune kind in \"layers\"",
+      validate_recipe(
+          parse(R"({"format": "compsearch.recipe/1", "layers": {"fc9": {"w_bits": 4}}})"), table),
+      "recipe: layers.fc9: unknown layer \"fc9\"; the model's layers are: conv1, fc1",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      validate_recipe(
+          parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4"}}})"),
+          table),
+      "recipe: default.prune.kind: layer \"conv1\" (Conv, weight [16, 1, 3, 3]) is not eligible "
+      "for 2:4: its input "
+      "channels per group (1) are not divisible by 4; give this layer another prune kind in "
+      "\"layers\"",
       std::invalid_argument);
   // Overriding the ineligible layer makes the same default acceptable.
-  CHECK_NOTHROW(validate_recipe(parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4"}},
-                                          "layers": {"conv1": {"prune": {"kind": "none"}}}})"), table));
+  CHECK_NOTHROW(validate_recipe(
+      parse(R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "2:4"}},
+                                          "layers": {"conv1": {"prune": {"kind": "none"}}}})"),
+      table));
   CHECK(nm_eligible(table.layers[1], 4));
   CHECK(nm_eligible(table.layers[1], 64));
   CHECK_FALSE(nm_eligible(table.layers[1], 3));

@@ -41,7 +41,8 @@ inline model::Graph small_cnn(const std::string& mid = "Relu") {
   g.outputs = {model::ValueInfo{"y", model::DType::kFloat32, {-1, 3}}};
   std::vector<float> w(4 * 2 * 3 * 3);
   for (int o = 0; o < 4; ++o)
-    for (int i = 0; i < 18; ++i) w[o * 18 + i] = (o == 3 ? 0.05f : 0.1f * (o + 1)) * (i % 2 ? -1.0f : 1.0f);
+    for (int i = 0; i < 18; ++i)
+      w[o * 18 + i] = (o == 3 ? 0.05f : 0.1f * (o + 1)) * (i % 2 ? -1.0f : 1.0f);
   g.initializers["conv1.weight"] = model::Tensor::floats({4, 2, 3, 3}, w);
   g.initializers["conv1.bias"] = model::Tensor::floats({4}, {0.1f, 0.2f, 0.3f, 0.4f});
   std::vector<float> fw(3 * 16);

@@ -1,5 +1,7 @@
 // Weight kernels against hand-computed cases and PyTorch goldens (tests/data/compressors, made by
 // scripts/make_compressor_goldens.py).
+#include "compressors/weight_kernels.h"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -11,8 +13,6 @@
 #include <random>
 #include <span>
 #include <string>
-
-#include "compressors/weight_kernels.h"
 
 using namespace compsearch::compressors;
 using nlohmann::json;
@@ -41,7 +41,8 @@ WeightLayout layout_of(const json& c) {
 std::vector<float> floats(const json& a) { return a.get<std::vector<float>>(); }
 
 // Exact element-wise equality with the first mismatch in the failure message.
-void check_equal(const std::vector<float>& got, const std::vector<float>& want, const std::string& name) {
+void check_equal(const std::vector<float>& got, const std::vector<float>& want,
+                 const std::string& name) {
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     if (got[i] != want[i]) {
@@ -91,7 +92,8 @@ TEST_CASE("Group quantization gives the last, shorter group of a row its own sca
 }
 
 TEST_CASE("Conv groups follow the reduction row order with the input channel fastest") {
-  // [O=1, I=2, kh=1, kw=2]: storage (i0k0, i0k1, i1k0, i1k1); reduction row (k0i0, k0i1, k1i0, k1i1).
+  // [O=1, I=2, kh=1, kw=2]: storage (i0k0, i0k1, i1k0, i1k1); reduction row (k0i0, k0i1, k1i0,
+  // k1i1).
   const WeightLayout l = WeightLayout::conv(1, 2, 2);
   CHECK(l.index(0, 0) == 0);
   CHECK(l.index(0, 1) == 2);
@@ -100,7 +102,8 @@ TEST_CASE("Conv groups follow the reduction row order with the input channel fas
   // group:2 pairs storage elements {0,2} and {1,3}.
   std::vector<float> w = {1.0f, 8.0f, 0.5f, 2.0f};
   QuantizedWeights q;
-  quantize_weights(w, l, 8, Granularity{GranularityKind::kGroup, 2}, WeightCalibration::kMinMax, &q);
+  quantize_weights(w, l, 8, Granularity{GranularityKind::kGroup, 2}, WeightCalibration::kMinMax,
+                   &q);
   CHECK(q.scales[0] == doctest::Approx(1.0 / 127));
   CHECK(q.scales[1] == doctest::Approx(8.0 / 127));
   CHECK(q.q == std::vector<int8_t>{127, 127, 64, 32});  // 63.5 -> 64, 31.75 -> 32
@@ -157,7 +160,8 @@ TEST_CASE("Unstructured pruning of a large tensor with many ties matches a stabl
   const int64_t k = static_cast<int64_t>(std::floor(ratio * n));
   std::vector<int64_t> order(n);
   for (int64_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return std::fabs(ref[a]) < std::fabs(ref[b]); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return std::fabs(ref[a]) < std::fabs(ref[b]); });
   for (int64_t i = 0; i < k; ++i) ref[order[i]] = 0.0f;
   CHECK(prune_unstructured(w, ratio) == k);
   int64_t mismatches = 0;
@@ -165,7 +169,8 @@ TEST_CASE("Unstructured pruning of a large tensor with many ties matches a stabl
   CHECK(mismatches == 0);
 }
 
-TEST_CASE("Fused unstructured pruning and per-channel quantization equal the two steps in sequence") {
+TEST_CASE(
+    "Fused unstructured pruning and per-channel quantization equal the two steps in sequence") {
   const int64_t O = 300, R = 4000;  // 1.2 M weights: takes the sampled-selection path
   std::vector<float> w(O * R);
   std::mt19937 rng(3);
@@ -190,7 +195,8 @@ TEST_CASE("Channel pruning removes the smallest L2 norms, lower index first on t
   CHECK(ch == std::vector<int64_t>{1, 2});
   CHECK(w == std::vector<float>{3, 4, 0, 0, 0, 0, 2, 0});
   std::vector<float> v = {3, 4, 1, 0, 0, 1, 2, 0};
-  CHECK(prune_channels(v, WeightLayout::dense(4, 2), 0.3) == std::vector<int64_t>{1});  // floor(1.2)
+  CHECK(prune_channels(v, WeightLayout::dense(4, 2), 0.3) ==
+        std::vector<int64_t>{1});  // floor(1.2)
 }
 
 TEST_CASE("N:M pruning keeps the largest per run and rejects ineligible layouts") {
@@ -198,14 +204,15 @@ TEST_CASE("N:M pruning keeps the largest per run and rejects ineligible layouts"
   CHECK(prune_n_m(w, WeightLayout::dense(1, 8), 2, 4) == 4);
   CHECK(w == std::vector<float>{0.0f, -0.4f, 0.4f, 0.0f, 1, 1, 0, 0});
   std::vector<float> c(1 * 3 * 2 * 2, 1.0f);  // Conv with 3 input channels: 2:4 runs would straddle
-  CHECK_THROWS_WITH_AS(prune_n_m(c, WeightLayout::conv(1, 3, 4), 2, 4),
-                       "N:M pruning 2:4 needs the input channels per group / input features (3) divisible by 4",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      prune_n_m(c, WeightLayout::conv(1, 3, 4), 2, 4),
+      "N:M pruning 2:4 needs the input channels per group / input features (3) divisible by 4",
+      std::invalid_argument);
 }
 
 TEST_CASE("Half rounding handles ties, subnormals and overflow like IEEE binary16") {
-  CHECK(round_to_half(1.0f + 1.0f / 2048) == 1.0f);                  // tie -> even (1.0)
-  CHECK(round_to_half(1.0f + 3.0f / 2048) == 1.0f + 2.0f / 1024);    // tie -> even (odd below)
+  CHECK(round_to_half(1.0f + 1.0f / 2048) == 1.0f);                // tie -> even (1.0)
+  CHECK(round_to_half(1.0f + 3.0f / 2048) == 1.0f + 2.0f / 1024);  // tie -> even (odd below)
   CHECK(round_to_half(65519.0f) == 65504.0f);
   CHECK(std::isinf(round_to_half(65520.0f)));
   CHECK(round_to_half(std::ldexp(1.0f, -24)) == std::ldexp(1.0f, -24));  // smallest subnormal
@@ -230,7 +237,8 @@ TEST_CASE("Weight kernels reproduce the PyTorch goldens exactly") {
       for (size_t i = 0; i < eq.size(); ++i) REQUIRE(static_cast<float>(q.q[i]) == eq[i]);
       const auto es = c.at("expected_scales").get<std::vector<double>>();
       REQUIRE(q.scales.size() == es.size());
-      for (size_t i = 0; i < es.size(); ++i) CHECK(q.scales[i] == doctest::Approx(es[i]).epsilon(1e-15));
+      for (size_t i = 0; i < es.size(); ++i)
+        CHECK(q.scales[i] == doctest::Approx(es[i]).epsilon(1e-15));
       if (c.contains("torch_fake_quantize")) {
         // PyTorch's float32 kernel multiplies by a float inverse scale and a float scale: values
         // may differ in the last bit everywhere, and by one step only where w / scale is within
@@ -269,7 +277,8 @@ TEST_CASE("Weight kernels reproduce the PyTorch goldens exactly") {
       check_equal(w, floats(c.at("expected")), name);
       const auto ea = c.at("expected_alphas").get<std::vector<double>>();
       REQUIRE(q.scales.size() == ea.size());
-      for (size_t i = 0; i < ea.size(); ++i) CHECK(q.scales[i] == doctest::Approx(ea[i]).epsilon(1e-12));
+      for (size_t i = 0; i < ea.size(); ++i)
+        CHECK(q.scales[i] == doctest::Approx(ea[i]).epsilon(1e-12));
     } else if (kind == "half") {
       round_weights_to_half(w);
       check_equal(w, floats(c.at("expected")), name);
@@ -292,12 +301,14 @@ struct Reference {
   std::vector<double> scales;
 };
 
-Reference reference_prune_quantize(std::vector<float> w, int64_t O, int64_t R, double ratio, int bits) {
+Reference reference_prune_quantize(std::vector<float> w, int64_t O, int64_t R, double ratio,
+                                   int bits) {
   const int64_t n = O * R;
   const int64_t k = static_cast<int64_t>(std::floor(ratio * static_cast<double>(n)));
   std::vector<int64_t> order(n);
   for (int64_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return std::fabs(w[a]) < std::fabs(w[b]); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return std::fabs(w[a]) < std::fabs(w[b]); });
   for (int64_t i = 0; i < k; ++i) w[order[i]] = 0.0f;
   const double qmax = (1 << (bits - 1)) - 1;
   Reference r;
@@ -305,11 +316,13 @@ Reference reference_prune_quantize(std::vector<float> w, int64_t O, int64_t R, d
   r.scales.assign(O, 1.0);
   for (int64_t o = 0; o < O; ++o) {
     double amax = 0.0;
-    for (int64_t j = 0; j < R; ++j) amax = std::max(amax, static_cast<double>(std::fabs(w[o * R + j])));
+    for (int64_t j = 0; j < R; ++j)
+      amax = std::max(amax, static_cast<double>(std::fabs(w[o * R + j])));
     const double scale = amax == 0.0 ? 1.0 : amax / qmax;
     r.scales[o] = scale;
     for (int64_t j = 0; j < R; ++j) {
-      const double t = std::clamp(std::nearbyint(static_cast<double>(w[o * R + j]) / scale), -qmax, qmax);
+      const double t =
+          std::clamp(std::nearbyint(static_cast<double>(w[o * R + j]) / scale), -qmax, qmax);
       r.q[o * R + j] = static_cast<int8_t>(t);
       w[o * R + j] = static_cast<float>(t * scale);
     }
@@ -340,22 +353,32 @@ TEST_CASE("Quantization next to rounding ties equals the rule computed in double
     for (int64_t i = 0; i < O * R; ++i) {
       const float tie = static_cast<float>((half(rng) + 0.5) * scale);
       switch (i % 4) {
-        case 0: w[i] = tie; break;
-        case 1: w[i] = std::nextafter(tie, 1e9f); break;
-        case 2: w[i] = std::nextafter(tie, -1e9f); break;
-        default: w[i] = static_cast<float>(u(rng)); break;
+        case 0:
+          w[i] = tie;
+          break;
+        case 1:
+          w[i] = std::nextafter(tie, 1e9f);
+          break;
+        case 2:
+          w[i] = std::nextafter(tie, -1e9f);
+          break;
+        default:
+          w[i] = static_cast<float>(u(rng));
+          break;
       }
     }
     for (int64_t o = 0; o < O; ++o) w[o * R + 7] = static_cast<float>(amax);  // each row's amax
     const Reference ref = reference_prune_quantize(w, O, R, 0.0, 4);
     std::vector<float> got = w;
     QuantizedWeights q;
-    quantize_weights(got, WeightLayout::dense(O, R), 4, Granularity{}, WeightCalibration::kMinMax, &q);
+    quantize_weights(got, WeightLayout::dense(O, R), 4, Granularity{}, WeightCalibration::kMinMax,
+                     &q);
     CHECK(count_value_mismatches(got, ref.w) == 0);
     CHECK(q.q == ref.q);
     CHECK(q.scales == ref.scales);
     std::vector<float> tensor = w;  // per_tensor: one scale, chunked sweep
-    quantize_weights(tensor, WeightLayout::dense(O, R), 4, Granularity{GranularityKind::kPerTensor, 0});
+    quantize_weights(tensor, WeightLayout::dense(O, R), 4,
+                     Granularity{GranularityKind::kPerTensor, 0});
     CHECK(count_value_mismatches(tensor, ref.w) == 0);
   }
   // Small negative weights round to zero: +0 as before (round_half_even's sign), in the vector
@@ -367,7 +390,9 @@ TEST_CASE("Quantization next to rounding ties equals the rule computed in double
   CHECK(!std::signbit(z[15]));
 }
 
-TEST_CASE("Unstructured pruning with per-channel quantization equals a stable-sort reference in place and out of place") {
+TEST_CASE(
+    "Unstructured pruning with per-channel quantization equals a stable-sort reference in place "
+    "and out of place") {
   // 2^20 weights: the sampled selection (in place) and the one-pass sweep (out of place) both
   // run. Each tensor is built to break one assumption of the fast paths.
   const int64_t O = 512, R = 2048, n = O * R;
@@ -380,13 +405,22 @@ TEST_CASE("Unstructured pruning with per-channel quantization equals a stable-so
   };
   const std::vector<Case> cases = {
       {"gaussian", {0.5, 0.9}, [&](int64_t) { return g(rng); }},
-      {"grid with many ties at the threshold", {0.5, 0.37}, [&](int64_t) { return std::round(g(rng) * 8.0f) / 8.0f; }},
-      {"all magnitudes equal (every row max is the threshold)", {0.5}, [&](int64_t i) { return i % 3 ? 0.25f : -0.25f; }},
-      {"mostly zeros, both signs (threshold key 0)", {0.5},
+      {"grid with many ties at the threshold",
+       {0.5, 0.37},
+       [&](int64_t) { return std::round(g(rng) * 8.0f) / 8.0f; }},
+      {"all magnitudes equal (every row max is the threshold)",
+       {0.5},
+       [&](int64_t i) { return i % 3 ? 0.25f : -0.25f; }},
+      {"mostly zeros, both signs (threshold key 0)",
+       {0.5},
        [&](int64_t i) { return i % 10 < 7 ? (i % 2 ? 0.0f : -0.0f) : g(rng); }},
-      {"rows of tiny weights (whole rows pruned, row max near the threshold)", {0.5},
-       [&](int64_t i) { return (i / R) % 5 == 0 ? g(rng) * 1e-3f : ((i / R) % 5 == 1 ? g(rng) * 0.3f : g(rng)); }},
-      {"sample positions misleading (the sampled bracket misses)", {0.5},
+      {"rows of tiny weights (whole rows pruned, row max near the threshold)",
+       {0.5},
+       [&](int64_t i) {
+         return (i / R) % 5 == 0 ? g(rng) * 1e-3f : ((i / R) % 5 == 1 ? g(rng) * 0.3f : g(rng));
+       }},
+      {"sample positions misleading (the sampled bracket misses)",
+       {0.5},
        [&](int64_t i) { return i % 8 == 0 ? 1.0f + 1e-3f * g(rng) : 1e-3f * g(rng); }},
   };
   for (const Case& c : cases) {
@@ -406,13 +440,15 @@ TEST_CASE("Unstructured pruning with per-channel quantization equals a stable-so
         const auto ri = compress_weights(in_place, WeightLayout::dense(O, R), s, &qi);
         std::vector<float> out(n, 123.0f);
         QuantizedWeights qo;
-        const auto ro = compress_weights(std::span<const float>(w), std::span<float>(out), WeightLayout::dense(O, R), s, &qo);
+        const auto ro = compress_weights(std::span<const float>(w), std::span<float>(out),
+                                         WeightLayout::dense(O, R), s, &qo);
         const int64_t k = static_cast<int64_t>(std::floor(ratio * n));
         CHECK(ri.pruned_weights == k);
         CHECK(ro.pruned_weights == k);
         CHECK(count_value_mismatches(in_place, ref.w) == 0);
         CHECK(count_value_mismatches(out, ref.w) == 0);
-        CHECK(std::memcmp(in_place.data(), out.data(), n * sizeof(float)) == 0);  // same bits, zero signs too
+        CHECK(std::memcmp(in_place.data(), out.data(), n * sizeof(float)) ==
+              0);  // same bits, zero signs too
         CHECK(qi.q == ref.q);
         CHECK(qo.q == ref.q);
         CHECK(qi.scales == ref.scales);
@@ -422,7 +458,8 @@ TEST_CASE("Unstructured pruning with per-channel quantization equals a stable-so
   }
 }
 
-TEST_CASE("Out-of-place compression leaves the source intact and matches in place for other settings") {
+TEST_CASE(
+    "Out-of-place compression leaves the source intact and matches in place for other settings") {
   const int64_t O = 64, R = 96;
   std::vector<float> w(O * R);
   std::mt19937 rng(9);
@@ -439,8 +476,10 @@ TEST_CASE("Out-of-place compression leaves the source intact and matches in plac
   CHECK(w == original);
   CHECK(out == in_place);
   std::vector<float> small(10);
-  CHECK_THROWS_WITH_AS(compress_weights(std::span<const float>(w), std::span<float>(small), WeightLayout::dense(O, R), s),
-                       "compress_weights: source has 6144 elements but the destination 10", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(compress_weights(std::span<const float>(w), std::span<float>(small),
+                                        WeightLayout::dense(O, R), s),
+                       "compress_weights: source has 6144 elements but the destination 10",
+                       std::invalid_argument);
 }
 
 namespace {
@@ -465,10 +504,12 @@ std::vector<float> reference_channels(std::vector<float> w, const WeightLayout& 
   // Weights here are multiples of 0.5, so every summation order gives the same exact norms.
   std::vector<double> norm(l.out_channels, 0.0);
   for (int64_t o = 0; o < l.out_channels; ++o)
-    for (int64_t r = 0; r < l.row_length(); ++r) norm[o] += double(w[l.index(o, r)]) * w[l.index(o, r)];
+    for (int64_t r = 0; r < l.row_length(); ++r)
+      norm[o] += double(w[l.index(o, r)]) * w[l.index(o, r)];
   std::vector<int64_t> order(l.out_channels);
   for (int64_t o = 0; o < l.out_channels; ++o) order[o] = o;
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return norm[a] < norm[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return norm[a] < norm[b]; });
   const auto k = static_cast<int64_t>(std::floor(ratio * l.out_channels));
   for (int64_t j = 0; j < k; ++j)
     for (int64_t r = 0; r < l.row_length(); ++r) w[l.index(order[j], r)] = 0.0f;
@@ -481,13 +522,15 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
-TEST_CASE("N:M and channel pruning match the plain rule on Conv, dense and transposed layouts with ties") {
+TEST_CASE(
+    "N:M and channel pruning match the plain rule on Conv, dense and transposed layouts with "
+    "ties") {
   std::mt19937 rng(7);
   // Few distinct magnitudes of both signs, so ties inside N:M groups and equal channel norms occur.
   std::uniform_int_distribution<int> level(-3, 3);
   const WeightLayout layouts[] = {WeightLayout::conv(5, 8, 9), WeightLayout::conv(4, 4, 1),
-                                  WeightLayout::dense(6, 16, false), WeightLayout::dense(7, 12, true),
-                                  WeightLayout::conv(3, 16, 4)};
+                                  WeightLayout::dense(6, 16, false),
+                                  WeightLayout::dense(7, 12, true), WeightLayout::conv(3, 16, 4)};
   for (const WeightLayout& l : layouts) {
     CAPTURE(l.out_channels);
     CAPTURE(l.in_per_group);
@@ -498,7 +541,8 @@ TEST_CASE("N:M and channel pruning match the plain rule on Conv, dense and trans
     // Two identical channels: equal norms, the lower index goes first.
     for (int64_t r = 0; r < l.row_length(); ++r) w[l.index(1, r)] = w[l.index(0, r)];
     // m <= 8 takes the rank path, larger m the insertion sort.
-    for (auto [n, m] : {std::pair{2, 4}, std::pair{1, 4}, std::pair{3, 4}, std::pair{2, 8}, std::pair{5, 16}}) {
+    for (auto [n, m] :
+         {std::pair{2, 4}, std::pair{1, 4}, std::pair{3, 4}, std::pair{2, 8}, std::pair{5, 16}}) {
       if (l.in_per_group % m != 0) continue;
       CAPTURE(m);
       std::vector<float> got = w;

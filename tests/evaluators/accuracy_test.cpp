@@ -1,11 +1,12 @@
 // Evaluators: accuracy / agreement / KL against hand computations, and activation fake
 // quantization through the executor hook against a hand-computed forward pass.
+#include "evaluators/accuracy.h"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 
 #include "compressors/apply.h"
-#include "evaluators/accuracy.h"
 #include "model/layer_table.h"
 
 using namespace compsearch;

@@ -1,12 +1,13 @@
 // `compsearch estimate` and `compsearch hw` logic: the JSON keys users rely on, recipe files,
 // ONNX models (with channel-pruning propagation found in the graph) and error paths.
+#include "experiments/estimate_commands.h"
+
 #include <doctest/doctest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
-#include "experiments/estimate_commands.h"
 #include "model/graph.h"
 #include "model/layer_table.h"
 
@@ -26,20 +27,21 @@ const std::string kFixtures = std::string(COMPSEARCH_TEST_DATA) + "/model/fixtur
 }  // namespace
 
 TEST_CASE("estimate JSON has the documented keys, with SRAM and flash for MCUs only") {
-  const std::string recipe = write_temp(
-      "hw_est_recipe.json",
-      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8},
+  const std::string recipe =
+      write_temp("hw_est_recipe.json",
+                 R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8},
           "layers": {"fc": {"w_bits": 4, "a_bits": 8}}})");
   const auto mcu = ex::run_estimate({"zoo:ds_cnn_kws", recipe, "mcu:stm32l4r5", 1}).to_json();
-  for (const char* key : {"target", "batch", "latency_ms", "energy_mj", "deployable", "reasons", "layers",
-                          "sram_kb", "flash_kb"}) {
+  for (const char* key : {"target", "batch", "latency_ms", "energy_mj", "deployable", "reasons",
+                          "layers", "sram_kb", "flash_kb"}) {
     CHECK_MESSAGE(mcu.contains(key), key);
   }
   CHECK(mcu["target"] == "mcu:stm32l4r5");
   CHECK(mcu["deployable"] == true);
   REQUIRE(mcu["layers"].size() == 10);
   for (const auto& l : mcu["layers"]) {
-    for (const char* key : {"name", "latency_ms", "bound", "precision"}) CHECK_MESSAGE(l.contains(key), key);
+    for (const char* key : {"name", "latency_ms", "bound", "precision"})
+      CHECK_MESSAGE(l.contains(key), key);
     CHECK((l["bound"] == "compute" || l["bound"] == "memory" || l["bound"] == "overhead"));
   }
   CHECK(mcu["layers"][9]["name"] == "fc");
@@ -51,14 +53,18 @@ TEST_CASE("estimate JSON has the documented keys, with SRAM and flash for MCUs o
   CHECK(gpu["batch"] == 8);
   CHECK_FALSE(gpu.contains("sram_kb"));
   CHECK(gpu["layers"][9]["precision"] == "int8");  // W4A8 -> int8 (int4 needs 4-bit activations)
-  CHECK(ex::run_estimate({"zoo:ds_cnn_kws", recipe, "gpu:t4", 1}).to_text().find("deployable: yes") !=
-        std::string::npos);
+  CHECK(
+      ex::run_estimate({"zoo:ds_cnn_kws", recipe, "gpu:t4", 1}).to_text().find("deployable: yes") !=
+      std::string::npos);
 }
 
-TEST_CASE("estimate without a recipe runs the stored fp32 model and says how a target without fp32 runs it") {
+TEST_CASE(
+    "estimate without a recipe runs the stored fp32 model and says how a target without fp32 runs "
+    "it") {
   const auto npu = ex::run_estimate({"zoo:ds_cnn_kws", "", "npu:ethos-u55-128", 1});
   REQUIRE_FALSE(npu.estimate.notes.empty());
-  CHECK(npu.estimate.notes[0].find("10 of 10 layers run on the host (cpu:cortex-m55-160)") != std::string::npos);
+  CHECK(npu.estimate.notes[0].find("10 of 10 layers run on the host (cpu:cortex-m55-160)") !=
+        std::string::npos);
   CHECK(npu.estimate.layers[0].on_host);
   const auto gpu = ex::run_estimate({"zoo:resnet18", "", "gpu:a100", 1});
   REQUIRE_FALSE(gpu.estimate.notes.empty());
@@ -81,24 +87,27 @@ TEST_CASE("estimate reads ONNX models and propagates channel pruning along the g
   for (size_t i = 0; i < table.layers.size(); ++i) {
     if (int(i) != conv2) CHECK(w.channel_source[i] == -1);
   }
-  const std::string recipe = write_temp(
-      "hw_est_channel.json",
-      R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8},
+  const std::string recipe =
+      write_temp("hw_est_channel.json",
+                 R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8},
           "layers": {"/conv1/Conv": {"w_bits": 8, "a_bits": 8, "prune": {"kind": "channel", "ratio": 0.5}}}})");
   const auto full = ex::run_estimate({model, "", "gpu:t4", 1}).estimate;
   const auto cut = ex::run_estimate({model, recipe, "gpu:t4", 1}).estimate;
-  const double keep = 1.0 - std::floor(0.5 * table.layers[conv1].out_channels) / table.layers[conv1].out_channels;
+  const double keep =
+      1.0 - std::floor(0.5 * table.layers[conv1].out_channels) / table.layers[conv1].out_channels;
   CHECK(cut.layers[conv1].macs == doctest::Approx(full.layers[conv1].macs * keep));
   CHECK(cut.layers[conv2].macs == doctest::Approx(full.layers[conv2].macs * keep));
 }
 
 TEST_CASE("estimate rejects unknown layers, bad batches and unknown targets with clear messages") {
-  const std::string bad = write_temp(
-      "hw_est_bad.json", R"({"format": "compsearch.recipe/1", "layers": {"conv9": {"w_bits": 8}}})");
-  CHECK_THROWS_WITH_AS(ex::run_estimate({"zoo:ds_cnn_kws", bad, "gpu:t4", 1}), doctest::Contains("conv9"),
-                       std::invalid_argument);
+  const std::string bad =
+      write_temp("hw_est_bad.json",
+                 R"({"format": "compsearch.recipe/1", "layers": {"conv9": {"w_bits": 8}}})");
+  CHECK_THROWS_WITH_AS(ex::run_estimate({"zoo:ds_cnn_kws", bad, "gpu:t4", 1}),
+                       doctest::Contains("conv9"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(ex::run_estimate({"zoo:ds_cnn_kws", "", "gpu:t4", 0}),
-                       doctest::Contains("--batch: value 0 out of range; expected >= 1"), std::invalid_argument);
+                       doctest::Contains("--batch: value 0 out of range; expected >= 1"),
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(ex::run_estimate({"zoo:ds_cnn_kws", "", "tpu:v5", 1}),
                        doctest::Contains("target 'tpu:v5': not a preset and not a profile file"),
                        std::invalid_argument);

@@ -1,9 +1,9 @@
 // inspect / evaluate logic: JSON keys, and accuracy equal to PyTorch's on the reference models.
+#include "experiments/model_commands.h"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
-
-#include "experiments/model_commands.h"
 
 using namespace compsearch;
 namespace fs = std::filesystem;
@@ -16,7 +16,8 @@ TEST_CASE("evaluate matches PyTorch's test accuracy on both reference models wit
   const model::Dataset data = model::load_dataset("fashion-mnist", "test");
   for (const std::string name : {"fmnist_cnn", "fmnist_mlp"}) {
     CAPTURE(name);
-    const model::Graph g = model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / (name + ".onnx"));
+    const model::Graph g =
+        model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / (name + ".onnx"));
     const auto r = experiments::evaluate_graph(g, data, experiments::EvaluateOptions{}, name);
     CHECK(r.samples == 10000);
     CHECK(std::llabs(r.correct - ref[name]["correct"].get<int64_t>()) <= 5);
@@ -28,7 +29,8 @@ TEST_CASE("evaluate matches PyTorch's test accuracy on both reference models wit
 }
 
 TEST_CASE("inspect JSON has the layer keys and totals of the issue") {
-  const model::Graph g = model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / "fmnist_mlp.onnx");
+  const model::Graph g =
+      model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / "fmnist_mlp.onnx");
   const auto j = experiments::inspect_graph(g, "mlp").to_json();
   CHECK(j.at("total_params") == 109386);
   CHECK(j.at("total_macs") == 109184);
@@ -42,11 +44,13 @@ TEST_CASE("inspect JSON has the layer keys and totals of the issue") {
   CHECK(l.at("macs") == 100352);
   CHECK(l.at("input_elements") == 784);
   CHECK(l.at("output_elements") == 128);
-  CHECK(experiments::inspect_graph(g, "mlp").to_text().find("total: 109,386 params") != std::string::npos);
+  CHECK(experiments::inspect_graph(g, "mlp").to_text().find("total: 109,386 params") !=
+        std::string::npos);
 }
 
 TEST_CASE("evaluate refuses unlabelled data and a limit counts only the first samples") {
-  const model::Graph g = model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / "fmnist_cnn.onnx");
+  const model::Graph g =
+      model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / "fmnist_cnn.onnx");
   model::Dataset data = model::load_dataset("fashion-mnist", "test");
   experiments::EvaluateOptions opts;
   opts.limit = 100;
@@ -54,5 +58,6 @@ TEST_CASE("evaluate refuses unlabelled data and a limit counts only the first sa
   const auto r = experiments::evaluate_graph(g, data, opts, "cnn");
   CHECK(r.samples == 100);
   data.labels.clear();
-  CHECK_THROWS_WITH_AS(experiments::evaluate_graph(g, data, opts, "cnn"), doctest::Contains("has no labels"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(experiments::evaluate_graph(g, data, opts, "cnn"),
+                       doctest::Contains("has no labels"), std::invalid_argument);
 }

@@ -1,9 +1,10 @@
 // Datasets: Fashion-MNIST IDX, NPY, JSON specs, preprocessing and their error messages.
+#include "model/dataset.h"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
 
-#include "model/dataset.h"
 #include "model/graph.h"
 #include "tests/model/test_util.h"
 
@@ -37,8 +38,9 @@ std::string idx(uint32_t magic, std::vector<uint32_t> dims, std::string data) {
 
 std::string npy_bytes(const std::string& descr, const std::string& shape, const std::string& data,
                       bool fortran = false) {
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
-                       ", 'shape': (" + shape + "), }";
+  std::string header = "{'descr': '" + descr +
+                       "', 'fortran_order': " + (fortran ? "True" : "False") + ", 'shape': (" +
+                       shape + "), }";
   while ((10 + header.size() + 1) % 64) header += ' ';
   header += '\n';
   std::string s = "\x93NUMPY\x01";
@@ -72,21 +74,35 @@ TEST_CASE("fashion-mnist test split has 10000 images in [0 1] and 1000 of each l
 
 TEST_CASE("fashion-mnist train split has 60000 images and a bad split is named") {
   CHECK(load_dataset("fashion-mnist", "train").size() == 60000);
-  CHECK_THROWS_WITH_AS(load_dataset("fashion-mnist", "valid"), "--split must be \"train\" or \"test\", got \"valid\"", std::invalid_argument);
-  CHECK_THROWS_WITH_AS(load_dataset("no-such-data", "test"), doctest::Contains("neither the built-in name 'fashion-mnist' nor an existing dataset JSON file"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_dataset("fashion-mnist", "valid"),
+                       "--split must be \"train\" or \"test\", got \"valid\"",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      load_dataset("no-such-data", "test"),
+      doctest::Contains(
+          "neither the built-in name 'fashion-mnist' nor an existing dataset JSON file"),
+      std::runtime_error);
 }
 
 TEST_CASE("IDX errors name a wrong magic and truncated data and an image/label count mismatch") {
   const fs::path dir = temp_dir();
   write_bytes(dir / "bad_magic.idx", idx(0x00000d03, {2, 2, 2}, std::string(8, '\1')));
-  CHECK_THROWS_WITH_AS(read_idx(dir / "bad_magic.idx"), doctest::Contains("wrong IDX magic number 0x00000d03 (expected 0x00000801 for labels or 0x00000803 for images"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(read_idx(dir / "bad_magic.idx"),
+                       doctest::Contains("wrong IDX magic number 0x00000d03 (expected 0x00000801 "
+                                         "for labels or 0x00000803 for images"),
+                       std::runtime_error);
   write_bytes(dir / "short.idx", idx(0x00000803, {2, 2, 2}, std::string(7, '\1')));
-  CHECK_THROWS_WITH_AS(read_idx(dir / "short.idx"), doctest::Contains("declares [2, 2, 2] = 8 bytes of data but the file has 7"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(read_idx(dir / "short.idx"),
+                       doctest::Contains("declares [2, 2, 2] = 8 bytes of data but the file has 7"),
+                       std::runtime_error);
   write_bytes(dir / "images.idx", idx(0x00000803, {3, 2, 2}, std::string(12, '\x10')));
   write_bytes(dir / "labels.idx", idx(0x00000801, {2}, std::string("\1\2", 2)));
-  write_bytes(dir / "spec.json", R"({"format": "idx", "images": "images.idx", "labels": "labels.idx"})");
-  const std::string mismatch = "2 labels but " + (dir / "images.idx").string() + " has 3 images (the counts must match)";
-  CHECK_THROWS_WITH_AS(load_dataset((dir / "spec.json").string()), doctest::Contains(mismatch.c_str()), std::runtime_error);
+  write_bytes(dir / "spec.json",
+              R"({"format": "idx", "images": "images.idx", "labels": "labels.idx"})");
+  const std::string mismatch =
+      "2 labels but " + (dir / "images.idx").string() + " has 3 images (the counts must match)";
+  CHECK_THROWS_WITH_AS(load_dataset((dir / "spec.json").string()),
+                       doctest::Contains(mismatch.c_str()), std::runtime_error);
   write_bytes(dir / "labels.idx", idx(0x00000801, {3}, std::string("\1\2\3", 3)));
   const Dataset d = load_dataset((dir / "spec.json").string());
   CHECK(d.sample_shape == Shape{1, 2, 2});
@@ -111,13 +127,18 @@ TEST_CASE("NPY float32 round trip and uint8 reading") {
 TEST_CASE("NPY errors name the file and the problem") {
   const fs::path dir = temp_dir();
   write_bytes(dir / "f8.npy", npy_bytes("<f8", "1,", std::string(8, '\0')));
-  CHECK_THROWS_WITH_AS(read_npy(dir / "f8.npy"), doctest::Contains("NPY dtype '<f8' is not supported"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(read_npy(dir / "f8.npy"),
+                       doctest::Contains("NPY dtype '<f8' is not supported"), std::runtime_error);
   write_bytes(dir / "fortran.npy", npy_bytes("<f4", "1, 1", std::string(4, '\0'), true));
-  CHECK_THROWS_WITH_AS(read_npy(dir / "fortran.npy"), doctest::Contains("Fortran-order"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(read_npy(dir / "fortran.npy"), doctest::Contains("Fortran-order"),
+                       std::runtime_error);
   write_bytes(dir / "short.npy", npy_bytes("<f4", "2, 2", std::string(12, '\0')));
-  CHECK_THROWS_WITH_AS(read_npy(dir / "short.npy"), doctest::Contains("needs 16 data bytes, the file has 12"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(read_npy(dir / "short.npy"),
+                       doctest::Contains("needs 16 data bytes, the file has 12"),
+                       std::runtime_error);
   write_bytes(dir / "junk.npy", "hello");
-  CHECK_THROWS_WITH_AS(read_npy(dir / "junk.npy"), doctest::Contains("not an NPY file"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(read_npy(dir / "junk.npy"), doctest::Contains("not an NPY file"),
+                       std::runtime_error);
 }
 
 TEST_CASE("Dataset specs apply scale and per-channel mean/std and the NHWC layout") {
@@ -125,7 +146,8 @@ TEST_CASE("Dataset specs apply scale and per-channel mean/std and the NHWC layou
   // One sample, 2x1 pixels, 2 channels stored NHWC: (h0: c0=10, c1=20), (h1: c0=30, c1=40).
   write_npy(Tensor::floats({1, 2, 1, 2}, {10, 20, 30, 40}), dir / "x.npy");
   write_npy(Tensor::ints({1}, {4}), dir / "y.npy");
-  write_bytes(dir / "spec.json", R"({"format": "npy", "images": "x.npy", "labels": "y.npy", "layout": "nhwc",
+  write_bytes(dir / "spec.json",
+              R"({"format": "npy", "images": "x.npy", "labels": "y.npy", "layout": "nhwc",
                                      "scale": 0.1, "mean": [1, 2], "std": [2, 4]})");
   const Dataset d = load_dataset((dir / "spec.json").string());
   CHECK(d.sample_shape == Shape{2, 2, 1});
@@ -137,16 +159,31 @@ TEST_CASE("Dataset specs apply scale and per-channel mean/std and the NHWC layou
 TEST_CASE("Dataset spec errors name the file and the key and what is allowed") {
   const fs::path dir = temp_dir();
   const nlohmann::json base = {{"format", "npy"}, {"images", "x.npy"}};
-  auto with = [&](const char* key, nlohmann::json v) { auto j = base; j[key] = v; return j; };
-  CHECK_THROWS_WITH_AS(dataset_spec_from_json(with("colour", true), "d.json", dir), doctest::Contains("d.json: unknown key 'colour'"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(dataset_spec_from_json(with("format", "csv"), "d.json", dir), "d.json: 'format' must be \"idx\" or \"npy\", got \"csv\"", std::invalid_argument);
-  CHECK_THROWS_WITH_AS(dataset_spec_from_json(with("std", nlohmann::json::array({1, 0})), "d.json", dir), doctest::Contains("'std' entries must be positive"), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(dataset_spec_from_json(with("layout", "chw"), "d.json", dir), doctest::Contains("'layout' must be \"nchw\" or \"nhwc\""), std::invalid_argument);
-  CHECK_THROWS_WITH_AS(dataset_spec_from_json({{"format", "idx"}, {"images", "a"}}, "d.json", dir), "d.json: format \"idx\" needs 'labels'", std::invalid_argument);
+  auto with = [&](const char* key, nlohmann::json v) {
+    auto j = base;
+    j[key] = v;
+    return j;
+  };
+  CHECK_THROWS_WITH_AS(dataset_spec_from_json(with("colour", true), "d.json", dir),
+                       doctest::Contains("d.json: unknown key 'colour'"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(dataset_spec_from_json(with("format", "csv"), "d.json", dir),
+                       "d.json: 'format' must be \"idx\" or \"npy\", got \"csv\"",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      dataset_spec_from_json(with("std", nlohmann::json::array({1, 0})), "d.json", dir),
+      doctest::Contains("'std' entries must be positive"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(dataset_spec_from_json(with("layout", "chw"), "d.json", dir),
+                       doctest::Contains("'layout' must be \"nchw\" or \"nhwc\""),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(dataset_spec_from_json({{"format", "idx"}, {"images", "a"}}, "d.json", dir),
+                       "d.json: format \"idx\" needs 'labels'", std::invalid_argument);
   write_npy(Tensor::floats({2, 6}, std::vector<float>(12, 1.0f)), dir / "x.npy");
-  CHECK_THROWS_WITH_AS(load_dataset(dataset_spec_from_json(with("shape", nlohmann::json::array({1, 5})), "d.json", dir)),
-                       doctest::Contains("'shape' [1, 5] has 5 elements but each sample"), std::invalid_argument);
-  const Dataset ok = load_dataset(dataset_spec_from_json(with("shape", nlohmann::json::array({1, 2, 3})), "d.json", dir));
+  CHECK_THROWS_WITH_AS(load_dataset(dataset_spec_from_json(
+                           with("shape", nlohmann::json::array({1, 5})), "d.json", dir)),
+                       doctest::Contains("'shape' [1, 5] has 5 elements but each sample"),
+                       std::invalid_argument);
+  const Dataset ok = load_dataset(
+      dataset_spec_from_json(with("shape", nlohmann::json::array({1, 2, 3})), "d.json", dir));
   CHECK(ok.sample_shape == Shape{1, 2, 3});
   CHECK_FALSE(ok.labelled());
 }
@@ -158,7 +195,8 @@ TEST_CASE("A dataset whose samples do not fit the model input is an error naming
   d.sample_shape = {3, 28, 28};
   d.images.assign(3 * 784, 0.0f);
   CHECK_THROWS_WITH_AS(check_dataset_matches_model(d, g),
-                       doctest::Contains("dataset toy has samples of shape [3, 28, 28] but model input 'input' expects [-1, 1, 28, 28]"),
+                       doctest::Contains("dataset toy has samples of shape [3, 28, 28] but model "
+                                         "input 'input' expects [-1, 1, 28, 28]"),
                        std::invalid_argument);
   d.sample_shape = {1, 28, 28};
   CHECK_NOTHROW(check_dataset_matches_model(d, g));

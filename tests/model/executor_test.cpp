@@ -1,14 +1,14 @@
 // Executor against PyTorch: the per-op-family fixtures and the reference models.
+#include "model/executor.h"
+
 #include <doctest/doctest.h>
 
 #include <fstream>
 #include <map>
 #include <mutex>
-
 #include <nlohmann/json.hpp>
 
 #include "model/dataset.h"
-#include "model/executor.h"
 #include "model/graph.h"
 #include "model/layer_table.h"
 #include "tests/model/test_util.h"
@@ -40,7 +40,8 @@ TEST_CASE("Executor reproduces PyTorch on every op-family fixture within 1e-4 re
       const auto outs = exec.run({x});
       REQUIRE(outs.size() == fx["outputs"].get<size_t>());
       for (size_t i = 0; i < outs.size(); ++i) {
-        const Tensor want = read_npy(dir / (name + (i == 0 ? ".output.npy" : ".output" + std::to_string(i) + ".npy")));
+        const Tensor want = read_npy(
+            dir / (name + (i == 0 ? ".output.npy" : ".output" + std::to_string(i) + ".npy")));
         REQUIRE(outs[i].shape == want.shape);
         CHECK(worst_violation(outs[i], want, 1e-4, 1e-5) <= 0.0);
       }
@@ -115,7 +116,8 @@ TEST_CASE("Executor rejects an input of the wrong shape naming the input and bot
   Graph g = load_onnx(source_dir() / "models" / "fmnist_cnn.onnx");
   Executor exec(g);
   CHECK_THROWS_WITH_AS(exec.run({Tensor::zeros({2, 3, 28, 28})}),
-                       "model input 'input' expects shape [-1, 1, 28, 28] (first dim = batch, -1 = any) of float32, got [2, 3, 28, 28] of float32",
+                       "model input 'input' expects shape [-1, 1, 28, 28] (first dim = batch, -1 = "
+                       "any) of float32, got [2, 3, 28, 28] of float32",
                        std::invalid_argument);
   CHECK_THROWS_AS(exec.run({}), std::invalid_argument);
 }

@@ -34,13 +34,16 @@ void write_all(const fs::path& p, const std::string& bytes) {
 
 }  // namespace
 
-TEST_CASE("Importer infers shapes through the Shape/Gather/Unsqueeze/Concat/Reshape chain with a symbolic batch") {
+TEST_CASE(
+    "Importer infers shapes through the Shape/Gather/Unsqueeze/Concat/Reshape chain with a "
+    "symbolic batch") {
   const Graph g = load_onnx(source_dir() / "models" / "fmnist_mlp.onnx");
   CHECK(g.opset_version == 11);
   REQUIRE(g.inputs.size() == 1);
   CHECK(g.inputs[0].shape == Shape{-1, 1, 28, 28});
   // The batch is data-dependent, so the chain stays; everything after it has static features.
-  const auto reshape = std::find_if(g.nodes.begin(), g.nodes.end(), [](const Node& n) { return n.op_type == "Reshape"; });
+  const auto reshape = std::find_if(g.nodes.begin(), g.nodes.end(),
+                                    [](const Node& n) { return n.op_type == "Reshape"; });
   REQUIRE(reshape != g.nodes.end());
   CHECK(g.value_info.at(reshape->outputs[0]).shape == Shape{-1, 784});
   CHECK(g.outputs[0].shape == Shape{-1, 10});
@@ -72,8 +75,9 @@ TEST_CASE("An unsupported op is an error naming the node and its op type and the
   const std::string node = g.nodes[1].name;
   const fs::path p = temp_dir() / "unsupported.onnx";
   save_onnx(g, p);
-  const std::string expected = p.string() + ": node '" + node +
-                               "' has op type 'LSTM', which is not supported; supported ops: Abs, Add, AveragePool, ";
+  const std::string expected =
+      p.string() + ": node '" + node +
+      "' has op type 'LSTM', which is not supported; supported ops: Abs, Add, AveragePool, ";
   CHECK_THROWS_WITH_AS(load_onnx(p), doctest::Contains(expected.c_str()), std::runtime_error);
   try {
     load_onnx(p);
@@ -88,7 +92,9 @@ TEST_CASE("An opset outside 11 to 17 is rejected with the supported range") {
   g.opset_version = 9;
   const fs::path p = temp_dir() / "opset9.onnx";
   save_onnx(g, p);
-  CHECK_THROWS_WITH_AS(load_onnx(p), doctest::Contains("opset 9 is not supported (expected 11 to 17"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_onnx(p),
+                       doctest::Contains("opset 9 is not supported (expected 11 to 17"),
+                       std::runtime_error);
 }
 
 TEST_CASE("Truncated and corrupt files are clear errors and never crashes") {
@@ -114,8 +120,10 @@ TEST_CASE("Truncated and corrupt files are clear errors and never crashes") {
     }
   }
   write_all(p, "this is not an onnx file\n");
-  CHECK_THROWS_WITH_AS(load_onnx(p), doctest::Contains("not a valid ONNX model"), std::runtime_error);
-  CHECK_THROWS_WITH_AS(load_onnx(temp_dir() / "missing.onnx"), doctest::Contains("missing.onnx: no such file"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_onnx(p), doctest::Contains("not a valid ONNX model"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_onnx(temp_dir() / "missing.onnx"),
+                       doctest::Contains("missing.onnx: no such file"), std::runtime_error);
 }
 
 TEST_CASE("Weights in an external-data file load and a missing data file is named") {
@@ -125,5 +133,6 @@ TEST_CASE("Weights in an external-data file load and a missing data file is name
   const fs::path lonely = temp_dir() / "lonely" / "conv_autopad_external.onnx";
   fs::create_directories(lonely.parent_path());
   fs::copy_file(src, lonely, fs::copy_options::overwrite_existing);
-  CHECK_THROWS_WITH_AS(load_onnx(lonely), doctest::Contains("cannot open external data file"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_onnx(lonely), doctest::Contains("cannot open external data file"),
+                       std::runtime_error);
 }

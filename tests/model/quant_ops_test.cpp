@@ -6,7 +6,6 @@
 
 #include <cstring>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "model/executor.h"
@@ -32,7 +31,9 @@ Tensor decode(const nlohmann::json& t) {
     }
     return Tensor::floats(shape, v);
   }
-  const DType dt = dtype == "int8" ? DType::kInt8 : dtype == "uint8" ? DType::kUInt8 : DType::kInt32;
+  const DType dt = dtype == "int8"    ? DType::kInt8
+                   : dtype == "uint8" ? DType::kUInt8
+                                      : DType::kInt32;
   return Tensor::ints(shape, t.at("data").get<std::vector<int64_t>>(), dt);
 }
 
@@ -51,7 +52,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * 4) == 0);
 }
 
-Node qdq_node(const std::string& op, std::vector<std::string> inputs, const std::string& out, int64_t axis = 1) {
+Node qdq_node(const std::string& op, std::vector<std::string> inputs, const std::string& out,
+              int64_t axis = 1) {
   Node n;
   n.name = op + "_" + out;
   n.op_type = op;
@@ -66,7 +68,9 @@ Node qdq_node(const std::string& op, std::vector<std::string> inputs, const std:
 
 }  // namespace
 
-TEST_CASE("QuantizeLinear DequantizeLinear and the half Cast reproduce the NumPy and ONNX Runtime fixtures bit for bit") {
+TEST_CASE(
+    "QuantizeLinear DequantizeLinear and the half Cast reproduce the NumPy and ONNX Runtime "
+    "fixtures bit for bit") {
   const auto m = manifest();
   REQUIRE(m.at("cases").size() == 9);
   for (const auto& c : m.at("cases")) {
@@ -83,8 +87,10 @@ TEST_CASE("QuantizeLinear DequantizeLinear and the half Cast reproduce the NumPy
         const Tensor& y = got.at(out);
         CHECK(y.shape == want.shape);
         CHECK(y.dtype == want.dtype);
-        if (want.is_float()) CHECK(same_bits(y.f32, want.f32));
-        else CHECK(y.i64 == want.i64);
+        if (want.is_float())
+          CHECK(same_bits(y.f32, want.f32));
+        else
+          CHECK(y.i64 == want.i64);
       }
     }
   }
@@ -100,14 +106,15 @@ TEST_CASE("The QDQ fixtures cover ties saturation and per-axis layouts") {
       // 0.75 -> 1.5 -> 2 + 10 = 12; 122.25 -> 244.5 -> 244 + 10 = 254;
       // 122.75 -> 245.5 -> 246 + 10 = 256 -> 255; -6.25 -> -12.5 -> -12 + 10 = -2 -> 0.
       const auto y = decode(c.at("outputs").at("y")).i64;
-      CHECK(y == std::vector<int64_t>{0, 0, 8, 8, 10, 10, 10, 12, 12, 14, 14, 210, 254, 255, 255, 0});
+      CHECK(y ==
+            std::vector<int64_t>{0, 0, 8, 8, 10, 10, 10, 12, 12, 14, 14, 210, 254, 255, 255, 0});
     } else if (name == "q_int8_per_axis") {
       const auto y = decode(c.at("outputs").at("y")).i64;
-      CHECK(y[0] == 127);           // 1000 / 0.5 saturates
-      CHECK(y[1] == -128);          // -1000 / 0.5 saturates
-      CHECK(y[4 + 2] == -3);        // 0.125 / 0.25 = 0.5 -> 0 (even), + zero point -3
-      CHECK(y[8 + 1] == 5 + 2);     // 3 / 2 = 1.5 -> 2 (even), + zero point 5
-      CHECK(y[12 + 4 + 0] == -128); // -33.375 / 0.25 = -133.5 -> -134 - 3 saturates
+      CHECK(y[0] == 127);            // 1000 / 0.5 saturates
+      CHECK(y[1] == -128);           // -1000 / 0.5 saturates
+      CHECK(y[4 + 2] == -3);         // 0.125 / 0.25 = 0.5 -> 0 (even), + zero point -3
+      CHECK(y[8 + 1] == 5 + 2);      // 3 / 2 = 1.5 -> 2 (even), + zero point 5
+      CHECK(y[12 + 4 + 0] == -128);  // -33.375 / 0.25 = -133.5 -> -134 - 3 saturates
     }
   }
 }
@@ -130,7 +137,9 @@ TEST_CASE("DequantizeLinear on int8 weights is folded into a float initializer a
   CHECK(testing::worst_violation(y, decode(c->at("outputs").at("y")), 1e-5, 1e-5) <= 0);
 }
 
-TEST_CASE("The executor folds DequantizeLinear of an in-memory graph once and matches the float weights") {
+TEST_CASE(
+    "The executor folds DequantizeLinear of an in-memory graph once and matches the float "
+    "weights") {
   // A QDQ graph built in memory (as compressors::make_qdq_graph does) never passes through the
   // importer's folding: the executor's plan folds it, and the result equals the same Gemm with
   // the dequantized float weight written out by hand: (q - zp) * scale per output row.
@@ -164,7 +173,9 @@ TEST_CASE("The executor folds DequantizeLinear of an in-memory graph once and ma
   CHECK(a.f32[0] == doctest::Approx(-64.0f + 3 * 63.5f));
 }
 
-TEST_CASE("Malformed QuantizeLinear and DequantizeLinear nodes are errors naming the node and the values") {
+TEST_CASE(
+    "Malformed QuantizeLinear and DequantizeLinear nodes are errors naming the node and the "
+    "values") {
   Graph g;
   g.opset_version = 13;
   g.inputs = {ValueInfo{"x", DType::kFloat32, {2, 3}}};
@@ -182,27 +193,38 @@ TEST_CASE("Malformed QuantizeLinear and DequantizeLinear nodes are errors naming
     return Executor(h, {1}).run({x});
   };
   SUBCASE("a per-axis scale that does not match the axis") {
-    CHECK_THROWS_WITH_AS(run_with({qdq_node("QuantizeLinear", {"x", "s2", ""}, "q"), qdq_node("DequantizeLinear", {"q", "s2", ""}, "y")}),
-                         doctest::Contains("node 'QuantizeLinear_q' (QuantizeLinear): scale has 2 values but axis 1 of input [2, 3] has 3"),
+    CHECK_THROWS_WITH_AS(run_with({qdq_node("QuantizeLinear", {"x", "s2", ""}, "q"),
+                                   qdq_node("DequantizeLinear", {"q", "s2", ""}, "y")}),
+                         doctest::Contains("node 'QuantizeLinear_q' (QuantizeLinear): scale has 2 "
+                                           "values but axis 1 of input [2, 3] has 3"),
                          std::runtime_error);
   }
   SUBCASE("per-axis quantization before opset 13") {
-    CHECK_THROWS_WITH_AS(run_with({qdq_node("QuantizeLinear", {"x", "s3", "z3"}, "q"), qdq_node("DequantizeLinear", {"q", "s3", "z3"}, "y")}, 11),
-                         doctest::Contains("a 1-D scale [3] (per-axis quantization) needs opset 13, the model is opset 11"),
-                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(
+        run_with({qdq_node("QuantizeLinear", {"x", "s3", "z3"}, "q"),
+                  qdq_node("DequantizeLinear", {"q", "s3", "z3"}, "y")},
+                 11),
+        doctest::Contains(
+            "a 1-D scale [3] (per-axis quantization) needs opset 13, the model is opset 11"),
+        std::runtime_error);
   }
   SUBCASE("an int32 zero point on QuantizeLinear") {
-    CHECK_THROWS_WITH_AS(run_with({qdq_node("QuantizeLinear", {"x", "s3", "z16"}, "q"), qdq_node("DequantizeLinear", {"q", "s3", "z16"}, "y")}),
-                         doctest::Contains("(QuantizeLinear): zero point must be int8 or uint8, got int32"), std::runtime_error);
+    CHECK_THROWS_WITH_AS(
+        run_with({qdq_node("QuantizeLinear", {"x", "s3", "z16"}, "q"),
+                  qdq_node("DequantizeLinear", {"q", "s3", "z16"}, "y")}),
+        doctest::Contains("(QuantizeLinear): zero point must be int8 or uint8, got int32"),
+        std::runtime_error);
   }
   SUBCASE("DequantizeLinear of a float tensor") {
     CHECK_THROWS_WITH_AS(run_with({qdq_node("DequantizeLinear", {"x", "s3", ""}, "y")}),
-                         doctest::Contains("node 'DequantizeLinear_y' (DequantizeLinear): input must be int8, uint8 or int32, got float32"),
+                         doctest::Contains("node 'DequantizeLinear_y' (DequantizeLinear): input "
+                                           "must be int8, uint8 or int32, got float32"),
                          std::runtime_error);
   }
 }
 
-TEST_CASE("A fused QuantizeLinear DequantizeLinear pair equals the two nodes run one after the other") {
+TEST_CASE(
+    "A fused QuantizeLinear DequantizeLinear pair equals the two nodes run one after the other") {
   // qdq_pairs has the fused pair ('fused') and a pair whose integer value is also a graph output
   // (not fusable): run both layouts on random data with one and two threads and big tensors
   // (parallel path), and compare with the unfused per-node evaluation.
@@ -212,7 +234,8 @@ TEST_CASE("A fused QuantizeLinear DequantizeLinear pair equals the two nodes run
   g.outputs = {ValueInfo{"y", DType::kFloat32, {-1, 4, 64, 64}}};
   g.initializers["s"] = Tensor::floats({4}, {0.01f, 0.1f, 0.3f, 1.0f});
   g.initializers["z"] = Tensor::ints({4}, {0, 128, 17, 255}, DType::kUInt8);
-  g.nodes = {qdq_node("QuantizeLinear", {"x", "s", "z"}, "q"), qdq_node("DequantizeLinear", {"q", "s", "z"}, "y")};
+  g.nodes = {qdq_node("QuantizeLinear", {"x", "s", "z"}, "q"),
+             qdq_node("DequantizeLinear", {"q", "s", "z"}, "y")};
   infer_shapes(g);
   Graph h = g;  // same pair, q also an output: the executor must run both nodes
   h.outputs.push_back(ValueInfo{"q", DType::kUInt8, {-1, 4, 64, 64}});

@@ -6,15 +6,16 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "model/tensor.h"
 
 namespace compsearch::model::testing {
 
-inline std::filesystem::path data_dir() { return std::filesystem::path(COMPSEARCH_TEST_DATA) / "model"; }
+inline std::filesystem::path data_dir() {
+  return std::filesystem::path(COMPSEARCH_TEST_DATA) / "model";
+}
 inline std::filesystem::path source_dir() { return COMPSEARCH_SOURCE_DIR; }
 
 // A fixture set's manifest.json (written by the scripts that made the fixtures), under data_dir().
