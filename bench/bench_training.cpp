@@ -1,4 +1,4 @@
-// bench_training: issue 9, item 7. Quantization-aware fine-tuning with distillation on the
+// bench_training: quantization-aware fine-tuning with distillation on the
 // reference CNN (all 2-bit per channel; binary middle layers with 8-bit first and last; 50%
 // unstructured + 4 bits), accuracy after PTQ and after fine-tuning, and the same runs by the
 // PyTorch reference (scripts/train_reference.py: same ONNX weights, same recipe semantics, same
@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "compressors/apply.h"
 #include "compressors/recipe.h"
 #include "evaluators/accuracy.h"
@@ -37,21 +38,6 @@ using namespace compsearch;
 using nlohmann::json;
 
 namespace {
-
-std::string read_first_line_with(const std::string& path, const std::string& key) {
-  std::ifstream f(path);
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return line.substr(line.find(':') + 1);
-  return "?";
-}
-
-std::string load_average() {
-  std::ifstream f("/proc/loadavg");
-  std::string a, b, c;
-  f >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
 
 struct Args {
   int threads = 2;
@@ -105,6 +91,11 @@ bool wanted(const Args& a, const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  const char* kUsage =
+      "usage: bench_training [--threads N] [--samples N] [--no-pytorch] [--only a,b]\n"
+      "Quantization-aware fine-tuning with distillation on the bundled CNN (the recipes of\n"
+      "bench/training/) and plain training of the CNN and MLP, against PyTorch in the same run.\n";
+  if (bench::help_requested(argc, argv, kUsage)) return 0;
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string s = argv[i];
@@ -118,17 +109,11 @@ int main(int argc, char** argv) {
       std::stringstream ss(argv[++i]);
       for (std::string t; std::getline(ss, t, ',');) a.only.push_back(t);
     } else {
-      std::cerr
-          << "usage: bench_training [--threads N] [--samples N] [--no-pytorch] [--only a,b]\n";
-      return 2;
+      bench::usage_error("bench_training: unknown or incomplete option " + s, kUsage);
     }
   }
-  utsname u{};
-  ::uname(&u);
   std::cout
-      << "bench_training: machine " << read_first_line_with("/proc/cpuinfo", "model name") << ", "
-      << std::thread::hardware_concurrency() << " hardware threads, " << u.sysname << " "
-      << u.release << "; load average " << load_average() << "\n"
+      << "bench_training: machine " << bench::machine_line() << "\n"
       << "threads " << a.threads
       << " (ours and PyTorch's), batch 128, seed 0, training images per epoch "
       << (a.samples > 0 ? std::to_string(a.samples) : std::string("60000 (all)")) << "\n"
@@ -235,6 +220,6 @@ int main(int argc, char** argv) {
     std::cout << std::endl;
     results.push_back(r);
   }
-  std::cout << "\nload average at the end " << load_average() << "\n" << results.dump() << "\n";
+  std::cout << "\nmachine at the end: " << bench::machine_line() << "\n" << results.dump() << "\n";
   return 0;
 }

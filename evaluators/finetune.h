@@ -1,4 +1,4 @@
-// Quantization-aware fine-tuning with knowledge distillation (issue 9, item 4), and plain training.
+// Quantization-aware fine-tuning with knowledge distillation, and plain training.
 //
 // finetune() trains a copy of a model under a recipe with model::Trainer. Every compressed layer
 // computes with effective = compress(master), where compress is the compressors' own kernels

@@ -75,7 +75,6 @@ EvaluateResult evaluate_graph(const model::Graph& graph, const model::Dataset& d
   if (options.batch_size < 1) throw std::invalid_argument("batch size must be >= 1");
   model::check_dataset_matches_model(data, graph);
   model::Executor exec(graph, model::ExecutorOptions{options.threads});
-  if (options.layer_input_hook) exec.set_layer_input_hook(options.layer_input_hook);
   const int64_t n = options.limit > 0 ? std::min(options.limit, data.size()) : data.size();
   EvaluateResult r;
   r.model = model_label;

@@ -31,9 +31,6 @@ struct EvaluateOptions {
   int64_t batch_size = 256;
   int threads = 0;     // 0 = OpenMP default
   int64_t limit = -1;  // evaluate only the first `limit` samples (-1: all)
-  // Optional: called with each Conv/Gemm/MatMul input before it computes (activation
-  // fake-quantization). Empty = plain float inference.
-  model::Executor::LayerInputHook layer_input_hook;
 };
 
 // `evaluate`: top-1 accuracy of the graph on a labelled dataset.

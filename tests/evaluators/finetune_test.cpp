@@ -183,7 +183,7 @@ TEST_CASE("Fine-tuning is deterministic for a seed and stops cleanly when asked"
 
 TEST_CASE("Distillation lifts an all-2-bit CNN well above its post-training accuracy" *
           doctest::skip(!have_fashion_mnist())) {
-  // Issue 9: >= 20 points after one epoch on all 60,000 images (bench_training); here 4096 images
+  // The bar: >= 20 points after one epoch on all 60,000 images (bench_training); here 4096 images
   // and 2000 test images must already show a clear gain.
   const model::Graph g = model::load_onnx(kCnn);
   const auto r = recipe(
