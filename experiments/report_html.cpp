@@ -25,14 +25,6 @@ std::string num(double v, int digits = 4) {
   return os.str();
 }
 
-std::optional<double> metric_of(const search::FrozenTrial& t, const std::string& name) {
-  const auto it = t.user_attrs.find(name);
-  if (it == t.user_attrs.end() || !it->second.is_number()) return std::nullopt;
-  const double v = it->second.get<double>();
-  if (!std::isfinite(v)) return std::nullopt;
-  return v;
-}
-
 struct PlotPoint {
   double x, y;
   std::string cls;  // "front" or "trial"

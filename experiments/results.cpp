@@ -20,6 +20,14 @@
 
 namespace compsearch::experiments {
 
+std::optional<double> metric_of(const search::FrozenTrial& t, const std::string& name) {
+  const auto it = t.user_attrs.find(name);
+  if (it == t.user_attrs.end() || !it->second.is_number()) return std::nullopt;
+  const double v = it->second.get<double>();
+  if (!std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
 using nlohmann::json;
 
 namespace {
@@ -30,12 +38,6 @@ std::string fmt(double v, int digits = 6) {
   os.precision(digits);
   os << v;
   return os.str();
-}
-
-std::optional<double> metric_of(const search::FrozenTrial& t, const std::string& name) {
-  const auto it = t.user_attrs.find(name);
-  if (it == t.user_attrs.end() || !it->second.is_number()) return std::nullopt;
-  return it->second.get<double>();
 }
 
 bool satisfies(const search::FrozenTrial& t, const ConstraintConfig& c) {

@@ -20,6 +20,9 @@
 
 namespace compsearch::experiments {
 
+// A trial's numeric, finite user attribute `name` (a metric as the runner stores it), or nullopt.
+std::optional<double> metric_of(const search::FrozenTrial& t, const std::string& name);
+
 // A study as the results verbs read it.
 struct StudyResults {
   std::string storage, study_name;
