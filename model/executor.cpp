@@ -13,7 +13,9 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -21,6 +23,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "model/dnnl_ops.h"
 #include "model/node_eval.h"
 #include "model/op_util.h"
 
@@ -1315,6 +1318,33 @@ std::vector<Tensor> evaluate_node(const Node& node, const std::vector<const Tens
 
 namespace {
 
+ExecutorOptions::Kernels kernels_from_environment(ExecutorOptions::Kernels requested) {
+  if (requested != ExecutorOptions::Kernels::kAuto) return requested;
+  const char* env = std::getenv("COMPSEARCH_EXECUTOR_KERNELS");
+  if (!env || !*env || std::string(env) == "auto") return requested;
+  if (std::string(env) == "eigen") return ExecutorOptions::Kernels::kEigen;
+  if (std::string(env) == "onednn") return ExecutorOptions::Kernels::kOneDnn;
+  throw std::invalid_argument("environment variable COMPSEARCH_EXECUTOR_KERNELS='" +
+                              std::string(env) + "': expected auto, eigen or onednn");
+}
+
+// Sets the calling thread's OpenMP thread count (what oneDNN's kernels fork) for one run and
+// restores it after.
+class OmpThreads {
+ public:
+  explicit OmpThreads(int threads) : saved_(omp_get_max_threads()) {
+    if (threads != saved_) omp_set_num_threads(threads);
+  }
+  ~OmpThreads() {
+    if (omp_get_max_threads() != saved_) omp_set_num_threads(saved_);
+  }
+  OmpThreads(const OmpThreads&) = delete;
+  OmpThreads& operator=(const OmpThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
 struct Step {
   size_t node_index;
   std::vector<int> inputs;   // slot per input, -1 for an omitted one
@@ -1325,6 +1355,8 @@ struct Step {
   bool clamp = false;        // this step applies a fused Relu/Clip
   float lo = -INFINITY, hi = INFINITY;
   bool fake_quantize = false;  // a QuantizeLinear that also does its DequantizeLinear (fused pair)
+  // Conv/Gemm/MatMul with constant weights that oneDNN can run (with the fused Relu/Clip).
+  std::shared_ptr<const detail::DnnlOp> dnnl;
 };
 
 struct Workspace {
@@ -1332,6 +1364,7 @@ struct Workspace {
   std::vector<std::vector<float>> free_buffers;
   Tensor hooked_input;
   Tensor scratch_output;
+  detail::DnnlScratch dnnl_scratch;
 };
 
 }  // namespace
@@ -1340,6 +1373,7 @@ struct Executor::Impl {
   const Graph* graph = nullptr;
   ExecutorOptions options;
   int threads = 1;
+  ExecutorOptions::Kernels kernels = ExecutorOptions::Kernels::kAuto;
   int64_t declared_batch = -1;
   // Slots: [0, n_inputs) graph inputs, then initializers, then computed values.
   std::vector<const Tensor*> constant_slots;  // by slot; nullptr for non-constants
@@ -1354,6 +1388,7 @@ struct Executor::Impl {
   // batch axis): the batch cannot be split into slices that run independently.
   bool batch_coupled = false;
   LayerInputHook hook;
+  mutable std::atomic<int64_t> onednn_calls{0};
   mutable std::mutex pool_mutex;
   mutable std::vector<std::unique_ptr<Workspace>> pool;
 
@@ -1379,6 +1414,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   im.graph = &graph;
   im.options = options;
   im.threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+  im.kernels = kernels_from_environment(options.kernels);
   if (!graph.inputs.empty() && !graph.inputs[0].shape.empty())
     im.declared_batch = graph.inputs[0].shape[0];
   std::unordered_map<std::string, int> slot;
@@ -1564,6 +1600,21 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     if (!st.skip) kept_steps.push_back(std::move(st));
   }
   im.steps = std::move(kept_steps);
+  // oneDNN for Conv/Gemm/MatMul whose weight (and bias) are constants.
+  if (im.kernels != ExecutorOptions::Kernels::kEigen) {
+    for (Step& st : im.steps) {
+      const Node& node = graph.nodes[st.node_index];
+      if (node.op_type != "Conv" && node.op_type != "Gemm" && node.op_type != "MatMul") continue;
+      if (st.inputs.size() < 2 || st.inputs[1] < 0 || !im.constant_slots[st.inputs[1]]) continue;
+      const Tensor* bias = nullptr;
+      if (node.op_type != "MatMul" && st.inputs.size() > 2 && st.inputs[2] >= 0) {
+        bias = im.constant_slots[st.inputs[2]];
+        if (!bias) continue;  // a computed bias: Eigen
+      }
+      st.dnnl = detail::DnnlOp::create(node, im.constant_slots[st.inputs[1]], bias,
+                                       detail::DnnlPostOp{st.clamp, st.lo, st.hi});
+    }
+  }
   // Liveness: a computed value is released after its last reader unless it is a graph output.
   last_reader.assign(im.n_slots, -1);
   for (size_t s = 0; s < im.steps.size(); ++s) {
@@ -1579,7 +1630,20 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
 
 void Executor::set_layer_input_hook(LayerInputHook hook) { impl_->hook = std::move(hook); }
 
+int64_t Executor::onednn_calls() const { return impl_->onednn_calls.load(); }
+
 namespace {
+
+// kAuto's choice between oneDNN and Eigen for a Conv/Gemm/MatMul step that oneDNN takes, from
+// measurements with bench_executor --ops (see bench/executor/).
+bool prefer_onednn(ExecutorOptions::Kernels kernels, const Node& node, const Tensor& x,
+                   int threads) {
+  if (kernels == ExecutorOptions::Kernels::kOneDnn) return true;
+  (void)node;
+  (void)x;
+  (void)threads;
+  return true;
+}
 
 // Runs every step once on `inputs` with `threads` threads inside the kernels.
 std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor>& inputs,
@@ -1592,6 +1656,7 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     ~Return() { im.give_back(std::move(ws)); }
   } giver{im, ws};
   OpContext ctx{threads, graph.opset_version};
+  const OmpThreads omp_threads(threads);
   auto value = [&](int s) -> const Tensor* {
     if (s < 0) return nullptr;
     if (static_cast<size_t>(s) < im.n_inputs) return &inputs[s];
@@ -1626,7 +1691,12 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     ctx.lo = step.lo;
     ctx.hi = step.hi;
     ctx.fake_quantize = step.fake_quantize;
-    run_op(node, in, out, ctx, im.declared_batch);
+    const bool onednn = step.dnnl && prefer_onednn(im.kernels, node, *in[0], threads) &&
+                        step.dnnl->run(*in[0], *out[0], threads, ws->dnnl_scratch);
+    if (onednn)
+      im.onednn_calls.fetch_add(1, std::memory_order_relaxed);
+    else
+      run_op(node, in, out, ctx, im.declared_batch);
     for (int s : step.release) {
       Tensor& t = ws->values[s];
       if (t.f32.capacity()) ws->free_buffers.push_back(std::move(t.f32));

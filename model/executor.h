@@ -19,11 +19,20 @@ struct ExecutorOptions {
   // thread-safe and must not assume it sees the whole batch (fake-quantization with fixed
   // parameters and min/max observers under a mutex qualify).
   bool hook_per_slice = false;
+  // Which kernels run Conv, Gemm and MatMul with constant weights. kAuto: oneDNN where it measured
+  // faster than Eigen for the op's shape and thread count (model/executor.cpp, prefer_onednn),
+  // Eigen elsewhere; kOneDnn: oneDNN wherever it takes the node; kEigen: never oneDNN. The
+  // environment variable COMPSEARCH_EXECUTOR_KERNELS=auto|eigen|onednn overrides kAuto (for
+  // benchmarks of whole pipelines that build their executors themselves).
+  enum class Kernels { kAuto, kEigen, kOneDnn };
+  Kernels kernels = Kernels::kAuto;
 };
 
 class Executor {
  public:
-  // `graph` must outlive the executor. Weight layouts are prepared once here, nodes that read
+  // `graph` must outlive the executor and its initializers must not change while it lives:
+  // oneDNN's copies of the weights in its blocked layouts are made on the first run of each input
+  // shape and kept. Weight layouts are prepared once here, nodes that read
   // only initializers (DequantizeLinear of int8 weights in a QDQ graph built in memory) are
   // evaluated once here, and QuantizeLinear -> DequantizeLinear pairs with the same constant
   // parameters run as one float pass.
@@ -41,6 +50,10 @@ class Executor {
   // the graph outputs in order. Throws std::invalid_argument when an input shape does not match
   // the model (naming the input, the expected and the given shape).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
+
+  // How many Conv/Gemm/MatMul node evaluations oneDNN has done so far (each step of each run,
+  // each batch slice counted): tests and benchmarks check with it which kernels ran.
+  int64_t onednn_calls() const;
 
   // Internal state (prepared plan, buffer pool); public only so executor.cpp's helpers can name it.
   struct Impl;

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake ninja-build pkg-config git clang-format
-  libeigen3-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev doctest-dev
+  libeigen3-dev libdnnl-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev doctest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler zlib1g-dev
   dataset-fashion-mnist
   python3 python3-numpy python3-optuna python3-torch python3-torchvision python3-onnx chromium

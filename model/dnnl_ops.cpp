@@ -1,0 +1,405 @@
+// oneDNN kernels of the executor (see dnnl_ops.h).
+#include "model/dnnl_ops.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "model/op_util.h"
+
+namespace compsearch::model::detail {
+
+void* DnnlScratch::get(size_t bytes) {
+  if (bytes > size_) {
+    std::free(data_);
+    size_ = (bytes + 4095) / 4096 * 4096;
+    data_ = std::aligned_alloc(64, size_);
+    if (!data_) throw std::bad_alloc();
+  }
+  return data_;
+}
+
+DnnlScratch::~DnnlScratch() { std::free(data_); }
+
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using DT = memory::data_type;
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+dnnl::stream& thread_stream() {
+  thread_local dnnl::stream s(cpu_engine());
+  return s;
+}
+
+size_t round64(size_t n) { return (n + 63) / 64 * 64; }
+
+float* prepare_float(Tensor& out, const Shape& shape) {
+  out.dtype = DType::kFloat32;
+  out.shape = shape;
+  out.i64.clear();
+  out.f32.resize(static_cast<size_t>(shape_numel(shape)));
+  return out.f32.data();
+}
+
+dnnl::primitive_attr make_attr(const DnnlPostOp& post) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (post.clamp) {
+    dnnl::post_ops ops;
+    if (post.lo == 0.0f && std::isinf(post.hi) && post.hi > 0)
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    else
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, post.lo, post.hi);
+    attr.set_post_ops(ops);
+  }
+  return attr;
+}
+
+dnnl::primitive_attr scratch_attr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// One primitive for one (input shape, threads): the compute primitive plus, where it wants a
+// blocked activation layout, the reorders from and to the executor's plain layout.
+struct Plan {
+  Shape x_shape;
+  int threads = 0;
+  Shape y_shape;
+  dnnl::primitive prim;
+  memory::desc user_src, src, user_dst, dst;
+  std::optional<dnnl::reorder> src_reorder, dst_reorder;
+  const memory* weights = nullptr;
+  size_t scratchpad_bytes = 0;  // the largest of the primitives' scratchpads
+};
+
+class DnnlOpBase : public DnnlOp {
+ public:
+  DnnlOpBase(const Tensor* weight, DnnlPostOp post) : weight_(weight), post_(post) {}
+
+  bool run(const Tensor& x, Tensor& y, int threads, DnnlScratch& scratch) const override {
+    if (!x.is_float() || static_cast<int64_t>(x.f32.size()) != x.numel()) return false;
+    const Plan* plan = find_plan(x.shape, threads);
+    if (!plan) return false;
+    float* yd = prepare_float(y, plan->y_shape);
+    if (y.f32.empty()) return true;
+    const size_t sp = round64(plan->scratchpad_bytes);
+    const size_t sb = plan->src_reorder ? round64(plan->src.get_size()) : 0;
+    const size_t db = plan->dst_reorder ? round64(plan->dst.get_size()) : 0;
+    char* base = static_cast<char*>(scratch.get(sp + sb + db + 64));
+    const auto& eng = cpu_engine();
+    auto& strm = thread_stream();
+    memory scratchpad(scratchpad_desc(plan->scratchpad_bytes), eng, base);
+    memory user_src(plan->user_src, eng, const_cast<float*>(x.f32.data()));
+    memory user_dst(plan->user_dst, eng, yd);
+    memory src = user_src, dst = user_dst;
+    if (plan->src_reorder) {
+      src = memory(plan->src, eng, base + sp);
+      plan->src_reorder->execute(
+          strm, {{DNNL_ARG_FROM, user_src}, {DNNL_ARG_TO, src}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    }
+    if (plan->dst_reorder) dst = memory(plan->dst, eng, base + sp + sb);
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src},
+                                            {DNNL_ARG_WEIGHTS, *plan->weights},
+                                            {DNNL_ARG_DST, dst},
+                                            {DNNL_ARG_SCRATCHPAD, scratchpad}};
+    if (bias_) args.emplace(DNNL_ARG_BIAS, *bias_);
+    plan->prim.execute(strm, args);
+    if (plan->dst_reorder) {
+      plan->dst_reorder->execute(
+          strm, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, user_dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
+    }
+    strm.wait();
+    return true;
+  }
+
+ protected:
+  // Fills plan.y_shape, user_src/user_dst and returns the compute primitive's descriptor, or
+  // nullopt when x's shape does not fit.
+  virtual std::optional<dnnl::primitive_desc> describe(const Shape& xs, Plan& plan) const = 0;
+  // The weights as stored (a plain layout over weight_data()).
+  virtual memory::desc user_weights() const = 0;
+  virtual const float* weight_data() const { return weight_->f32.data(); }
+
+  void set_bias(const float* data, const memory::desc& md) {
+    bias_storage_.assign(data, data + md.get_size() / sizeof(float));
+    bias_.emplace(md, cpu_engine(), bias_storage_.data());
+  }
+
+  bool has_bias() const { return bias_.has_value(); }
+
+  const Tensor* weight_;
+  DnnlPostOp post_;
+
+ private:
+  static memory::desc scratchpad_desc(size_t bytes) {
+    return memory::desc({static_cast<memory::dim>(bytes)}, DT::u8, Tag::a);
+  }
+
+  const Plan* find_plan(const Shape& xs, int threads) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& p : plans_) {
+      if (p->threads == threads && p->x_shape == xs) return p.get();
+    }
+    auto plan = std::make_unique<Plan>();
+    plan->x_shape = xs;
+    plan->threads = threads;
+    std::optional<dnnl::primitive_desc> pd;
+    try {
+      pd = describe(xs, *plan);
+    } catch (const std::exception&) {  // dnnl::error (no implementation) or a bad geometry
+      pd.reset();
+    }
+    if (!pd) return nullptr;
+    const auto& eng = cpu_engine();
+    plan->prim = dnnl::primitive(*pd);
+    plan->src = pd->query_md(dnnl::query::src_md);
+    plan->dst = pd->query_md(dnnl::query::dst_md);
+    plan->scratchpad_bytes = pd->scratchpad_desc().get_size();
+    if (plan->src != plan->user_src) {
+      dnnl::reorder::primitive_desc rpd(eng, plan->user_src, eng, plan->src, scratch_attr());
+      plan->src_reorder.emplace(rpd);
+      plan->scratchpad_bytes = std::max(plan->scratchpad_bytes, rpd.scratchpad_desc().get_size());
+    }
+    if (plan->dst != plan->user_dst) {
+      dnnl::reorder::primitive_desc rpd(eng, plan->dst, eng, plan->user_dst, scratch_attr());
+      plan->dst_reorder.emplace(rpd);
+      plan->scratchpad_bytes = std::max(plan->scratchpad_bytes, rpd.scratchpad_desc().get_size());
+    }
+    plan->weights = &weights_for(pd->query_md(dnnl::query::weights_md));
+    plans_.push_back(std::move(plan));
+    return plans_.back().get();
+  }
+
+  // The weights in layout `md`, reordered on first request (once per executor and layout).
+  const memory& weights_for(const memory::desc& md) const {
+    for (const auto& [d, m] : weights_) {
+      if (d == md) return m;
+    }
+    const auto& eng = cpu_engine();
+    const memory::desc user = user_weights();
+    memory from(user, eng, const_cast<float*>(weight_data()));
+    memory to(md, eng);
+    if (md == user) {
+      std::memcpy(to.get_data_handle(), weight_data(), user.get_size());
+    } else {
+      dnnl::stream strm(eng);
+      dnnl::reorder(from, to).execute(strm, from, to);
+      strm.wait();
+    }
+    weights_.emplace_back(md, to);
+    return weights_.back().second;
+  }
+
+  mutable std::mutex mutex_;
+  mutable std::vector<std::unique_ptr<Plan>> plans_;
+  mutable std::deque<std::pair<memory::desc, memory>> weights_;  // deque: stable references
+  std::vector<float> bias_storage_;
+  std::optional<memory> bias_;
+};
+
+// ---------------------------------------------------------------------------------------------
+
+class DnnlConv final : public DnnlOpBase {
+ public:
+  DnnlConv(const Node& node, const Tensor* weight, const Tensor* bias, DnnlPostOp post)
+      : DnnlOpBase(weight, post), node_(node), groups_(node.attr_int("group", 1)) {
+    const Shape& ws = weight->shape;
+    o_ = ws[0];
+    if (bias) set_bias(bias->f32.data(), memory::desc({o_}, DT::f32, Tag::a));
+  }
+
+  static bool covers(const Node& node, const Tensor* w, const Tensor* b) {
+    if (!w || !w->is_float() || (w->shape.size() != 3 && w->shape.size() != 4)) return false;
+    if (static_cast<int64_t>(w->f32.size()) != w->numel()) return false;
+    const int64_t groups = node.attr_int("group", 1);
+    if (groups < 1 || w->shape[0] % groups != 0) return false;
+    if (b && (!b->is_float() || b->numel() != w->shape[0])) return false;
+    return true;
+  }
+
+ protected:
+  std::optional<dnnl::primitive_desc> describe(const Shape& xs, Plan& plan) const override {
+    const Shape& ws = weight_->shape;
+    if (xs.size() != ws.size()) return std::nullopt;
+    const int64_t n = xs[0], c = xs[1], cg = ws[1];
+    if (c != cg * groups_ || n == 0) return std::nullopt;
+    std::vector<int64_t> spatial(xs.begin() + 2, xs.end()), kernel(ws.begin() + 2, ws.end());
+    const auto g = window_geometry(node_, spatial, kernel);
+    if (g.out_h * g.out_w == 0) return std::nullopt;
+    plan.y_shape = {n, o_};
+    if (spatial.size() == 2) plan.y_shape.push_back(g.out_h);
+    plan.y_shape.push_back(g.out_w);
+    const memory::dims src_dims = {n, c, g.in_h, g.in_w}, dst_dims = {n, o_, g.out_h, g.out_w};
+    plan.user_src = memory::desc(src_dims, DT::f32, Tag::nchw);
+    plan.user_dst = memory::desc(dst_dims, DT::f32, Tag::nchw);
+    const memory::desc src_any(src_dims, DT::f32, Tag::any), dst_any(dst_dims, DT::f32, Tag::any);
+    const memory::desc wei_any(weight_dims(), DT::f32, Tag::any);
+    const memory::desc bias_md = has_bias() ? memory::desc({o_}, DT::f32, Tag::a) : memory::desc();
+    dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                      dnnl::algorithm::convolution_direct, src_any, wei_any,
+                                      bias_md, dst_any, {g.sh, g.sw}, {g.dh - 1, g.dw - 1},
+                                      {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
+    return dnnl::convolution_forward::primitive_desc(d, make_attr(post_), cpu_engine());
+  }
+
+  memory::desc user_weights() const override {
+    return memory::desc(weight_dims(), DT::f32, groups_ > 1 ? Tag::goihw : Tag::oihw);
+  }
+
+ private:
+  memory::dims weight_dims() const {
+    const Shape& ws = weight_->shape;
+    const int64_t kh = ws.size() == 4 ? ws[2] : 1, kw = ws.back();
+    if (groups_ > 1) return {groups_, o_ / groups_, ws[1], kh, kw};
+    return {o_, ws[1], kh, kw};
+  }
+
+  const Node& node_;
+  int64_t groups_ = 1, o_ = 0;
+};
+
+// Gemm with a constant B: A [M, K] (or [K, M] with transA) times B [K, N] (or [N, K] with transB),
+// alpha folded into the weights, beta * C into a bias row. MatMul with a constant 2-D B: every row
+// of A (any leading dims) times B.
+class DnnlMatMul final : public DnnlOpBase {
+ public:
+  DnnlMatMul(const Node& node, const Tensor* weight, const Tensor* c, DnnlPostOp post)
+      : DnnlOpBase(weight, post), gemm_(node.op_type == "Gemm") {
+    const Shape& bs = weight->shape;
+    if (gemm_) {
+      trans_a_ = node.attr_int("transA", 0) != 0;
+      trans_b_ = node.attr_int("transB", 0) != 0;
+      const float alpha = node.attr_float("alpha", 1.0f), beta = node.attr_float("beta", 1.0f);
+      if (alpha != 1.0f) {
+        scaled_.resize(weight->f32.size());
+        for (size_t i = 0; i < scaled_.size(); ++i) scaled_[i] = alpha * weight->f32[i];
+      }
+      if (c && beta != 0.0f) {
+        std::vector<float> row(c->f32.begin(), c->f32.end());
+        for (float& v : row) v *= beta;
+        set_bias(row.data(), memory::desc({1, static_cast<int64_t>(row.size())}, DT::f32, Tag::ab));
+      }
+    }
+    k_ = trans_b_ ? bs[1] : bs[0];
+    n_ = trans_b_ ? bs[0] : bs[1];
+  }
+
+  // Gemm: B and C constant floats, C absent, a scalar or a row of N; MatMul: B constant 2-D.
+  static bool covers(const Node& node, const Tensor* b, const Tensor* c) {
+    if (!b || !b->is_float() || b->shape.size() != 2) return false;
+    if (static_cast<int64_t>(b->f32.size()) != b->numel()) return false;
+    if (node.op_type != "Gemm") return true;
+    const int64_t n = node.attr_int("transB", 0) ? b->shape[0] : b->shape[1];
+    if (c && node.attr_float("beta", 1.0f) != 0.0f) {
+      if (!c->is_float() || static_cast<int64_t>(c->f32.size()) != c->numel()) return false;
+      // A scalar C is broadcast by the Eigen kernel; a row of N is the bias oneDNN takes.
+      if (!(c->numel() == n &&
+            (c->shape.size() == 1 || (c->shape.size() == 2 && c->shape[0] == 1))))
+        return false;
+    }
+    return true;
+  }
+
+ protected:
+  std::optional<dnnl::primitive_desc> describe(const Shape& xs, Plan& plan) const override {
+    int64_t m = 0;
+    if (gemm_) {
+      if (xs.size() != 2) return std::nullopt;
+      m = trans_a_ ? xs[1] : xs[0];
+      if ((trans_a_ ? xs[0] : xs[1]) != k_) return std::nullopt;
+      plan.y_shape = {m, n_};
+    } else {
+      if (xs.size() < 2 || xs.back() != k_) return std::nullopt;
+      m = shape_numel(xs) / k_;
+      plan.y_shape = xs;
+      plan.y_shape.back() = n_;
+    }
+    if (m == 0 || k_ == 0 || n_ == 0) return std::nullopt;
+    plan.user_src = memory::desc({m, k_}, DT::f32, trans_a_ ? Tag::ba : Tag::ab);
+    plan.user_dst = memory::desc({m, n_}, DT::f32, Tag::ab);
+    const memory::desc wei_any({k_, n_}, DT::f32, Tag::any);
+    const memory::desc bias_md =
+        has_bias() ? memory::desc({1, n_}, DT::f32, Tag::ab) : memory::desc();
+    dnnl::matmul::desc d(plan.user_src, wei_any, bias_md, plan.user_dst);
+    return dnnl::matmul::primitive_desc(d, make_attr(post_), cpu_engine());
+  }
+
+  memory::desc user_weights() const override {
+    return memory::desc({k_, n_}, DT::f32, trans_b_ ? Tag::ba : Tag::ab);
+  }
+  const float* weight_data() const override {
+    return scaled_.empty() ? weight_->f32.data() : scaled_.data();
+  }
+
+ private:
+  bool gemm_ = false, trans_a_ = false, trans_b_ = false;
+  int64_t k_ = 0, n_ = 0;
+  std::vector<float> scaled_;  // alpha * B when alpha != 1
+};
+
+}  // namespace
+
+std::unique_ptr<DnnlOp> DnnlOp::create(const Node& node, const Tensor* weight, const Tensor* bias,
+                                       DnnlPostOp post) {
+  if (node.op_type == "Conv") {
+    if (!DnnlConv::covers(node, weight, bias)) return nullptr;
+    return std::make_unique<DnnlConv>(node, weight, bias, post);
+  }
+  if (node.op_type == "Gemm" || node.op_type == "MatMul") {
+    if (!DnnlMatMul::covers(node, weight, bias)) return nullptr;
+    return std::make_unique<DnnlMatMul>(node, weight, bias, post);
+  }
+  return nullptr;
+}
+
+std::string dnnl_description() {
+  const dnnl_version_t* v = dnnl_version();
+  std::string isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41:
+      isa = "sse41";
+      break;
+    case dnnl::cpu_isa::avx:
+      isa = "avx";
+      break;
+    case dnnl::cpu_isa::avx2:
+      isa = "avx2";
+      break;
+    case dnnl::cpu_isa::avx2_vnni:
+      isa = "avx2_vnni";
+      break;
+    case dnnl::cpu_isa::avx512_core:
+      isa = "avx512_core";
+      break;
+    case dnnl::cpu_isa::avx512_core_vnni:
+      isa = "avx512_core_vnni";
+      break;
+    case dnnl::cpu_isa::avx512_core_bf16:
+      isa = "avx512_core_bf16";
+      break;
+    case dnnl::cpu_isa::avx512_core_amx:
+      isa = "avx512_core_amx";
+      break;
+    default:
+      isa = "other";
+      break;
+  }
+  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+         std::to_string(v->patch) + " (" + isa + ")";
+}
+
+}  // namespace compsearch::model::detail

@@ -1,0 +1,57 @@
+// Internal to the executor: Conv, Gemm and MatMul with constant weights run through oneDNN
+// primitives (Debian's libdnnl, OpenMP runtime; the ISA is picked at run time).
+//
+// One DnnlOp per executor step. The plan builds it from the node, its constant weight/bias and
+// the Relu/Clip the plan fused into it (an eltwise post-op). Primitives depend on the input shape
+// (the batch) and on the thread count, so they are created on the first run of each
+// (shape, threads) and kept; weights are reordered into the primitive's preferred (blocked)
+// layout once per executor, i.e. once per compressed candidate, and shared by all shapes that want
+// the same layout. oneDNN's own primitive cache makes creating the same primitive again (the next
+// candidate's executor, same shapes) a lookup.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "model/graph.h"
+
+namespace compsearch::model::detail {
+
+// Bytes of per-workspace scratch (reorder buffers, primitive scratchpads), 64-byte aligned. One per
+// concurrent run_steps call: primitives are shared, scratch is not.
+class DnnlScratch {
+ public:
+  void* get(size_t bytes);  // valid until the next get() on this scratch
+  ~DnnlScratch();
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// The fused Relu/Clip, if any: y = clamp(y, lo, hi).
+struct DnnlPostOp {
+  bool clamp = false;
+  float lo = 0.0f, hi = 0.0f;
+};
+
+class DnnlOp {
+ public:
+  // nullptr when oneDNN does not take this node (weight not constant, an activation times an
+  // activation, a Gemm C that does not broadcast as a bias row, an unsupported layout). `weight`
+  // and `bias` must outlive the op (they are the graph's initializers or the plan's folded
+  // values).
+  static std::unique_ptr<DnnlOp> create(const Node& node, const Tensor* weight, const Tensor* bias,
+                                        DnnlPostOp post);
+  virtual ~DnnlOp() = default;
+
+  // y = op(x) with `threads` OpenMP threads (the caller has set omp_set_num_threads to it).
+  // Returns false, leaving y untouched, when x's shape is not one this op can take (the Eigen
+  // kernel then runs and reports the error, if there is one).
+  virtual bool run(const Tensor& x, Tensor& y, int threads, DnnlScratch& scratch) const = 0;
+};
+
+// "oneDNN 2.6.3 (avx2)": version and the ISA its kernels dispatch to on this CPU.
+std::string dnnl_description();
+
+}  // namespace compsearch::model::detail

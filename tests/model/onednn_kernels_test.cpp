@@ -1,0 +1,289 @@
+// The executor's two kernel families agree: every Conv / Gemm / MatMul shape class that oneDNN
+// takes (stride, asymmetric and SAME padding, dilation, groups, depthwise, 1-D, 1x1, a 1-channel
+// first layer, transA / transB / alpha / beta / bias row, MatMul over leading dims, fused Relu and
+// Clip) gives the Eigen kernels' result within |oneDNN - Eigen| <= 1e-4 * |Eigen| + 1e-5 (the
+// tolerance the executor meets against PyTorch: the two sum the same products in different
+// orders, and oneDNN may use a Winograd-free direct or GEMM algorithm of its choice), at batch 1
+// and 5 and 1 and 2 threads. Each case also checks that oneDNN ran the node (onednn_calls) and
+// that the Eigen executor did not.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <random>
+
+#include "model/executor.h"
+#include "model/graph.h"
+#include "tests/model/test_util.h"
+
+using namespace compsearch::model;
+using compsearch::model::testing::worst_violation;
+
+namespace {
+
+constexpr double kRtol = 1e-4, kAtol = 1e-5;
+
+std::vector<float> random_values(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+Attribute ints(std::vector<int64_t> v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+Attribute integer(int64_t v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kInt;
+  a.i = v;
+  return a;
+}
+Attribute real(float v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kFloat;
+  a.f = v;
+  return a;
+}
+Attribute text(std::string v) {
+  Attribute a;
+  a.kind = Attribute::Kind::kString;
+  a.s = std::move(v);
+  return a;
+}
+
+// One node "op" reading x (batch first, `sample` the rest of its shape) and constant weights,
+// optionally followed by Relu ("relu") or Clip with constant bounds ("clip6", "clip_sym"), which
+// the executor fuses into the node.
+struct Case {
+  std::string label;
+  Graph graph;
+  Shape sample;
+};
+
+Case make_case(const std::string& label, const std::string& op, Shape sample,
+               std::map<std::string, Tensor> weights, std::vector<std::string> inputs,
+               std::map<std::string, Attribute> attributes, const std::string& post = "") {
+  Case c;
+  c.label = label + (post.empty() ? "" : " + " + post);
+  c.sample = sample;
+  Graph& g = c.graph;
+  g.opset_version = 13;
+  Shape in_shape = {-1};
+  in_shape.insert(in_shape.end(), sample.begin(), sample.end());
+  g.inputs.push_back(ValueInfo{"x", DType::kFloat32, in_shape});
+  g.initializers = std::move(weights);
+  Node n;
+  n.name = label;
+  n.op_type = op;
+  n.inputs = std::move(inputs);
+  n.inputs.insert(n.inputs.begin(), "x");
+  n.outputs = {post.empty() ? "y" : "z"};
+  n.attributes = std::move(attributes);
+  g.nodes.push_back(n);
+  if (post == "relu") {
+    Node r;
+    r.name = "relu";
+    r.op_type = "Relu";
+    r.inputs = {"z"};
+    r.outputs = {"y"};
+    g.nodes.push_back(r);
+  } else if (!post.empty()) {
+    const bool six = post == "clip6";
+    g.initializers["lo"] = Tensor::floats({}, {six ? 0.0f : -0.5f});
+    g.initializers["hi"] = Tensor::floats({}, {six ? 6.0f : 0.5f});
+    Node r;
+    r.name = "clip";
+    r.op_type = "Clip";
+    r.inputs = {"z", "lo", "hi"};
+    r.outputs = {"y"};
+    g.nodes.push_back(r);
+  }
+  g.outputs.push_back(ValueInfo{"y", DType::kFloat32, {}});
+  return c;
+}
+
+Tensor random_tensor(Shape shape, uint32_t seed) {
+  const int64_t n = shape_numel(shape);
+  return Tensor::floats(std::move(shape), random_values(n, seed));
+}
+
+// Conv: x [N, C, H, W] (or [N, C, W] when `hw` has one entry), weight [O, C/group, kernel...].
+Case conv_case(const std::string& label, int64_t c, std::vector<int64_t> hw, int64_t o,
+               std::vector<int64_t> kernel, std::map<std::string, Attribute> attrs,
+               bool bias = true, const std::string& post = "") {
+  const int64_t group = attrs.count("group") ? attrs.at("group").i : 1;
+  Shape w_shape = {o, c / group};
+  w_shape.insert(w_shape.end(), kernel.begin(), kernel.end());
+  std::map<std::string, Tensor> weights;
+  weights["w"] = random_tensor(w_shape, 11);
+  std::vector<std::string> inputs = {"w"};
+  if (bias) {
+    weights["b"] = random_tensor({o}, 12);
+    inputs.push_back("b");
+  }
+  attrs["kernel_shape"] = ints(kernel);
+  Shape sample = {c};
+  sample.insert(sample.end(), hw.begin(), hw.end());
+  return make_case(label, "Conv", sample, std::move(weights), inputs, std::move(attrs), post);
+}
+
+std::vector<Case> all_cases() {
+  std::vector<Case> cases;
+  for (const std::string post : {"", "relu", "clip6", "clip_sym"}) {
+    cases.push_back(conv_case("conv 3x3 s1 p1", 3, {9, 9}, 8, {3, 3},
+                              {{"pads", ints({1, 1, 1, 1})}}, true, post));
+    cases.push_back(conv_case("conv 1-channel 5x5 first layer", 1, {12, 12}, 16, {5, 5},
+                              {{"pads", ints({2, 2, 2, 2})}}, true, post));
+    cases.push_back(
+        conv_case("depthwise 3x3 s2 p1", 8, {9, 9}, 8, {3, 3},
+                  {{"group", integer(8)}, {"strides", ints({2, 2})}, {"pads", ints({1, 1, 1, 1})}},
+                  true, post));
+  }
+  cases.push_back(conv_case("conv 3x3 s2 asymmetric pads", 4, {10, 7}, 6, {3, 3},
+                            {{"strides", ints({2, 2})}, {"pads", ints({0, 1, 1, 0})}}));
+  cases.push_back(conv_case("conv 3x3 dilation 2", 5, {11, 11}, 4, {3, 3},
+                            {{"dilations", ints({2, 2})}, {"pads", ints({2, 2, 2, 2})}}));
+  cases.push_back(conv_case("conv 3x2 stride (2,1) dilation (1,2)", 4, {9, 10}, 6, {3, 2},
+                            {{"strides", ints({2, 1})}, {"dilations", ints({1, 2})}}));
+  cases.push_back(conv_case("grouped conv g2", 6, {8, 8}, 4, {3, 3},
+                            {{"group", integer(2)}, {"pads", ints({1, 1, 1, 1})}}));
+  cases.push_back(conv_case("depthwise multiplier 2", 4, {7, 7}, 8, {3, 3},
+                            {{"group", integer(4)}, {"pads", ints({1, 1, 1, 1})}}));
+  cases.push_back(conv_case("pointwise 1x1", 16, {6, 6}, 12, {1, 1}, {}));
+  cases.push_back(conv_case("conv without bias", 8, {6, 6}, 8, {3, 3}, {}, false));
+  cases.push_back(conv_case("conv SAME_UPPER stride 2", 3, {9, 8}, 5, {3, 3},
+                            {{"auto_pad", text("SAME_UPPER")}, {"strides", ints({2, 2})}}));
+  cases.push_back(conv_case("conv 1-D k5 s2 p2", 4, {20}, 6, {5},
+                            {{"strides", ints({2})}, {"pads", ints({2, 2})}}));
+  cases.push_back(conv_case("conv 32 channels 3x3", 32, {14, 14}, 32, {3, 3},
+                            {{"pads", ints({1, 1, 1, 1})}}, true, "relu"));
+  // Gemm: x [N, K] times B [N_out, K] (transB) or [K, N_out]; transA has its own test case.
+  for (const std::string post : {"", "relu", "clip_sym"}) {
+    cases.push_back(make_case("gemm transB C-row", "Gemm", {7},
+                              {{"B", random_tensor({5, 7}, 21)}, {"C", random_tensor({5}, 22)}},
+                              {"B", "C"}, {{"transB", integer(1)}}, post));
+  }
+  cases.push_back(make_case("gemm B [K,N] alpha 0.5 beta 2 C [1,N]", "Gemm", {7},
+                            {{"B", random_tensor({7, 5}, 23)}, {"C", random_tensor({1, 5}, 24)}},
+                            {"B", "C"}, {{"alpha", real(0.5f)}, {"beta", real(2.0f)}}));
+  cases.push_back(make_case("gemm without C", "Gemm", {33}, {{"B", random_tensor({9, 33}, 25)}},
+                            {"B"}, {{"transB", integer(1)}}));
+  cases.push_back(make_case("gemm beta 0 ignores C", "Gemm", {6},
+                            {{"B", random_tensor({6, 4}, 26)}, {"C", random_tensor({4}, 27)}},
+                            {"B", "C"}, {{"beta", real(0.0f)}}));
+  cases.push_back(make_case("matmul [N,3,7] x [7,5]", "MatMul", {3, 7},
+                            {{"B", random_tensor({7, 5}, 28)}}, {"B"}, {}));
+  cases.push_back(make_case("matmul [N,7] x [7,5]", "MatMul", {7},
+                            {{"B", random_tensor({7, 5}, 29)}}, {"B"}, {}));
+  return cases;
+}
+
+Tensor batch_of(const Shape& sample, int64_t n, uint32_t seed) {
+  Shape s = {n};
+  s.insert(s.end(), sample.begin(), sample.end());
+  return random_tensor(s, seed);
+}
+
+Executor with_kernels(const Graph& g, int threads, ExecutorOptions::Kernels k) {
+  ExecutorOptions o;
+  o.threads = threads;
+  o.kernels = k;
+  return Executor(g, o);
+}
+
+}  // namespace
+
+TEST_CASE("oneDNN and Eigen kernels agree on every Conv/Gemm/MatMul shape class oneDNN takes") {
+  for (const Case& c : all_cases()) {
+    CAPTURE(c.label);
+    for (const int64_t n : {1, 5}) {
+      for (const int threads : {1, 2}) {
+        CAPTURE(n);
+        CAPTURE(threads);
+        const Tensor x = batch_of(c.sample, n, 7 + static_cast<uint32_t>(n));
+        Executor eigen = with_kernels(c.graph, threads, ExecutorOptions::Kernels::kEigen);
+        Executor onednn = with_kernels(c.graph, threads, ExecutorOptions::Kernels::kOneDnn);
+        const Tensor want = eigen.run({x})[0];
+        const Tensor got = onednn.run({x})[0];
+        CHECK(eigen.onednn_calls() == 0);
+        CHECK(onednn.onednn_calls() >= 1);
+        REQUIRE(got.shape == want.shape);
+        CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+        // Second run of the same shape: the cached primitive and reordered weights give the same
+        // bits.
+        CHECK(onednn.run({x})[0].f32 == got.f32);
+      }
+    }
+  }
+}
+
+TEST_CASE("oneDNN and Eigen agree on Gemm with transA (the batch is then the inner dimension)") {
+  const Case c = make_case("gemm transA transB", "Gemm", {3},
+                           {{"B", random_tensor({4, 5}, 31)}, {"C", random_tensor({4}, 32)}},
+                           {"B", "C"}, {{"transA", integer(1)}, {"transB", integer(1)}}, "relu");
+  const Tensor x = batch_of(c.sample, 5, 33);  // A^T [3, 5] times B^T [5, 4]
+  Executor eigen = with_kernels(c.graph, 1, ExecutorOptions::Kernels::kEigen);
+  Executor onednn = with_kernels(c.graph, 1, ExecutorOptions::Kernels::kOneDnn);
+  const Tensor want = eigen.run({x})[0], got = onednn.run({x})[0];
+  CHECK(onednn.onednn_calls() == 1);
+  REQUIRE(got.shape == Shape{3, 4});
+  CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+}
+
+TEST_CASE("oneDNN's fused Clip bounds hold exactly and Relu leaves no negative value") {
+  for (const Case& c : all_cases()) {
+    const bool relu = c.label.find("+ relu") != std::string::npos;
+    const bool clip = c.label.find("+ clip_sym") != std::string::npos;
+    if (!relu && !clip) continue;
+    CAPTURE(c.label);
+    Executor onednn = with_kernels(c.graph, 2, ExecutorOptions::Kernels::kOneDnn);
+    const Tensor y = onednn.run({batch_of(c.sample, 4, 3)})[0];
+    REQUIRE(onednn.onednn_calls() >= 1);
+    float lo = 1e30f, hi = -1e30f;
+    for (float v : y.f32) {
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    if (relu) CHECK(lo == 0.0f);  // random weights: some outputs are clamped to exactly 0
+    if (clip) {
+      CHECK(lo == -0.5f);
+      CHECK(hi == 0.5f);
+    }
+  }
+}
+
+TEST_CASE("One oneDNN executor serves several batch sizes and thread splits") {
+  const Case c = conv_case("conv 3x3 s1 p1", 3, {9, 9}, 8, {3, 3}, {{"pads", ints({1, 1, 1, 1})}},
+                           true, "relu");
+  Executor onednn = with_kernels(c.graph, 2, ExecutorOptions::Kernels::kOneDnn);
+  Executor eigen = with_kernels(c.graph, 2, ExecutorOptions::Kernels::kEigen);
+  for (const int64_t n : {1, 2, 7, 1, 64, 2}) {
+    CAPTURE(n);
+    const Tensor x = batch_of(c.sample, n, static_cast<uint32_t>(100 + n));
+    CHECK(worst_violation(onednn.run({x})[0], eigen.run({x})[0], kRtol, kAtol) <= 0.0);
+  }
+}
+
+TEST_CASE("COMPSEARCH_EXECUTOR_KERNELS picks the kernels of an executor left on kAuto") {
+  const Case c = make_case("gemm", "Gemm", {7}, {{"B", random_tensor({5, 7}, 21)}}, {"B"},
+                           {{"transB", integer(1)}});
+  const Tensor x = batch_of(c.sample, 3, 1);
+  ::setenv("COMPSEARCH_EXECUTOR_KERNELS", "eigen", 1);
+  Executor eigen(c.graph, ExecutorOptions{1});
+  eigen.run({x});
+  CHECK(eigen.onednn_calls() == 0);
+  ::setenv("COMPSEARCH_EXECUTOR_KERNELS", "onednn", 1);
+  Executor onednn(c.graph, ExecutorOptions{1});
+  onednn.run({x});
+  CHECK(onednn.onednn_calls() == 1);
+  ::setenv("COMPSEARCH_EXECUTOR_KERNELS", "fast", 1);
+  CHECK_THROWS_WITH_AS(Executor(c.graph, ExecutorOptions{1}),
+                       doctest::Contains("COMPSEARCH_EXECUTOR_KERNELS='fast': expected auto, "
+                                         "eigen or onednn"),
+                       std::invalid_argument);
+  ::unsetenv("COMPSEARCH_EXECUTOR_KERNELS");
+}
