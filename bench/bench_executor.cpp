@@ -1,14 +1,21 @@
-// Executor throughput against ONNX Runtime on the reference models: images/s at batch 256 with
-// 2 threads (defaults; --batch, --threads, --seconds, --rounds override), same files, same run.
-// ONNX Runtime runs through scripts/bench_onnxruntime.js (npm's onnxruntime-node). Rounds
-// alternate compsearch and ONNX Runtime and the best round of each is reported, so a burst of
-// load from other processes on a shared machine hits both sides alike.
+// Executor throughput against ONNX Runtime, same files, same run: images/s of compsearch (kernels
+// as the executor picks them, and the Eigen-only kernels it had before oneDNN) and of ONNX Runtime
+// (scripts/bench_onnxruntime.js, npm's onnxruntime-node) for every model x batch x threads row.
+// Rounds visit every row in turn, each row measuring compsearch, compsearch-Eigen and ONNX Runtime
+// back to back, and the best round of each is reported, so a burst of load from other processes
+// on a shared machine hits all sides alike. The load average is printed before and after.
+//
+// --ops times each Conv/Gemm/MatMul node of the models alone (with the Relu/Clip the plan fuses
+// into it), Eigen against oneDNN: the measurements behind the executor's kernel choice.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
 #include <string>
 
 #include "bench/bench_common.h"
@@ -18,6 +25,7 @@
 
 namespace fs = std::filesystem;
 using namespace compsearch::model;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -30,77 +38,271 @@ std::string run_command(const std::string& cmd) {
   return out;
 }
 
-double compsearch_images_per_second(const Executor& exec, const Tensor& batch, double seconds) {
-  for (int i = 0; i < 3; ++i) exec.run({batch});  // warm-up: buffers reach their final sizes
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Runs per second of exec on `input` over about `seconds` (at least 3 runs, after a warm-up run
+// that creates the primitives and sizes the buffers).
+double runs_per_second(const Executor& exec, const Tensor& input, double seconds) {
+  exec.run({input});
   int runs = 0;
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = Clock::now();
   double elapsed = 0;
-  while (elapsed < seconds || runs < 5) {
-    exec.run({batch});
+  while (elapsed < seconds || runs < 3) {
+    exec.run({input});
     ++runs;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    elapsed = seconds_since(t0);
   }
-  return runs * static_cast<double>(batch.shape[0]) / elapsed;
+  return runs / elapsed;
+}
+
+Tensor random_input(Shape shape, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  for (float& x : v) x = u(rng);
+  return Tensor::floats(std::move(shape), std::move(v));
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+struct ModelSpec {
+  std::string name;    // row label
+  fs::path path;       // .onnx
+  bool fmnist = true;  // Fashion-MNIST images; otherwise random [3, 224, 224]
+};
+
+Executor make_executor(const Graph& g, int threads, ExecutorOptions::Kernels kernels) {
+  ExecutorOptions o;
+  o.threads = threads;
+  o.kernels = kernels;
+  return Executor(g, o);
+}
+
+// One node of `g` (with the Relu/Clip reading it, which the executor fuses) as a graph of its own.
+Graph single_node_graph(const Graph& g, size_t i, int64_t* flops_per_sample) {
+  const Node& node = g.nodes[i];
+  Graph s;
+  s.opset_version = g.opset_version;
+  const ValueInfo& in =
+      g.value_info.count(node.inputs[0]) ? g.value_info.at(node.inputs[0]) : g.inputs.at(0);
+  s.inputs.push_back(ValueInfo{node.inputs[0], DType::kFloat32, in.shape});
+  s.inputs[0].shape[0] = -1;
+  s.nodes.push_back(node);
+  std::string out = node.outputs[0];
+  if (i + 1 < g.nodes.size()) {
+    const Node& next = g.nodes[i + 1];
+    if ((next.op_type == "Relu" || next.op_type == "Clip") && next.inputs[0] == out) {
+      s.nodes.push_back(next);
+      out = next.outputs[0];
+    }
+  }
+  for (const Node& n : s.nodes) {
+    for (const auto& name : n.inputs)
+      if (g.initializers.count(name)) s.initializers[name] = g.initializers.at(name);
+  }
+  s.outputs.push_back(ValueInfo{out, DType::kFloat32, {}});
+  const Tensor& w = g.initializers.at(node.inputs[1]);
+  const Shape& os = g.value_info.at(node.outputs[0]).shape;
+  int64_t out_per_sample = 1;
+  for (size_t d = 1; d < os.size(); ++d) out_per_sample *= os[d];
+  // MACs per sample x 2: output elements x the weight's reduction length.
+  const int64_t reduction = node.op_type == "Conv"       ? w.numel() / w.shape[0]
+                            : node.attr_int("transB", 0) ? w.shape[1]
+                                                         : w.shape[0];
+  *flops_per_sample = 2 * out_per_sample * reduction;
+  return s;
+}
+
+void bench_ops(const std::vector<ModelSpec>& models, const std::vector<int64_t>& batches,
+               const std::vector<int>& threads_list, double seconds, int rounds) {
+  std::printf("%-14s %-28s %-22s %5s %3s %11s %11s %7s %8s\n", "model", "node", "input", "batch",
+              "thr", "eigen us", "onednn us", "ratio", "GFLOP/s");
+  for (const auto& m : models) {
+    const Graph g = load_onnx(m.path);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      const Node& node = g.nodes[i];
+      if (node.op_type != "Conv" && node.op_type != "Gemm" && node.op_type != "MatMul") continue;
+      if (node.inputs.size() < 2 || !g.initializers.count(node.inputs[1])) continue;
+      int64_t flops = 0;
+      const Graph s = single_node_graph(g, i, &flops);
+      for (const int64_t batch : batches) {
+        Shape shape = s.inputs[0].shape;
+        shape[0] = batch;
+        const Tensor x = random_input(shape, 1);
+        for (const int threads : threads_list) {
+          Executor eigen = make_executor(s, threads, ExecutorOptions::Kernels::kEigen);
+          Executor onednn = make_executor(s, threads, ExecutorOptions::Kernels::kOneDnn);
+          double te = 0, to = 0;
+          for (int r = 0; r < rounds; ++r) {
+            te = std::max(te, runs_per_second(eigen, x, seconds));
+            to = std::max(to, runs_per_second(onednn, x, seconds));
+          }
+          Shape sample(shape.begin() + 1, shape.end());
+          std::printf("%-14s %-28.28s %-22s %5lld %3d %11.1f %11.1f %7.2f %8.1f%s\n",
+                      m.name.c_str(), node.name.c_str(), shape_to_string(sample).c_str(),
+                      static_cast<long long>(batch), threads, 1e6 / te, 1e6 / to, to / te,
+                      static_cast<double>(flops) * batch * to / 1e9,
+                      onednn.onednn_calls() ? "" : "  (oneDNN declined)");
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
 
 constexpr std::string_view kUsage =
-    R"(usage: bench_executor [--batch 256] [--threads 2] [--seconds 2] [--rounds 3]
-  Images/s of compsearch's executor and of ONNX Runtime (scripts/bench_onnxruntime.js, through
-  node) on models/fmnist_cnn.onnx and fmnist_mlp.onnx with the Fashion-MNIST test set: the best of
-  `rounds` alternating rounds of `seconds` each side.
+    R"(usage: bench_executor [--batches 1,256] [--threads 1,2] [--seconds 1] [--rounds 3]
+                      [--models fmnist_cnn,fmnist_mlp,resnet18,mobilenet_v2] [--ops]
+  Images/s of compsearch's executor (kernels as it picks them, and Eigen only, as before oneDNN)
+  and of ONNX Runtime (scripts/bench_onnxruntime.js through node) for every model, batch and
+  thread count: the best of `rounds` rounds of `seconds` per side, rounds interleaving all rows.
+  fmnist_* run on the Fashion-MNIST test images; resnet18 and mobilenet_v2 are the torchvision
+  exports of scripts/make_torchvision_models.py (not committed: their rows are skipped with a
+  note when absent) on random 3x224x224 images, at batch 1 and 32 (a batch of 256 would take
+  seconds per run). --ops: each Conv/Gemm/MatMul node alone, Eigen against oneDNN, instead.
 )";
 
 int main(int argc, char** argv) {
   if (compsearch::bench::help_requested(argc, argv, kUsage)) return 0;
-  int64_t batch = 256;
-  int threads = 2, rounds = 3;
-  double seconds = 2.0;
-  for (int i = 1; i < argc; i += 2) {
+  std::vector<int64_t> batches = {1, 256};
+  std::vector<int> threads_list = {1, 2};
+  std::vector<std::string> model_names = {"fmnist_cnn", "fmnist_mlp", "resnet18", "mobilenet_v2"};
+  int rounds = 3;
+  double seconds = 1.0;
+  bool ops = false;
+  for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
+    if (k == "--ops") {
+      ops = true;
+      continue;
+    }
     if (i + 1 == argc) compsearch::bench::usage_error(k + " needs a value", kUsage);
-    const std::string v = argv[i + 1];
-    if (k == "--batch")
-      batch = std::stoll(v);
-    else if (k == "--threads")
-      threads = std::stoi(v);
-    else if (k == "--seconds")
-      seconds = std::stod(v);
-    else if (k == "--rounds")
-      rounds = std::stoi(v);
-    else
-      compsearch::bench::usage_error("unknown option " + k, kUsage);
+    const std::string v = argv[++i];
+    try {
+      if (k == "--batches") {
+        batches.clear();
+        for (const auto& b : split_list(v)) batches.push_back(std::stoll(b));
+      } else if (k == "--threads") {
+        threads_list.clear();
+        for (const auto& t : split_list(v)) threads_list.push_back(std::stoi(t));
+      } else if (k == "--seconds") {
+        seconds = std::stod(v);
+      } else if (k == "--rounds") {
+        rounds = std::stoi(v);
+      } else if (k == "--models") {
+        model_names = split_list(v);
+      } else {
+        compsearch::bench::usage_error("unknown option " + k, kUsage);
+      }
+    } catch (const std::logic_error&) {
+      compsearch::bench::usage_error(k + ": '" + v + "' is not a number (list)", kUsage);
+    }
   }
   const fs::path root = fs::path(__FILE__).parent_path().parent_path();
   const fs::path script = root / "scripts" / "bench_onnxruntime.js";
+  std::vector<ModelSpec> models;
+  for (const auto& name : model_names) {
+    const bool fmnist = name.rfind("fmnist_", 0) == 0;
+    const fs::path path = root / "models" / (name + (fmnist ? ".onnx" : ".torchvision.onnx"));
+    if (!fs::exists(path)) {
+      std::printf(
+          "note: %s not found, its rows are skipped%s\n", path.string().c_str(),
+          fmnist ? "" : " (make it with /usr/bin/python3 scripts/make_torchvision_models.py)");
+      continue;
+    }
+    models.push_back(ModelSpec{name, path, fmnist});
+  }
   std::printf("%s\n", compsearch::bench::machine_line().c_str());
-  std::printf("setup: batch %lld, %d threads, best of %d rounds of %.1f s each side\n",
-              static_cast<long long>(batch), threads, rounds, seconds);
-  const Dataset data = load_dataset("fashion-mnist", "test");
-  Tensor input = data.batch(0, std::min<int64_t>(batch, data.size()));
-  std::printf("%-12s %14s %14s %8s  %s\n", "model", "compsearch/s", "peer/s", "ratio", "peer");
-  for (const std::string name : {"fmnist_cnn", "fmnist_mlp"}) {
-    const fs::path model = root / "models" / (name + ".onnx");
-    const Graph graph = load_onnx(model);
-    Executor exec(graph, ExecutorOptions{threads});
-    double ours = 0, peer = 0;
-    std::string peer_name = "onnxruntime-node (not available)";
-    for (int r = 0; r < rounds; ++r) {
-      ours = std::max(ours, compsearch_images_per_second(exec, input, seconds));
-      const std::string out = run_command(
-          "node '" + script.string() + "' '" + model.string() + "' " + std::to_string(batch) + " " +
-          std::to_string(threads) + " " + std::to_string(seconds) + " 2>&1");
+  if (ops) {
+    std::printf("setup: each node alone, best of %d rounds of %.2f s per kernel family\n", rounds,
+                seconds);
+    bench_ops(models, batches, threads_list, seconds, rounds);
+    return 0;
+  }
+  std::printf("setup: best of %d interleaved rounds of %.1f s per side; images/s\n", rounds,
+              seconds);
+
+  struct Row {
+    const ModelSpec* model;
+    int64_t batch;
+    int threads;
+    std::shared_ptr<const Graph> graph;
+    std::unique_ptr<Executor> ours, eigen;
+    Tensor input;
+    double ours_ips = 0, eigen_ips = 0, peer_ips = 0;
+    int64_t onednn_calls = 0;
+    std::string peer = "onnxruntime-node (not available)";
+  };
+  std::vector<Row> rows;
+  std::unique_ptr<Dataset> data;
+  for (const auto& m : models) {
+    auto graph = std::make_shared<Graph>(load_onnx(m.path));
+    const std::vector<int64_t> model_batches = m.fmnist ? batches : std::vector<int64_t>{1, 32};
+    for (const int64_t batch : model_batches) {
+      for (const int threads : threads_list) {
+        Row r;
+        r.model = &m;
+        r.batch = batch;
+        r.threads = threads;
+        r.graph = graph;
+        r.ours = std::make_unique<Executor>(
+            make_executor(*r.graph, threads, ExecutorOptions::Kernels::kAuto));
+        r.eigen = std::make_unique<Executor>(
+            make_executor(*r.graph, threads, ExecutorOptions::Kernels::kEigen));
+        if (m.fmnist) {
+          if (!data) data = std::make_unique<Dataset>(load_dataset("fashion-mnist", "test"));
+          r.input = data->batch(0, std::min<int64_t>(batch, data->size()));
+        } else {
+          r.input = random_input({batch, 3, 224, 224}, 1);
+        }
+        rows.push_back(std::move(r));
+      }
+    }
+  }
+  for (int round = 0; round < rounds; ++round) {
+    for (Row& r : rows) {
+      // Short rows (a batch of 1) still get `seconds` each side; big ones at least 3 runs.
+      r.ours_ips =
+          std::max(r.ours_ips, runs_per_second(*r.ours, r.input, seconds) * r.input.shape[0]);
+      r.eigen_ips =
+          std::max(r.eigen_ips, runs_per_second(*r.eigen, r.input, seconds) * r.input.shape[0]);
+      r.onednn_calls = r.ours->onednn_calls();
+      const std::string shape = r.model->fmnist ? "" : "SHAPE=3,224,224 ";
+      const std::string out =
+          run_command(shape + "node '" + script.string() + "' '" + r.model->path.string() + "' " +
+                      std::to_string(r.batch) + " " + std::to_string(r.threads) + " " +
+                      std::to_string(seconds) + " 2>&1");
       try {
         const auto j = nlohmann::json::parse(out);
-        peer = std::max(peer, j.at("images_per_second").get<double>());
-        peer_name = j.at("peer").get<std::string>();
+        r.peer_ips = std::max(r.peer_ips, j.at("images_per_second").get<double>());
+        r.peer = j.at("peer").get<std::string>();
       } catch (const std::exception&) {
         std::fprintf(stderr, "ONNX Runtime run failed: %s\n", out.c_str());
       }
     }
-    std::printf("%-12s %14.0f %14.0f %8.2f  %s\n", name.c_str(), ours, peer,
-                peer > 0 ? ours / peer : 0.0, peer_name.c_str());
   }
+  std::printf("%-13s %5s %3s %13s %13s %13s %7s %7s  %s\n", "model", "batch", "thr", "compsearch/s",
+              "eigen-only/s", "peer/s", "ratio", "before", "peer");
+  for (const Row& r : rows) {
+    std::printf("%-13s %5lld %3d %13.0f %13.0f %13.0f %7.2f %7.2f  %s%s\n", r.model->name.c_str(),
+                static_cast<long long>(r.batch), r.threads, r.ours_ips, r.eigen_ips, r.peer_ips,
+                r.peer_ips > 0 ? r.ours_ips / r.peer_ips : 0.0,
+                r.peer_ips > 0 ? r.eigen_ips / r.peer_ips : 0.0, r.peer.c_str(),
+                r.onednn_calls ? "" : " (no oneDNN node)");
+  }
+  std::printf(
+      "ratio = compsearch / peer; before = eigen-only / peer (the executor before oneDNN)\n");
+  std::printf("%s\n", compsearch::bench::machine_line().c_str());
   return 0;
 }
