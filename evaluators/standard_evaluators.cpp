@@ -1,6 +1,7 @@
 // accuracy / fidelity / weight_error evaluators (see standard_evaluators.h).
 #include "evaluators/standard_evaluators.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "compressors/apply.h"
@@ -35,7 +36,8 @@ class DataEvaluator : public Evaluator {
     }
     Metrics m;
     m["weight_error"] = relative_weight_error(*c.graph, cm.graph, c.table);
-    const int64_t n = c.validation->size();
+    const int64_t n = c.options.limit > 0 ? std::min(c.validation->size(), c.options.limit)
+                                          : c.validation->size();
     auto measure = [&](int64_t samples) {
       EvaluationOptions opts = c.options;
       opts.limit = samples;
@@ -56,7 +58,8 @@ class DataEvaluator : public Evaluator {
       m["kl"] = r.kl;
       return labelled_ ? r.accuracy : r.agreement;
     };
-    if (c.subset_samples > 0 && c.subset_samples < n) {
+    // The subset level exists to be reported: without a report function only the full level runs.
+    if (report && c.subset_samples > 0 && c.subset_samples < n) {
       const double v = measure(c.subset_samples);
       if (report && report(v, kSubsetStep)) throw EvaluationPruned(m, kSubsetStep);
     }

@@ -23,7 +23,7 @@ struct EvaluationContext {
   const model::Dataset* calibration = nullptr;  // activation ranges; may be null
   int64_t subset_samples = 0;                   // fidelity level 1 size (0: skip the subset level)
   int64_t calibration_samples = 512;
-  EvaluationOptions options;
+  EvaluationOptions options;  // options.limit > 0: score on the first `limit` validation samples
 
   // Filled by prepare_context():
   std::vector<float> reference_outputs;  // [validation samples, classes]

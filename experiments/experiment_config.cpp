@@ -2,6 +2,7 @@
 #include "experiments/experiment_config.h"
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -475,8 +476,12 @@ ExperimentConfig config_from_json(const json& j, const std::string& source,
 
   if (j.contains("fidelity") && is_object(j["fidelity"], ".fidelity", p)) {
     const json& f = j["fidelity"];
-    check_keys(f, ".fidelity", {"proxy", "subset", "pruner", "pruner_kwargs", "dominance_margin"},
-               p);
+    check_keys(
+        f, ".fidelity",
+        {"proxy", "subset", "sensitivity_samples", "pruner", "pruner_kwargs", "dominance_margin"},
+        p);
+    if (auto v = get_int(f, "sensitivity_samples", ".fidelity", p, 0, 100000000))
+      c.fidelity.sensitivity_samples = *v;
     if (auto v = get_bool(f, "proxy", ".fidelity", p)) c.fidelity.proxy = *v;
     if (auto v = get_bool(f, "subset", ".fidelity", p)) c.fidelity.subset = *v;
     if (auto v = get_string(f, "pruner", ".fidelity", p)) c.fidelity.pruner = *v;
@@ -601,12 +606,59 @@ ExperimentConfig load_config(const std::filesystem::path& path) {
   return config_from_json(j, path.string(), path.parent_path());
 }
 
+namespace {
+
+json choices_json(const LayerChoices& c) {
+  json j = json::object();
+  if (!c.w_bits.empty()) j["w_bits"] = c.w_bits;
+  if (!c.granularity.empty()) j["granularity"] = c.granularity;
+  if (!c.prune_kind.empty()) j["prune_kind"] = c.prune_kind;
+  if (!c.a_bits.empty()) j["a_bits"] = c.a_bits;
+  return j;
+}
+
+// Seconds as a duration parse_duration_s reads back ("600.000000s").
+std::string duration_text(double s) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.6fs", s);
+  return b;
+}
+
+}  // namespace
+
 json ExperimentConfig::to_json() const {
   json objectives_j = json::array();
   for (const auto& o : objectives)
     objectives_j.push_back({o.metric, o.maximize ? "maximize" : "minimize"});
   json constraints_j = json::array();
   for (const auto& k : constraints) constraints_j.push_back(k.text);
+  json space_j = choices_json(space.choices);
+  space_j["prune_ratio"] = {{"low", space.prune_ratio.low},
+                            {"high", space.prune_ratio.high},
+                            {"step", space.prune_ratio.step}};
+  json kd = json::object();
+  if (!space.distillation.epochs.empty()) kd["epochs"] = space.distillation.epochs;
+  if (!space.distillation.temperature.empty()) kd["temperature"] = space.distillation.temperature;
+  if (!space.distillation.alpha.empty()) kd["alpha"] = space.distillation.alpha;
+  if (!space.distillation.lr.empty()) kd["lr"] = space.distillation.lr;
+  if (!kd.empty()) space_j["distillation"] = kd;
+  space_j["freeze"] = space.freeze;
+  json tie = json::array();
+  for (const auto& g : space.tie) {
+    if (g.regex.empty())
+      tie.push_back(g.layers);
+    else
+      tie.push_back({{"regex", g.regex}});
+  }
+  space_j["tie"] = tie;
+  space_j["keep_first_last_8bit"] = space.keep_first_last_8bit;
+  json layers = json::object();
+  for (const auto& [name, c] : space.layer_overrides) layers[name] = choices_json(c);
+  space_j["layers"] = layers;
+  json evaluator_j = {{"kind", evaluator.kind}, {"timeout", duration_text(evaluator.timeout_s)}};
+  if (!evaluator.command.empty()) evaluator_j["command"] = evaluator.command;
+  json budget_j = {{"trials", budget.trials}, {"jobs", budget.jobs}};
+  if (budget.timeout_s > 0) budget_j["timeout"] = duration_text(budget.timeout_s);
   return {{"study_name", study_name},
           {"model", model.string()},
           {"data",
@@ -614,14 +666,22 @@ json ExperimentConfig::to_json() const {
             {"validation_samples", data.validation_samples},
             {"validation_seed", data.validation_seed},
             {"subset_samples", data.subset_samples},
-            {"calibration_samples", data.calibration_samples}}},
+            {"calibration_samples", data.calibration_samples},
+            {"report_test", data.report_test}}},
+          {"space", space_j},
           {"targets", targets},
           {"objectives", objectives_j},
           {"constraints", constraints_j},
-          {"evaluator", {{"kind", evaluator.kind}, {"command", evaluator.command}}},
-          {"sampler", {{"name", sampler.name}, {"seed", sampler.seed}}},
-          {"budget",
-           {{"trials", budget.trials}, {"timeout_s", budget.timeout_s}, {"jobs", budget.jobs}}},
+          {"evaluator", evaluator_j},
+          {"fidelity",
+           {{"proxy", fidelity.proxy},
+            {"subset", fidelity.subset},
+            {"sensitivity_samples", fidelity.sensitivity_samples},
+            {"pruner", fidelity.pruner},
+            {"pruner_kwargs", fidelity.pruner_kwargs},
+            {"dominance_margin", fidelity.dominance_margin}}},
+          {"sampler", {{"name", sampler.name}, {"seed", sampler.seed}, {"kwargs", sampler.kwargs}}},
+          {"budget", budget_j},
           {"storage", storage},
           {"batch", batch}};
 }

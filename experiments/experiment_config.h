@@ -75,8 +75,10 @@ struct EvaluatorConfig {
 };
 
 struct FidelityConfig {
-  bool proxy = true;                    // level 0: additive proxy from the sensitivity table
-  bool subset = true;                   // level 1: data.subset_samples of the validation split
+  bool proxy = true;   // level 0: additive proxy from the sensitivity table
+  bool subset = true;  // level 1: data.subset_samples of the validation split
+  // Validation samples each sensitivity-table entry is measured on (0: the whole split).
+  int64_t sensitivity_samples = 0;
   std::string pruner = "MedianPruner";  // Optuna class name (single-objective studies)
   nlohmann::json pruner_kwargs = nlohmann::json::object();
   // Multi-objective studies: a candidate whose subset accuracy is below the best COMPLETE trial

@@ -8,10 +8,13 @@
 #include <filesystem>
 #include <mutex>
 #include <numeric>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "compressors/apply.h"
+#include "experiments/additive_proxy.h"
+#include "experiments/results.h"
 #include "hardware_models/target_profile.h"
 #include "search/hypervolume.h"
 #include "search/journal_storage.h"
@@ -31,6 +34,16 @@ namespace hm = compsearch::hardware_models;
 constexpr double kHeartbeatIntervalS = 5.0;
 constexpr double kHeartbeatGraceS = 20.0;
 constexpr int kRequeueRetries = 1;
+// Fidelity levels as reported on a trial: 0 the additive proxy, 1 the validation subset, 2 the
+// whole validation split (the evaluators report 1 and 2).
+constexpr int64_t kProxyStep = 0;
+
+// The sensitivity table's cache lives beside a journal file (or in the working directory).
+std::filesystem::path sensitivity_cache_dir(const std::string& storage) {
+  if (storage.rfind("redis://", 0) == 0) return ".";
+  const std::filesystem::path p(storage);
+  return p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+}
 
 // Seeded Fisher-Yates over [0, n) (SplitMix64 stream), so a seed always carves the same split.
 std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed) {
@@ -100,11 +113,6 @@ std::string fmt_duration(double s) {
   return b;
 }
 
-double metric_or_nan(const search::FrozenTrial& t, const std::string& name) {
-  auto it = t.user_attrs.find(name);
-  return it != t.user_attrs.end() && it->second.is_number() ? it->second.get<double>() : NAN;
-}
-
 }  // namespace
 
 DataSplits load_splits(const DataConfig& data) {
@@ -154,12 +162,16 @@ CompressionProblem::CompressionProblem(const ExperimentConfig& config, bool load
     if (load_data) evaluators::prepare_context(*context_);
     if (load_data || config.evaluator.kind == "weight_error") {
       evaluator_ = evaluators::make_standard_evaluator(config.evaluator.kind, context_);
+      auto limited = std::make_shared<evaluators::EvaluationContext>(*context_);
+      limited->options.limit = config.fidelity.sensitivity_samples;
+      sensitivity_evaluator_ = evaluators::make_standard_evaluator(config.evaluator.kind, limited);
     }
   } else {
     throw std::invalid_argument(config.source.string() +
                                 ": .evaluator: the external evaluator is not available yet");
   }
-  reference_ = cost_metrics(compressors::Recipe{});
+  reference_costs_ = cost_metrics(compressors::Recipe{});
+  reference_ = reference_costs_;
   if (load_data && context_->validation) {
     reference_["accuracy"] = context_->reference.accuracy;
     reference_["agreement"] = 1.0;
@@ -319,17 +331,46 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
                                     : search::StudyDirection::kMinimize);
     objective_names.push_back(o.metric);
   }
-  if (config.sampler.name == "exact") {
-    throw std::invalid_argument(
-        config.source.string() +
-        ": .sampler.name \"exact\" needs the additive proxy (sensitivity table), "
-        "which is not available yet; use nsga2, tpe or random");
+  // Fidelity level 0: the additive proxy over the sensitivity table (also the exact route's
+  // model). Measured once per model, data and space, and cached beside the study.
+  const bool exact = config.sampler.name == "exact";
+  std::unique_ptr<ProxyParts> parts;
+  std::shared_ptr<const evaluators::SensitivityTable> table;
+  std::unique_ptr<evaluators::Evaluator> proxy;
+  if ((config.fidelity.proxy || exact) && problem.has_evaluator()) {
+    parts = std::make_unique<ProxyParts>(problem.space(), problem.table());
+    if (parts->option_count() > 0) {
+      auto on_progress = [&](const evaluators::SensitivityProgress& p) {
+        if (!callbacks.progress) return;
+        const double eta =
+            p.done > 1 ? p.elapsed_s / static_cast<double>(p.done) * (p.total - p.done) : NAN;
+        callbacks.progress("[" + config.study_name + "] sensitivity table " +
+                               std::to_string(p.done) + "/" + std::to_string(p.total) +
+                               " options  " + fmt_duration(p.elapsed_s) + "  ETA " +
+                               (p.done == p.total ? "0s" : fmt_duration(eta)),
+                           p.done == p.total);
+      };
+      table = std::make_shared<const evaluators::SensitivityTable>(
+          problem_sensitivity(problem, *parts, sensitivity_cache_dir(config.storage), on_progress));
+      const ProxyParts* pp = parts.get();
+      proxy = evaluators::make_additive_proxy(table, [pp](const evaluators::Candidate& c) {
+        Params params;
+        for (const auto& [k, v] : c.params.items()) params[k] = v;
+        return pp->keys(params);
+      });
+    }
+  }
+  if (exact && !table) {
+    throw std::invalid_argument(config.source.string() +
+                                ": .sampler.name \"exact\" needs an evaluator with data or "
+                                "weight_error and a space with choices");
   }
   json kwargs = config.sampler.kwargs;
   kwargs["seed"] = config.sampler.seed;
-  const std::string cls = config.sampler.name == "nsga2" ? "NSGAIISampler"
-                          : config.sampler.name == "tpe" ? "TPESampler"
-                                                         : "RandomSampler";
+  // The exact route enqueues the proxy's front; NSGA-II spends what budget is left.
+  const std::string cls = config.sampler.name == "nsga2" || exact ? "NSGAIISampler"
+                          : config.sampler.name == "tpe"          ? "TPESampler"
+                                                                  : "RandomSampler";
   std::shared_ptr<search::Sampler> sampler = search::make_sampler(cls, kwargs);
   search::StudyOptions options;
   options.heartbeat =
@@ -357,6 +398,27 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
   const int64_t to_run = std::max<int64_t>(0, config.budget.trials - finished_count(before));
   const bool multi = directions.size() > 1;
   std::atomic<int64_t> done_now{0};
+  int64_t enqueued = 0;
+  if (exact && to_run > 0) {
+    // Front points not in the study yet (a resumed run enqueues nothing twice).
+    std::set<std::vector<std::string>> seen;
+    for (const auto& t : before) {
+      Params p;
+      for (const auto& [k, v] : t.params) p[k] = v;
+      seen.insert(parts->keys(p));
+    }
+    for (const auto& point : exact_front(problem, *parts, *table, static_cast<size_t>(to_run))) {
+      if (!seen.insert(parts->keys(point.params)).second) continue;
+      study->enqueue_trial(point.params,
+                           {{"compsearch.route", "exact"}, {"proxy_loss", point.proxy_loss}});
+      ++enqueued;
+    }
+  }
+
+  // The metric the evaluator's fidelity levels report.
+  const std::string measured = config.evaluator.kind == "accuracy"       ? "accuracy"
+                               : config.evaluator.kind == "weight_error" ? "weight_error"
+                                                                         : "agreement";
 
   // The objective of one trial.
   search::Study::Objective objective = [&](search::Trial& trial) -> std::vector<double> {
@@ -379,10 +441,8 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
       }
       // Multi-objective: stop a candidate that some finished trial beats by the margin on the
       // evaluated objective while costing no more on every other objective.
-      const size_t acc_k =
-          std::find(objective_names.begin(), objective_names.end(),
-                    config.evaluator.kind == "accuracy" ? "accuracy" : "agreement") -
-          objective_names.begin();
+      const size_t acc_k = std::find(objective_names.begin(), objective_names.end(), measured) -
+                           objective_names.begin();
       if (acc_k >= objective_names.size() || step >= 2) return false;
       for (const auto& t : study->get_trials({search::TrialState::kComplete})) {
         bool cheaper = true;
@@ -397,7 +457,12 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
           cheaper =
               directions[k] == search::StudyDirection::kMinimize ? theirs <= mine : theirs >= mine;
         }
-        if (cheaper && t.values[acc_k] > value + config.fidelity.dominance_margin) return true;
+        // The proxy is an estimate: it needs twice the margin to stop a candidate.
+        const double margin = config.fidelity.dominance_margin * (step == kProxyStep ? 2.0 : 1.0);
+        const bool better = directions[acc_k] == search::StudyDirection::kMaximize
+                                ? t.values[acc_k] > value + margin
+                                : t.values[acc_k] < value - margin;
+        if (cheaper && better) return true;
       }
       return false;
     };
@@ -406,6 +471,13 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
     cand.number = trial.number();
     for (const auto& [k, v] : params) cand.params[k] = v;
     try {
+      if (proxy) {
+        const evaluators::Metrics pm = proxy->evaluate(cand);
+        record(pm);
+        const auto it = pm.find("proxy_" + measured);
+        if (it != pm.end() && report(it->second, kProxyStep))
+          throw evaluators::EvaluationPruned({}, kProxyStep);
+      }
       record(problem.evaluator().evaluate(cand, report));
     } catch (const evaluators::EvaluationPruned& e) {
       record(e.metrics);
@@ -506,16 +578,27 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
   const auto front = search::best_trials_of(ts, directions);
   s.front_size = static_cast<int64_t>(front.size());
   // Fidelity check: subset-level value against the full measurement.
-  std::vector<double> sub, full;
-  const std::string measured = config.evaluator.kind == "accuracy" ? "accuracy" : "agreement";
+  std::vector<double> sub, full, prox, full_p;
   for (const auto& t : ts) {
     if (t.state != search::TrialState::kComplete) continue;
+    const double v = metric_of(t, measured).value_or(NAN);
+    const double pv = metric_of(t, "proxy_" + measured).value_or(NAN);
+    if (std::isfinite(v) && std::isfinite(pv)) {
+      prox.push_back(pv);
+      full_p.push_back(v);
+    }
     auto f = t.user_attrs.find("fidelity");
     if (f == t.user_attrs.end() || !f->second.contains("1")) continue;
     sub.push_back(f->second["1"].get<double>());
-    full.push_back(metric_or_nan(t, measured));
+    full.push_back(v);
   }
   s.spearman_subset = spearman(sub, full);
+  s.spearman_proxy = spearman(prox, full_p);
+  if (table) {
+    s.sensitivity_options = static_cast<int64_t>(table->options.size());
+    s.sensitivity_seconds = table->seconds;
+  }
+  s.exact_enqueued = enqueued;
   // Test accuracy of the front (the test split is used only here).
   json test_acc = json::object();
   if (problem.data().test) {
@@ -557,6 +640,11 @@ json SearchSummary::to_json() const {
           {"trials_per_s", trials_per_s},
           {"spearman_subset_vs_full",
            std::isfinite(spearman_subset) ? json(spearman_subset) : json(nullptr)},
+          {"spearman_proxy_vs_full",
+           std::isfinite(spearman_proxy) ? json(spearman_proxy) : json(nullptr)},
+          {"sensitivity_options", sensitivity_options},
+          {"sensitivity_seconds", sensitivity_seconds},
+          {"exact_enqueued", exact_enqueued},
           {"front", front}};
 }
 
@@ -568,6 +656,15 @@ std::string SearchSummary::to_text() const {
   os << "front: " << front_size << " trials, hypervolume " << fmt(hypervolume, 6) << "\n";
   if (std::isfinite(spearman_subset))
     os << "subset vs full validation (Spearman): " << fmt(spearman_subset, 3) << "\n";
+  if (sensitivity_options > 0)
+    os << "sensitivity table: " << sensitivity_options << " options ("
+       << (sensitivity_seconds > 0 ? "measured in " + fmt_duration(sensitivity_seconds)
+                                   : std::string("from cache"))
+       << ")\n";
+  if (std::isfinite(spearman_proxy))
+    os << "additive proxy vs full validation (Spearman): " << fmt(spearman_proxy, 3) << "\n";
+  if (exact_enqueued > 0)
+    os << "exact route: " << exact_enqueued << " front points of the proxy enqueued\n";
   for (const auto& f : front) {
     os << "  #" << f["number"].get<int64_t>() << "  values " << f["values"].dump();
     if (f.contains("test_accuracy"))

@@ -54,12 +54,17 @@ class CompressionProblem {
   const model::LayerTable& table() const { return table_; }
   const CompressionSpace& space() const { return *space_; }
   const evaluators::Evaluator& evaluator() const { return *evaluator_; }
+  // The evaluator the sensitivity table is measured with (fidelity.sensitivity_samples).
+  const evaluators::Evaluator& sensitivity_evaluator() const { return *sensitivity_evaluator_; }
+  bool has_evaluator() const { return evaluator_ != nullptr; }
   const DataSplits& data() const { return data_; }
 
   // Cost metrics of a recipe (size, MACs, every target's latency/energy/memory); thread-safe.
   evaluators::Metrics cost_metrics(const compressors::Recipe& recipe) const;
   // Cost and evaluator metrics of the uncompressed model.
   const evaluators::Metrics& reference_metrics() const { return reference_; }
+  // Cost metrics alone of the uncompressed model (the names cost_metrics returns).
+  const evaluators::Metrics& reference_cost_metrics() const { return reference_costs_; }
   // Test-split accuracy of a recipe (NaN without labelled test data).
   double test_accuracy(const compressors::Recipe& recipe) const;
 
@@ -70,7 +75,7 @@ class CompressionProblem {
   std::unique_ptr<CompressionSpace> space_;
   DataSplits data_;
   std::shared_ptr<evaluators::EvaluationContext> context_;
-  std::unique_ptr<evaluators::Evaluator> evaluator_;
+  std::unique_ptr<evaluators::Evaluator> evaluator_, sensitivity_evaluator_;
   hardware_models::Workload workload_;
   struct Target {
     std::string name;
@@ -78,7 +83,7 @@ class CompressionProblem {
     hardware_models::CompiledModel compiled;
   };
   std::vector<Target> targets_;
-  evaluators::Metrics reference_;
+  evaluators::Metrics reference_, reference_costs_;
 };
 
 struct SearchOverrides {
@@ -100,7 +105,11 @@ struct SearchSummary {
   std::vector<double> hypervolume_reference;  // minimisation form
   double wall_s = 0.0;
   double trials_per_s = 0.0;
-  double spearman_subset = NAN;  // subset-level value vs full measurement, over completed trials
+  double spearman_subset = NAN;     // subset-level value vs full measurement, over completed trials
+  double spearman_proxy = NAN;      // additive proxy vs full measurement, over completed trials
+  int64_t sensitivity_options = 0;  // entries of the sensitivity table (0: no proxy)
+  double sensitivity_seconds = 0.0;   // time measuring it in this run (0 when read from cache)
+  int64_t exact_enqueued = 0;         // exact route: front points enqueued in this run
   std::vector<nlohmann::json> front;  // {number, values, metrics, test_accuracy}
   nlohmann::json to_json() const;
   std::string to_text() const;

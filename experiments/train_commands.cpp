@@ -3,13 +3,12 @@
 // evaluation and an atomic write of the result.
 #include "experiments/train_commands.h"
 
-#include <unistd.h>
-
 #include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <system_error>
 
+#include "common/atomic_file.h"
 #include "compressors/apply.h"
 #include "compressors/export.h"
 #include "evaluators/accuracy.h"
@@ -158,18 +157,8 @@ TrainReport run(const TrainRequest& r, bool finetune,
 void write_model_atomically(const compressors::CompressedModel& cm, const std::string& format,
                             const std::filesystem::path& out) {
   const compressors::ExportFormat f = compressors::export_format_from_string(format);
-  const std::filesystem::path dir =
-      out.has_parent_path() ? out.parent_path() : std::filesystem::path(".");
-  const std::filesystem::path tmp = dir / ("." + out.filename().string() + ".partial-" +
-                                           std::to_string(static_cast<long long>(::getpid())));
-  try {
-    compressors::export_model(cm, f, tmp);
-    std::filesystem::rename(tmp, out);
-  } catch (...) {
-    std::error_code ec;
-    std::filesystem::remove(tmp, ec);
-    throw;
-  }
+  replace_file_atomically(
+      out, [&](const std::filesystem::path& tmp) { compressors::export_model(cm, f, tmp); });
 }
 
 std::string progress_line(const evaluators::FinetuneProgress& p) {
