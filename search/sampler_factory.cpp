@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "search/grid_sampler.h"
+#include "search/kwargs.h"
 #include "search/nsga2_sampler.h"
 #include "search/random_sampler.h"
 #include "search/sampler_internal.h"
@@ -12,76 +13,8 @@
 
 namespace compsearch::search {
 
-namespace {
-
-class Kwargs {
- public:
-  Kwargs(std::string cls, const nlohmann::json& j, std::set<std::string> allowed)
-      : cls_(std::move(cls)), j_(j.is_null() ? nlohmann::json::object() : j) {
-    if (!j_.is_object()) {
-      throw std::invalid_argument(cls_ + ": sampler kwargs " + j_.dump() +
-                                  " must be a JSON object of keyword arguments");
-    }
-    for (const auto& [key, value] : j_.items()) {
-      if (!allowed.count(key)) {
-        std::string names;
-        for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
-        throw std::invalid_argument(cls_ + ": unknown or unsupported keyword argument \"" + key +
-                                    "\" (accepted: " + names + ")");
-      }
-    }
-  }
-
-  bool has(const std::string& key) const { return j_.contains(key) && !j_.at(key).is_null(); }
-
-  [[noreturn]] void bad(const std::string& key, const std::string& expected) const {
-    throw std::invalid_argument(cls_ + ": " + key + " = " + j_.at(key).dump() + ", expected " +
-                                expected);
-  }
-
-  std::optional<uint64_t> seed() const {
-    if (!has("seed")) return std::nullopt;
-    const auto& v = j_.at("seed");
-    if (!v.is_number_integer() ||
-        (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0)) {
-      bad("seed", "a non-negative integer or null");
-    }
-    return v.get<uint64_t>();
-  }
-  bool boolean(const std::string& key, bool dflt) const {
-    if (!has(key)) return dflt;
-    if (!j_.at(key).is_boolean()) bad(key, "true or false");
-    return j_.at(key).get<bool>();
-  }
-  int64_t integer(const std::string& key, int64_t dflt) const {
-    if (!has(key)) return dflt;
-    if (!j_.at(key).is_number_integer()) bad(key, "an integer");
-    return j_.at(key).get<int64_t>();
-  }
-  double number(const std::string& key, double dflt) const {
-    if (!has(key)) return dflt;
-    if (!j_.at(key).is_number()) bad(key, "a number");
-    return j_.at(key).get<double>();
-  }
-  std::optional<double> optional_number(const std::string& key) const {
-    if (!has(key)) return std::nullopt;
-    if (!j_.at(key).is_number()) bad(key, "a number or null");
-    return j_.at(key).get<double>();
-  }
-  // Keys that only Python callables or objects can fill: only null (the default) is accepted.
-  void null_only(const std::string& key, const std::string& why) const {
-    if (has(key)) bad(key, "null (" + why + ")");
-  }
-  const nlohmann::json& at(const std::string& key) const { return j_.at(key); }
-
- private:
-  std::string cls_;
-  nlohmann::json j_;
-};
-
-}  // namespace
-
 std::unique_ptr<Sampler> make_sampler(const std::string& name, const nlohmann::json& kwargs) {
+  using internal::Kwargs;
   if (name == "RandomSampler") {
     Kwargs k(name, kwargs, {"seed"});
     const auto seed = k.seed();

@@ -99,6 +99,8 @@ void Trial::report(double value, int64_t step) {
   cached_.intermediate_values[step] = value;
 }
 
+bool Trial::should_prune() { return study_->should_prune(number_); }
+
 void Trial::set_user_attr(const std::string& key, const nlohmann::json& value) {
   study_->storage_->set_trial_user_attr(trial_id_, key, value);
   cached_.user_attrs[key] = value;
@@ -177,6 +179,7 @@ Study::Study(std::shared_ptr<Storage> storage, int64_t study_id, std::shared_ptr
   directions_ = s.directions;
   if (!sampler_) sampler_ = std::make_shared<RandomSampler>(std::random_device{}());
   validate_options(options_, name_);
+  set_pruner(options_.pruner);
 }
 
 Study::~Study() = default;
@@ -200,6 +203,26 @@ void Study::set_user_attr(const std::string& key, const nlohmann::json& value) {
 
 void Study::set_system_attr(const std::string& key, const nlohmann::json& value) {
   storage_->set_study_system_attr(study_id_, key, value);
+}
+
+void Study::set_pruner(std::shared_ptr<Pruner> pruner) {
+  options_.pruner = pruner ? std::move(pruner) : std::shared_ptr<Pruner>(make_pruner("median", {}));
+}
+
+bool Study::should_prune(int64_t trial_number) {
+  if (directions_.size() > 1) {
+    throw std::logic_error(
+        "Trial.should_prune is not supported for multi-objective optimization (study \"" + name_ +
+        "\")");
+  }
+  int64_t trial_id;
+  try {
+    trial_id = storage_->get_trial_id_from_study_id_trial_number(study_id_, trial_number);
+  } catch (const StorageKeyError&) {
+    throw std::invalid_argument("should_prune: study \"" + name_ + "\" has no trial number " +
+                                std::to_string(trial_number));
+  }
+  return options_.pruner->prune(*this, storage_->get_trial(trial_id));
 }
 
 Trial Study::ask(const std::vector<std::pair<std::string, Distribution>>& fixed) {

@@ -10,7 +10,8 @@
 //
 // optimize() runs `objective` on n_jobs TBB workers; an objective that throws marks its trial
 // FAIL with the reason in the system attribute "fail_reason" and the others go on; throwing
-// TrialPruned marks it PRUNED. Sampler calls are serialised by the study (samplers need not be
+// TrialPruned marks it PRUNED (an objective asks Trial::should_prune(), decided by the study's
+// Pruner, search/pruner.h). Sampler calls are serialised by the study (samplers need not be
 // thread-safe); objectives run concurrently.
 #pragma once
 
@@ -27,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "search/pruner.h"
 #include "search/sampler.h"
 #include "search/storage.h"
 
@@ -63,6 +65,8 @@ class Trial {
   void report(double value, int64_t step);
   void set_user_attr(const std::string& key, const nlohmann::json& value);
   void set_system_attr(const std::string& key, const nlohmann::json& value);
+  // Optuna's Trial.should_prune(): Study::should_prune(number()).
+  bool should_prune();
 
   // External parameter values, in the order they were suggested.
   const std::vector<std::pair<std::string, nlohmann::json>>& params() const { return params_; }
@@ -88,6 +92,9 @@ struct StudyOptions {
   // When set, optimize() starts no new trial once it reads true (running trials finish): a
   // runner's Ctrl-C handler sets it.
   const std::atomic<bool>* stop = nullptr;
+  // Decides Study::should_prune (make_pruner, search/pruner.h). Null means Optuna's default,
+  // MedianPruner() with its default arguments. One pruner object per study (it may keep state).
+  std::shared_ptr<Pruner> pruner;
 };
 
 class Study : public StudyView {
@@ -142,6 +149,14 @@ class Study : public StudyView {
 
   void set_user_attr(const std::string& key, const nlohmann::json& value);
   void set_system_attr(const std::string& key, const nlohmann::json& value);
+
+  // The pruner (null: MedianPruner(), Optuna's default). Set it before optimize() runs.
+  void set_pruner(std::shared_ptr<Pruner> pruner);
+  const Pruner& pruner() const { return *options_.pruner; }
+  // Optuna's Trial.should_prune() for trial `number` as stored now (intermediate values and
+  // system attributes): the pruner's decision. Throws std::logic_error for a multi-objective
+  // study (Optuna raises NotImplementedError) and std::invalid_argument for an unknown number.
+  bool should_prune(int64_t trial_number);
 
  private:
   friend class Trial;
