@@ -112,10 +112,9 @@ class DnnlOpBase : public DnnlOp {
           strm, {{DNNL_ARG_FROM, user_src}, {DNNL_ARG_TO, src}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
     }
     if (plan->dst_reorder) dst = memory(plan->dst, eng, base + sp + sb);
-    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src},
-                                            {DNNL_ARG_WEIGHTS, *plan->weights},
-                                            {DNNL_ARG_DST, dst},
-                                            {DNNL_ARG_SCRATCHPAD, scratchpad}};
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}};
+    if (plan->weights) args.emplace(DNNL_ARG_WEIGHTS, *plan->weights);
     if (bias_) args.emplace(DNNL_ARG_BIAS, *bias_);
     plan->prim.execute(strm, args);
     if (plan->dst_reorder) {
@@ -131,7 +130,7 @@ class DnnlOpBase : public DnnlOp {
   // nullopt when x's shape does not fit.
   virtual std::optional<dnnl::primitive_desc> describe(const Shape& xs, Plan& plan) const = 0;
   // The weights as stored (a plain layout over weight_data()).
-  virtual memory::desc user_weights() const = 0;
+  virtual memory::desc user_weights() const { return {}; }
   virtual const float* weight_data() const { return weight_->f32.data(); }
 
   void set_bias(const float* data, const memory::desc& md) {
@@ -179,7 +178,7 @@ class DnnlOpBase : public DnnlOp {
       plan->dst_reorder.emplace(rpd);
       plan->scratchpad_bytes = std::max(plan->scratchpad_bytes, rpd.scratchpad_desc().get_size());
     }
-    plan->weights = &weights_for(pd->query_md(dnnl::query::weights_md));
+    if (weight_) plan->weights = &weights_for(pd->query_md(dnnl::query::weights_md));
     plans_.push_back(std::move(plan));
     return plans_.back().get();
   }
@@ -219,6 +218,7 @@ class DnnlConv final : public DnnlOpBase {
       : DnnlOpBase(weight, post), node_(node), groups_(node.attr_int("group", 1)) {
     const Shape& ws = weight->shape;
     o_ = ws[0];
+    channels_last_capable_ = ws.size() == 4;
     if (bias) set_bias(bias->f32.data(), memory::desc({o_}, DT::f32, Tag::a));
   }
 
@@ -234,7 +234,7 @@ class DnnlConv final : public DnnlOpBase {
  protected:
   std::optional<dnnl::primitive_desc> describe(const Shape& xs, Plan& plan) const override {
     const Shape& ws = weight_->shape;
-    if (xs.size() != ws.size()) return std::nullopt;
+    if (xs.size() != ws.size() || ((src_nhwc_ || dst_nhwc_) && xs.size() != 4)) return std::nullopt;
     const int64_t n = xs[0], c = xs[1], cg = ws[1];
     if (c != cg * groups_ || n == 0) return std::nullopt;
     std::vector<int64_t> spatial(xs.begin() + 2, xs.end()), kernel(ws.begin() + 2, ws.end());
@@ -244,8 +244,11 @@ class DnnlConv final : public DnnlOpBase {
     if (spatial.size() == 2) plan.y_shape.push_back(g.out_h);
     plan.y_shape.push_back(g.out_w);
     const memory::dims src_dims = {n, c, g.in_h, g.in_w}, dst_dims = {n, o_, g.out_h, g.out_w};
-    plan.user_src = memory::desc(src_dims, DT::f32, Tag::nchw);
-    plan.user_dst = memory::desc(dst_dims, DT::f32, Tag::nchw);
+    plan.user_src = memory::desc(src_dims, DT::f32, src_nhwc_ ? Tag::nhwc : Tag::nchw);
+    plan.user_dst = memory::desc(dst_dims, DT::f32, dst_nhwc_ ? Tag::nhwc : Tag::nchw);
+    // Layouts of oneDNN's choice (on AVX-512 and AVX2: NHWC, brgconv); the base reorders from and
+    // to the executor's. Forcing NCHW src and dst instead picks kernels 7x (jit, NCHW src) to 300x
+    // (reference) slower for a 1-channel first layer (bench_executor, 2.6.3 on Zen 4).
     const memory::desc src_any(src_dims, DT::f32, Tag::any), dst_any(dst_dims, DT::f32, Tag::any);
     const memory::desc wei_any(weight_dims(), DT::f32, Tag::any);
     const memory::desc bias_md = has_bias() ? memory::desc({o_}, DT::f32, Tag::a) : memory::desc();
@@ -351,7 +354,68 @@ class DnnlMatMul final : public DnnlOpBase {
   std::vector<float> scaled_;  // alpha * B when alpha != 1
 };
 
+// MaxPool / AveragePool / GlobalAveragePool on [N, C, H, W]; dst in whatever layout oneDNN
+// keeps for the src (the base reorders it when the plan wants the other one).
+class DnnlPool final : public DnnlOpBase {
+ public:
+  explicit DnnlPool(const Node& node) : DnnlOpBase(nullptr, DnnlPostOp{}), node_(node) {
+    channels_last_capable_ = true;
+  }
+
+  static bool covers(const Node& node) {
+    if (node.op_type == "GlobalAveragePool") return true;
+    if (node.op_type != "MaxPool" && node.op_type != "AveragePool") return false;
+    if (node.outputs.size() > 1 && !node.outputs[1].empty()) return false;  // Indices
+    if (node.attr_int("storage_order", 0) != 0) return false;
+    for (int64_t d : node.attr_ints("dilations", {}))
+      if (d != 1) return false;
+    if (node.op_type == "AveragePool" && node.attr_int("ceil_mode", 0) != 0) return false;
+    return node.attr_ints("kernel_shape", {}).size() == 2;
+  }
+
+ protected:
+  std::optional<dnnl::primitive_desc> describe(const Shape& xs, Plan& plan) const override {
+    if (xs.size() != 4 || xs[0] == 0) return std::nullopt;
+    const bool global = node_.op_type == "GlobalAveragePool";
+    WindowGeometry g;
+    if (global) {
+      g.kh = g.in_h = xs[2];
+      g.kw = g.in_w = xs[3];
+    } else {
+      g = window_geometry(node_, {xs[2], xs[3]}, node_.attr_ints("kernel_shape", {}));
+    }
+    if (g.out_h * g.out_w == 0) return std::nullopt;
+    plan.y_shape = {xs[0], xs[1], g.out_h, g.out_w};
+    const memory::dims src_dims = {xs[0], xs[1], g.in_h, g.in_w};
+    const memory::dims dst_dims = {xs[0], xs[1], g.out_h, g.out_w};
+    plan.user_src = memory::desc(src_dims, DT::f32, src_nhwc_ ? Tag::nhwc : Tag::nchw);
+    plan.user_dst = memory::desc(dst_dims, DT::f32, dst_nhwc_ ? Tag::nhwc : Tag::nchw);
+    // oneDNN wants dst = (src + pads - kernel) / stride + 1 exactly: ceil_mode's extra window
+    // becomes extra right/bottom padding (max pooling never reads padding).
+    const int64_t pb = (g.out_h - 1) * g.sh + g.kh - g.in_h - g.pad_top;
+    const int64_t pr = (g.out_w - 1) * g.sw + g.kw - g.in_w - g.pad_left;
+    const auto alg = node_.op_type == "MaxPool" ? dnnl::algorithm::pooling_max
+                     : node_.attr_int("count_include_pad", 0) != 0
+                         ? dnnl::algorithm::pooling_avg_include_padding
+                         : dnnl::algorithm::pooling_avg_exclude_padding;
+    if (alg != dnnl::algorithm::pooling_max && (pb != g.pad_bottom || pr != g.pad_right))
+      return std::nullopt;
+    dnnl::pooling_forward::desc d(dnnl::prop_kind::forward_inference, alg, plan.user_src,
+                                  memory::desc(dst_dims, DT::f32, Tag::any), {g.sh, g.sw},
+                                  {g.kh, g.kw}, {g.pad_top, g.pad_left}, {pb, pr});
+    return dnnl::pooling_forward::primitive_desc(d, scratch_attr(), cpu_engine());
+  }
+
+ private:
+  const Node& node_;
+};
+
 }  // namespace
+
+std::unique_ptr<DnnlOp> DnnlOp::create_pool(const Node& node) {
+  if (!DnnlPool::covers(node)) return nullptr;
+  return std::make_unique<DnnlPool>(node);
+}
 
 std::unique_ptr<DnnlOp> DnnlOp::create(const Node& node, const Tensor* weight, const Tensor* bias,
                                        DnnlPostOp post) {

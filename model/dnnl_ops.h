@@ -43,12 +43,29 @@ class DnnlOp {
   // values).
   static std::unique_ptr<DnnlOp> create(const Node& node, const Tensor* weight, const Tensor* bias,
                                         DnnlPostOp post);
+  // MaxPool (no Indices output), AveragePool (no ceil_mode) and GlobalAveragePool on 2-D images,
+  // for the plan's channels-last chains (below); nullptr otherwise.
+  static std::unique_ptr<DnnlOp> create_pool(const Node& node);
   virtual ~DnnlOp() = default;
 
   // y = op(x) with `threads` OpenMP threads (the caller has set omp_set_num_threads to it).
   // Returns false, leaving y untouched, when x's shape is not one this op can take (the Eigen
   // kernel then runs and reports the error, if there is one).
   virtual bool run(const Tensor& x, Tensor& y, int threads, DnnlScratch& scratch) const = 0;
+
+  // Channels-last: the plan keeps the activations between oneDNN's 2-D convolutions and poolings
+  // (and the elementwise ops between them) in NHWC order, oneDNN's preferred layout, instead of
+  // reordering to NCHW and back around every op; Tensor::shape stays [N, C, H, W]. Says whether
+  // x (src) and y (dst) are stored NHWC; set by the plan before the first run.
+  bool takes_channels_last() const { return channels_last_capable_; }
+  void set_layouts(bool src_nhwc, bool dst_nhwc) {
+    src_nhwc_ = src_nhwc;
+    dst_nhwc_ = dst_nhwc;
+  }
+
+ protected:
+  bool channels_last_capable_ = false;
+  bool src_nhwc_ = false, dst_nhwc_ = false;
 };
 
 // "oneDNN 2.6.3 (avx2)": version and the ISA its kernels dispatch to on this CPU.

@@ -38,6 +38,10 @@ using ConstMatMap = Eigen::Map<const RowMajorMatrix>;
 
 // Elementwise loops smaller than this stay on one thread (the fork costs more than the work).
 constexpr int64_t kParallelGrain = 1 << 15;
+// A batch with fewer Conv/Gemm/MatMul flops than this runs on one thread: about 0.1-0.2 ms of
+// work on one core, the cost of a few fork/joins on a busy 2-core machine (bench_executor: the
+// reference CNN at batch 1 ran 10x slower on 2 threads than on 1 under a load average of 7).
+constexpr double kSerialFlops = 8e6;
 
 struct OpContext {
   int threads = 1;
@@ -1356,7 +1360,10 @@ struct Step {
   float lo = -INFINITY, hi = INFINITY;
   bool fake_quantize = false;  // a QuantizeLinear that also does its DequantizeLinear (fused pair)
   // Conv/Gemm/MatMul with constant weights that oneDNN can run (with the fused Relu/Clip).
-  std::shared_ptr<const detail::DnnlOp> dnnl;
+  std::shared_ptr<detail::DnnlOp> dnnl;
+  // Channels-last (see DnnlOp::set_layouts): input 0 / output 0 are stored NHWC. Such a step always
+  // runs its oneDNN op (converting around the Eigen kernel only if oneDNN declines a shape).
+  bool nhwc_in = false, nhwc_out = false;
 };
 
 struct Workspace {
@@ -1365,6 +1372,7 @@ struct Workspace {
   Tensor hooked_input;
   Tensor scratch_output;
   detail::DnnlScratch dnnl_scratch;
+  Tensor layout_copy;
 };
 
 }  // namespace
@@ -1387,6 +1395,9 @@ struct Executor::Impl {
   // Some step mixes samples (a QuantizeLinear / DequantizeLinear with per-axis scales along the
   // batch axis): the batch cannot be split into slices that run independently.
   bool batch_coupled = false;
+  // Floating-point operations of the Conv/Gemm/MatMul steps per sample, from the inferred shapes;
+  // 0 when a shape is unknown (the run then uses every thread it was given).
+  double flops_per_sample = 0;
   LayerInputHook hook;
   mutable std::atomic<int64_t> onednn_calls{0};
   mutable std::mutex pool_mutex;
@@ -1408,6 +1419,139 @@ struct Executor::Impl {
     pool.push_back(std::move(ws));
   }
 };
+
+namespace {
+
+double flops_per_sample(const Executor::Impl& im, const Graph& graph) {
+  double total = 0;
+  for (const Step& st : im.steps) {
+    const Node& node = graph.nodes[st.node_index];
+    if (node.op_type != "Conv" && node.op_type != "Gemm" && node.op_type != "MatMul") continue;
+    if (st.inputs.size() < 2 || st.inputs[1] < 0 || node.outputs.empty()) return 0;
+    auto in = graph.value_info.find(node.inputs[0]);
+    auto out = graph.value_info.find(node.outputs[0]);
+    const Tensor* w = im.constant_slots[st.inputs[1]];
+    if (!w || out == graph.value_info.end() || out->second.shape.empty()) return 0;
+    double per_sample = 1;
+    for (size_t d = 1; d < out->second.shape.size(); ++d) {
+      if (out->second.shape[d] < 0) return 0;
+      per_sample *= static_cast<double>(out->second.shape[d]);
+    }
+    if (node.op_type == "Gemm" && node.attr_int("transA", 0) != 0) return 0;  // batch is K
+    if (node.op_type == "Conv") {
+      if (w->shape.empty() || w->shape[0] == 0) return 0;
+      total += 2 * per_sample * static_cast<double>(w->numel() / w->shape[0]);
+    } else {
+      if (w->shape.size() != 2 || in == graph.value_info.end()) return 0;
+      const int64_t k = node.attr_int("transB", 0) != 0 ? w->shape[1] : w->shape[0];
+      total += 2 * per_sample * static_cast<double>(k);
+    }
+  }
+  return total;
+}
+
+bool elementwise_unary(const std::string& op) {
+  return op == "Relu" || op == "Clip" || op == "Abs" || op == "Sigmoid" || op == "HardSigmoid" ||
+         op == "HardSwish" || op == "Tanh";
+}
+
+// Picks the values kept channels-last (NHWC) between oneDNN steps: a rank-4 computed value that is
+// not a graph output, whose producer and readers are all either oneDNN 2-D Conv / pooling steps
+// (which read and write either layout) or elementwise steps (unary ops, and Add/Sub/Mul/Div of
+// two values of one shape), the elementwise ones with all their computed inputs and their output
+// in one layout. Everything else (Flatten, Reshape, Concat, a broadcast, BatchNormalization...)
+// sees NCHW as before.
+void plan_channels_last(Executor::Impl& im, const Graph& graph,
+                        const std::unordered_map<std::string, int>& slot) {
+  std::vector<const std::string*> names(im.n_slots, nullptr);
+  for (const auto& [name, s] : slot) names[s] = &name;
+  auto shape_of = [&](int s) -> const Shape* {
+    if (s < 0 || !names[s]) return nullptr;
+    auto it = graph.value_info.find(*names[s]);
+    return it == graph.value_info.end() ? nullptr : &it->second.shape;
+  };
+  std::vector<char> nhwc(im.n_slots, 0);
+  for (size_t s = im.n_inputs; s < im.n_slots; ++s) {
+    const Shape* sh = shape_of(static_cast<int>(s));
+    nhwc[s] = !im.constant_slots[s] && sh && sh->size() == 4;
+  }
+  for (int o : im.output_slots) nhwc[o] = 0;
+  enum Kind { kNchw, kOneDnn, kElementwise };
+  std::vector<Kind> kinds;
+  bool any_onednn = false;
+  for (Step& st : im.steps) {
+    const Node& node = graph.nodes[st.node_index];
+    Kind k = kNchw;
+    if (node.op_type == "MaxPool" || node.op_type == "AveragePool" ||
+        node.op_type == "GlobalAveragePool")
+      st.dnnl = detail::DnnlOp::create_pool(node);
+    if (st.dnnl && st.dnnl->takes_channels_last() && !st.inputs.empty() && st.inputs[0] >= 0) {
+      k = kOneDnn;
+      any_onednn = true;
+    } else if (elementwise_unary(node.op_type) && !st.fake_quantize) {
+      k = kElementwise;
+    } else if (node.op_type == "Add" || node.op_type == "Sub" || node.op_type == "Mul" ||
+               node.op_type == "Div") {
+      const Shape* a = st.inputs.size() == 2 ? shape_of(st.inputs[0]) : nullptr;
+      const Shape* b = st.inputs.size() == 2 ? shape_of(st.inputs[1]) : nullptr;
+      if (a && b && *a == *b && !im.constant_slots[st.inputs[0]] &&
+          !im.constant_slots[st.inputs[1]])
+        k = kElementwise;
+    }
+    kinds.push_back(k);
+  }
+  if (!any_onednn) {
+    for (Step& st : im.steps) {
+      const std::string& op = graph.nodes[st.node_index].op_type;
+      if (op == "MaxPool" || op == "AveragePool" || op == "GlobalAveragePool") st.dnnl.reset();
+    }
+    return;
+  }
+  for (bool changed = true; changed;) {
+    changed = false;
+    auto clear = [&](int s) {
+      if (s >= 0 && nhwc[s]) {
+        nhwc[s] = 0;
+        changed = true;
+      }
+    };
+    for (size_t i = 0; i < im.steps.size(); ++i) {
+      const Step& st = im.steps[i];
+      if (kinds[i] == kNchw) {
+        for (int s : st.inputs) clear(s);
+        for (int s : st.outputs) clear(s);
+      } else if (kinds[i] == kOneDnn) {
+        for (size_t k = 1; k < st.outputs.size(); ++k) clear(st.outputs[k]);
+      } else {  // elementwise: one layout for every computed input and the output
+        bool all = true;
+        for (int s : st.inputs)
+          if (s >= 0 && !im.constant_slots[s] && !nhwc[s]) all = false;
+        for (int s : st.outputs)
+          if (s >= 0 && !nhwc[s]) all = false;
+        if (!all) {
+          for (int s : st.inputs)
+            if (s >= 0 && !im.constant_slots[s]) clear(s);
+          for (int s : st.outputs) clear(s);
+        }
+      }
+    }
+  }
+  for (size_t i = 0; i < im.steps.size(); ++i) {
+    Step& st = im.steps[i];
+    if (kinds[i] != kOneDnn) continue;
+    st.nhwc_in = nhwc[st.inputs[0]];
+    st.nhwc_out = !st.outputs.empty() && st.outputs[0] >= 0 && nhwc[st.outputs[0]];
+    const std::string& op = graph.nodes[st.node_index].op_type;
+    const bool pool = op != "Conv";
+    if (pool && !st.nhwc_in && !st.nhwc_out) {
+      st.dnnl.reset();  // NCHW in and out: the executor's own pooling
+      continue;
+    }
+    st.dnnl->set_layouts(st.nhwc_in, st.nhwc_out);
+  }
+}
+
+}  // namespace
 
 Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::make_shared<Impl>()) {
   Impl& im = *impl_;
@@ -1615,6 +1759,8 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
                                        detail::DnnlPostOp{st.clamp, st.lo, st.hi});
     }
   }
+  if (im.kernels != ExecutorOptions::Kernels::kEigen) plan_channels_last(im, graph, slot);
+  im.flops_per_sample = flops_per_sample(im, graph);
   // Liveness: a computed value is released after its last reader unless it is a graph output.
   last_reader.assign(im.n_slots, -1);
   for (size_t s = 0; s < im.steps.size(); ++s) {
@@ -1634,15 +1780,43 @@ int64_t Executor::onednn_calls() const { return impl_->onednn_calls.load(); }
 
 namespace {
 
-// kAuto's choice between oneDNN and Eigen for a Conv/Gemm/MatMul step that oneDNN takes, from
-// measurements with bench_executor --ops (see bench/executor/).
+// [N, C, H, W] stored NHWC -> stored NCHW (same shape), and back.
+void channels_last_to_first(const Tensor& x, Tensor& out) {
+  float* y = prepare_float(out, x.shape);
+  const int64_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3];
+  const float* xd = x.f32.data();
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t p = 0; p < hw; ++p)
+      for (int64_t ch = 0; ch < c; ++ch) y[(s * c + ch) * hw + p] = xd[(s * hw + p) * c + ch];
+}
+void channels_first_to_last(const Tensor& x, Tensor& out) {
+  float* y = prepare_float(out, x.shape);
+  const int64_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3];
+  const float* xd = x.f32.data();
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t p = 0; p < hw; ++p) y[(s * hw + p) * c + ch] = xd[(s * c + ch) * hw + p];
+}
+
+// kAuto's choice between oneDNN and Eigen for a Conv/Gemm/MatMul step that oneDNN takes and whose
+// layouts are NCHW (a channels-last step always runs oneDNN), from `bench_executor --ops` (each
+// node of the reference models alone, batch 1 and 256, 1 thread; Zen 4, AVX-512): oneDNN was
+// faster everywhere but in the two cases below.
 bool prefer_onednn(ExecutorOptions::Kernels kernels, const Node& node, const Tensor& x,
-                   int threads) {
+                   const Tensor* w) {
   if (kernels == ExecutorOptions::Kernels::kOneDnn) return true;
-  (void)node;
-  (void)x;
-  (void)threads;
-  return true;
+  if (!w || w->shape.size() < 2 || x.shape.empty()) return true;
+  if (node.op_type == "Conv") {
+    // A tiny reduction (1-channel first layer, NCHW in and out): Eigen's direct loops beat
+    // oneDNN's NHWC kernel plus its two reorders once the batch is large (256: 8.4 ms vs 10.5).
+    const int64_t reduction = w->numel() / std::max<int64_t>(1, w->shape[0]);
+    return !(reduction <= 16 && x.shape[0] >= 16);
+  }
+  // Gemm/MatMul: under ~32 K multiply-adds oneDNN's fixed cost per call (2-3 us) is more than
+  // the work (batch 1: 64x10 Eigen 6.8 us vs 9.3, 128x64 8.1 vs 8.9; 784x128 even).
+  const double macs = static_cast<double>(x.numel()) * static_cast<double>(w->numel()) /
+                      static_cast<double>(std::max<int64_t>(1, x.shape.back()));
+  return macs >= 32768;
 }
 
 // Runs every step once on `inputs` with `threads` threads inside the kernels.
@@ -1670,8 +1844,15 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     in.clear();
     for (int s : step.inputs) in.push_back(value(s));
     if (use_hook && step.hooked && im.hook) {
-      ws->hooked_input = *in[0];
-      im.hook(step.node_index, ws->hooked_input);
+      if (step.nhwc_in) {  // the hook sees NCHW, whatever the plan keeps
+        channels_last_to_first(*in[0], ws->hooked_input);
+        im.hook(step.node_index, ws->hooked_input);
+        ws->layout_copy = ws->hooked_input;
+        channels_first_to_last(ws->layout_copy, ws->hooked_input);
+      } else {
+        ws->hooked_input = *in[0];
+        im.hook(step.node_index, ws->hooked_input);
+      }
       in[0] = &ws->hooked_input;
     }
     out.clear();
@@ -1691,12 +1872,26 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     ctx.lo = step.lo;
     ctx.hi = step.hi;
     ctx.fake_quantize = step.fake_quantize;
-    const bool onednn = step.dnnl && prefer_onednn(im.kernels, node, *in[0], threads) &&
-                        step.dnnl->run(*in[0], *out[0], threads, ws->dnnl_scratch);
-    if (onednn)
+    const bool bound = step.nhwc_in || step.nhwc_out;
+    const bool onednn =
+        step.dnnl &&
+        (bound || prefer_onednn(im.kernels, node, *in[0], in.size() > 1 ? in[1] : nullptr)) &&
+        step.dnnl->run(*in[0], *out[0], threads, ws->dnnl_scratch);
+    if (onednn) {
       im.onednn_calls.fetch_add(1, std::memory_order_relaxed);
-    else
+    } else if (bound) {  // oneDNN declined the shape: the Eigen kernel in NCHW, converted around
+      if (step.nhwc_in) {
+        channels_last_to_first(*in[0], ws->layout_copy);
+        in[0] = &ws->layout_copy;
+      }
       run_op(node, in, out, ctx, im.declared_batch);
+      if (step.nhwc_out) {
+        ws->layout_copy = *out[0];
+        channels_first_to_last(ws->layout_copy, *out[0]);
+      }
+    } else {
+      run_op(node, in, out, ctx, im.declared_batch);
+    }
     for (int s : step.release) {
       Tensor& t = ws->values[s];
       if (t.f32.capacity()) ws->free_buffers.push_back(std::move(t.f32));
@@ -1737,6 +1932,10 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
   bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads &&
                !im.batch_coupled;
   for (const auto& t : inputs) split = split && !t.shape.empty() && t.shape[0] == batch;
+  // Too little work to share: one thread (a fork/join costs tens of microseconds, far more on a
+  // loaded machine, where a second thread may wait a whole time slice for a core).
+  if (im.flops_per_sample > 0 && static_cast<double>(batch) * im.flops_per_sample < kSerialFlops)
+    return run_steps(im, inputs, 1, true);
   if (!split) return run_steps(im, inputs, im.threads, true);
   // Coarse-grained batch parallelism: each thread runs the whole graph on a contiguous slice of
   // the batch with single-threaded kernels, so a batch costs one fork/join instead of one per op

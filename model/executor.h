@@ -51,8 +51,9 @@ class Executor {
   // the model (naming the input, the expected and the given shape).
   std::vector<Tensor> run(const std::vector<Tensor>& inputs) const;
 
-  // How many Conv/Gemm/MatMul node evaluations oneDNN has done so far (each step of each run,
-  // each batch slice counted): tests and benchmarks check with it which kernels ran.
+  // How many node evaluations oneDNN has done so far (Conv/Gemm/MatMul, and the poolings of a
+  // channels-last chain; each step of each run and batch slice counted): tests and benchmarks
+  // check with it which kernels ran.
   int64_t onednn_calls() const;
 
   // Internal state (prepared plan, buffer pool); public only so executor.cpp's helpers can name it.

@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <map>
 #include <random>
 
 #include "model/executor.h"
@@ -272,6 +273,8 @@ TEST_CASE("COMPSEARCH_EXECUTOR_KERNELS picks the kernels of an executor left on 
   const Case c = make_case("gemm", "Gemm", {7}, {{"B", random_tensor({5, 7}, 21)}}, {"B"},
                            {{"transB", integer(1)}});
   const Tensor x = batch_of(c.sample, 3, 1);
+  const char* before = std::getenv("COMPSEARCH_EXECUTOR_KERNELS");
+  const std::string saved = before ? before : "";
   ::setenv("COMPSEARCH_EXECUTOR_KERNELS", "eigen", 1);
   Executor eigen(c.graph, ExecutorOptions{1});
   eigen.run({x});
@@ -285,5 +288,116 @@ TEST_CASE("COMPSEARCH_EXECUTOR_KERNELS picks the kernels of an executor left on 
                        doctest::Contains("COMPSEARCH_EXECUTOR_KERNELS='fast': expected auto, "
                                          "eigen or onednn"),
                        std::invalid_argument);
-  ::unsetenv("COMPSEARCH_EXECUTOR_KERNELS");
+  if (before)
+    ::setenv("COMPSEARCH_EXECUTOR_KERNELS", saved.c_str(), 1);
+  else
+    ::unsetenv("COMPSEARCH_EXECUTOR_KERNELS");
+}
+
+namespace {
+
+Node plain_node(const std::string& op, std::vector<std::string> inputs, const std::string& out,
+                std::map<std::string, Attribute> attrs = {}) {
+  Node n;
+  n.name = op + "_" + out;
+  n.op_type = op;
+  n.inputs = std::move(inputs);
+  n.outputs = {out};
+  n.attributes = std::move(attrs);
+  return n;
+}
+
+// x [N, 3, 12, 12] -> Conv+Relu -> MaxPool 2x2 -> (Conv 3x3 ; Conv 1x1) -> Add -> Relu
+// -> AveragePool 3x3 s1 p1 (count_include_pad) -> Conv depthwise + Clip(0, 6) -> MaxPool 3x3 s2
+// ceil_mode -> GlobalAveragePool -> Flatten -> Gemm: the values between the convolutions and
+// poolings stay channels-last in the oneDNN plan.
+Graph channels_last_graph() {
+  Graph g;
+  g.opset_version = 13;
+  g.inputs.push_back(ValueInfo{"x", DType::kFloat32, {-1, 3, 12, 12}});
+  g.initializers["w1"] = random_tensor({8, 3, 3, 3}, 41);
+  g.initializers["b1"] = random_tensor({8}, 42);
+  g.initializers["w2"] = random_tensor({8, 8, 3, 3}, 43);
+  g.initializers["w3"] = random_tensor({8, 8, 1, 1}, 44);
+  g.initializers["wd"] = random_tensor({8, 1, 3, 3}, 45);
+  g.initializers["lo"] = Tensor::floats({}, {0.0f});
+  g.initializers["hi"] = Tensor::floats({}, {6.0f});
+  g.initializers["fc"] = random_tensor({5, 8}, 46);
+  const auto pads1 = ints({1, 1, 1, 1});
+  g.nodes = {
+      plain_node("Conv", {"x", "w1", "b1"}, "c1",
+                 {{"kernel_shape", ints({3, 3})}, {"pads", pads1}}),
+      plain_node("Relu", {"c1"}, "r1"),
+      plain_node("MaxPool", {"r1"}, "p1",
+                 {{"kernel_shape", ints({2, 2})}, {"strides", ints({2, 2})}}),
+      plain_node("Conv", {"p1", "w2"}, "c2", {{"kernel_shape", ints({3, 3})}, {"pads", pads1}}),
+      plain_node("Conv", {"p1", "w3"}, "c3", {{"kernel_shape", ints({1, 1})}}),
+      plain_node("Add", {"c2", "c3"}, "s"),
+      plain_node("Relu", {"s"}, "r2"),
+      plain_node(
+          "AveragePool", {"r2"}, "a1",
+          {{"kernel_shape", ints({3, 3})}, {"pads", pads1}, {"count_include_pad", integer(1)}}),
+      plain_node("Conv", {"a1", "wd"}, "c4",
+                 {{"kernel_shape", ints({3, 3})}, {"pads", pads1}, {"group", integer(8)}}),
+      plain_node("Clip", {"c4", "lo", "hi"}, "k"),
+      plain_node(
+          "MaxPool", {"k"}, "p2",
+          {{"kernel_shape", ints({3, 3})}, {"strides", ints({2, 2})}, {"ceil_mode", integer(1)}}),
+      plain_node("GlobalAveragePool", {"p2"}, "gap"),
+      plain_node("Flatten", {"gap"}, "f"),
+      plain_node("Gemm", {"f", "fc"}, "y", {{"transB", integer(1)}}),
+  };
+  g.outputs.push_back(ValueInfo{"y", DType::kFloat32, {}});
+  infer_shapes(g);
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "A channels-last chain of oneDNN convolutions, poolings and elementwise ops gives the "
+    "Eigen result") {
+  const Graph g = channels_last_graph();
+  for (const int64_t n : {1, 6}) {
+    for (const int threads : {1, 2}) {
+      CAPTURE(n);
+      CAPTURE(threads);
+      const Tensor x = batch_of({3, 12, 12}, n, 50 + static_cast<uint32_t>(n));
+      Executor eigen = with_kernels(g, threads, ExecutorOptions::Kernels::kEigen);
+      Executor onednn = with_kernels(g, threads, ExecutorOptions::Kernels::kOneDnn);
+      const Tensor want = eigen.run({x})[0], got = onednn.run({x})[0];
+      // 4 convolutions, 4 poolings and the Gemm, once per batch slice (a batch this small runs
+      // whole, on one thread).
+      CHECK(onednn.onednn_calls() == 9);
+      REQUIRE(got.shape == want.shape);
+      CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+    }
+  }
+}
+
+TEST_CASE("A layer-input hook sees NCHW activations inside a channels-last chain") {
+  const Graph g = channels_last_graph();
+  const Tensor x = batch_of({3, 12, 12}, 3, 60);
+  std::map<size_t, Tensor> seen_eigen, seen_onednn;
+  auto hooked = [&](ExecutorOptions::Kernels k, std::map<size_t, Tensor>& seen) {
+    Executor e = with_kernels(g, 2, k);
+    // Observes, then changes the activation (as fake-quantization does): the change must reach
+    // the layer in both plans. An NHWC tensor handed to the hook would be a permutation of the
+    // Eigen plan's and fail the comparison.
+    e.set_layer_input_hook([&seen](size_t node, Tensor& a) {
+      seen[node] = a;
+      for (float& v : a.f32) v = v > 0.0f ? 0.5f * v : 2.0f * v;
+    });
+    return e.run({x})[0];
+  };
+  const Tensor want = hooked(ExecutorOptions::Kernels::kEigen, seen_eigen);
+  const Tensor got = hooked(ExecutorOptions::Kernels::kOneDnn, seen_onednn);
+  REQUIRE(seen_eigen.size() == 5);  // the 4 convolutions and the Gemm
+  REQUIRE(seen_onednn.size() == 5);
+  for (const auto& [node, a] : seen_eigen) {
+    CAPTURE(node);
+    REQUIRE(seen_onednn.at(node).shape == a.shape);
+    CHECK(worst_violation(seen_onednn.at(node), a, kRtol, kAtol) <= 0.0);
+  }
+  CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
 }
