@@ -1,6 +1,6 @@
-// On the reference models (models/fmnist_cnn.onnx, models/fmnist_mlp.onnx) and the first
-// kImages Fashion-MNIST test images (COMPSEARCH_EXPORT_TEST_IMAGES overrides, e.g. 10000 for the
-// whole test set): the accuracy of the in-memory compressed model equals the accuracy of each
+// On the reference models (models/fmnist_cnn.onnx, fmnist_mlp.onnx, fmnist_resnet8.onnx) and the
+// first kImages Fashion-MNIST test images (COMPSEARCH_EXPORT_TEST_IMAGES overrides, e.g. 10000 for
+// the whole test set): the accuracy of the in-memory compressed model equals the accuracy of each
 // export run by compsearch's own importer + executor (onnx-qdq, onnx, safetensors) and by ONNX
 // Runtime (onnx-qdq, onnx).
 //
@@ -208,4 +208,17 @@ TEST_CASE(
   check_exports(
       "fmnist_mlp.onnx", "2:4+w4",
       R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4, "prune": {"kind": "2:4"}}})");
+}
+
+TEST_CASE(
+    "Exports of the reference ResNet-8 (depthwise convs and residual Adds) under w8 w4 w8a8 and a "
+    "channel-pruned group give the in-memory accuracy") {
+  check_exports("fmnist_resnet8.onnx", "w8", kW8);
+  check_exports("fmnist_resnet8.onnx", "w4", kW4);
+  check_exports("fmnist_resnet8.onnx", "w8a8", kW8A8);
+  // The stem and block1's pointwise conv meet at block1's Add: the search prunes them together.
+  check_exports("fmnist_resnet8.onnx", "channel_stem_group",
+                R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8},
+                    "layers": {"/stem/stem.0/Conv": {"prune": {"kind": "channel", "ratio": 0.25}},
+                               "/block1/pw/pw.0/Conv": {"prune": {"kind": "channel", "ratio": 0.25}}}})");
 }

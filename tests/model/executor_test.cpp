@@ -69,7 +69,7 @@ TEST_CASE("Executor gives the same result per sample whatever the batch size") {
 
 TEST_CASE("Reference models reproduce PyTorch's logits on the first 64 test images") {
   const Dataset data = load_dataset("fashion-mnist", "test");
-  for (const std::string name : {"fmnist_cnn", "fmnist_mlp"}) {
+  for (const std::string name : {"fmnist_cnn", "fmnist_mlp", "fmnist_resnet8"}) {
     CAPTURE(name);
     Graph g = load_onnx(source_dir() / "models" / (name + ".onnx"));
     Executor exec(g, ExecutorOptions{2});
