@@ -59,7 +59,8 @@ struct LayerEstimate {
   double memory_ms = 0.0;
   double overhead_ms = 0.0;  // per-layer overhead plus NPU <-> host transfers
   Bound bound = Bound::kCompute;
-  std::string_view precision;      // executing datapath name ("int8", "fp32", "xnor")
+  std::string precision;           // executing datapath name ("int8", "fp32", "xnor"); owned,
+                                   // so it outlives the hardware model and profile
   bool on_host = false;            // NPU fallback: this layer runs on the host CPU
   double macs = 0.0;               // MACs the datapath executes, whole batch
   double weight_bytes = 0.0;       // stored weight bytes (DESIGN.md rule 9) incl. scales and bias

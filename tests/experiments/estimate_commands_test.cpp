@@ -5,11 +5,14 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "model/graph.h"
 #include "model/layer_table.h"
+#include "tests/experiments/cli_runner.h"
 
 namespace ex = compsearch::experiments;
 namespace hm = compsearch::hardware_models;
@@ -97,6 +100,45 @@ TEST_CASE("estimate reads ONNX models and propagates channel pruning along the g
       1.0 - std::floor(0.5 * table.layers[conv1].out_channels) / table.layers[conv1].out_channels;
   CHECK(cut.layers[conv1].macs == doctest::Approx(full.layers[conv1].macs * keep));
   CHECK(cut.layers[conv2].macs == doctest::Approx(full.layers[conv2].macs * keep));
+}
+
+TEST_CASE("estimate prints each layer's precision after the hardware model is gone") {
+  // The per-layer precision must outlive the hardware model and profile that run_estimate builds
+  // and destroys: with MALLOC_PERTURB_ glibc overwrites freed memory, so a view into it would
+  // print the perturbation bytes instead of the datapath name.
+  const std::string recipe =
+      write_temp("hw_est_perturb.json",
+                 R"({"format": "compsearch.recipe/1", "default": {"w_bits": 8, "a_bits": 8},
+          "layers": {"fc": {"w_bits": 4, "a_bits": 8}}})");
+  ::setenv("MALLOC_PERTURB_", "65", 1);
+  const auto json_run = compsearch::testing::run_compsearch(
+      "estimate --model zoo:ds_cnn_kws --target mcu:stm32l4r5 --json --recipe " + recipe);
+  const auto text_run =
+      compsearch::testing::run_compsearch("estimate --model zoo:ds_cnn_kws --target gpu:t4");
+  ::unsetenv("MALLOC_PERTURB_");
+  REQUIRE_MESSAGE(json_run.rc == 0, json_run.err);
+  const auto j = nlohmann::json::parse(json_run.out);
+  REQUIRE(j["layers"].size() == 10);
+  for (const auto& l : j["layers"]) {
+    CAPTURE(l["name"]);
+    CHECK(l["precision"] == "int8");  // W8A8 and W4A8 both compute as int8 on a Cortex-M4
+  }
+  REQUIRE_MESSAGE(text_run.rc == 0, text_run.err);
+  // No recipe: the stored fp32 model runs on the T4's fp32 datapath, one row per layer.
+  size_t rows = 0;
+  std::istringstream lines(text_run.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::string name, precision;
+    fields >> name >> precision;
+    if (name == "model" || name == "layer" || name == "total:" || name == "deployable:" ||
+        name.empty() || line[0] == ' ')
+      continue;
+    CAPTURE(line);
+    CHECK(precision == "fp32");
+    ++rows;
+  }
+  CHECK(rows == 10);
 }
 
 TEST_CASE("estimate rejects unknown layers, bad batches and unknown targets with clear messages") {

@@ -154,7 +154,7 @@ TEST_CASE(
                                                 : std::vector<int>{4, 8, 16, 32};
             s = *settings[i];
             bool have_previous = false;
-            std::string_view previous_dp;
+            std::string previous_dp;
             bool previous_host = false;
             double previous_latency = 0.0;
             int previous_bits = 0;
