@@ -51,7 +51,8 @@ class TableBuilder {
   void global_pool() { h_ = w_ = 1; }
   void residual_add() { source_ = -1; }  // Add is not in DESIGN.md's channel-preserving list
   int gemm(const std::string& name, int64_t out, bool bias = true) {
-    const int64_t in = c_ * h_ * w_;
+    const std::string what = "layer '" + name + "'";
+    const int64_t in = model::checked_numel({c_, h_, w_}, what + " input");
     model::LayerInfo L;
     L.name = name;
     L.op = "Gemm";
@@ -59,9 +60,9 @@ class TableBuilder {
     L.weight_name = name + ".weight";
     L.bias_name = bias ? name + ".bias" : "";
     L.weight_shape = {out, in};
-    L.weight_elements = out * in;
+    L.weight_elements = model::checked_numel({out, in}, what + " weight");
     L.params = L.weight_elements + (bias ? out : 0);
-    L.macs = out * in;
+    L.macs = L.weight_elements;
     L.input_elements = in;
     L.output_elements = out;
     L.out_channels = out;
@@ -73,8 +74,9 @@ class TableBuilder {
   Workload finish() {
     Workload w;
     for (const auto& L : table_.layers) {
-      table_.total_params += L.params;
-      table_.total_macs += L.macs;
+      if (__builtin_add_overflow(table_.total_params, L.params, &table_.total_params) ||
+          __builtin_add_overflow(table_.total_macs, L.macs, &table_.total_macs))
+        throw std::runtime_error("the model's total parameters or MACs exceed a 64-bit count");
     }
     w.table = std::move(table_);
     w.channel_source = std::move(sources_);
@@ -90,15 +92,16 @@ class TableBuilder {
     L.node_index = table_.layers.size();
     L.weight_name = name + ".weight";
     L.bias_name = bias ? name + ".bias" : "";
+    const std::string what = "layer '" + name + "'";
     L.weight_shape = {out, c_ / groups, kh, kw};
-    L.weight_elements = out * (c_ / groups) * kh * kw;
+    L.weight_elements = model::checked_numel(L.weight_shape, what + " weight");
     L.params = L.weight_elements + (bias ? out : 0);
-    L.kernel_elements = kh * kw;
-    L.reduction_length = (c_ / groups) * kh * kw;
-    L.output_positions = oh * ow;
-    L.macs = out * oh * ow * L.reduction_length;
-    L.input_elements = c_ * h_ * w_;
-    L.output_elements = out * oh * ow;
+    L.kernel_elements = model::checked_numel({kh, kw}, what + " kernel");
+    L.reduction_length = model::checked_numel({c_ / groups, kh, kw}, what + " weight");
+    L.output_positions = model::checked_numel({oh, ow}, what + " output");
+    L.macs = model::checked_numel({out, oh, ow, L.reduction_length}, what + " MACs");
+    L.input_elements = model::checked_numel({c_, h_, w_}, what + " input");
+    L.output_elements = model::checked_numel({out, oh, ow}, what + " output");
     L.out_channels = out;
     L.in_channels = c_;
     L.groups = groups;
@@ -121,7 +124,20 @@ class TableBuilder {
   std::vector<int> sources_;
 };
 
+// max(1, floor(c * alpha)), refusing widths that are no int64 (a double -> int64 conversion out of
+// range is undefined behaviour).
+int64_t scaled_channels(int64_t c, double alpha) {
+  const double v = static_cast<double>(c) * alpha;
+  if (!(v < 0x1p62)) {
+    throw std::runtime_error(std::to_string(c) + " channels scaled by alpha " +
+                             std::to_string(alpha) + " do not fit a 64-bit count");
+  }
+  return std::max<int64_t>(1, static_cast<int64_t>(v));
+}
+
 int64_t make_divisible(double v, int64_t divisor = 8) {  // torchvision's _make_divisible
+  if (!(v < 0x1p62))
+    throw std::runtime_error("channel width " + std::to_string(v) + " does not fit a 64-bit count");
   int64_t nv = std::max<int64_t>(divisor, int64_t(v + divisor / 2.0) / divisor * divisor);
   if (nv < 0.9 * v) nv += divisor;
   return nv;
@@ -130,7 +146,7 @@ int64_t make_divisible(double v, int64_t divisor = 8) {  // torchvision's _make_
 Workload mobilenet_v1(const ZooOptions& o) {
   const int res = o.resolution ? o.resolution : 224;
   const int classes = o.classes ? o.classes : 1000;
-  auto ch = [&](int c) { return std::max<int64_t>(1, int64_t(c * o.alpha)); };
+  auto ch = [&](int c) { return scaled_channels(c, o.alpha); };
   TableBuilder b(3, res, res);
   b.conv("conv1", ch(32), 3, 3, 2, 1, 1);
   const int spec[13][2] = {{64, 1},  {128, 2}, {128, 1}, {256, 2}, {256, 1},  {512, 2}, {512, 1},
@@ -314,7 +330,11 @@ Workload build_zoo_model(const std::string& name, const ZooOptions& options) {
     throw std::invalid_argument("zoo model '" + name +
                                 "': alpha must be > 0, res and classes >= 0");
   }
-  return it->second(options);
+  try {
+    return it->second(options);
+  } catch (const std::runtime_error& e) {  // sizes that overflow a 64-bit count
+    throw std::invalid_argument("zoo model '" + name + "': " + e.what());
+  }
 }
 
 Workload build_zoo_model_from_spec(const std::string& spec) {

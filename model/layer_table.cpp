@@ -1,6 +1,7 @@
 // Layer table: names, weight shapes, parameter and MAC counts of the searchable layers.
 #include "model/layer_table.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "model/op_util.h"
@@ -9,11 +10,11 @@ namespace compsearch::model {
 
 namespace {
 
-// Elements per sample of a value whose dim 0 is the batch.
-int64_t per_sample(const Shape& s) {
-  int64_t n = 1;
-  for (size_t i = 1; i < s.size(); ++i) n *= s[i] < 0 ? 1 : s[i];
-  return n;
+// Elements per sample of a value whose dim 0 is the batch (a symbolic dim counts 1), checked.
+int64_t per_sample(const Shape& s, const Node& node, const std::string& value) {
+  Shape dims;
+  for (size_t i = 1; i < s.size(); ++i) dims.push_back(s[i] < 0 ? 1 : s[i]);
+  return checked_numel(dims, detail::node_label(node) + ": value '" + value + "'");
 }
 
 const Shape& shape_of(const Graph& g, const std::string& name, const Node& node) {
@@ -58,7 +59,12 @@ LayerTable build_layer_table(const Graph& graph) {
       // MACs still count towards the model total.
       if (matmul || gemm) {
         const Shape& b = shape_of(graph, node.inputs[1], node);
-        table.total_macs += per_sample(out_shape) * (b.size() >= 2 ? b[b.size() - 2] : 1);
+        const int64_t macs = checked_numel(
+            {per_sample(out_shape, node, node.outputs[0]), b.size() >= 2 ? b[b.size() - 2] : 1},
+            detail::node_label(node) + ": MACs");
+        if (__builtin_add_overflow(table.total_macs, macs, &table.total_macs))
+          throw std::runtime_error(detail::node_label(node) +
+                                   ": the model's total MACs exceed a 64-bit count");
       }
       continue;
     }
@@ -68,7 +74,8 @@ LayerTable build_layer_table(const Graph& graph) {
     L.weight_name = node.inputs[1];
     L.name = layer_name(L.weight_name, node);
     L.weight_shape = w->shape;
-    L.weight_elements = w->numel();
+    const std::string what = detail::node_label(node) + ": weight '" + L.weight_name + "'";
+    L.weight_elements = checked_numel(w->shape, what);
     if (node.inputs.size() > 2 && !node.inputs[2].empty()) {
       if (const Tensor* b = graph.find_initializer(node.inputs[2]); b && b->is_float()) {
         L.bias_name = node.inputs[2];
@@ -76,19 +83,22 @@ LayerTable build_layer_table(const Graph& graph) {
     }
     L.params = L.weight_elements;
     if (!L.bias_name.empty()) L.params += graph.find_initializer(L.bias_name)->numel();
-    L.input_elements = per_sample(in_shape);
-    L.output_elements = per_sample(out_shape);
+    L.input_elements = per_sample(in_shape, node, node.inputs[0]);
+    L.output_elements = per_sample(out_shape, node, node.outputs[0]);
+    const std::string macs_what = detail::node_label(node) + ": MACs of output '" +
+                                  node.outputs[0] + "' " + shape_to_string(out_shape);
     if (conv) {
       L.groups = node.attr_int("group", 1);
       L.out_channels = w->shape[0];
-      L.in_channels = w->shape[1] * L.groups;
-      L.kernel_elements = 1;
-      for (size_t d = 2; d < w->shape.size(); ++d) L.kernel_elements *= w->shape[d];
-      L.reduction_length = w->shape[1] * L.kernel_elements;
-      L.output_positions = 1;
-      for (size_t d = 2; d < out_shape.size(); ++d) L.output_positions *= out_shape[d];
+      L.in_channels = checked_numel({w->shape[1], L.groups}, what);
+      L.kernel_elements = checked_numel(Shape(w->shape.begin() + 2, w->shape.end()), what);
+      L.reduction_length = checked_numel({w->shape[1], L.kernel_elements}, what);
+      Shape positions;
+      for (size_t d = 2; d < out_shape.size(); ++d)
+        positions.push_back(std::max<int64_t>(out_shape[d], 1));
+      L.output_positions = checked_numel(positions, macs_what);
       L.depthwise = L.groups > 1 && w->shape[1] == 1 && L.groups == L.in_channels;
-      L.macs = L.out_channels * L.output_positions * L.reduction_length;
+      L.macs = checked_numel({L.out_channels, L.output_positions, L.reduction_length}, macs_what);
     } else if (gemm) {
       if (w->shape.size() != 2) {
         throw std::runtime_error(detail::node_label(node) + ": weight must be 2-D");
@@ -98,7 +108,7 @@ LayerTable build_layer_table(const Graph& graph) {
       L.in_channels = L.weight_transposed ? w->shape[0] : w->shape[1];
       L.reduction_length = L.in_channels;
       L.output_positions = 1;
-      L.macs = L.in_channels * L.out_channels;
+      L.macs = checked_numel({L.in_channels, L.out_channels}, macs_what);
     } else {
       if (w->shape.size() != 2) {
         throw std::runtime_error(detail::node_label(node) + ": only 2-D MatMul weights are layers");
@@ -108,12 +118,14 @@ LayerTable build_layer_table(const Graph& graph) {
       L.out_channels = w->shape[1];
       L.reduction_length = L.in_channels;
       // Rows per sample: every dim of A between the batch and the reduction dim.
-      L.output_positions = 1;
+      Shape rows;
       for (size_t d = 1; d + 1 < in_shape.size(); ++d)
-        L.output_positions *= in_shape[d] < 0 ? 1 : in_shape[d];
-      L.macs = L.output_positions * L.in_channels * L.out_channels;
+        rows.push_back(in_shape[d] < 0 ? 1 : in_shape[d]);
+      L.output_positions = checked_numel(rows, macs_what);
+      L.macs = checked_numel({L.output_positions, L.in_channels, L.out_channels}, macs_what);
     }
-    table.total_macs += L.macs;
+    if (__builtin_add_overflow(table.total_macs, L.macs, &table.total_macs))
+      throw std::runtime_error(macs_what + ": the model's total MACs exceed a 64-bit count");
     table.layers.push_back(std::move(L));
   }
   return table;

@@ -151,11 +151,8 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::filesystem::path
   const std::string what = where + ": tensor '" + p.name() + "'";
   Tensor t;
   t.dtype = dtype_from_onnx(p.data_type(), what);
-  for (int64_t d : p.dims()) {
-    if (d < 0) throw std::runtime_error(what + ": negative dimension " + std::to_string(d));
-    t.shape.push_back(d);
-  }
-  const int64_t n = t.numel();
+  t.shape.assign(p.dims().begin(), p.dims().end());
+  const int64_t n = checked_numel(t.shape, what);
   if (n > (int64_t{1} << 34))
     throw std::runtime_error(what + ": implausible size " + std::to_string(n));
   const size_t nbytes = static_cast<size_t>(n) * element_bytes(p.data_type());
@@ -263,7 +260,8 @@ void tensor_to_proto(const Tensor& t, const std::string& name, onnx::TensorProto
   p.set_raw_data(raw);
 }
 
-ValueInfo value_info_from_proto(const onnx::ValueInfoProto& v) {
+ValueInfo value_info_from_proto(const onnx::ValueInfoProto& v, const std::string& where,
+                                const char* kind) {
   ValueInfo vi;
   vi.name = v.name();
   if (v.type().has_tensor_type()) {
@@ -274,6 +272,12 @@ ValueInfo value_info_from_proto(const onnx::ValueInfoProto& v) {
       vi.dtype = DType::kFloat32;
     }
     for (const auto& d : tt.shape().dim()) {
+      if (d.has_dim_value() && d.dim_value() < 0) {
+        throw std::runtime_error(where + ": " + kind + " '" + v.name() + "': dimension " +
+                                 std::to_string(vi.shape.size()) + " is " +
+                                 std::to_string(d.dim_value()) +
+                                 "; expected >= 0 or a symbolic name");
+      }
       vi.shape.push_back(d.has_dim_value() ? d.dim_value() : -1);
     }
   }
@@ -338,9 +342,10 @@ Graph load_onnx(const std::filesystem::path& path) {
   }
   for (const auto& in : gp.input()) {
     if (g.initializers.count(in.name())) continue;  // IR < 4 lists initializers as inputs too
-    g.inputs.push_back(value_info_from_proto(in));
+    g.inputs.push_back(value_info_from_proto(in, where, "input"));
   }
-  for (const auto& out : gp.output()) g.outputs.push_back(value_info_from_proto(out));
+  for (const auto& out : gp.output())
+    g.outputs.push_back(value_info_from_proto(out, where, "output"));
 
   const auto& supported = supported_ops();
   std::set<std::string> defined;

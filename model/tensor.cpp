@@ -26,11 +26,26 @@ const char* dtype_name(DType dtype) {
   return "unknown";
 }
 
-int64_t shape_numel(const Shape& shape) {
+int64_t checked_numel(const Shape& dims, std::string_view what) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  bool overflow = false;
+  for (int64_t d : dims) {
+    if (d < 0) {
+      throw std::runtime_error(std::string(what) + ": shape " + shape_to_string(dims) +
+                               " has a negative dimension");
+    }
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  for (int64_t d : dims)
+    if (d == 0) return 0;  // zero elements, however large the other dims
+  if (overflow) {
+    throw std::runtime_error(std::string(what) + ": shape " + shape_to_string(dims) +
+                             " has more elements than a 64-bit count holds");
+  }
   return n;
 }
+
+int64_t shape_numel(const Shape& shape) { return checked_numel(shape, "tensor"); }
 
 std::string shape_to_string(const Shape& shape) {
   std::string s = "[";

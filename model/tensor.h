@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace compsearch::model {
@@ -31,6 +32,12 @@ struct Tensor {
   static Tensor zeros(Shape shape);
 };
 
+// The one element count of the project: the product of `dims` (1 for none, 0 when a dim is 0),
+// checked. Throws std::runtime_error("<what>: shape [..] has a negative dimension") or
+// ("<what>: shape [..] has more elements than a 64-bit count holds"), `what` naming the tensor,
+// value or file. Every product of dims (element counts, MACs, bytes) goes through it.
+int64_t checked_numel(const Shape& dims, std::string_view what);
+// checked_numel(shape, "tensor"), for shapes that are already known to be valid.
 int64_t shape_numel(const Shape& shape);
 std::string shape_to_string(const Shape& shape);  // "[1, 3, 224, 224]"
 

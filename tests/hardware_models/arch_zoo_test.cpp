@@ -88,3 +88,21 @@ TEST_CASE("Zoo specs parse options and reject unknown names and keys") {
   CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:resnet18,res=abc"),
                        doctest::Contains("option 'res=abc'"), std::invalid_argument);
 }
+
+TEST_CASE("Zoo specs whose layer sizes overflow are errors naming the model and the layer") {
+  // res = 2e9: the stem's 64 x 1e9 x 1e9 outputs (6.4e19) exceed int64.
+  CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:resnet18,res=2000000000"),
+                       doctest::Contains("zoo model 'resnet18': layer 'conv1'"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:resnet18,res=2000000000"),
+                       doctest::Contains("has more elements than a 64-bit count holds"),
+                       std::invalid_argument);
+  // alpha = 1e15: 1024e15 channels, whose 1x1 convolution weights overflow.
+  CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:mobilenet_v1,alpha=1e15"),
+                       doctest::Contains("zoo model 'mobilenet_v1': layer '"),
+                       std::invalid_argument);
+  // alpha = 1e300: the channel count itself is not an int64.
+  CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:mobilenet_v1,alpha=1e300"),
+                       doctest::Contains("zoo model 'mobilenet_v1'"), std::invalid_argument);
+  CHECK(hm::build_zoo_model_from_spec("zoo:resnet18,res=448").table.total_macs > 0);
+}

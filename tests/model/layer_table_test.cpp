@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <vector>
 
 #include "model/dataset.h"
@@ -141,4 +142,84 @@ TEST_CASE(
     // Relative to the output's magnitude: random-weight MobileNetV2 logits are ~1e-9.
     CHECK(compsearch::model::testing::worst_violation(y, want, 1e-4, 1e-4 * scale) <= 0.0);
   }
+}
+
+namespace {
+
+// Writes a one-node ONNX model made by python3-onnx: `x_dims` and `w_dims` are Python lists
+// (strings stand for symbolic dims); the weight holds zeros, or no data when it is huge. Empty
+// path when python3-onnx is missing.
+fs::path onnx_with_dims(const std::string& name, const std::string& op, const std::string& x_dims,
+                        const std::string& w_dims) {
+  const fs::path dir = fs::temp_directory_path() / "compsearch_layer_table_overflow";
+  fs::create_directories(dir);
+  const fs::path path = dir / (name + ".onnx");
+  const std::string py =
+      "import math, onnx, sys\n"
+      "from onnx import helper, TensorProto as T\n"
+      "w = T(); w.name = 'w'; w.data_type = T.FLOAT; w.dims.extend(" +
+      w_dims +
+      "); n = math.prod(w.dims); w.raw_data = bytes(4 * n) if n < 10**6 else b''\n"
+      "x = helper.make_tensor_value_info('x', T.FLOAT, " +
+      x_dims +
+      ")\n"
+      "y = helper.make_tensor_value_info('y', T.FLOAT, None)\n"
+      "n = helper.make_node('" +
+      op +
+      "', ['x', 'w'], ['y'], name='layer')\n"
+      "g = helper.make_graph([n], 'g', [x], [y], [w])\n"
+      "m = helper.make_model(g, opset_imports=[helper.make_opsetid('', 13)])\n"
+      "open(sys.argv[1], 'wb').write(m.SerializeToString())\n";
+  const fs::path script = dir / (name + ".py");
+  std::ofstream(script) << py;
+  const std::string cmd =
+      "/usr/bin/python3 " + script.string() + " " + path.string() + " > /dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0 ? path : fs::path();
+}
+
+}  // namespace
+
+TEST_CASE("Shapes whose element counts overflow or are negative are errors naming the tensor") {
+  const fs::path wrap =
+      onnx_with_dims("wrap", "Gemm", "['batch', 4294967296]", "[4294967296, 4294967296]");
+  if (wrap.empty()) COMPSEARCH_SKIP_TEST("python3-onnx is not installed (/usr/bin/python3)");
+  // [2^32, 2^32] wrapped to 0 elements, which the empty data then matched: the layer table,
+  // `inspect --recipe` and `compress` went on with a 0-element weight (and crashed or lied).
+  CHECK_THROWS_WITH_AS(load_onnx(wrap),
+                       doctest::Contains("tensor 'w': shape [4294967296, 4294967296] has more "
+                                         "elements than a 64-bit count holds"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_onnx(wrap), doctest::Contains(wrap.string().c_str()),
+                       std::runtime_error);
+  // A negative input dim is not a symbolic one.
+  const fs::path neg = onnx_with_dims("neg", "Gemm", "['batch', -5]", "[4, 3]");
+  REQUIRE_FALSE(neg.empty());
+  CHECK_THROWS_WITH_AS(load_onnx(neg),
+                       doctest::Contains("input 'x': dimension 1 is -5; expected >= 0 or a "
+                                         "symbolic name"),
+                       std::runtime_error);
+  // Fitting dims whose per-sample product does not: 3 x 2^31 x 2^31 = 3 * 2^62 elements.
+  const fs::path huge =
+      onnx_with_dims("huge", "Conv", "['batch', 3, 2147483648, 2147483648]", "[4, 3, 1, 1]");
+  REQUIRE_FALSE(huge.empty());
+  std::string error;
+  try {
+    build_layer_table(load_onnx(huge));
+  } catch (const std::runtime_error& e) {
+    error = e.what();
+  }
+  CHECK(error.find("has more elements than a 64-bit count holds") != std::string::npos);
+  CHECK(error.find("2147483648") != std::string::npos);
+  // The checked count itself.
+  CHECK(checked_numel({}, "t") == 1);
+  CHECK(checked_numel({3, 0, int64_t{1} << 62}, "t") == 0);
+  CHECK(checked_numel({int64_t{1} << 62, 4, 0}, "t") == 0);  // zero elements, whatever the rest
+  CHECK_THROWS_AS(checked_numel({int64_t{1} << 31, int64_t{1} << 31, 2}, "t"), std::runtime_error);
+  CHECK(checked_numel({(int64_t{1} << 62) - 1, 2}, "t") == (int64_t{1} << 63) - 2);
+  CHECK_THROWS_WITH_AS(checked_numel({int64_t{1} << 62, 2}, "t"),
+                       "t: shape [4611686018427387904, 2] has more elements than a 64-bit count "
+                       "holds",
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(checked_numel({2, -1}, "u"), "u: shape [2, -1] has a negative dimension",
+                       std::runtime_error);
 }
