@@ -3,9 +3,11 @@
 
 #include <zlib.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -83,7 +85,7 @@ Tensor read_idx(const std::filesystem::path& path) {
   t.dtype = DType::kUInt8;
   for (uint32_t i = 0; i < ndim; ++i) t.shape.push_back(big_endian_u32(d, 4 + 4 * i));
   const size_t header = 4 + 4 * ndim;
-  const int64_t n = t.numel();
+  const int64_t n = checked_numel(t.shape, path.string() + ": IDX header");
   if (static_cast<int64_t>(d.size() - header) != n) {
     throw std::runtime_error(path.string() + ": IDX header declares " + shape_to_string(t.shape) +
                              " = " + std::to_string(n) + " bytes of data but the file has " +
@@ -134,8 +136,17 @@ Tensor read_npy(const std::filesystem::path& path) {
   std::stringstream dims(m[1].str());
   std::string item;
   while (std::getline(dims, item, ',')) {
-    if (item.find_first_not_of(" ") == std::string::npos) continue;
-    t.shape.push_back(std::stoll(item));
+    const size_t b = item.find_first_not_of(' '), e = item.find_last_not_of(' ');
+    if (b == std::string::npos) continue;
+    const std::string dim = item.substr(b, e - b + 1);
+    int64_t v = -1;
+    const auto [end, ec] = std::from_chars(dim.data(), dim.data() + dim.size(), v);
+    if (ec != std::errc() || end != dim.data() + dim.size() || v < 0) {
+      throw std::runtime_error(path.string() + ": NPY shape dimension '" + dim +
+                               "' is not an integer from 0 to " +
+                               std::to_string(std::numeric_limits<int64_t>::max()));
+    }
+    t.shape.push_back(v);
   }
   size_t esize;
   if (descr == "<f4" || descr == "=f4") {
@@ -155,7 +166,11 @@ Tensor read_npy(const std::filesystem::path& path) {
                              "' is not supported (float32 '<f4' or uint8 '|u1' for images; "
                              "int64, int32 or uint8 for labels)");
   }
-  const int64_t n = t.numel();
+  const int64_t n = checked_numel(t.shape, path.string() + ": NPY shape");
+  if (static_cast<uint64_t>(n) > std::numeric_limits<size_t>::max() / esize) {
+    throw std::runtime_error(path.string() + ": NPY shape " + shape_to_string(t.shape) +
+                             " needs more data bytes than memory can address");
+  }
   const size_t start = offset + header_len;
   if (d.size() - start != static_cast<size_t>(n) * esize) {
     throw std::runtime_error(path.string() + ": NPY shape " + shape_to_string(t.shape) + " needs " +

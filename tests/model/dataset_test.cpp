@@ -141,6 +141,44 @@ TEST_CASE("NPY errors name the file and the problem") {
                        std::runtime_error);
 }
 
+TEST_CASE(
+    "NPY and IDX shapes that overflow or are negative or do not parse are errors naming the file") {
+  const fs::path dir = temp_dir();
+  // 2^32 x 2^32 elements wrap to 0 in int64: the empty data would then "match".
+  write_bytes(dir / "wrap.npy", npy_bytes("<f4", "4294967296, 4294967296", ""));
+  CHECK_THROWS_WITH_AS(read_npy(dir / "wrap.npy"),
+                       doctest::Contains(((dir / "wrap.npy").string() +
+                                          ": NPY shape: shape [4294967296, 4294967296] has more "
+                                          "elements than a 64-bit count holds")
+                                             .c_str()),
+                       std::runtime_error);
+  // 2^62 elements fit int64, their 2^64 bytes do not fit size_t.
+  write_bytes(dir / "bytes.npy", npy_bytes("<f4", "4611686018427387904,", ""));
+  CHECK_THROWS_WITH_AS(read_npy(dir / "bytes.npy"), doctest::Contains("bytes.npy: NPY shape"),
+                       std::runtime_error);
+  write_bytes(dir / "huge.npy", npy_bytes("<f4", "99999999999999999999, 2", ""));
+  CHECK_THROWS_WITH_AS(read_npy(dir / "huge.npy"),
+                       doctest::Contains("huge.npy: NPY shape dimension '99999999999999999999' is "
+                                         "not an integer from 0 to 9223372036854775807"),
+                       std::runtime_error);
+  write_bytes(dir / "neg.npy", npy_bytes("<f4", "-3, 2", ""));
+  CHECK_THROWS_WITH_AS(read_npy(dir / "neg.npy"),
+                       doctest::Contains("neg.npy: NPY shape dimension '-3'"), std::runtime_error);
+  write_bytes(dir / "word.npy", npy_bytes("<f4", "2, x", std::string(8, '\0')));
+  CHECK_THROWS_WITH_AS(read_npy(dir / "word.npy"),
+                       doctest::Contains("word.npy: NPY shape dimension 'x'"), std::runtime_error);
+  // The dataset loader passes the error on (it used to crash on the wrapped shape).
+  const nlohmann::json spec = {{"format", "npy"}, {"images", "wrap.npy"}};
+  CHECK_THROWS_WITH_AS(load_dataset(dataset_spec_from_json(spec, "d.json", dir)),
+                       doctest::Contains("wrap.npy"), std::runtime_error);
+  // IDX: four dims of 2^16 = 2^64 elements.
+  write_bytes(dir / "wrap.idx", idx(0x00000804, {65536, 65536, 65536, 65536}, ""));
+  CHECK_THROWS_WITH_AS(read_idx(dir / "wrap.idx"),
+                       doctest::Contains("wrap.idx: IDX header: shape [65536, 65536, 65536, 65536] "
+                                         "has more elements"),
+                       std::runtime_error);
+}
+
 TEST_CASE("Dataset specs apply scale and per-channel mean/std and the NHWC layout") {
   const fs::path dir = temp_dir();
   // One sample, 2x1 pixels, 2 channels stored NHWC: (h0: c0=10, c1=20), (h1: c0=30, c1=40).
