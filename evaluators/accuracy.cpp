@@ -15,6 +15,9 @@ namespace compsearch::evaluators {
 namespace {
 
 int64_t sample_count(const model::Dataset& data, int64_t limit) {
+  if (limit == 0 || limit < -1)
+    throw std::invalid_argument("limit must be >= 1, or -1 for all samples, got " +
+                                std::to_string(limit));
   const int64_t n = data.size();
   return limit >= 0 ? std::min(n, limit) : n;
 }
@@ -39,10 +42,31 @@ void log_softmax(const float* row, int64_t classes, std::vector<double>& out) {
 
 }  // namespace
 
+void check_evaluation_options(const EvaluationOptions& options) {
+  if (options.batch < 1)
+    throw std::invalid_argument("batch size must be >= 1, got " + std::to_string(options.batch));
+  if (options.limit == 0 || options.limit < -1)
+    throw std::invalid_argument("limit must be >= 1, or -1 for all samples, got " +
+                                std::to_string(options.limit));
+}
+
+void check_labels(const model::Dataset& data, int64_t classes, int64_t samples) {
+  if (!data.labelled()) return;
+  const int64_t n = std::min<int64_t>(samples, static_cast<int64_t>(data.labels.size()));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t y = data.labels[i];
+    if (y < 0 || y >= classes)
+      throw std::invalid_argument(
+          "dataset " + data.name + ": label " + std::to_string(y) + " of sample " +
+          std::to_string(i) + " is outside the model's classes 0.." + std::to_string(classes - 1));
+  }
+}
+
 std::vector<float> run_model(
     const model::Graph& graph, const model::Dataset& data,
     const std::map<size_t, compressors::ActivationQuantParams>* activations,
     const EvaluationOptions& options, int64_t& classes) {
+  check_evaluation_options(options);
   model::Executor exec(graph, model::ExecutorOptions{options.threads});
   if (activations && !activations->empty()) {
     exec.set_layer_input_hook([activations](size_t node, model::Tensor& x) {
@@ -143,6 +167,7 @@ EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset&
                                 const EvaluationOptions& options) {
   int64_t classes = 0;
   const auto out = run_model(graph, data, nullptr, options, classes);
+  check_labels(data, classes, sample_count(data, options.limit));
   std::vector<int64_t> labels;
   if (data.labelled())
     labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));
@@ -163,6 +188,7 @@ EvaluationResult evaluate_compressed(const model::Graph& reference,
     reference_outputs = &own_ref;
   }
   const auto out = run_model(cm.graph, data, &cm.activations, options, classes);
+  check_labels(data, classes, sample_count(data, options.limit));
   std::vector<int64_t> labels;
   if (data.labelled())
     labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));

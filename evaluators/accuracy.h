@@ -15,11 +15,20 @@
 
 namespace compsearch::evaluators {
 
+// The one options struct of every evaluation path (`evaluate`, `evaluate --recipe`, the search's
+// evaluators, `train`'s held-out evaluation).
 struct EvaluationOptions {
   int64_t batch = 256;
-  int64_t limit = -1;  // evaluate only the first `limit` samples (-1: all)
+  int64_t limit = -1;  // evaluate only the first `limit` samples (-1: all; 0 and < -1 rejected)
   int threads = 0;     // executor threads (0: OpenMP default)
 };
+
+// Throws std::invalid_argument for batch < 1 or a limit that is neither -1 nor >= 1.
+void check_evaluation_options(const EvaluationOptions& options);
+
+// Throws std::invalid_argument naming the dataset and the sample when a label of the first
+// `samples` is negative or >= `classes` (it could never match the model's prediction).
+void check_labels(const model::Dataset& data, int64_t classes, int64_t samples);
 
 struct EvaluationResult {
   double accuracy = 0.0;   // top-1 against the labels (NaN for an unlabelled set)

@@ -100,6 +100,7 @@ void prepare_context(EvaluationContext& context) {
   opts.limit = -1;
   context.reference_outputs =
       run_model(*context.graph, *context.validation, nullptr, opts, context.classes);
+  check_labels(*context.validation, context.classes, context.validation->size());
   context.reference = compare_outputs(context.reference_outputs, context.reference_outputs,
                                       context.classes, context.validation->labels);
 }

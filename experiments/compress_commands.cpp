@@ -40,10 +40,8 @@ RecipeEvaluateResult evaluate_recipe(const model::Graph& graph, const compressor
   const auto t0 = Clock::now();
   const model::LayerTable table = model::build_layer_table(graph);
   compressors::CompressedModel cm = compressors::apply_recipe(graph, table, recipe);
-  evaluators::EvaluationOptions eo;
-  eo.batch = options.batch_size;
-  eo.threads = options.threads;
-  eo.limit = options.limit;
+  const evaluators::EvaluationOptions& eo = options.eval;
+  evaluators::check_evaluation_options(eo);
   RecipeEvaluateResult r;
   if (cm.needs_calibration()) {
     model::check_dataset_matches_model(calibration, graph);
@@ -246,21 +244,24 @@ EvaluateReport run_evaluate(const EvaluateRequest& request) {
     throw UsageError("--split must be train or test, got '" + request.split + "'");
   }
   if (request.batch_size < 1) throw UsageError("--batch must be >= 1");
+  if (request.limit == 0 || request.limit < -1)
+    throw UsageError("--limit must be >= 1, or -1 for all samples, got " +
+                     std::to_string(request.limit));
   if (!request.recipe.empty()) check_calibration_samples(request.calibration);
   const model::Graph graph = model::load_onnx(request.model);
   const model::Dataset data = model::load_dataset(request.data, request.split);
   if (request.recipe.empty()) {
-    EvaluateOptions options;
-    options.batch_size = request.batch_size;
+    evaluators::EvaluationOptions options;
+    options.batch = request.batch_size;
     options.threads = request.threads;
     options.limit = request.limit;
     return {evaluate_graph(graph, data, options, request.model)};
   }
   const compressors::Recipe recipe = compressors::load_recipe(request.recipe);
   RecipeEvaluateOptions ro;
-  ro.batch_size = request.batch_size;
-  ro.threads = request.threads;
-  ro.limit = request.limit;
+  ro.eval.batch = request.batch_size;
+  ro.eval.threads = request.threads;
+  ro.eval.limit = request.limit;
   ro.calibration_samples = request.calibration.samples;
   const std::optional<model::Dataset> calibration =
       load_calibration_if_needed(graph, recipe, request.calibration);

@@ -26,9 +26,7 @@ namespace compsearch::experiments {
 bool recipe_needs_calibration(const model::Graph& graph, const compressors::Recipe& recipe);
 
 struct RecipeEvaluateOptions {
-  int64_t batch_size = 256;
-  int threads = 0;
-  int64_t limit = -1;                 // only the first `limit` evaluation samples
+  evaluators::EvaluationOptions eval;
   int64_t calibration_samples = 512;  // from the calibration set, for 4/8-bit activations
 };
 

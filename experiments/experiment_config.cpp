@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "compressors/recipe.h"
+#include "search/pruner.h"
 
 namespace compsearch::experiments {
 
@@ -493,6 +494,11 @@ ExperimentConfig config_from_json(const json& j, const std::string& source,
     }
     if (auto v = get_number(f, "dominance_margin", ".fidelity", p, 0.0, 1.0))
       c.fidelity.dominance_margin = *v;
+    try {  // the pruner's own checks (name and kwargs, as Optuna's constructors)
+      search::make_pruner(c.fidelity.pruner, c.fidelity.pruner_kwargs);
+    } catch (const std::invalid_argument& e) {
+      p.add(".fidelity.pruner", e.what());
+    }
   }
 
   if (j.contains("sampler") && is_object(j["sampler"], ".sampler", p)) {

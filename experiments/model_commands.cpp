@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
@@ -63,7 +64,8 @@ std::string InspectResult::to_text() const {
 }
 
 EvaluateResult evaluate_graph(const model::Graph& graph, const model::Dataset& data,
-                              const EvaluateOptions& options, const std::string& model_label) {
+                              const evaluators::EvaluationOptions& options,
+                              const std::string& model_label) {
   if (!data.labelled()) {
     throw std::invalid_argument("dataset " + data.name + " has no labels; accuracy needs labels");
   }
@@ -72,34 +74,17 @@ EvaluateResult evaluate_graph(const model::Graph& graph, const model::Dataset& d
                                 ": evaluate needs a model with exactly one input, it has " +
                                 std::to_string(graph.inputs.size()));
   }
-  if (options.batch_size < 1) throw std::invalid_argument("batch size must be >= 1");
+  evaluators::check_evaluation_options(options);
   model::check_dataset_matches_model(data, graph);
-  model::Executor exec(graph, model::ExecutorOptions{options.threads});
-  const int64_t n = options.limit > 0 ? std::min(options.limit, data.size()) : data.size();
   EvaluateResult r;
   r.model = model_label;
   r.data = data.name;
   const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t begin = 0; begin < n; begin += options.batch_size) {
-    const int64_t count = std::min(options.batch_size, n - begin);
-    auto outputs = exec.run({data.batch(begin, count)});
-    const model::Tensor& logits = outputs.at(0);
-    if (logits.shape.size() != 2 || logits.shape[0] != count || !logits.is_float()) {
-      throw std::invalid_argument(model_label + ": output '" + graph.outputs[0].name +
-                                  "' has shape " + model::shape_to_string(logits.shape) +
-                                  ", expected [batch, classes]");
-    }
-    const int64_t classes = logits.shape[1];
-    for (int64_t i = 0; i < count; ++i) {
-      const float* row = logits.f32.data() + i * classes;
-      // Ties go to the lowest class, as torch.argmax does.
-      const int64_t pred = std::max_element(row, row + classes) - row;
-      r.correct += pred == data.labels[begin + i];
-    }
-  }
+  const evaluators::EvaluationResult e = evaluators::evaluate_model(graph, data, options);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.samples = n;
-  r.accuracy = n ? static_cast<double>(r.correct) / static_cast<double>(n) : 0.0;
+  r.samples = e.samples;
+  r.accuracy = e.accuracy;
+  r.correct = static_cast<int64_t>(std::llround(e.accuracy * static_cast<double>(e.samples)));
   return r;
 }
 

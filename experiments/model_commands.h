@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "evaluators/accuracy.h"
 #include "model/dataset.h"
 #include "model/executor.h"
 #include "model/graph.h"
@@ -27,12 +28,6 @@ struct InspectResult {
 
 InspectResult inspect_graph(const model::Graph& graph, const std::string& model_label);
 
-struct EvaluateOptions {
-  int64_t batch_size = 256;
-  int threads = 0;     // 0 = OpenMP default
-  int64_t limit = -1;  // evaluate only the first `limit` samples (-1: all)
-};
-
 // `evaluate`: top-1 accuracy of the graph on a labelled dataset.
 // JSON: {"model", "data", "accuracy", "correct", "samples", "seconds", "images_per_second"}.
 struct EvaluateResult {
@@ -50,6 +45,7 @@ struct EvaluateResult {
 // Throws std::invalid_argument when the data is unlabelled, does not fit the model input, or the
 // model output is not [batch, classes].
 EvaluateResult evaluate_graph(const model::Graph& graph, const model::Dataset& data,
-                              const EvaluateOptions& options, const std::string& model_label);
+                              const evaluators::EvaluationOptions& options,
+                              const std::string& model_label);
 
 }  // namespace compsearch::experiments

@@ -13,12 +13,14 @@
 #include <thread>
 
 #include "compressors/apply.h"
+#include "evaluators/external_evaluator.h"
 #include "experiments/additive_proxy.h"
 #include "experiments/results.h"
 #include "hardware_models/target_profile.h"
 #include "search/hypervolume.h"
 #include "search/journal_storage.h"
 #include "search/pareto.h"
+#include "search/pruner.h"
 #include "search/sampler_factory.h"
 #include "search/study.h"
 
@@ -166,12 +168,22 @@ CompressionProblem::CompressionProblem(const ExperimentConfig& config, bool load
       limited->options.limit = config.fidelity.sensitivity_samples;
       sensitivity_evaluator_ = evaluators::make_standard_evaluator(config.evaluator.kind, limited);
     }
-  } else {
-    throw std::invalid_argument(config.source.string() +
-                                ": .evaluator: the external evaluator is not available yet");
   }
   reference_costs_ = cost_metrics(compressors::Recipe{});
   reference_ = reference_costs_;
+  if (config.evaluator.kind == "external") {
+    evaluators::ExternalEvaluatorOptions eo;
+    eo.command = config.evaluator.command;
+    eo.timeout_s = config.evaluator.timeout_s;
+    eo.model = std::filesystem::absolute(config.model).string();
+    // The metrics the config reads that compsearch does not compute itself.
+    for (const auto& o : config.objectives)
+      if (!reference_costs_.count(o.metric)) eo.metrics.push_back(o.metric);
+    for (const auto& c : config.constraints)
+      if (!reference_costs_.count(c.metric)) eo.metrics.push_back(c.metric);
+    evaluator_ = evaluators::make_external_evaluator(eo);
+    sensitivity_evaluator_ = evaluators::make_external_evaluator(eo);
+  }
   if (load_data && context_->validation) {
     reference_["accuracy"] = context_->reference.accuracy;
     reference_["agreement"] = 1.0;
@@ -337,7 +349,9 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
   std::unique_ptr<ProxyParts> parts;
   std::shared_ptr<const evaluators::SensitivityTable> table;
   std::unique_ptr<evaluators::Evaluator> proxy;
-  if ((config.fidelity.proxy || exact) && problem.has_evaluator()) {
+  // An external program is called for every table entry: only the exact route builds it then.
+  const bool want_proxy = exact || (config.fidelity.proxy && config.evaluator.kind != "external");
+  if (want_proxy && problem.has_evaluator()) {
     parts = std::make_unique<ProxyParts>(problem.space(), problem.table());
     if (parts->option_count() > 0) {
       auto on_progress = [&](const evaluators::SensitivityProgress& p) {
@@ -372,10 +386,18 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
                           : config.sampler.name == "tpe"          ? "TPESampler"
                                                                   : "RandomSampler";
   std::shared_ptr<search::Sampler> sampler = search::make_sampler(cls, kwargs);
+  const bool multi_objective = directions.size() > 1;
   search::StudyOptions options;
   options.heartbeat =
       search::HeartbeatOptions{kHeartbeatIntervalS, kHeartbeatGraceS, true, kRequeueRetries};
   options.stop = callbacks.stop;
+  if (!multi_objective) {
+    try {
+      options.pruner = search::make_pruner(config.fidelity.pruner, config.fidelity.pruner_kwargs);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(config.source.string() + ": .fidelity.pruner: " + e.what());
+    }
+  }
   auto study = search::Study::create(storage, config.study_name, directions, sampler,
                                      /*load_if_exists=*/true, options);
   if (study->directions() != directions) {
@@ -404,7 +426,7 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
     std::set<std::vector<std::string>> seen;
     for (const auto& t : before) {
       Params p;
-      for (const auto& [k, v] : t.params) p[k] = v;
+      for (const auto& [k, v] : t.params) p[k] = t.param(k);
       seen.insert(parts->keys(p));
     }
     for (const auto& point : exact_front(problem, *parts, *table, static_cast<size_t>(to_run))) {
@@ -418,10 +440,16 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
   // The metric the evaluator's fidelity levels report.
   const std::string measured = config.evaluator.kind == "accuracy"       ? "accuracy"
                                : config.evaluator.kind == "weight_error" ? "weight_error"
-                                                                         : "agreement";
+                               : config.evaluator.kind == "external" ? evaluated_objective(problem)
+                                                                     : "agreement";
 
   // The objective of one trial.
   search::Study::Objective objective = [&](search::Trial& trial) -> std::vector<double> {
+    // Counted however the trial ends (complete, pruned or failed).
+    struct CountRun {
+      std::atomic<int64_t>& n;
+      ~CountRun() { ++n; }
+    } count_run{done_now};
     const Params params = problem.space().suggest(trial);
     const compressors::Recipe recipe = problem.space().recipe(params);
     evaluators::Metrics m = problem.cost_metrics(recipe);
@@ -437,7 +465,7 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
       fidelity[std::to_string(step)] = value;
       if (!multi) {
         trial.report(value, step);
-        return false;  // pruners: single-objective studies use Optuna's pruner (not yet wired)
+        return trial.should_prune();  // the config's Optuna pruner
       }
       // Multi-objective: stop a candidate that some finished trial beats by the margin on the
       // evaluated objective while costing no more on every other objective.
@@ -481,7 +509,6 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
       record(problem.evaluator().evaluate(cand, report));
     } catch (const evaluators::EvaluationPruned& e) {
       record(e.metrics);
-      ++done_now;
       throw search::TrialPruned();
     }
     std::vector<double> constraints;
@@ -499,7 +526,6 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
         throw std::runtime_error("objective metric \"" + name + "\" was not measured");
       values.push_back(it->second);
     }
-    ++done_now;
     return values;
   };
 

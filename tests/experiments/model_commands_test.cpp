@@ -18,7 +18,7 @@ TEST_CASE("evaluate matches PyTorch's test accuracy on both reference models wit
     CAPTURE(name);
     const model::Graph g =
         model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / (name + ".onnx"));
-    const auto r = experiments::evaluate_graph(g, data, experiments::EvaluateOptions{}, name);
+    const auto r = experiments::evaluate_graph(g, data, evaluators::EvaluationOptions{}, name);
     CHECK(r.samples == 10000);
     CHECK(std::llabs(r.correct - ref[name]["correct"].get<int64_t>()) <= 5);
     const auto j = r.to_json();
@@ -52,9 +52,9 @@ TEST_CASE("evaluate refuses unlabelled data and a limit counts only the first sa
   const model::Graph g =
       model::load_onnx(fs::path(COMPSEARCH_SOURCE_DIR) / "models" / "fmnist_cnn.onnx");
   model::Dataset data = model::load_dataset("fashion-mnist", "test");
-  experiments::EvaluateOptions opts;
+  evaluators::EvaluationOptions opts;
   opts.limit = 100;
-  opts.batch_size = 7;  // a last partial batch
+  opts.batch = 7;  // a last partial batch
   const auto r = experiments::evaluate_graph(g, data, opts, "cnn");
   CHECK(r.samples == 100);
   data.labels.clear();
