@@ -1,7 +1,10 @@
 // Executor: batched CPU inference of the supported op set.
 //
-// Convolutions are im2col + Eigen GEMM per sample (direct loops for depthwise); Gemm and MatMul
-// are single Eigen GEMMs split by rows. OpenMP parallelises over the batch where the batch has
+// Conv, Gemm and MatMul with constant weights run through oneDNN (model/dnnl_ops.h) with the fused
+// Relu/Clip as a post-op, and the values between oneDNN convolutions and poolings stay NHWC
+// (plan_channels_last); ExecutorOptions::kernels picks Eigen instead, and kAuto keeps it where it
+// measured faster (prefer_onednn). The Eigen kernels: convolutions are im2col + Eigen GEMM per
+// sample (direct loops for depthwise); Gemm and MatMul are single Eigen GEMMs split by rows. OpenMP parallelises over the batch where the batch has
 // at least as many samples as threads, and inside the GEMM otherwise. Eigen's own threading is
 // off so that ExecutorOptions::threads is the only knob. Activation buffers come from a pool kept
 // in a per-run workspace: the op sequence is the same every run, so after the first batch no
