@@ -24,7 +24,7 @@ int run_evaluate(const std::vector<std::string>& args) {
       "data", po::value<std::string>(), "fashion-mnist or a dataset JSON file")(
       "split", po::value<std::string>()->default_value("test"), "train or test (fashion-mnist)")(
       "batch", po::value<int64_t>()->default_value(256), "batch size")(
-      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
+      "threads", po::value<int>()->default_value(0), "threads (0 = all cores; at most 1024)")(
       "limit", po::value<int64_t>()->default_value(-1), "only the first N samples (-1 = all)")(
       "json", "print JSON (keys accuracy, correct, samples, ...) instead of text")(
       "recipe", po::value<std::string>(),
@@ -42,7 +42,7 @@ int run_evaluate(const std::vector<std::string>& args) {
   req.data = o.required<std::string>("data");
   req.split = o.get<std::string>("split");
   req.batch_size = o.get<int64_t>("batch");
-  req.threads = o.get<int>("threads");
+  req.threads = threads_flag(o);
   req.limit = o.get<int64_t>("limit");
   req.recipe = o.optional<std::string>("recipe").value_or("");
   req.calibration = {o.get<std::string>("calibration-data"),

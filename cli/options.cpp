@@ -2,6 +2,9 @@
 #include "cli/options.h"
 
 #include <iostream>
+#include <stdexcept>
+
+#include "model/executor.h"
 
 namespace po = boost::program_options;
 
@@ -29,6 +32,16 @@ bool VerbOptions::parse(const std::vector<std::string>& args) {
     return false;
   }
   return true;
+}
+
+int threads_flag(const VerbOptions& options) {
+  const int threads = options.get<int>("threads");
+  try {
+    model::resolve_threads(threads, "--threads");
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(e.what());
+  }
+  return threads;
 }
 
 }  // namespace compsearch::cli

@@ -54,4 +54,8 @@ class VerbOptions {
   boost::program_options::variables_map vm_;
 };
 
+// The verb's --threads value: 0 (all cores) to model::kMaxThreads; otherwise UsageError
+// ("--threads: value 100000 out of range; expected 0 (all cores) to 1024", exit 2).
+int threads_flag(const VerbOptions& options);
+
 }  // namespace compsearch::cli

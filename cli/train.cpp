@@ -38,7 +38,7 @@ void add_training_flags(VerbOptions& o) {
       "optimizer", po::value<std::string>(), "adam, adamw or sgd")(
       "schedule", po::value<std::string>(), "constant, step or cosine")(
       "seed", po::value<uint64_t>()->default_value(0), "shuffle seed")(
-      "threads", po::value<int>()->default_value(0), "threads (0 = all cores)")(
+      "threads", po::value<int>()->default_value(0), "threads (0 = all cores; at most 1024)")(
       "eval-data", po::value<std::string>()->default_value("auto"),
       "held-out set scored before and after (auto: the fashion-mnist test split when --data is "
       "fashion-mnist; none: skip)")("eval-split", po::value<std::string>()->default_value("test"),
@@ -63,7 +63,7 @@ experiments::TrainRequest training_request(const VerbOptions& o) {
   r.optimizer = o.optional<std::string>("optimizer");
   r.schedule = o.optional<std::string>("schedule");
   r.seed = o.get<uint64_t>("seed");
-  r.threads = o.get<int>("threads");
+  r.threads = threads_flag(o);
   r.eval_data = o.get<std::string>("eval-data");
   r.eval_split = o.get<std::string>("eval-split");
   r.eval_limit = o.get<int64_t>("eval-limit");

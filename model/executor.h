@@ -1,18 +1,27 @@
-// Executor: batched CPU inference of a Graph (oneDNN and Eigen kernels, OpenMP over the batch).
+// Executor: batched CPU inference of a Graph (Eigen GEMMs, OpenMP over the batch).
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/graph.h"
 
 namespace compsearch::model {
 
+// The most threads an executor or trainer runs: far above any core count it meets, far below what
+// makes OpenMP fail to start threads (a thread count of 100,000 crashed in thread creation).
+constexpr int kMaxThreads = 1024;
+
+// `threads` as ExecutorOptions / TrainerOptions take it (0 = omp_get_max_threads()), resolved.
+// Throws std::invalid_argument("<what>: value N out of range; expected 0 (all cores) to 1024").
+int resolve_threads(int threads, const std::string& what);
+
 struct ExecutorOptions {
-  // 0 = OpenMP default. Without a hook, a batch of at least `threads` samples is split into
-  // `threads` slices that run the whole graph in parallel; smaller batches parallelise inside
-  // the ops (GEMM rows/columns, convolution samples, pooling planes).
+  // 0 = OpenMP default; at most kMaxThreads. Without a hook, a batch of at least `threads` samples
+  // is split into `threads` slices that run the whole graph in parallel; smaller batches
+  // parallelise inside the ops (GEMM rows/columns, convolution samples, pooling planes).
   int threads = 0;
   // Opt-in: with a hook set, still split the batch over threads. The hook is then called
   // concurrently from several threads, each time with a slice of the batch, so it must be

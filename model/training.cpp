@@ -32,6 +32,7 @@
 #include <unordered_map>
 
 #include "common/check.h"
+#include "model/executor.h"
 #include "model/layer_table.h"
 #include "model/node_eval.h"
 #include "model/op_util.h"
@@ -386,11 +387,7 @@ struct Trainer::Impl {
 };
 
 Trainer::Impl::Impl(const Graph& g, TrainerOptions o) : graph(g), options(std::move(o)) {
-  if (options.threads < 0) {
-    throw std::invalid_argument("TrainerOptions::threads " + std::to_string(options.threads) +
-                                " must be >= 0 (0 = OpenMP default)");
-  }
-  threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+  threads = resolve_threads(options.threads, "TrainerOptions::threads");
   if (graph.inputs.empty() || graph.outputs.empty()) {
     throw std::invalid_argument("Trainer: graph '" + graph.name + "' needs an input and an output");
   }

@@ -155,6 +155,13 @@ TEST_CASE("Malformed flags and flag values are usage errors with exit code 2 in 
     expect("estimate --model zoo:ds_cnn_kws --target gpu:t4 --batch 0", 2,
            "--batch: value 0 out of range; expected >= 1");
     expect("estimate --model zoo:ds_cnn_kws", 2, "missing --target");
+    // 100,000 threads crashed in OpenMP's thread creation: bounded, and the bound is named.
+    expect("evaluate --model " + mlp + " --data fashion-mnist --threads 100000", 2,
+           "--threads: value 100000 out of range; expected 0 (all cores) to 1024");
+    expect("evaluate --model " + mlp + " --data fashion-mnist --threads -1", 2,
+           "--threads: value -1 out of range");
+    expect("train --model " + mlp + " --out " + (dir.path / "t.onnx").string() + " --threads 1025",
+           2, "--threads: value 1025 out of range; expected 0 (all cores) to 1024");
     expect("hw frobnicate", 2, "unknown action 'frobnicate'; expected list or show");
     expect("hw show", 2, "hw show needs a TARGET");
   }

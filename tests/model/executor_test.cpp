@@ -122,6 +122,24 @@ TEST_CASE("Executor rejects an input of the wrong shape naming the input and bot
   CHECK_THROWS_AS(exec.run({}), std::invalid_argument);
 }
 
+TEST_CASE(
+    "Executor threads are bounded from 0 (all cores) to kMaxThreads and the error names the "
+    "bound") {
+  Graph g = load_onnx(source_dir() / "models" / "fmnist_mlp.onnx");
+  for (const int bad : {-1, kMaxThreads + 1, 100000}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(
+        Executor(g, ExecutorOptions{bad}),
+        doctest::Contains(("ExecutorOptions::threads: value " + std::to_string(bad) +
+                           " out of range; expected 0 (all cores) to 1024")
+                              .c_str()),
+        std::invalid_argument);
+  }
+  const Tensor x = load_dataset("fashion-mnist", "test").batch(0, 4);
+  CHECK(Executor(g, ExecutorOptions{kMaxThreads}).run({x})[0].f32 ==
+        Executor(g, ExecutorOptions{1}).run({x})[0].f32);
+}
+
 TEST_CASE("With hook_per_slice the hook sees every sample once across batch slices") {
   Graph g = load_onnx(source_dir() / "models" / "fmnist_cnn.onnx");
   const LayerTable table = build_layer_table(g);

@@ -365,7 +365,12 @@ TEST_CASE("Trainer rejects bad inputs, gradients and graphs with messages naming
                        doctest::Contains("does not match the output [2, 10]"),
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(Trainer(g, TrainerOptions{.threads = -1}).threads(),
-                       doctest::Contains("threads -1"), std::invalid_argument);
+                       doctest::Contains("TrainerOptions::threads: value -1 out of range"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Trainer(g, TrainerOptions{.threads = 100000}).threads(),
+                       doctest::Contains("value 100000 out of range; expected 0 (all cores) to "
+                                         "1024"),
+                       std::invalid_argument);
   Graph other = g;
   other.initializers.erase("fc2.bias");
   CHECK_THROWS_WITH_AS(trainer.write_parameters(other), doctest::Contains("'fc2.bias'"),
