@@ -1,4 +1,4 @@
-// Executor: batched CPU inference of a Graph (Eigen GEMMs, OpenMP over the batch).
+// Executor: batched CPU inference of a Graph (oneDNN and Eigen kernels, OpenMP over the batch).
 #pragma once
 
 #include <functional>
