@@ -55,6 +55,18 @@ void write_all(int fd, const std::string& data, const std::string& path) {
   }
 }
 
+// The record a journal's last line holds when it lacks only its newline: a JSON object (a torn
+// line never parses as one: its closing brace is the last byte written). nullopt otherwise.
+std::optional<nlohmann::json> complete_record(std::string_view tail) {
+  if (tail.find_first_not_of(" \t\r") == std::string_view::npos) return std::nullopt;
+  try {
+    nlohmann::json log = parse_python_json(tail);
+    if (log.is_object()) return log;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 // Waiting for the lock: Optuna's first back-off (1 ms, doubling), capped at 50 ms rather than
@@ -157,23 +169,7 @@ void JournalStorage::sync() {
   }
   const std::string me = worker_id();
   std::exception_ptr own_error;
-  size_t start = 0;
-  while (true) {
-    const size_t nl = data.find('\n', start);
-    if (nl == std::string::npos) break;  // an incomplete last line is not ours to read yet
-    std::string_view line(data.data() + start, nl - start);
-    const uint64_t line_offset = offset_;
-    offset_ += nl - start + 1;
-    start = nl + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::json log;
-    try {
-      log = parse_python_json(line);
-    } catch (const nlohmann::json::exception& e) {
-      log_warning("journal ", path_, ": skipping a line at byte ", line_offset,
-                  " that is not JSON (", e.what(), ")");
-      continue;
-    }
+  auto apply = [&](const nlohmann::json& log, uint64_t line_offset) {
     const bool own = log.is_object() && log.contains("worker_id") && log["worker_id"] == me;
     try {
       state_.apply(log, me);
@@ -188,6 +184,35 @@ void JournalStorage::sync() {
                       e.what());
         }
       }
+    }
+  };
+  size_t start = 0;
+  while (true) {
+    const size_t nl = data.find('\n', start);
+    if (nl == std::string::npos) break;
+    std::string_view line(data.data() + start, nl - start);
+    const uint64_t line_offset = offset_;
+    offset_ += nl - start + 1;
+    start = nl + 1;
+    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+    nlohmann::json log;
+    try {
+      log = parse_python_json(line);
+    } catch (const nlohmann::json::exception& e) {
+      log_warning("journal ", path_, ": skipping a line at byte ", line_offset,
+                  " that is not JSON (", e.what(), ")");
+      continue;
+    }
+    apply(log, line_offset);
+  }
+  // A last line without its newline: a record still being appended (torn: not ours to read
+  // yet), or a complete record whose newline is missing, which Optuna 3.1 reads as a record.
+  // Read the complete one too; the next writer ends it with a newline (write()).
+  if (start < data.size()) {
+    if (auto log = complete_record(std::string_view(data).substr(start))) {
+      const uint64_t line_offset = offset_;
+      offset_ += data.size() - start;
+      apply(*log, line_offset);
     }
   }
   if (own_error) std::rethrow_exception(own_error);
@@ -207,13 +232,16 @@ void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
     if (::fstat(f.fd, &st) != 0)
       throw std::runtime_error("journal " + path_ + ": fstat failed: " + errno_text());
     off_t size = st.st_size;
+    std::string end_tail;  // "\n" when the last line is a complete record without its newline
     char last = '\n';
     if (size > 0 && ::pread(f.fd, &last, 1, size - 1) != 1) {
       throw std::runtime_error("journal " + path_ + ": read failed: " + errno_text());
     }
     if (last != '\n') {
-      // A writer died mid-append: cut back to the last newline so the torn bytes never end
-      // up in the middle of the file. We hold the lock, so no live writer is appending.
+      // A last line without its newline. We hold the lock, so no live writer is appending: it
+      // is either a complete record that lacks only the newline (Optuna reads it: keep it, end
+      // it), or a writer died mid-append (cut back to the last newline so the torn bytes never
+      // end up in the middle of the file).
       off_t keep = 0;
       char buf[4096];
       for (off_t end = size; end > 0 && keep == 0;) {
@@ -228,14 +256,21 @@ void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
         }
         end = begin;
       }
-      if (::ftruncate(f.fd, keep) != 0)
-        throw std::runtime_error("journal " + path_ + ": truncate failed: " + errno_text());
-      log_warning("journal ", path_, ": removed a torn last line (", size - keep, " bytes)");
-      size = keep;
+      std::string tail(static_cast<size_t>(size - keep), '\0');
+      if (::pread(f.fd, tail.data(), tail.size(), keep) != static_cast<ssize_t>(tail.size()))
+        throw std::runtime_error("journal " + path_ + ": read failed: " + errno_text());
+      if (complete_record(tail)) {
+        end_tail = "\n";
+      } else {
+        if (::ftruncate(f.fd, keep) != 0)
+          throw std::runtime_error("journal " + path_ + ": truncate failed: " + errno_text());
+        log_warning("journal ", path_, ": removed a torn last line (", size - keep, " bytes)");
+        size = keep;
+      }
     }
     if (::lseek(f.fd, size, SEEK_SET) < 0)
       throw std::runtime_error("journal " + path_ + ": seek failed: " + errno_text());
-    write_all(f.fd, line, path_);
+    write_all(f.fd, end_tail + line, path_);
     if (options_.fsync && ::fsync(f.fd) != 0)
       throw std::runtime_error("journal " + path_ + ": fsync failed: " + errno_text());
   } catch (...) {

@@ -427,3 +427,43 @@ TEST_CASE("the study verbs report bad input naming the flag, the value and what 
   CHECK(values.exit_code == 2);
   CHECK(values.output.find("--values: invalid float value: 'x2'") != std::string::npos);
 }
+
+TEST_CASE(
+    "A complete last record without its newline counts as Optuna counts it and is kept by the "
+    "next write") {
+  TempDir dir;
+  const auto path = dir.file("tail.journal");
+  {
+    auto storage = std::make_shared<JournalStorage>(path);
+    auto study = Study::create(storage, "tail", {StudyDirection::kMinimize},
+                               std::make_shared<RandomSampler>(3));
+    for (int k = 0; k < 2; ++k) {
+      auto t = study->ask({{"x", make_float(-1, 1)}});
+      study->tell(t.number(), std::vector<double>{0.5 * k});
+    }
+  }
+  // An editor, a copy or a writer killed between the record and its newline.
+  std::string text = read_file(path);
+  REQUIRE(text.back() == '\n');
+  text.pop_back();
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+  const auto theirs = optuna_view(path);
+  REQUIRE(theirs[0]["trials"].size() == 2);
+  CHECK(theirs[0]["trials"][1]["state"] == "COMPLETE");  // Optuna 3.1 parses the last line
+  JournalStorage reader(path);
+  check_same(canonical(reader), theirs);
+  CHECK(reader.get_trial(1).state == TrialState::kComplete);
+  // The next write ends the record with its newline instead of cutting it off.
+  auto study = Study::load(std::make_shared<JournalStorage>(path), "tail",
+                           std::make_shared<RandomSampler>(4));
+  auto t = study->ask({{"x", make_float(-1, 1)}});
+  study->tell(t.number(), std::vector<double>{2.0});
+  const std::string after = read_file(path);
+  CHECK(after.substr(0, text.size() + 1) == text + "\n");
+  const auto optuna_after = optuna_view(path);
+  REQUIRE(optuna_after[0]["trials"].size() == 3);
+  CHECK(optuna_after[0]["trials"][1]["state"] == "COMPLETE");
+  CHECK(optuna_after[0]["trials"][1]["values"] == nlohmann::json::array({0.5}));
+  check_same(canonical(reader), optuna_after);
+  check_same(canonical(*std::make_shared<JournalStorage>(path)), optuna_after);
+}
