@@ -168,7 +168,19 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::filesystem::path
         length = std::stoll(kv.value());
     }
     if (location.empty()) throw std::runtime_error(what + ": external data without a location");
-    const auto file = model_dir / location;
+    // As ONNX's checker: a relative path that stays inside the model's directory.
+    const std::filesystem::path loc(location);
+    if (loc.is_absolute() || loc.has_root_name() || loc.has_root_directory()) {
+      throw std::runtime_error(what + ": external data location '" + location +
+                               "' must be a relative path inside the model's directory");
+    }
+    const auto normal = loc.lexically_normal();
+    if (normal.empty() || *normal.begin() == ".." || normal == ".") {
+      throw std::runtime_error(what + ": external data location '" + location +
+                               "' points outside the model's directory (" + model_dir.string() +
+                               ")");
+    }
+    const auto file = model_dir / normal;
     std::ifstream in(file, std::ios::binary);
     if (!in) throw std::runtime_error(what + ": cannot open external data file " + file.string());
     if (length >= 0 && static_cast<size_t>(length) != nbytes) {

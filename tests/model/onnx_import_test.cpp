@@ -136,3 +136,47 @@ TEST_CASE("Weights in an external-data file load and a missing data file is name
   CHECK_THROWS_WITH_AS(load_onnx(lonely), doctest::Contains("cannot open external data file"),
                        std::runtime_error);
 }
+
+TEST_CASE("External data outside the model's directory is refused as ONNX's checker refuses it") {
+  const fs::path fixtures = data_dir() / "fixtures";
+  const std::string bytes = read_all(fixtures / "conv_autopad_external.onnx");
+  const std::string stored = "conv_autopad_external.data";  // every initializer's location
+  // The same model with every location replaced by one of the same length (protobuf lengths stay).
+  auto with_location = [&](const std::string& location) {
+    REQUIRE(location.size() == stored.size());
+    std::string out = bytes;
+    int replaced = 0;
+    for (size_t at = out.find(stored); at != std::string::npos; at = out.find(stored, at + 1)) {
+      out.replace(at, stored.size(), location);
+      ++replaced;
+    }
+    REQUIRE(replaced > 0);
+    return out;
+  };
+  const fs::path root = temp_dir() / "external_escape";
+  fs::remove_all(root);
+  fs::create_directories(root / "model" / "d");
+  // Each location below reaches a real copy of the data, so only the location rule can refuse it.
+  const fs::path data = fixtures / "conv_autopad_external.data";
+  const fs::path absolute = "/tmp/conv_autopad_ext.data";
+  fs::copy_file(data, root / "conv_autopad_exter.data");
+  fs::copy_file(data, absolute, fs::copy_options::overwrite_existing);
+  fs::copy_file(data, root / "model" / "d" / "conv_autopad_e.data");
+  const fs::path up = root / "model" / "up.onnx", abs = root / "model" / "abs.onnx",
+                 inside = root / "model" / "inside.onnx";
+  write_all(up, with_location("../conv_autopad_exter.data"));
+  write_all(abs, with_location(absolute.string()));
+  write_all(inside, with_location("d/../d/conv_autopad_e.data"));
+  CHECK_THROWS_WITH_AS(load_onnx(up),
+                       doctest::Contains("external data location '../conv_autopad_exter.data' "
+                                         "points outside the model's directory"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_onnx(abs),
+                       doctest::Contains("external data location '/tmp/conv_autopad_ext.data' "
+                                         "must be a relative path"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_onnx(up), doctest::Contains(up.string().c_str()), std::runtime_error);
+  CHECK(load_onnx(inside).find_initializer("w1")->shape == Shape{4, 3, 3, 3});
+  fs::remove(absolute);
+  fs::remove_all(root);
+}
