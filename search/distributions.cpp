@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -111,8 +112,15 @@ double number_attr(const nlohmann::json& attrs, const char* key, const std::stri
 
 int64_t int_attr(const nlohmann::json& attrs, const char* key, const std::string& cls) {
   const auto& v = require<int64_t>(attrs, key, cls);
+  if (v.is_number_unsigned() &&
+      v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be a 64-bit integer, got " +
+                                v.dump());
+  }
   if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
+  // A float outside int64's range cannot be converted (undefined behaviour): not an integer here.
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+      std::abs(v.get<double>()) < 0x1p63) {
     return static_cast<int64_t>(v.get<double>());
   }
   throw std::invalid_argument(cls + ": attribute \"" + key + "\" must be an integer, got " +
@@ -136,6 +144,12 @@ FloatDistribution make_float(double low, double high, bool log, std::optional<do
   if (std::isnan(low) || std::isnan(high)) {
     throw std::invalid_argument("FloatDistribution: low and high must not be NaN (low=" +
                                 repr(low) + ", high=" + repr(high) + ")");
+  }
+  if (!std::isfinite(low) || !std::isfinite(high)) {
+    // Optuna 3.1 accepts them, then samples NaN (uniform(-inf, inf)) or fails in the sampler.
+    throw std::invalid_argument(
+        "FloatDistribution: the `low` and `high` values must be finite (low=" + repr(low) +
+        ", high=" + repr(high) + ")");
   }
   if (log && step) {
     throw std::invalid_argument(
@@ -167,6 +181,15 @@ FloatDistribution make_float(double low, double high, bool log, std::optional<do
 }
 
 IntDistribution make_int(int64_t low, int64_t high, bool log, int64_t step) {
+  // Internal values are doubles (as in Optuna), exact for integers up to 2^53; beyond, a value
+  // may round out of int64 and `high - low` may overflow (Python's ints hide both in Optuna).
+  constexpr int64_t kExact = int64_t{1} << 53;
+  if (low < -kExact || low > kExact || high < -kExact || high > kExact) {
+    throw std::invalid_argument(
+        "IntDistribution: the `low` and `high` values must be within -2^53 and 2^53 (" +
+        std::to_string(kExact) + "), where the float internal value is exact (low=" +
+        std::to_string(low) + ", high=" + std::to_string(high) + ")");
+  }
   if (log && step != 1) {
     throw std::invalid_argument(
         "IntDistribution: samplers only accept step 1 when `log` is true (step=" +

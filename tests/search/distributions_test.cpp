@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "search/python_json.h"
+#include "search_test_util.h"
 
 using namespace compsearch::search;
 
@@ -132,6 +133,57 @@ TEST_CASE("distribution constructors reject Optuna's invalid arguments with the 
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_categorical({nlohmann::json::array()}),
                        doctest::Contains("choice 0 is []"), std::invalid_argument);
+}
+
+TEST_CASE("ranges whose arithmetic overflows or is not finite are rejected at the API and CLI") {
+  // Optuna 3.1 accepts both and then fails or samples nonsense: IntDistribution(-2**63, 2**63-1)
+  // and FloatDistribution(-inf, inf) (uniform(-inf, inf) is NaN). Internal values are doubles,
+  // exact for integers up to 2^53 only.
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  constexpr int64_t k53 = int64_t{1} << 53;
+  CHECK_THROWS_WITH_AS(make_int(kMin, kMax),
+                       doctest::Contains("(low=-9223372036854775808, high=9223372036854775807)"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_int(0, k53 + 1), doctest::Contains("IntDistribution: the `low` and"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(make_int(-k53 - 1, 0), std::invalid_argument);
+  CHECK(make_int(-k53, k53).high == k53);
+  const double inf = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH_AS(make_float(-inf, inf),
+                       doctest::Contains("FloatDistribution: the `low` and `high` values must be "
+                                         "finite (low=-Infinity, high=Infinity)"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_float(0, inf), doctest::Contains("(low=0.0, high=Infinity)"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(make_float(-inf, 0, false, 0.5), std::invalid_argument);
+  CHECK_THROWS_AS(distribution_from_json(nlohmann::json::parse(
+                      R"({"name": "IntDistribution", "attributes": {"low": -9223372036854775808,
+                          "high": 9223372036854775807, "log": false, "step": 1}})")),
+                  std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      distribution_from_json(nlohmann::json::parse(
+          R"({"name": "IntDistribution", "attributes": {"low": 0, "high": 1e30}})")),
+      doctest::Contains("\"high\" must be an integer"), std::invalid_argument);
+  CHECK_THROWS_AS(
+      distribution_from_json(
+          R"({"name": "FloatDistribution", "attributes": {"low": -Infinity, "high": Infinity, "log": false, "step": null}})"),
+      std::invalid_argument);
+  // The CLI reports the same errors and writes no trial.
+  compsearch::search::testing::TempDir dir;
+  const std::string cli = std::string(COMPSEARCH_BINARY_DIR) + "/cli/compsearch";
+  const std::string storage = compsearch::search::testing::shell_quote(dir.file("j.log"));
+  for (
+      const std::string space :
+      {R"({"x": {"name": "FloatDistribution", "attributes": {"low": -Infinity, "high": Infinity, "log": false, "step": null}}})",
+       R"({"n": {"name": "IntDistribution", "attributes": {"low": -9223372036854775808, "high": 9223372036854775807, "log": false, "step": 1}}})"}) {
+    CAPTURE(space);
+    const auto r = compsearch::search::testing::run_command(
+        cli + " ask --storage " + storage + " --study-name s --search-space " +
+        compsearch::search::testing::shell_quote(space) + " 2>&1");
+    CHECK(r.exit_code != 0);
+    CHECK(r.output.find("the `low` and `high` values must be") != std::string::npos);
+  }
 }
 
 TEST_CASE("single, contains and internal/external values follow Optuna") {
