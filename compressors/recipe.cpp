@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/json_nesting.h"
 #include "model/layer_table.h"
 
 namespace compsearch::compressors {
@@ -484,9 +485,11 @@ json recipe_to_json(const Recipe& recipe) {
 Recipe load_recipe(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path.string() + ": cannot open recipe file");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  require_json_nesting_within(text, path.string());
   json j;
   try {
-    j = json::parse(in);
+    j = json::parse(text);
   } catch (const json::parse_error& e) {
     throw std::invalid_argument(path.string() + ": not valid JSON: " + e.what());
   }

@@ -198,7 +198,7 @@ void JournalStorage::sync() {
     nlohmann::json log;
     try {
       log = parse_python_json(line);
-    } catch (const nlohmann::json::exception& e) {
+    } catch (const std::exception& e) {  // nlohmann's parse errors, and JSON nested too deep
       log_warning("journal ", path_, ": skipping a line at byte ", line_offset,
                   " that is not JSON (", e.what(), ")");
       continue;

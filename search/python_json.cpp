@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 
+#include "common/json_nesting.h"
+
 namespace compsearch::search {
 namespace {
 
@@ -86,6 +88,9 @@ std::string replace_non_finite(std::string_view text, bool& replaced) {
 
 template <class Json>
 Json parse_impl(std::string_view text) {
+  // Text nested deeper than any record would overflow the stack in restore_non_finite, in dumps
+  // and in error messages that print the value: refused before parsing.
+  require_json_nesting_within(text, "JSON text");
   // Fast path: no bare N/I outside strings is the common case; checking for the letters at all
   // is cheaper than a full rewrite.
   if (text.find("NaN") == std::string_view::npos &&

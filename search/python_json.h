@@ -25,7 +25,8 @@ std::string dump_python_json(const nlohmann::json& value,
                              JsonSeparators separators = JsonSeparators::kPython);
 
 // json.loads(text): also accepts NaN, Infinity and -Infinity outside strings. Throws
-// nlohmann::json::parse_error on malformed text.
+// nlohmann::json::parse_error on malformed text and std::invalid_argument on text nested deeper
+// than kMaxJsonNesting (common/json_nesting.h) levels.
 nlohmann::json parse_python_json(std::string_view text);
 nlohmann::ordered_json parse_python_json_ordered(std::string_view text);
 

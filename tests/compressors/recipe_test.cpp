@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
 
 #include "model/layer_table.h"
 
@@ -292,4 +294,32 @@ TEST_CASE("Distillation errors name the key, the value and what is allowed") {
       std::invalid_argument);
   CHECK_THROWS_WITH_AS(distill("[1]"), "r.json: distillation: got [1], expected an object",
                        std::invalid_argument);
+}
+
+TEST_CASE("A recipe nested 100000 deep is an error naming the file and not a stack overflow") {
+  const auto dir = std::filesystem::temp_directory_path();
+  const size_t deep = 100000;
+  // Valid JSON in both cases: the error message used to print the value, recursing per level.
+  const std::pair<std::string, std::string> cases[] = {
+      {"compsearch_recipe_deep_default.json", R"({"format": "compsearch.recipe/1", "default": )" +
+                                                  std::string(deep, '[') + std::string(deep, ']') +
+                                                  "}"},
+      {"compsearch_recipe_deep_top.json", std::string(deep, '{')},  // and not JSON
+      {"compsearch_recipe_deep_array.json", std::string(deep, '[') + std::string(deep, ']')}};
+  for (const auto& [name, text] : cases) {
+    CAPTURE(name);
+    const auto path = dir / name;
+    std::ofstream(path) << text;
+    CHECK_THROWS_WITH_AS(
+        load_recipe(path),
+        doctest::Contains(
+            (path.string() + ": JSON nested deeper than 512 levels (at byte ").c_str()),
+        std::invalid_argument);
+    std::filesystem::remove(path);
+  }
+  // The nesting a real recipe has still loads.
+  const auto ok = dir / "compsearch_recipe_shallow.json";
+  std::ofstream(ok) << R"({"format": "compsearch.recipe/1", "default": {"w_bits": 4}})";
+  CHECK(load_recipe(ok).default_setting.w_bits == 4);
+  std::filesystem::remove(ok);
 }

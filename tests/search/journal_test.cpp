@@ -178,6 +178,28 @@ TEST_CASE(
   CHECK(::lstat(lock.c_str(), &st) != 0);  // released
 }
 
+TEST_CASE("A journal line nested 100000 deep is skipped like any other bad line") {
+  TempDir dir;
+  const auto path = dir.file("j.log");
+  {
+    JournalStorage s(path);
+    s.create_new_study({StudyDirection::kMinimize}, "s");
+  }
+  const size_t deep = 100000;
+  // Valid JSON, but nested far deeper than any record: parsing, printing it in the warning or
+  // walking it must not overflow the stack.
+  append_raw(path, "{\"op_code\":4,\"worker_id\":\"x\",\"study_id\":0,\"a\":" +
+                       std::string(deep, '[') + std::string(deep, ']') + "}\n");
+  append_raw(path, std::string(deep, '{') + "\n");  // and deep, and not JSON
+  CHECK_THROWS_WITH_AS(parse_python_json(std::string(deep, '[') + std::string(deep, ']')),
+                       doctest::Contains("JSON nested deeper than 512 levels (at byte 512)"),
+                       std::invalid_argument);
+  JournalStorage s(path);
+  CHECK(s.get_all_trials(0).empty());
+  CHECK(s.create_new_trial(0) == 0);
+  CHECK(JournalStorage(path).get_all_trials(0).size() == 1);
+}
+
 TEST_CASE(
     "Stale heartbeats fail a trial and re-queue it; trials without heartbeat are left alone") {
   TempDir dir;
