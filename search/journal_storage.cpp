@@ -36,6 +36,14 @@ std::string rename_path(const std::string& lock_path) {
   return lock_path + uuid + ".rename";
 }
 
+// Deletes a stale lock moved aside: Optuna's lock is a symlink (unlink), but a lock some other
+// tool took with mkdir is an empty directory (rmdir), which unlink alone would leave behind.
+void remove_broken_lock(const std::string& aside) {
+  if (::unlink(aside.c_str()) == 0) return;
+  if ((errno == EISDIR || errno == EPERM) && ::rmdir(aside.c_str()) == 0) return;
+  log_warning("journal lock: cannot remove the broken lock moved to ", aside, ": ", errno_text());
+}
+
 struct Fd {
   int fd = -1;
   ~Fd() {
@@ -112,7 +120,7 @@ void JournalFileLock::acquire() {
             }
             ::unlink(aside.c_str());
           } else {
-            ::unlink(aside.c_str());
+            remove_broken_lock(aside);
             log_warning("broke the stale journal lock ", lock_path_, " (held for ",
                         std::max(age_s, observed_s), " s, grace period ", grace_period_s_, " s)");
           }

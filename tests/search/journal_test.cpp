@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <thread>
@@ -176,6 +177,21 @@ TEST_CASE(
   CHECK(s.get_all_trials(0).size() == 1);
   struct stat st {};
   CHECK(::lstat(lock.c_str(), &st) != 0);  // released
+}
+
+TEST_CASE("A stale lock left as a directory is broken without leaving its .rename behind") {
+  TempDir dir;
+  const auto path = dir.file("j.log");
+  JournalStorage s(path, JournalOptions{0.2, false});
+  s.create_new_study({StudyDirection::kMinimize}, "s");
+  const std::string lock = path + ".lock";
+  REQUIRE(::mkdir(lock.c_str(), 0755) == 0);  // e.g. a tool that locks with mkdir
+  s.create_new_trial(0);                      // waits out the grace period, then breaks it
+  CHECK(s.get_all_trials(0).size() == 1);
+  std::vector<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path))
+    if (e.path().filename() != "j.log") left.push_back(e.path().filename().string());
+  CHECK(left.empty());  // neither the lock nor a "j.log.lock<uuid>.rename" remains
 }
 
 TEST_CASE("A journal line nested 100000 deep is skipped like any other bad line") {
