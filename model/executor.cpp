@@ -1374,6 +1374,7 @@ struct Workspace {
   std::vector<std::vector<float>> free_buffers;
   Tensor hooked_input;
   Tensor scratch_output;
+  std::vector<size_t> last_size;  // by slot: the float count of each value in the last run
   detail::DnnlScratch dnnl_scratch;
   Tensor layout_copy;
 };
@@ -1395,6 +1396,7 @@ struct Executor::Impl {
   size_t n_slots = 0;
   std::vector<Step> steps;
   std::vector<int> output_slots;
+  std::vector<char> is_output;  // by slot
   // Some step mixes samples (a QuantizeLinear / DequantizeLinear with per-axis scales along the
   // batch axis): the batch cannot be split into slices that run independently.
   bool batch_coupled = false;
@@ -1411,6 +1413,7 @@ struct Executor::Impl {
     if (pool.empty()) {
       auto ws = std::make_unique<Workspace>();
       ws->values.resize(n_slots);
+      ws->last_size.assign(n_slots, 0);
       return ws;
     }
     auto ws = std::move(pool.back());
@@ -1422,15 +1425,6 @@ struct Executor::Impl {
     pool.push_back(std::move(ws));
   }
 };
-
-int resolve_threads(int threads, const std::string& what) {
-  if (threads < 0 || threads > kMaxThreads) {
-    throw std::invalid_argument(what + ": value " + std::to_string(threads) +
-                                " out of range; expected 0 (all cores) to " +
-                                std::to_string(kMaxThreads));
-  }
-  return threads > 0 ? threads : omp_get_max_threads();
-}
 
 namespace {
 
@@ -1569,7 +1563,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   Impl& im = *impl_;
   im.graph = &graph;
   im.options = options;
-  im.threads = resolve_threads(options.threads, "ExecutorOptions::threads");
+  im.threads = options.threads > 0 ? options.threads : omp_get_max_threads();
   im.kernels = kernels_from_environment(options.kernels);
   if (!graph.inputs.empty() && !graph.inputs[0].shape.empty())
     im.declared_batch = graph.inputs[0].shape[0];
@@ -1669,6 +1663,8 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
       throw std::runtime_error("graph output '" + out.name + "' is not produced by any node");
     im.output_slots.push_back(it->second);
   }
+  im.is_output.assign(im.n_slots, 0);
+  for (int o : im.output_slots) im.is_output[o] = 1;
   // Fuse Conv/Gemm + Relu/Clip (constant bounds) when the Relu/Clip is the only reader of a
   // value that is not a graph output: one pass over the activation instead of two.
   std::vector<int> readers(im.n_slots, 0);
@@ -1874,9 +1870,29 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
         continue;
       }
       Tensor& t = ws->values[s];
-      if (t.f32.capacity() == 0 && !ws->free_buffers.empty()) {
-        t.f32 = std::move(ws->free_buffers.back());
-        ws->free_buffers.pop_back();
+      // A graph output keeps its own buffer across runs: handed a pooled one, it would keep it
+      // (outputs are never released), and the next run would allocate (and page-fault and
+      // zero) that buffer again for whichever value had it before.
+      if (t.f32.capacity() == 0 && !ws->free_buffers.empty() && !im.is_output[s]) {
+        // The pooled buffer that had this value's size last run (the op sequence repeats, so
+        // each value finds its buffer again and resizing it neither reallocates nor zero-fills),
+        // else the smallest one that is large enough, else the largest.
+        const size_t want = ws->last_size[s];
+        auto& pool = ws->free_buffers;
+        size_t best = 0;
+        for (size_t i = 1; i < pool.size(); ++i) {
+          const size_t c = pool[i].capacity(), bc = pool[best].capacity();
+          const bool exact = pool[i].size() == want, best_exact = pool[best].size() == want;
+          if (exact != best_exact) {
+            if (exact) best = i;
+          } else if ((c >= want) != (bc >= want)) {
+            if (c >= want) best = i;
+          } else if (c >= want ? c < bc : c > bc) {
+            best = i;
+          }
+        }
+        t.f32 = std::move(pool[best]);
+        pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(best));
       }
       out.push_back(&t);
     }
@@ -1904,6 +1920,8 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     } else {
       run_op(node, in, out, ctx, im.declared_batch);
     }
+    for (int s : step.outputs)
+      if (s >= 0) ws->last_size[s] = ws->values[s].f32.size();
     for (int s : step.release) {
       Tensor& t = ws->values[s];
       if (t.f32.capacity()) ws->free_buffers.push_back(std::move(t.f32));
