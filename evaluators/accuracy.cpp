@@ -163,6 +163,46 @@ void calibrate_activations(compressors::CompressedModel& cm, const model::Datase
   }
 }
 
+std::map<std::string, compressors::ActivationObserver> observe_reference_activations(
+    const model::Graph& graph, const model::LayerTable& table, const model::Dataset& calibration,
+    int64_t samples, const EvaluationOptions& options) {
+  std::map<size_t, std::string> name_of;
+  std::map<std::string, compressors::ActivationObserver> observers;
+  for (const auto& l : table.layers) {
+    name_of[l.node_index] = l.name;
+    observers.emplace(l.name, compressors::ActivationObserver());
+  }
+  model::Executor exec(graph, model::ExecutorOptions{options.threads});
+  std::mutex mu;
+  exec.set_layer_input_hook([&](size_t node, model::Tensor& x) {
+    auto it = name_of.find(node);
+    if (it == name_of.end()) return;
+    std::lock_guard<std::mutex> lock(mu);
+    observers.at(it->second).observe(x.f32);
+  });
+  const int64_t n = std::min(calibration.size(), samples);
+  if (n <= 0)
+    throw std::invalid_argument("calibration set '" + calibration.name + "' has no samples");
+  const int64_t batch = std::max<int64_t>(1, options.batch);
+  for (int64_t b = 0; b < n; b += batch) exec.run({calibration.batch(b, std::min(batch, n - b))});
+  return observers;
+}
+
+void calibrate_from_reference(
+    compressors::CompressedModel& cm,
+    const std::map<std::string, compressors::ActivationObserver>& reference) {
+  for (const auto& l : cm.table.layers) {
+    const int a = cm.recipe.setting_for(l.name).a_bits;
+    if (a == 16) cm.activations[l.node_index] = compressors::activation_quant_params(0, 0, 16);
+    if (a != 4 && a != 8) continue;
+    const auto it = reference.find(l.name);
+    if (it == reference.end())
+      throw std::invalid_argument("no reference activation statistics for layer " + l.name);
+    cm.activations[l.node_index] =
+        it->second.params(a, cm.recipe.activation_calibration, cm.recipe.activation_percentile);
+  }
+}
+
 EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset& data,
                                 const EvaluationOptions& options) {
   int64_t classes = 0;

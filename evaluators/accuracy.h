@@ -6,12 +6,14 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "compressors/activation_quant.h"
 #include "compressors/apply.h"
 #include "model/dataset.h"
 #include "model/graph.h"
+#include "model/layer_table.h"
 
 namespace compsearch::evaluators {
 
@@ -56,6 +58,20 @@ EvaluationResult compare_outputs(const std::vector<float>& reference,
 // recipe's activation_calibration method. Layers with a_bits 16 get half rounding.
 void calibrate_activations(compressors::CompressedModel& cm, const model::Dataset& calibration,
                            int64_t samples = 512, const EvaluationOptions& options = {});
+
+// Activation statistics of the UNCOMPRESSED model: one observer per layer (by layer name) over the
+// first `samples` calibration images. A search observes once and derives every candidate's
+// activation ranges from them (calibrate_from_reference) instead of re-running the candidate on
+// the calibration set: the ranges are then those of the uncompressed model's layer inputs.
+std::map<std::string, compressors::ActivationObserver> observe_reference_activations(
+    const model::Graph& graph, const model::LayerTable& table, const model::Dataset& calibration,
+    int64_t samples = 512, const EvaluationOptions& options = {});
+
+// Fills cm.activations from reference observers (no forward pass); same bit/method rules as
+// calibrate_activations.
+void calibrate_from_reference(
+    compressors::CompressedModel& cm,
+    const std::map<std::string, compressors::ActivationObserver>& reference);
 
 // Evaluates the uncompressed model alone (agreement 1, kl 0).
 EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset& data,

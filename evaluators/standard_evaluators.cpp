@@ -30,9 +30,9 @@ class DataEvaluator : public Evaluator {
     compressors::CompressedModel cm =
         compressors::apply_recipe(*c.graph, c.table, *candidate.recipe);
     if (cm.needs_calibration()) {
-      if (!c.calibration)
+      if (c.reference_activations.empty())
         throw std::invalid_argument("activation quantization needs calibration data");
-      calibrate_activations(cm, *c.calibration, c.calibration_samples, c.options);
+      calibrate_from_reference(cm, c.reference_activations);
     }
     Metrics m;
     m["weight_error"] = relative_weight_error(*c.graph, cm.graph, c.table);
@@ -101,6 +101,12 @@ void prepare_context(EvaluationContext& context) {
   context.reference_outputs =
       run_model(*context.graph, *context.validation, nullptr, opts, context.classes);
   check_labels(*context.validation, context.classes, context.validation->size());
+  if (context.calibration && context.calibration->size() > 0) {
+    EvaluationOptions copts = context.options;
+    copts.limit = -1;
+    context.reference_activations = observe_reference_activations(
+        *context.graph, context.table, *context.calibration, context.calibration_samples, copts);
+  }
   context.reference = compare_outputs(context.reference_outputs, context.reference_outputs,
                                       context.classes, context.validation->labels);
 }

@@ -29,6 +29,9 @@ struct EvaluationContext {
   std::vector<float> reference_outputs;  // [validation samples, classes]
   int64_t classes = 0;
   EvaluationResult reference;  // the uncompressed model on the validation set
+  // Activation statistics of the uncompressed model on the calibration set (when there is one):
+  // candidates take their activation ranges from them instead of re-running calibration.
+  std::map<std::string, compressors::ActivationObserver> reference_activations;
 };
 
 // Runs the uncompressed model once on the validation set (when there is one).

@@ -11,6 +11,7 @@
 #include <memory>
 #include <thread>
 
+#include "compressors/apply.h"
 #include "evaluators/external_evaluator.h"
 #include "evaluators/sensitivity.h"
 #include "evaluators/standard_evaluators.h"
@@ -236,4 +237,27 @@ TEST_CASE("the external evaluator fails with the reason: exit status, signal, ti
   CHECK(run("echo '[1, 2]'").find("printed no JSON object") != std::string::npos);
   CHECK(run("/nonexistent/program").find("exited with status 127") != std::string::npos);
   CHECK(run("cat >/dev/null; echo '{\"accuracy\": 0.25}'") == "");
+}
+
+TEST_CASE(
+    "activation ranges from the reference statistics equal a calibration run when only "
+    "activations are quantized") {
+  const model::Graph graph = two_layer();
+  const model::Dataset calibration = data(16);
+  const model::LayerTable table = model::build_layer_table(graph);
+  compressors::Recipe r;  // fp32 weights, 8-bit activations into both layers
+  r.layers["fc1"].a_bits = 8;
+  r.layers["fc2"].a_bits = 8;
+  compressors::CompressedModel a = compressors::apply_recipe(graph, table, r);
+  compressors::CompressedModel b = compressors::apply_recipe(graph, table, r);
+  evaluators::calibrate_activations(a, calibration, 16);
+  const auto observers = evaluators::observe_reference_activations(graph, table, calibration, 16);
+  evaluators::calibrate_from_reference(b, observers);
+  REQUIRE(a.activations.size() == 2);
+  REQUIRE(b.activations.size() == 2);
+  for (const auto& [node, p] : a.activations) {
+    CAPTURE(node);
+    CHECK(b.activations.at(node).scale == p.scale);
+    CHECK(b.activations.at(node).zero_point == p.zero_point);
+  }
 }
