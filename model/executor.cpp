@@ -1426,6 +1426,15 @@ struct Executor::Impl {
   }
 };
 
+int resolve_threads(int threads, const std::string& what) {
+  if (threads < 0 || threads > kMaxThreads) {
+    throw std::invalid_argument(what + ": value " + std::to_string(threads) +
+                                " out of range; expected 0 (all cores) to " +
+                                std::to_string(kMaxThreads));
+  }
+  return threads > 0 ? threads : omp_get_max_threads();
+}
+
 namespace {
 
 double flops_per_sample(const Executor::Impl& im, const Graph& graph) {
@@ -1563,7 +1572,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   Impl& im = *impl_;
   im.graph = &graph;
   im.options = options;
-  im.threads = options.threads > 0 ? options.threads : omp_get_max_threads();
+  im.threads = resolve_threads(options.threads, "ExecutorOptions::threads");
   im.kernels = kernels_from_environment(options.kernels);
   if (!graph.inputs.empty() && !graph.inputs[0].shape.empty())
     im.declared_batch = graph.inputs[0].shape[0];
