@@ -163,11 +163,32 @@ void calibrate_activations(compressors::CompressedModel& cm, const model::Datase
   }
 }
 
-std::map<std::string, compressors::ActivationObserver> observe_reference_activations(
-    const model::Graph& graph, const model::LayerTable& table, const model::Dataset& calibration,
-    int64_t samples, const EvaluationOptions& options) {
+compressors::ActivationQuantParams ReferenceActivations::params(
+    const std::string& layer, int bits, compressors::ActivationCalibration method,
+    double percentile) const {
+  const auto key = std::make_tuple(layer, bits, static_cast<int>(method), percentile);
+  {
+    std::lock_guard<std::mutex> lock(cache_->mu);
+    auto it = cache_->params.find(key);
+    if (it != cache_->params.end()) return it->second;
+  }
+  const auto o = observers.find(layer);
+  if (o == observers.end())
+    throw std::invalid_argument("no reference activation statistics for layer " + layer);
+  const auto p = o->second.params(bits, method, percentile);
+  std::lock_guard<std::mutex> lock(cache_->mu);
+  cache_->params.emplace(key, p);
+  return p;
+}
+
+ReferenceActivations observe_reference_activations(const model::Graph& graph,
+                                                   const model::LayerTable& table,
+                                                   const model::Dataset& calibration,
+                                                   int64_t samples,
+                                                   const EvaluationOptions& options) {
   std::map<size_t, std::string> name_of;
-  std::map<std::string, compressors::ActivationObserver> observers;
+  ReferenceActivations result;
+  auto& observers = result.observers;
   for (const auto& l : table.layers) {
     name_of[l.node_index] = l.name;
     observers.emplace(l.name, compressors::ActivationObserver());
@@ -185,21 +206,17 @@ std::map<std::string, compressors::ActivationObserver> observe_reference_activat
     throw std::invalid_argument("calibration set '" + calibration.name + "' has no samples");
   const int64_t batch = std::max<int64_t>(1, options.batch);
   for (int64_t b = 0; b < n; b += batch) exec.run({calibration.batch(b, std::min(batch, n - b))});
-  return observers;
+  return result;
 }
 
-void calibrate_from_reference(
-    compressors::CompressedModel& cm,
-    const std::map<std::string, compressors::ActivationObserver>& reference) {
+void calibrate_from_reference(compressors::CompressedModel& cm,
+                              const ReferenceActivations& reference) {
   for (const auto& l : cm.table.layers) {
     const int a = cm.recipe.setting_for(l.name).a_bits;
     if (a == 16) cm.activations[l.node_index] = compressors::activation_quant_params(0, 0, 16);
     if (a != 4 && a != 8) continue;
-    const auto it = reference.find(l.name);
-    if (it == reference.end())
-      throw std::invalid_argument("no reference activation statistics for layer " + l.name);
-    cm.activations[l.node_index] =
-        it->second.params(a, cm.recipe.activation_calibration, cm.recipe.activation_percentile);
+    cm.activations[l.node_index] = reference.params(l.name, a, cm.recipe.activation_calibration,
+                                                    cm.recipe.activation_percentile);
   }
 }
 

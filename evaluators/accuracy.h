@@ -6,7 +6,10 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "compressors/activation_quant.h"
@@ -63,15 +66,34 @@ void calibrate_activations(compressors::CompressedModel& cm, const model::Datase
 // first `samples` calibration images. A search observes once and derives every candidate's
 // activation ranges from them (calibrate_from_reference) instead of re-running the candidate on
 // the calibration set: the ranges are then those of the uncompressed model's layer inputs.
-std::map<std::string, compressors::ActivationObserver> observe_reference_activations(
-    const model::Graph& graph, const model::LayerTable& table, const model::Dataset& calibration,
-    int64_t samples = 512, const EvaluationOptions& options = {});
+// The parameters derived from an observer (percentile and MSE ranges cost a pass over the kept
+// samples) are memoized per layer, bits and method; thread-safe.
+class ReferenceActivations {
+ public:
+  std::map<std::string, compressors::ActivationObserver> observers;  // by layer name
+  // Throws std::invalid_argument for a layer without statistics.
+  compressors::ActivationQuantParams params(const std::string& layer, int bits,
+                                            compressors::ActivationCalibration method,
+                                            double percentile) const;
 
-// Fills cm.activations from reference observers (no forward pass); same bit/method rules as
+ private:
+  struct Cache {
+    std::mutex mu;
+    std::map<std::tuple<std::string, int, int, double>, compressors::ActivationQuantParams> params;
+  };
+  std::shared_ptr<Cache> cache_ = std::make_shared<Cache>();  // copies share it
+};
+
+ReferenceActivations observe_reference_activations(const model::Graph& graph,
+                                                   const model::LayerTable& table,
+                                                   const model::Dataset& calibration,
+                                                   int64_t samples = 512,
+                                                   const EvaluationOptions& options = {});
+
+// Fills cm.activations from reference statistics (no forward pass); same bit/method rules as
 // calibrate_activations.
-void calibrate_from_reference(
-    compressors::CompressedModel& cm,
-    const std::map<std::string, compressors::ActivationObserver>& reference);
+void calibrate_from_reference(compressors::CompressedModel& cm,
+                              const ReferenceActivations& reference);
 
 // Evaluates the uncompressed model alone (agreement 1, kl 0).
 EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset& data,

@@ -30,9 +30,9 @@ class DataEvaluator : public Evaluator {
     compressors::CompressedModel cm =
         compressors::apply_recipe(*c.graph, c.table, *candidate.recipe);
     if (cm.needs_calibration()) {
-      if (c.reference_activations.empty())
+      if (!c.reference_activations)
         throw std::invalid_argument("activation quantization needs calibration data");
-      calibrate_from_reference(cm, c.reference_activations);
+      calibrate_from_reference(cm, *c.reference_activations);
     }
     Metrics m;
     m["weight_error"] = relative_weight_error(*c.graph, cm.graph, c.table);
@@ -104,8 +104,9 @@ void prepare_context(EvaluationContext& context) {
   if (context.calibration && context.calibration->size() > 0) {
     EvaluationOptions copts = context.options;
     copts.limit = -1;
-    context.reference_activations = observe_reference_activations(
-        *context.graph, context.table, *context.calibration, context.calibration_samples, copts);
+    context.reference_activations = std::make_shared<const ReferenceActivations>(
+        observe_reference_activations(*context.graph, context.table, *context.calibration,
+                                      context.calibration_samples, copts));
   }
   context.reference = compare_outputs(context.reference_outputs, context.reference_outputs,
                                       context.classes, context.validation->labels);

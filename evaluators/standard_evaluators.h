@@ -31,7 +31,7 @@ struct EvaluationContext {
   EvaluationResult reference;  // the uncompressed model on the validation set
   // Activation statistics of the uncompressed model on the calibration set (when there is one):
   // candidates take their activation ranges from them instead of re-running calibration.
-  std::map<std::string, compressors::ActivationObserver> reference_activations;
+  std::shared_ptr<const ReferenceActivations> reference_activations;
 };
 
 // Runs the uncompressed model once on the validation set (when there is one).

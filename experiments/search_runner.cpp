@@ -230,8 +230,8 @@ evaluators::Metrics CompressionProblem::cost_metrics(const compressors::Recipe& 
 double CompressionProblem::test_accuracy(const compressors::Recipe& recipe) const {
   if (!data_.test || !data_.test->labelled()) return NAN;
   compressors::CompressedModel cm = compressors::apply_recipe(graph_, table_, recipe);
-  if (cm.needs_calibration() && !context_->reference_activations.empty())
-    evaluators::calibrate_from_reference(cm, context_->reference_activations);
+  if (cm.needs_calibration() && context_->reference_activations)
+    evaluators::calibrate_from_reference(cm, *context_->reference_activations);
   int64_t classes = 0;
   const auto out =
       evaluators::run_model(cm.graph, *data_.test, &cm.activations, context_->options, classes);
