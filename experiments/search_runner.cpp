@@ -22,6 +22,7 @@
 #include "search/pareto.h"
 #include "search/pruner.h"
 #include "search/sampler_factory.h"
+#include "search/sampler_internal.h"
 #include "search/study.h"
 
 namespace compsearch::experiments {
@@ -52,13 +53,8 @@ std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed) {
   std::vector<int64_t> p(n);
   std::iota(p.begin(), p.end(), 0);
   uint64_t state = seed;
-  auto next = [&state] {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  };
-  for (int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[next() % static_cast<uint64_t>(i + 1)]);
+  for (int64_t i = n - 1; i > 0; --i)
+    std::swap(p[i], p[search::internal::splitmix64(state) % static_cast<uint64_t>(i + 1)]);
   return p;
 }
 
