@@ -50,7 +50,15 @@ void check_evaluation_options(const EvaluationOptions& options) {
                                 std::to_string(options.limit));
 }
 
-void check_labels(const model::Dataset& data, int64_t classes, int64_t samples) {
+void check_evaluation_data(const model::Dataset& data, int64_t classes, int64_t samples) {
+  const int64_t per = model::shape_numel(data.sample_shape);
+  const int64_t m = std::min<int64_t>(samples, data.size());
+  for (int64_t i = 0; i < m * per; ++i) {
+    if (!std::isfinite(data.images[static_cast<size_t>(i)]))
+      throw std::invalid_argument("dataset " + data.name + ": sample " + std::to_string(i / per) +
+                                  " holds a NaN or infinite value (element " +
+                                  std::to_string(i % per) + ")");
+  }
   if (!data.labelled()) return;
   const int64_t n = std::min<int64_t>(samples, static_cast<int64_t>(data.labels.size()));
   for (int64_t i = 0; i < n; ++i) {
@@ -224,7 +232,7 @@ EvaluationResult evaluate_model(const model::Graph& graph, const model::Dataset&
                                 const EvaluationOptions& options) {
   int64_t classes = 0;
   const auto out = run_model(graph, data, nullptr, options, classes);
-  check_labels(data, classes, sample_count(data, options.limit));
+  check_evaluation_data(data, classes, sample_count(data, options.limit));
   std::vector<int64_t> labels;
   if (data.labelled())
     labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));
@@ -245,7 +253,7 @@ EvaluationResult evaluate_compressed(const model::Graph& reference,
     reference_outputs = &own_ref;
   }
   const auto out = run_model(cm.graph, data, &cm.activations, options, classes);
-  check_labels(data, classes, sample_count(data, options.limit));
+  check_evaluation_data(data, classes, sample_count(data, options.limit));
   std::vector<int64_t> labels;
   if (data.labelled())
     labels.assign(data.labels.begin(), data.labels.begin() + sample_count(data, options.limit));

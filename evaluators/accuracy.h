@@ -31,9 +31,10 @@ struct EvaluationOptions {
 // Throws std::invalid_argument for batch < 1 or a limit that is neither -1 nor >= 1.
 void check_evaluation_options(const EvaluationOptions& options);
 
-// Throws std::invalid_argument naming the dataset and the sample when a label of the first
-// `samples` is negative or >= `classes` (it could never match the model's prediction).
-void check_labels(const model::Dataset& data, int64_t classes, int64_t samples);
+// Throws std::invalid_argument naming the dataset and the sample when, among the first `samples`,
+// a label is negative or >= `classes` (it could never match the model's prediction) or an input
+// value is NaN or infinite (the model's output would be NaN: 0% accuracy without a word).
+void check_evaluation_data(const model::Dataset& data, int64_t classes, int64_t samples);
 
 struct EvaluationResult {
   double accuracy = 0.0;   // top-1 against the labels (NaN for an unlabelled set)

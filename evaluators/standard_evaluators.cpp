@@ -100,7 +100,7 @@ void prepare_context(EvaluationContext& context) {
   opts.limit = -1;
   context.reference_outputs =
       run_model(*context.graph, *context.validation, nullptr, opts, context.classes);
-  check_labels(*context.validation, context.classes, context.validation->size());
+  check_evaluation_data(*context.validation, context.classes, context.validation->size());
   if (context.calibration && context.calibration->size() > 0) {
     EvaluationOptions copts = context.options;
     copts.limit = -1;

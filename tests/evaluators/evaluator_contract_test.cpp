@@ -261,3 +261,23 @@ TEST_CASE(
     CHECK(b.activations.at(node).zero_point == p.zero_point);
   }
 }
+
+TEST_CASE("evaluation refuses labels outside the model's classes and non-finite inputs") {
+  const model::Graph graph = two_layer();  // 3 classes
+  model::Dataset d = data(8);
+  d.labels[5] = 3;
+  CHECK_THROWS_WITH_AS(evaluators::evaluate_model(graph, d),
+                       "dataset contract: label 3 of sample 5 is outside the model's classes 0..2",
+                       std::invalid_argument);
+  d.labels[5] = 2;
+  d.images[4 * 6 + 1] = std::nanf("");
+  CHECK_THROWS_WITH_AS(evaluators::evaluate_model(graph, d),
+                       "dataset contract: sample 6 holds a NaN or infinite value (element 1)",
+                       std::invalid_argument);
+  evaluators::EvaluationOptions o;
+  o.limit = 0;
+  CHECK_THROWS_WITH_AS(evaluators::evaluate_model(graph, d, o),
+                       "limit must be >= 1, or -1 for all samples, got 0", std::invalid_argument);
+  o.limit = 6;  // the bad sample is outside the first six
+  CHECK(evaluators::evaluate_model(graph, d, o).samples == 6);
+}
