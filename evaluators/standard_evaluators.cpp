@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "compressors/apply.h"
+#include "evaluators/finetune.h"
 
 namespace compsearch::evaluators {
 
@@ -13,6 +14,7 @@ namespace {
 // Fidelity levels reported on the trial (DESIGN.md "Evaluators, fidelity levels and pruning").
 constexpr int64_t kSubsetStep = 1;
 constexpr int64_t kFullStep = 2;
+constexpr int64_t kFinetuneStep = 3;
 
 class DataEvaluator : public Evaluator {
  public:
@@ -64,7 +66,24 @@ class DataEvaluator : public Evaluator {
       if (report && report(v, kSubsetStep)) throw EvaluationPruned(m, kSubsetStep);
     }
     const double v = measure(n);
-    if (report) report(v, kFullStep);
+    const bool finetune_next =
+        c.train && candidate.recipe->distillation && candidate.recipe->distillation->epochs > 0;
+    if (report && report(v, kFullStep) && finetune_next) throw EvaluationPruned(m, kFullStep);
+    if (!finetune_next) return m;
+    // Level 3: distillation fine-tuning from the uncompressed model, then the whole split again.
+    FinetuneOptions fo;
+    fo.seed = static_cast<uint64_t>(std::max<int64_t>(0, candidate.number));
+    fo.threads = c.options.threads;
+    fo.calibration_samples = c.calibration_samples;
+    const FinetuneResult ft =
+        finetune(*c.graph, *candidate.recipe, *c.train, *candidate.recipe->distillation, fo);
+    if (labelled_) m["accuracy_before_finetune"] = m["accuracy"];
+    m["agreement_before_finetune"] = m["agreement"];
+    m["finetune_seconds"] = ft.seconds;
+    cm = ft.compressed;
+    m["weight_error"] = relative_weight_error(*c.graph, cm.graph, c.table);
+    const double v3 = measure(n);
+    if (report) report(v3, kFinetuneStep);
     return m;
   }
 

@@ -21,7 +21,10 @@ struct EvaluationContext {
   model::LayerTable table;
   const model::Dataset* validation = nullptr;   // may be null (data-free)
   const model::Dataset* calibration = nullptr;  // activation ranges; may be null
-  int64_t subset_samples = 0;                   // fidelity level 1 size (0: skip the subset level)
+  // Fidelity level 3: recipes with a distillation block are fine-tuned on this split (the training
+  // data without the validation images) and scored again; null = level 3 off.
+  const model::Dataset* train = nullptr;
+  int64_t subset_samples = 0;  // fidelity level 1 size (0: skip the subset level)
   int64_t calibration_samples = 512;
   EvaluationOptions options;  // options.limit > 0: score on the first `limit` validation samples
 

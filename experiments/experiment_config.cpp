@@ -344,7 +344,9 @@ ExperimentConfig config_from_json(const json& j, const std::string& source,
     }
     if (s.contains("distillation") && is_object(s["distillation"], ".space.distillation", p)) {
       const json& d = s["distillation"];
-      check_keys(d, ".space.distillation", {"epochs", "temperature", "alpha", "lr"}, p);
+      check_keys(d, ".space.distillation", {"epochs", "temperature", "alpha", "lr", "samples"}, p);
+      if (auto v = get_int(d, "samples", ".space.distillation", p, 0, 100000000))
+        c.space.distillation.samples = *v;
       if (d.contains("epochs")) {
         for (double e : number_choices(d["epochs"], ".space.distillation.epochs", 0, 1000, p)) {
           if (e != std::floor(e)) p.add(".space.distillation.epochs", "epochs must be integers");
@@ -647,6 +649,7 @@ json ExperimentConfig::to_json() const {
   if (!space.distillation.temperature.empty()) kd["temperature"] = space.distillation.temperature;
   if (!space.distillation.alpha.empty()) kd["alpha"] = space.distillation.alpha;
   if (!space.distillation.lr.empty()) kd["lr"] = space.distillation.lr;
+  if (space.distillation.samples > 0) kd["samples"] = space.distillation.samples;
   if (!kd.empty()) space_j["distillation"] = kd;
   space_j["freeze"] = space.freeze;
   json tie = json::array();

@@ -30,6 +30,7 @@ struct DistillationChoices {
   std::vector<double> temperature;  // kd.temperature
   std::vector<double> alpha;        // kd.alpha
   std::vector<double> lr;           // kd.lr
+  int64_t samples = 0;              // training images per fine-tuning epoch (not searched; 0 = all)
 };
 
 struct TieGroup {

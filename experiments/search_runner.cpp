@@ -113,7 +113,7 @@ std::string fmt_duration(double s) {
 
 }  // namespace
 
-DataSplits load_splits(const DataConfig& data) {
+DataSplits load_splits(const DataConfig& data, bool with_train) {
   DataSplits s;
   if (data.source.empty()) return s;
   const bool builtin = data.source == "fashion-mnist";
@@ -126,6 +126,7 @@ DataSplits load_splits(const DataConfig& data) {
   s.validation = subset(train, perm, 0, n_val, train.name + " validation");
   const int64_t n_cal = std::min<int64_t>(data.calibration_samples, n - n_val);
   s.calibration = subset(train, perm, n_val, n_val + n_cal, train.name + " calibration");
+  if (with_train) s.train = subset(train, perm, n_val, n, train.name + " without validation");
   if (builtin && data.report_test)
     s.test = std::make_unique<model::Dataset>(model::load_dataset(data.source, "test"));
   return s;
@@ -148,12 +149,15 @@ CompressionProblem::CompressionProblem(const ExperimentConfig& config, bool load
     target.compiled = target.model->compile(workload_, config.batch);
     targets_.push_back(std::move(target));
   }
-  if (load_data) data_ = load_splits(config.data);
+  const auto& kd = config.space.distillation.epochs;
+  const bool finetunes = std::any_of(kd.begin(), kd.end(), [](int e) { return e > 0; });
+  if (load_data) data_ = load_splits(config.data, finetunes && config.evaluator.kind != "external");
   context_ = std::make_shared<evaluators::EvaluationContext>();
   context_->graph = &graph_;
   context_->table = table_;
   context_->validation = data_.validation.get();
   context_->calibration = data_.calibration.get();
+  context_->train = data_.train.get();
   context_->subset_samples = config.fidelity.subset ? config.data.subset_samples : 0;
   context_->calibration_samples = config.data.calibration_samples;
   if (config.evaluator.kind != "external") {
@@ -465,7 +469,8 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
       // evaluated objective while costing no more on every other objective.
       const size_t acc_k = std::find(objective_names.begin(), objective_names.end(), measured) -
                            objective_names.begin();
-      if (acc_k >= objective_names.size() || step >= 2) return false;
+      // Level 2 is cut only when a fine-tune (level 3) would follow; level 3 is final.
+      if (acc_k >= objective_names.size() || step >= 3) return false;
       for (const auto& t : study->get_trials({search::TrialState::kComplete})) {
         bool cheaper = true;
         for (size_t k = 0; k < objective_names.size() && cheaper; ++k) {
@@ -481,9 +486,11 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
         }
         // The proxy is an estimate: it needs twice the margin to stop a candidate.
         const double margin = config.fidelity.dominance_margin * (step == kProxyStep ? 2.0 : 1.0);
+        // Levels 0-2 estimate the value before fine-tuning: compare with theirs before it too.
+        const double theirs = metric_of(t, measured + "_before_finetune").value_or(t.values[acc_k]);
         const bool better = directions[acc_k] == search::StudyDirection::kMaximize
-                                ? t.values[acc_k] > value + margin
-                                : t.values[acc_k] < value - margin;
+                                ? theirs > value + margin
+                                : theirs < value - margin;
         if (cheaper && better) return true;
       }
       return false;
@@ -601,7 +608,9 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
   std::vector<double> sub, full, prox, full_p;
   for (const auto& t : ts) {
     if (t.state != search::TrialState::kComplete) continue;
-    const double v = metric_of(t, measured).value_or(NAN);
+    // Before fine-tuning (level 3), the value the cheaper levels estimate.
+    const double v =
+        metric_of(t, measured + "_before_finetune").value_or(metric_of(t, measured).value_or(NAN));
     const double pv = metric_of(t, "proxy_" + measured).value_or(NAN);
     if (std::isfinite(v) && std::isfinite(pv)) {
       prox.push_back(pv);

@@ -37,10 +37,12 @@ namespace compsearch::experiments {
 
 // The data splits of a search: validation carved (seeded) from the training split, calibration
 // from the rest of the training split, test only for the final report.
+// `train` (every training image not in the validation split) only when `with_train`: the
+// distillation fine-tuning of fidelity level 3 trains on it.
 struct DataSplits {
-  std::unique_ptr<model::Dataset> validation, calibration, test;
+  std::unique_ptr<model::Dataset> validation, calibration, test, train;
 };
-DataSplits load_splits(const DataConfig& data);
+DataSplits load_splits(const DataConfig& data, bool with_train = false);
 
 // Everything needed to score a recipe; built once per run (or per `best`/`report` call).
 class CompressionProblem {

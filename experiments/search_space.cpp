@@ -301,6 +301,7 @@ compressors::Recipe CompressionSpace::recipe(const Params& params) const {
     if (epochs > 0) {
       compressors::DistillationSpec d;
       d.epochs = epochs;
+      d.samples = kd_.samples;
       if (!kd_.temperature.empty())
         d.temperature = param_or_first(params, "kd.temperature", kd_.temperature);
       if (!kd_.alpha.empty()) d.alpha = param_or_first(params, "kd.alpha", kd_.alpha);

@@ -259,3 +259,57 @@ TEST_CASE("the external evaluator scores trials and a failing program fails only
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("fidelity level 3 fine-tunes recipes with a distillation block and scores them again") {
+  const fs::path dir = temp_dir("finetune_search");
+  json j = {{"study_name", "kd"},
+            {"model", (source_dir() / "models" / "fmnist_cnn.onnx").string()},
+            {"data",
+             {{"source", "fashion-mnist"},
+              {"validation_samples", 500},
+              {"subset_samples", 0},
+              {"calibration_samples", 64},
+              {"report_test", false}}},
+            {"space",
+             {{"w_bits", {2}},
+              {"freeze", {"conv1", "fc2"}},
+              {"distillation", {{"epochs", {0, 1}}, {"lr", {0.001}}, {"samples", 2000}}}}},
+            {"objectives", json::array({json::array({"accuracy", "maximize"}),
+                                        json::array({"size_bytes", "minimize"})})},
+            {"fidelity", {{"proxy", false}}},
+            {"sampler", {{"name", "random"}, {"seed", 0}}},
+            {"budget", {{"trials", 4}, {"jobs", 1}}},
+            {"storage", (dir / "s.journal").string()}};
+  const auto s = experiments::run_search(load(j));
+  CHECK(s.run_now == 4);
+  auto storage = std::make_shared<search::JournalStorage>((dir / "s.journal").string());
+  auto study = search::Study::load(storage, "kd");
+  int tuned = 0, plain = 0;
+  for (const auto& t : study->get_trials()) {
+    CAPTURE(t.number);
+    REQUIRE(t.state == search::TrialState::kComplete);
+    const int epochs = t.param("kd.epochs").get<int>();
+    const auto& f = t.user_attrs.at("fidelity");
+    if (epochs == 0) {
+      ++plain;
+      CHECK(!t.user_attrs.count("accuracy_before_finetune"));
+      CHECK(!f.contains("3"));
+      continue;
+    }
+    ++tuned;
+    // 2-bit conv2 and fc1 lose most of the accuracy; one short epoch of distillation recovers a
+    // large part of it (measured: 0.34 -> 0.58..0.64 on these 500 images, by trial seed).
+    const double before = t.user_attrs.at("accuracy_before_finetune").get<double>();
+    const double after = t.user_attrs.at("accuracy").get<double>();
+    CHECK(f.at("2").get<double>() == before);
+    CHECK(f.at("3").get<double>() == after);
+    MESSAGE("trial " << t.number << ": accuracy " << before << " before, " << after
+                     << " after one distillation epoch on 2000 images");
+    CHECK(t.values[0] == after);
+    CHECK(after > before + 0.1);
+    CHECK(t.user_attrs.at("finetune_seconds").get<double>() > 0);
+  }
+  CHECK(tuned >= 1);
+  CHECK(plain >= 1);
+  fs::remove_all(dir);
+}
