@@ -45,14 +45,6 @@ dnnl::stream& thread_stream() {
 
 size_t round64(size_t n) { return (n + 63) / 64 * 64; }
 
-float* prepare_float(Tensor& out, const Shape& shape) {
-  out.dtype = DType::kFloat32;
-  out.shape = shape;
-  out.i64.clear();
-  out.f32.resize(static_cast<size_t>(shape_numel(shape)));
-  return out.f32.data();
-}
-
 dnnl::primitive_attr make_attr(const DnnlPostOp& post) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);

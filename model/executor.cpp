@@ -85,15 +85,6 @@ void require_float(const Node& node, const Tensor& t, const char* what) {
     fail(node, std::string(what) + " must be a float tensor, got " + dtype_name(t.dtype));
 }
 
-// Makes `out` a float tensor of `shape`, reusing its storage.
-float* prepare_float(Tensor& out, const Shape& shape) {
-  out.dtype = DType::kFloat32;
-  out.shape = shape;
-  out.i64.clear();
-  out.f32.resize(static_cast<size_t>(shape_numel(shape)));
-  return out.f32.data();
-}
-
 void prepare_like(Tensor& out, const Shape& shape, DType dtype) {
   out.dtype = dtype;
   out.shape = shape;

@@ -92,4 +92,12 @@ Tensor Tensor::zeros(Shape shape) {
   return t;
 }
 
+float* prepare_float(Tensor& out, const Shape& shape) {
+  out.dtype = DType::kFloat32;
+  if (out.shape != shape) out.shape = shape;  // keeps the shape's storage when equal
+  out.i64.clear();
+  out.f32.resize(static_cast<size_t>(shape_numel(shape)));
+  return out.f32.data();
+}
+
 }  // namespace compsearch::model

@@ -39,6 +39,8 @@ struct Tensor {
 int64_t checked_numel(const Shape& dims, std::string_view what);
 // checked_numel(shape, "tensor"), for shapes that are already known to be valid.
 int64_t shape_numel(const Shape& shape);
+// Makes `out` a float tensor of `shape`, reusing its storage; returns its data.
+float* prepare_float(Tensor& out, const Shape& shape);
 std::string shape_to_string(const Shape& shape);  // "[1, 3, 224, 224]"
 
 }  // namespace compsearch::model

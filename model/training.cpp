@@ -54,14 +54,6 @@ constexpr int64_t kParallelWork = int64_t(1) << 16;
   throw std::runtime_error(node_label(node) + ": " + what);
 }
 
-float* prepare_float(Tensor& t, const Shape& shape) {
-  t.dtype = DType::kFloat32;
-  if (t.shape != shape) t.shape = shape;
-  t.i64.clear();
-  t.f32.resize(static_cast<size_t>(shape_numel(shape)));
-  return t.f32.data();
-}
-
 enum class OpKind {
   kConv,
   kGemm,
