@@ -35,4 +35,23 @@ if [ ! -d scripts/node/node_modules/onnxruntime-node ] || [ ! -d scripts/node/no
   echo "setup: installing onnxruntime-node into scripts/node"
   (cd scripts/node && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
+# ggml as llama.cpp ships it (llm/: llama.cpp's tensor types, quantization and GGUF writer):
+# the prebuilt libggml-base of @node-llama-cpp/linux-x64 and, from node-llama-cpp's bundle of the
+# llama.cpp sources it was built from, the headers (and the tree, for llama-quantize). Versions are
+# pinned exactly in scripts/llama/package.json; --ignore-scripts: nothing is built or downloaded
+# beyond the two packages.
+llama_dir=scripts/llama/node_modules
+if [ ! -f $llama_dir/@node-llama-cpp/linux-x64/bins/linux-x64/libggml-base.so ]; then
+  echo "setup: installing node-llama-cpp (ggml) into scripts/llama"
+  (cd scripts/llama && npm ci --ignore-scripts --omit=optional --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -f $llama_dir/.llama.cpp/ggml/include/gguf.h ]; then
+  echo "setup: extracting the llama.cpp sources into $llama_dir/.llama.cpp"
+  tmp_git=$(mktemp -d)
+  git init -q --bare "$tmp_git"
+  git -C "$tmp_git" fetch -q "$PWD/$llama_dir/node-llama-cpp/llama/gitRelease.bundle" HEAD
+  rm -rf $llama_dir/.llama.cpp && mkdir -p $llama_dir/.llama.cpp
+  git -C "$tmp_git" archive FETCH_HEAD | tar -x -C $llama_dir/.llama.cpp
+  rm -rf "$tmp_git"
+fi
 echo "setup: ok"
