@@ -1,12 +1,19 @@
 // Replay of Optuna journal records (see journal_replay.h).
 #include "search/journal_replay.h"
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
+#include <exception>
+
+#include "search/python_json.h"
 
 namespace compsearch::search::journal {
 namespace {
@@ -504,6 +511,418 @@ std::optional<int64_t> ReplayState::last_created_trial(const std::string& worker
   auto it = last_created_.find(worker);
   if (it == last_created_.end()) return std::nullopt;
   return it->second;
+}
+
+// apply_text: simdjson's on-demand parser reads the records the search writes by the hundred
+// thousand (trials, params, values, attributes); anything unusual in a record (other op codes,
+// unknown or repeated keys, -0, integers past 64 bits, nesting, trailing text, malformed JSON,
+// NaN tokens, which simdjson rejects) goes to the slow path, nlohmann through
+// parse_python_json and apply(), which decides and words the error. The fast path changes
+// nothing before it has read the whole record, so falling back never applies a record twice.
+namespace {
+
+namespace od = simdjson::ondemand;
+
+struct Fallback {};  // the fast path leaves this record to the slow one
+
+// Deeper attribute values go to the slow path, which enforces kMaxJsonNesting.
+constexpr size_t kFastNesting = 64;
+
+template <class T, class Result>
+T take(Result&& r) {
+  T out;
+  if (std::forward<Result>(r).get(out) != simdjson::SUCCESS) throw Fallback{};
+  return out;
+}
+
+// A number as nlohmann reads it, or Fallback. simdjson reads "-0" as the double -0.0 where
+// nlohmann reads the integer 0: every negative zero falls back.
+nlohmann::json number_json(od::value v) {
+  od::number n = take<od::number>(v.get_number());
+  switch (n.get_number_type()) {
+    case od::number_type::signed_integer:
+      return n.get_int64();
+    case od::number_type::unsigned_integer:
+      return n.get_uint64();
+    case od::number_type::floating_point_number: {
+      const double d = n.get_double();
+      if (d == 0 && std::signbit(d)) throw Fallback{};
+      return d;
+    }
+  }
+  throw Fallback{};
+}
+
+nlohmann::json json_of(od::value v, size_t depth) {
+  if (depth > kFastNesting) throw Fallback{};
+  switch (take<od::json_type>(v.type())) {
+    case od::json_type::object: {
+      nlohmann::json out = nlohmann::json::object();
+      for (auto f : take<od::object>(v.get_object())) {
+        od::field field = take<od::field>(std::move(f));
+        // nlohmann keeps a repeated key's last value, as this assignment does.
+        out[std::string(take<std::string_view>(field.unescaped_key()))] =
+            json_of(field.value(), depth + 1);
+      }
+      return out;
+    }
+    case od::json_type::array: {
+      nlohmann::json out = nlohmann::json::array();
+      for (auto x : take<od::array>(v.get_array()))
+        out.push_back(json_of(take<od::value>(std::move(x)), depth + 1));
+      return out;
+    }
+    case od::json_type::number:
+      return number_json(v);
+    case od::json_type::string:
+      return std::string(take<std::string_view>(v.get_string()));
+    case od::json_type::boolean:
+      return take<bool>(v.get_bool());
+    case od::json_type::null:
+      if (!take<bool>(v.is_null())) throw Fallback{};
+      return nullptr;
+  }
+  throw Fallback{};
+}
+
+// number() of the slow path: a number or a bool.
+double double_of(od::value v) {
+  if (take<od::json_type>(v.type()) == od::json_type::boolean)
+    return take<bool>(v.get_bool()) ? 1.0 : 0.0;
+  return number_json(v).get<double>();
+}
+
+int64_t int_of(od::value v) {
+  const nlohmann::json n = number_json(v);
+  if (!n.is_number_integer() || n.is_number_unsigned()) throw Fallback{};
+  return n.get<int64_t>();
+}
+
+bool is_null(od::value v) {
+  return take<od::json_type>(v.type()) == od::json_type::null && take<bool>(v.is_null());
+}
+
+std::optional<std::string> datetime_or_null(od::value v) {
+  if (is_null(v)) return std::nullopt;
+  try {
+    return datetime_from_journal(std::string(take<std::string_view>(v.get_string())));
+  } catch (const std::invalid_argument&) {
+    throw Fallback{};
+  }
+}
+
+std::vector<double> doubles_of(od::value v) {
+  std::vector<double> out;
+  for (auto x : take<od::array>(v.get_array())) out.push_back(double_of(take<od::value>(x)));
+  return out;
+}
+
+// An object that holds exactly one key (the attribute ops' "user_attr" / "system_attr").
+std::pair<std::string, nlohmann::json> single_attr_of(od::value v) {
+  std::optional<std::pair<std::string, nlohmann::json>> out;
+  for (auto f : take<od::object>(v.get_object())) {
+    if (out) throw Fallback{};
+    od::field field = take<od::field>(std::move(f));
+    out.emplace(std::string(take<std::string_view>(field.unescaped_key())),
+                json_of(field.value(), 2));
+  }
+  if (!out) throw Fallback{};
+  return std::move(*out);
+}
+
+// std::stoll of an intermediate value's key, for keys std::to_string writes only.
+int64_t step_of_key(std::string_view key) {
+  int64_t step = 0;
+  auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), step);
+  if (ec != std::errc() || end != key.data() + key.size() || key.empty() || key[0] == '+')
+    throw Fallback{};
+  return step;
+}
+
+struct FastParser {
+  od::parser parser;
+  std::string buffer;  // the record followed by simdjson's padding
+};
+
+FastParser& fast_parser() {
+  thread_local FastParser p;
+  return p;
+}
+
+// The record keys the fast path knows; any other key, or one seen twice, falls back.
+enum Key : unsigned {
+  kOpCode,
+  kWorkerId,
+  kStudyId,
+  kTrialId,
+  kDatetimeStart,
+  kDatetimeComplete,
+  kState,
+  kValue,
+  kValues,
+  kDistributions,
+  kParams,
+  kUserAttrs,
+  kSystemAttrs,
+  kIntermediateValues,
+  kParamName,
+  kParamValueInternal,
+  kDistribution,
+  kStep,
+  kIntermediateValue,
+  kUserAttr,
+  kSystemAttr,
+  kKeyCount
+};
+
+constexpr std::pair<std::string_view, Key> kKeys[] = {
+    {"op_code", kOpCode},
+    {"worker_id", kWorkerId},
+    {"study_id", kStudyId},
+    {"trial_id", kTrialId},
+    {"datetime_start", kDatetimeStart},
+    {"datetime_complete", kDatetimeComplete},
+    {"state", kState},
+    {"value", kValue},
+    {"values", kValues},
+    {"distributions", kDistributions},
+    {"params", kParams},
+    {"user_attrs", kUserAttrs},
+    {"system_attrs", kSystemAttrs},
+    {"intermediate_values", kIntermediateValues},
+    {"param_name", kParamName},
+    {"param_value_internal", kParamValueInternal},
+    {"distribution", kDistribution},
+    {"step", kStep},
+    {"intermediate_value", kIntermediateValue},
+    {"user_attr", kUserAttr},
+    {"system_attr", kSystemAttr},
+};
+
+Key key_of(std::string_view name) {
+  for (const auto& [text, key] : kKeys) {
+    if (text == name) return key;
+  }
+  throw Fallback{};
+}
+
+}  // namespace
+
+const Distribution& ReplayState::distribution_of_text(std::string_view text) {
+  auto it = distribution_cache_.find(std::string(text));
+  if (it != distribution_cache_.end()) return it->second;
+  Distribution d;
+  try {
+    d = distribution_from_json(nlohmann::json(std::string(text)));
+  } catch (const std::exception&) {
+    throw Fallback{};
+  }
+  return distribution_cache_.emplace(std::string(text), std::move(d)).first->second;
+}
+
+bool ReplayState::apply_text_fast(std::string_view text, const std::string& current_worker,
+                                  bool* own_out) {
+  FastParser& p = fast_parser();
+  if (p.buffer.size() < text.size() + simdjson::SIMDJSON_PADDING)
+    p.buffer.resize(2 * (text.size() + simdjson::SIMDJSON_PADDING));
+  std::memcpy(p.buffer.data(), text.data(), text.size());
+  // Everything a record holds, read before anything applies.
+  bool seen[kKeyCount] = {};
+  int64_t op = -1, study_id = -1, trial_id = -1, step = 0, state = -1;
+  std::string_view worker, param_name;
+  std::optional<std::string> datetime_start, datetime_complete;
+  std::optional<std::vector<double>> values;
+  std::optional<double> value;
+  double param_value = 0, intermediate_value = 0;
+  const Distribution* distribution = nullptr;
+  FrozenTrial t;
+  std::optional<std::pair<std::string, nlohmann::json>> user_attr, system_attr;
+  try {
+    od::document doc =
+        take<od::document>(p.parser.iterate(p.buffer.data(), text.size(), p.buffer.size()));
+    for (auto f : take<od::object>(doc.get_object())) {
+      od::field field = take<od::field>(std::move(f));
+      const Key key = key_of(take<std::string_view>(field.unescaped_key()));
+      if (seen[key]) throw Fallback{};
+      seen[key] = true;
+      od::value v = field.value();
+      switch (key) {
+        case kOpCode:
+          op = int_of(v);
+          break;
+        case kWorkerId:
+          worker = take<std::string_view>(v.get_string());
+          break;
+        case kStudyId:
+          study_id = int_of(v);
+          break;
+        case kTrialId:
+          trial_id = int_of(v);
+          break;
+        case kDatetimeStart:
+          datetime_start = datetime_or_null(v);
+          break;
+        case kDatetimeComplete:
+          datetime_complete = datetime_or_null(v);
+          break;
+        case kState:
+          state = int_of(v);
+          break;
+        case kValue:
+          if (!is_null(v)) value = double_of(v);
+          break;
+        case kValues:
+          if (!is_null(v)) values = doubles_of(v);
+          break;
+        case kDistributions:
+          for (auto d : take<od::object>(v.get_object())) {
+            od::field df = take<od::field>(std::move(d));
+            std::string name(take<std::string_view>(df.unescaped_key()));
+            t.distributions[std::move(name)] =
+                distribution_of_text(take<std::string_view>(df.value().get_string()));
+          }
+          break;
+        case kParams:
+          for (auto x : take<od::object>(v.get_object())) {
+            od::field pf = take<od::field>(std::move(x));
+            t.params[std::string(take<std::string_view>(pf.unescaped_key()))] =
+                double_of(pf.value());
+          }
+          break;
+        case kUserAttrs:
+        case kSystemAttrs: {
+          auto& attrs = key == kUserAttrs ? t.user_attrs : t.system_attrs;
+          for (auto x : take<od::object>(v.get_object())) {
+            od::field af = take<od::field>(std::move(x));
+            attrs[std::string(take<std::string_view>(af.unescaped_key()))] = json_of(af.value(), 2);
+          }
+          break;
+        }
+        case kIntermediateValues:
+          for (auto x : take<od::object>(v.get_object())) {
+            od::field sf = take<od::field>(std::move(x));
+            t.intermediate_values[step_of_key(take<std::string_view>(sf.unescaped_key()))] =
+                double_of(sf.value());
+          }
+          break;
+        case kParamName:
+          param_name = take<std::string_view>(v.get_string());
+          break;
+        case kParamValueInternal:
+          param_value = double_of(v);
+          break;
+        case kIntermediateValue:
+          intermediate_value = double_of(v);
+          break;
+        case kDistribution:
+          distribution = &distribution_of_text(take<std::string_view>(v.get_string()));
+          break;
+        case kStep:
+          step = int_of(v);
+          break;
+        case kUserAttr:
+          user_attr = single_attr_of(v);
+          break;
+        case kSystemAttr:
+          system_attr = single_attr_of(v);
+          break;
+        case kKeyCount:
+          throw Fallback{};
+      }
+    }
+    // Text after the object (another value, garbage) is not one JSON document.
+    const char* rest = nullptr;
+    if (doc.current_location().get(rest) != simdjson::OUT_OF_BOUNDS) throw Fallback{};
+  } catch (const Fallback&) {
+    return false;
+  } catch (const simdjson::simdjson_error&) {
+    return false;
+  }
+  if (!seen[kOpCode] || !seen[kWorkerId]) return false;
+  auto need = [&](std::initializer_list<Key> keys) {
+    for (Key k : keys) {
+      if (!seen[k]) return false;
+    }
+    return true;
+  };
+  // The op's own fields must be there (the slow path words the error). Fields of other ops were
+  // read without error, and are ignored, as the slow path ignores them.
+  static const std::string kNoWorker;
+  const bool own = worker == current_worker;
+  const std::string& as_worker = own ? current_worker : kNoWorker;
+  switch (static_cast<Op>(op)) {
+    case Op::kCreateTrial: {
+      if (!need({kStudyId, kDatetimeStart})) return false;
+      for (const auto& [name, v] : t.params) {
+        if (!t.distributions.count(name)) return false;
+      }
+      if (seen[kState] && (state < 0 || state > 4)) return false;
+      t.state = seen[kState] ? static_cast<TrialState>(state) : TrialState::kRunning;
+      t.datetime_start = std::move(datetime_start);
+      t.datetime_complete = std::move(datetime_complete);
+      if (values) {
+        t.values = std::move(*values);
+      } else if (value) {
+        t.values = {*value};
+      }
+      if (own_out) *own_out = own;
+      create_trial(study_id, std::move(t), as_worker, own);
+      break;
+    }
+    case Op::kSetTrialParam:
+      if (!need({kTrialId, kParamName, kParamValueInternal, kDistribution})) return false;
+      if (own_out) *own_out = own;
+      set_trial_param(trial_id, std::string(param_name), param_value, *distribution, own);
+      break;
+    case Op::kSetTrialStateValues: {
+      if (!need({kTrialId, kState}) || state < 0 || state > 4) return false;
+      const auto s = static_cast<TrialState>(state);
+      std::string datetime;
+      if (s == TrialState::kRunning) {
+        if (!datetime_start) return false;
+        datetime = std::move(*datetime_start);
+      } else if (is_finished(s)) {
+        if (!datetime_complete) return false;
+        datetime = std::move(*datetime_complete);
+      }
+      if (own_out) *own_out = own;
+      set_trial_state_values(trial_id, s, std::move(values), datetime, as_worker, own);
+      break;
+    }
+    case Op::kSetTrialIntermediateValue:
+      if (!need({kTrialId, kStep, kIntermediateValue})) return false;
+      if (own_out) *own_out = own;
+      set_trial_intermediate_value(trial_id, step, intermediate_value, own);
+      break;
+    case Op::kSetTrialUserAttr:
+    case Op::kSetTrialSystemAttr: {
+      const bool user = static_cast<Op>(op) == Op::kSetTrialUserAttr;
+      auto& attr = user ? user_attr : system_attr;
+      if (!seen[kTrialId] || !attr) return false;
+      if (own_out) *own_out = own;
+      set_trial_attr(trial_id, user, attr->first, attr->second, own);
+      break;
+    }
+    default:  // studies' ops are rare: the slow path
+      return false;
+  }
+  ++logs_applied_;
+  return true;
+}
+
+void ReplayState::apply_text(std::string_view text, const std::string& current_worker, bool* own) {
+  if (own) *own = false;
+  if (apply_text_fast(text, current_worker, own)) return;
+  nlohmann::json log;
+  try {
+    log = parse_python_json(text);
+  } catch (const std::exception& e) {  // nlohmann's parse errors, and JSON nested too deep
+    throw JournalTextError(e.what());
+  }
+  if (own) {
+    *own = log.is_object() && log.contains("worker_id") && log["worker_id"] == current_worker;
+  }
+  apply(log, current_worker);
 }
 
 }  // namespace compsearch::search::journal

@@ -8,7 +8,10 @@
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "search/storage.h"
@@ -48,8 +51,21 @@ nlohmann::ordered_json set_trial_state_values_log(int64_t trial_id, TrialState s
 nlohmann::ordered_json with_header(Op op, const std::string& worker_id,
                                    nlohmann::ordered_json fields);
 
+// A record's text that is not JSON (or nests deeper than kMaxJsonNesting): what
+// ReplayState::apply_text throws, with the parser's message, so that readers can tell a line to
+// skip from a record that does not apply.
+struct JournalTextError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+
 class ReplayState {
  public:
+  // Parses one record's text (Python's json: NaN and Infinity accepted) and applies it: the
+  // same result, state and exceptions as apply(parse_python_json(text), current_worker), at
+  // simdjson's speed. Text that is not JSON throws JournalTextError (the state is unchanged).
+  // `own`, when given, is set before the record applies: whether current_worker wrote it.
+  void apply_text(std::string_view text, const std::string& current_worker, bool* own = nullptr);
+
   // Applies one record. A record written by `current_worker` that cannot apply (unknown id,
   // finished trial, duplicated study name, incompatible distribution) throws, as Optuna raises
   // for its own operations; anyone else's such record is ignored. Malformed records throw
@@ -87,6 +103,11 @@ class ReplayState {
   int64_t logs_applied() const { return logs_applied_; }
 
  private:
+  // apply_text's fast path: false (nothing applied) for any text it leaves to the slow one.
+  bool apply_text_fast(std::string_view text, const std::string& current_worker, bool* own);
+  // distribution_from_json of a distribution's JSON text, parsed once per distinct text.
+  const Distribution& distribution_of_text(std::string_view text);
+
   bool study_exists(int64_t study_id, bool own) const;
   bool trial_updatable(int64_t trial_id, bool own) const;
 
@@ -102,6 +123,8 @@ class ReplayState {
   std::map<std::string, int64_t> owned_;
   std::map<std::string, int64_t> last_created_;
   int64_t logs_applied_ = 0;
+  // Every trial's set_trial_param names its distribution as one of a few texts.
+  std::unordered_map<std::string, Distribution> distribution_cache_;
 };
 
 // The current time in FrozenTrial form ("YYYY-MM-DD HH:MM:SS.ffffff", local time).

@@ -1,0 +1,256 @@
+// ReplayState::apply_text (simdjson's on-demand parse of a journal record) against the reference
+// it must equal: apply(parse_python_json(text)), nlohmann's parse of the same record, record by
+// record (state, trials, exceptions), on records of every op code, odd spellings and bad text.
+#include "search/journal_replay.h"
+
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "search/python_json.h"
+
+using namespace compsearch::search;
+using compsearch::search::journal::JournalTextError;
+using compsearch::search::journal::ReplayState;
+
+namespace {
+
+const std::string kMe = "me-1";
+
+// Everything a trial holds, as text (floats in Python's repr, so NaN and -0.0 compare too).
+std::string describe(const FrozenTrial& t) {
+  nlohmann::ordered_json j;
+  j["number"] = t.number;
+  j["id"] = t.trial_id;
+  j["state"] = static_cast<int>(t.state);
+  j["values"] = t.values;
+  j["start"] = t.datetime_start ? nlohmann::ordered_json(*t.datetime_start) : nullptr;
+  j["complete"] = t.datetime_complete ? nlohmann::ordered_json(*t.datetime_complete) : nullptr;
+  for (const auto& [k, v] : t.params) j["params"][k] = v;
+  for (const auto& [k, d] : t.distributions) j["dists"][k] = distribution_to_json_string(d);
+  for (const auto& [k, v] : t.user_attrs) j["user"][k] = nlohmann::ordered_json::parse(v.dump());
+  for (const auto& [k, v] : t.system_attrs) j["sys"][k] = nlohmann::ordered_json::parse(v.dump());
+  for (const auto& [k, v] : t.intermediate_values) j["iv"][std::to_string(k)] = v;
+  // nlohmann::json::dump writes NaN as null; dump_python_json keeps it and the float spelling.
+  return dump_python_json(j);
+}
+
+std::string describe(const ReplayState& s) {
+  std::string out = "logs " + std::to_string(s.logs_applied()) + "\n";
+  for (const auto& study : s.all_studies()) {
+    out += study.study_name + "\n";
+    for (const auto& t : s.all_trials(study.study_id, {})) out += describe(t) + "\n";
+  }
+  if (auto t = s.owned_trial(kMe)) out += "owned " + std::to_string(*t) + "\n";
+  if (auto t = s.last_created_trial(kMe)) out += "last " + std::to_string(*t) + "\n";
+  return out;
+}
+
+// What applying `text` did: "ok", or the exception's kind and message.
+template <class F>
+std::string outcome(F&& f) {
+  try {
+    f();
+    return "ok";
+  } catch (const JournalTextError& e) {
+    return std::string("not JSON: ") + e.what();
+  } catch (const StorageKeyError& e) {
+    return std::string("key: ") + e.what();
+  } catch (const TrialFinishedError& e) {
+    return std::string("finished: ") + e.what();
+  } catch (const std::invalid_argument& e) {
+    return std::string("invalid: ") + e.what();
+  } catch (const std::exception& e) {
+    return std::string("other: ") + e.what();
+  }
+}
+
+// Applies every record to two states, one through apply_text and one through the reference, and
+// checks they agree after each record. Returns the apply_text state.
+ReplayState replay_both(const std::vector<std::string>& records) {
+  ReplayState fast, slow;
+  for (const auto& text : records) {
+    CAPTURE(text);
+    bool own = false;
+    const std::string a = outcome([&] { fast.apply_text(text, kMe, &own); });
+    const std::string b = outcome([&] {
+      nlohmann::json log;
+      try {
+        log = parse_python_json(text);
+      } catch (const std::exception& e) {
+        throw JournalTextError(e.what());
+      }
+      slow.apply(log, kMe);
+    });
+    CHECK(a == b);
+    CHECK(own == (text.find("\"me-1\"") != std::string::npos));
+    REQUIRE(describe(fast) == describe(slow));
+  }
+  return fast;
+}
+
+const char* kCat =
+    R"("{\"name\": \"CategoricalDistribution\", \"attributes\": {\"choices\": [1, 2, 4, 8]}}")";
+const char* kFloat =
+    R"("{\"name\": \"FloatDistribution\", \"attributes\": {\"log\": false, \"step\": 0.05, \"low\": 0.0, \"high\": 0.75}}")";
+const char* kLog =
+    R"("{\"name\": \"FloatDistribution\", \"attributes\": {\"log\": true, \"step\": null, \"low\": 1e-05, \"high\": 0.01}}")";
+const char* kInt =
+    R"("{\"name\": \"IntDistribution\", \"attributes\": {\"log\": false, \"step\": 1, \"low\": 0, \"high\": 3}}")";
+
+std::vector<std::string> typical_records() {
+  const std::string w = R"("worker_id":"other-7")";
+  return {
+      R"({"op_code":0,"worker_id":"other-7","study_name":"s","directions":[2,1]})",
+      R"({"op_code":2,"worker_id":"other-7","study_id":0,"user_attr":{"k":[1,2.5]}})",
+      R"({"op_code":4,)" + w + R"(,"study_id":0,"datetime_start":"2026-11-20T00:00:01.123456"})",
+      R"({"op_code":5,)" + w +
+          R"(,"trial_id":0,"param_name":"c.w_bits","param_value_internal":2,"distribution":)" +
+          kCat + "}",
+      R"({"op_code":5,)" + w +
+          R"(,"trial_id":0,"param_name":"c.prune_ratio","param_value_internal":0.35000000000000003,"distribution":)" +
+          kFloat + "}",
+      R"({"op_code":5,)" + w +
+          R"(,"trial_id":0,"param_name":"kd.lr","param_value_internal":1.2345678901234567e-05,"distribution":)" +
+          kLog + "}",
+      R"({"op_code":5,)" + w +
+          R"(,"trial_id":0,"param_name":"kd.epochs","param_value_internal":3,"distribution":)" +
+          kInt + "}",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":0,"intermediate_value":0.8125})",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":1,"intermediate_value":1e+16})",
+      R"({"op_code":8,)" + w +
+          R"(,"trial_id":0,"user_attr":{"recipe":{"format":"compsearch.recipe/1","layers":{"c":{"w_bits":4,"x":null,"ok":true,"s":"\u00e9\ud83d\ude00\n"}}}}})",
+      R"({"op_code":8,)" + w +
+          R"(,"trial_id":0,"user_attr":{"latency_ms@mcu:stm32f746":14.508362573099415}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"big":18446744073709551615}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"neg":-9223372036854775808}})",
+      R"({"op_code":9,)" + w + R"(,"trial_id":0,"system_attr":{"constraints":[-12.5,0]}})",
+      R"({"op_code":6,)" + w +
+          R"(,"trial_id":0,"state":1,"values":[0.9,2.5e-07],"datetime_complete":"2026-11-20T00:00:02.5"})",
+      // A template trial (enqueue_trial / add_trial), Python's separators.
+      R"({"op_code": 4, "worker_id": "other-7", "study_id": 0, "datetime_start": null, "state": 4, "value": null, "values": null, "distributions": {"c.w_bits": )" +
+          std::string(kCat) +
+          R"(}, "params": {"c.w_bits": 3}, "user_attrs": {"a": {"b": [1, {"c": 2}]}}, "system_attrs": {"fixed_params": {"c.w_bits": 8}}, "intermediate_values": {"2": 0.5, "-1": 0.25}})",
+      R"({"op_code":4,)" + w +
+          R"(,"study_id":0,"datetime_start":"2026-11-20 00:00:03","datetime_complete":"2026-11-20T00:00:04.000001+01:00","state":1,"value":0.5,"values":null,"distributions":{},"params":{},"user_attrs":{},"system_attrs":{},"intermediate_values":{}})",
+      // The current worker's records: it creates trial 3 and takes the queued trial 1.
+      R"({"op_code":4,"worker_id":"me-1","study_id":0,"datetime_start":"2026-11-20T00:00:05.000000"})",
+      R"({"op_code":6,"worker_id":"me-1","trial_id":1,"state":0,"values":null,"datetime_start":"2026-11-20T00:00:06.000000"})",
+      // Keys in another order: another worker fails the current worker's trial.
+      R"({"trial_id":3,"state":3,"datetime_complete":"2026-11-20T00:00:07.000000","worker_id":"other-7","op_code":6,"values":null})",
+  };
+}
+
+}  // namespace
+
+TEST_CASE("apply_text replays the search's records as the nlohmann reader does") {
+  const ReplayState s = replay_both(typical_records());
+  // Independent expectations on the records above (hand-read).
+  const FrozenTrial& t = s.trial(0);
+  CHECK(t.params.at("c.w_bits") == 2.0);
+  CHECK(t.params.at("c.prune_ratio") == 0.35000000000000003);
+  CHECK(t.params.at("kd.lr") == 1.2345678901234567e-05);
+  CHECK(t.intermediate_values.at(1) == 1e16);
+  CHECK(t.values == std::vector<double>{0.9, 2.5e-07});
+  CHECK(*t.datetime_complete == "2026-11-20 00:00:02.500000");
+  CHECK(t.user_attrs.at("recipe")["layers"]["c"]["s"] == "\u00e9\U0001F600\n");
+  CHECK(t.user_attrs.at("big").get<uint64_t>() == 18446744073709551615ull);
+  CHECK(t.system_attrs.at("constraints") == nlohmann::json::array({-12.5, 0}));
+  const FrozenTrial& queued = s.trial(1);
+  CHECK(queued.state == TrialState::kRunning);
+  CHECK(*queued.datetime_start == "2026-11-20 00:00:06.000000");
+  CHECK(queued.intermediate_values.at(-1) == 0.25);
+  CHECK(queued.user_attrs.at("a")["b"][1]["c"] == 2);
+  CHECK(s.trial(2).values == std::vector<double>{0.5});
+  CHECK(s.trial(3).state == TrialState::kFail);
+  CHECK(s.owned_trial(kMe) == 1);
+  CHECK(s.last_created_trial(kMe) == 3);
+  CHECK(s.logs_applied() == 20);
+}
+
+TEST_CASE("apply_text agrees with the nlohmann reader on odd and bad records") {
+  auto records = typical_records();
+  records.resize(3);  // a study and trial 0
+  const std::string w = R"("worker_id":"other-7")";
+  const std::vector<std::string> odd = {
+      // Python's NaN and Infinity tokens (simdjson rejects them: the slow path reads them).
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":0,"intermediate_value":NaN})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"x":[-Infinity,Infinity]}})",
+      // -0 is nlohmann's integer 0 but simdjson's double -0.0; -0.0 is a double in both.
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"z":-0}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"z2":-0.0}})",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":3,"intermediate_value":-0})",
+      // Integers past 64 bits, exponents past double, a float trial id, a bool value.
+      R"({"op_code":8,)" + w +
+          R"(,"trial_id":0,"user_attr":{"huge":123456789012345678901234567890}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"inf":1e400}})",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0.0,"step":4,"intermediate_value":true})",
+      // Repeated and unknown keys.
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"d":1,"d":2}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"e":{"f":1,"f":[2]}}})",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"trial_id":5,"step":5,"intermediate_value":1})",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":6,"intermediate_value":1,"extra":{}})",
+      // Malformed records: missing or mistyped fields.
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"intermediate_value":1})",
+      R"({"op_code":7,)" + w + R"(,"trial_id":"0","step":7,"intermediate_value":1})",
+      R"({"op_code":6,)" + w + R"(,"trial_id":0,"state":7,"values":null})",
+      R"({"op_code":6,)" + w + R"(,"trial_id":0,"state":0,"values":null,"datetime_start":null})",
+      R"({"op_code":5,)" + w +
+          R"(,"trial_id":0,"param_name":"p","param_value_internal":0,"distribution":"{\"name\": \"Nope\"}"})",
+      R"({"op_code":5,)" + w +
+          R"(,"trial_id":0,"param_name":"c.w_bits","param_value_internal":0,"distribution":)" +
+          kFloat + "}",  // incompatible with the first distribution: ignored (not ours)
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"a":1,"b":2}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"system_attr":{"a":1}})",
+      R"({"op_code":4,)" + w + R"(,"study_id":0})",
+      R"({"op_code":4,)" + w + R"(,"study_id":0,"datetime_start":"yesterday"})",
+      R"({"op_code":4,)" + w +
+          R"(,"study_id":0,"datetime_start":null,"params":{"q":1},"distributions":{}})",
+      R"({"op_code":4,)" + w +
+          R"(,"study_id":0,"datetime_start":null,"intermediate_values":{" 3":1,"+4":2,"5x":3}})",
+      R"({"op_code":4,)" + w + R"(,"study_id":0,"datetime_start":null,"state":null})",
+      R"({"op_code":11,)" + w + R"(})",
+      R"({"op_code":1,)" + w + R"(,"study_id":3})",
+      R"([1,2,3])",
+      // Not JSON: torn, trailing text, two objects, bad UTF-8, bad escapes.
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"st)",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":8,"intermediate_value":1} x)",
+      R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":9,"intermediate_value":1}{"a":1})",
+      R"({"op_code":8,)" + w + "," + R"("trial_id":0,"user_attr":{"u":")" + "\xff\xfe" + R"("}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"u":"\ud800"}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"u":"\q"}})",
+      std::string(600, '[') + std::string(600, ']'),
+      // The current worker's errors throw; everyone else's are ignored.
+      R"({"op_code":7,"worker_id":"me-1","trial_id":99,"step":0,"intermediate_value":1})",
+      R"({"op_code":7,"worker_id":"other-7","trial_id":99,"step":0,"intermediate_value":1})",
+      R"({"op_code":6,"worker_id":"other-7","trial_id":0,"state":1,"values":[1,2],"datetime_complete":"2026-11-20T00:00:09"})",
+      R"({"op_code":7,"worker_id":"me-1","trial_id":0,"step":0,"intermediate_value":1})",
+      R"({"op_code":5,"worker_id":"me-1","trial_id":0,"param_name":"p","param_value_internal":0,"distribution":)" +
+          std::string(kInt) + "}",
+  };
+  records.insert(records.end(), odd.begin(), odd.end());
+  const ReplayState s = replay_both(records);
+  const FrozenTrial& t = s.trial(0);
+  CHECK(std::isnan(t.intermediate_values.at(0)));
+  CHECK(t.user_attrs.at("z").is_number_integer());
+  CHECK(std::signbit(t.user_attrs.at("z2").get<double>()));
+  CHECK(t.user_attrs.at("d") == 2);
+  CHECK(t.state == TrialState::kComplete);
+}
+
+TEST_CASE("apply_text throws JournalTextError for text that is not one JSON value") {
+  ReplayState s;
+  s.apply_text(R"({"op_code":0,"worker_id":"w","study_name":"s","directions":[1]})", "w");
+  for (const std::string bad :
+       {std::string("{\"op_code\":4,\"worker_id\":\"w\",\"study_id\":0,\"datetime_start\":null} "
+                    "trailing"),
+        std::string("{\"op_code\":4"), std::string("")}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(s.apply_text(bad, "w"), JournalTextError);
+  }
+  CHECK(s.all_trials(0, {}).empty());
+  CHECK(s.logs_applied() == 1);
+}
