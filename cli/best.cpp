@@ -21,7 +21,7 @@ int run_best(const std::vector<std::string>& args) {
       "--minimize names another metric (without accuracy: the study's first objective).\n"
       "JSON keys: number, state, params, values, metrics, recipe, optimized. Exits 1 naming\n"
       "the budget when no trial satisfies it.\n\noptions");
-  o.add()("storage", po::value<std::string>(), "the study's journal file")(
+  o.add()("storage", po::value<std::string>(), "the study's journal file or redis:// URL")(
       "study-name", po::value<std::string>(), "study name")(
       "budget", po::value<std::vector<std::string>>(), "METRIC<=X or METRIC>=X (repeatable)")(
       "maximize", po::value<std::string>(), "metric to maximise (default accuracy)")(

@@ -27,7 +27,7 @@ int run_export(const std::vector<std::string>& args) {
       "  safetensors  integer weights, scales and the recipe as metadata\n"
       "Models come from the study's config; 4/8-bit activations calibrate on its calibration\n"
       "split, as the search did.\n\noptions");
-  o.add()("storage", po::value<std::string>(), "the study's journal file")(
+  o.add()("storage", po::value<std::string>(), "the study's journal file or redis:// URL")(
       "study-name", po::value<std::string>(), "study name")(
       "trial", po::value<int64_t>(), "trial number")("format", po::value<std::string>(),
                                                      "recipe, nni, onnx-qdq, onnx or safetensors")(

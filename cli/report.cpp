@@ -30,7 +30,7 @@ int run_report(const std::vector<std::string>& args) {
       "recipe (the front's most accurate trial, or --trial K) as a per-layer map. --csv writes\n"
       "the front: number, objective values and every metric. Give --out, --csv or both.\n\n"
       "options");
-  o.add()("storage", po::value<std::string>(), "the study's journal file")(
+  o.add()("storage", po::value<std::string>(), "the study's journal file or redis:// URL")(
       "study-name", po::value<std::string>(), "study name")(
       "out", po::value<std::string>(), "HTML report to write")("csv", po::value<std::string>(),
                                                                "CSV of the front to write")(

@@ -42,7 +42,7 @@ int run_search_verb(const std::vector<std::string>& args) {
       "timeout", po::value<std::string>(),
       "stop starting trials after this long, e.g. 8h, 30m (overrides budget.timeout)")(
       "jobs", po::value<int>(), "parallel trials (overrides budget.jobs)")(
-      "storage", po::value<std::string>(), "journal file (overrides storage)")(
+      "storage", po::value<std::string>(), "journal file or redis:// URL (overrides storage)")(
       "study-name", po::value<std::string>(), "study name (overrides study_name)")(
       "sampler", po::value<std::string>(), "nsga2, tpe or random (overrides sampler.name)")(
       "json", "print the final summary as JSON")("quiet", "no progress line");

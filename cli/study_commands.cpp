@@ -43,7 +43,7 @@ ValuesFlag take_values(const std::vector<std::string>& args) {
 
 void add_common(VerbOptions& o) {
   o.add()("storage", po::value<std::string>(),
-          "journal file (Optuna's JournalFileStorage path); required")(
+          "journal file (Optuna's JournalFileStorage path) or redis:// URL; required")(
       "study-name", po::value<std::string>(), "name of the study");
 }
 
@@ -66,8 +66,8 @@ std::vector<search::StudyDirection> directions_of(const VerbOptions& o) {
 }
 
 std::shared_ptr<search::Storage> storage_of(const VerbOptions& o) {
-  return experiments::open_study_storage(
-      o.required<std::string>("storage", "--storage PATH is required (a journal file)"));
+  return experiments::open_study_storage(o.required<std::string>(
+      "storage", "--storage PATH is required (a journal file or a redis:// URL)"));
 }
 
 std::string study_name_of(const VerbOptions& o) {

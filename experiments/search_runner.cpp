@@ -18,7 +18,7 @@
 #include "experiments/results.h"
 #include "hardware_models/target_profile.h"
 #include "search/hypervolume.h"
-#include "search/journal_storage.h"
+#include "search/open_storage.h"
 #include "search/pareto.h"
 #include "search/pruner.h"
 #include "search/sampler_factory.h"
@@ -263,13 +263,11 @@ void apply_overrides(ExperimentConfig& config, const SearchOverrides& o) {
 }
 
 std::shared_ptr<search::Storage> open_storage(const std::string& storage) {
-  if (storage.rfind("redis://", 0) == 0) {
-    throw std::invalid_argument("storage \"" + storage +
-                                "\": Redis storage is not available yet; use a journal file path");
+  if (!search::is_storage_url(storage)) {
+    const std::filesystem::path p(storage);
+    if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
   }
-  const std::filesystem::path p(storage);
-  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
-  return std::make_shared<search::JournalStorage>(storage);
+  return search::open_storage(storage);
 }
 
 double spearman(const std::vector<double>& a, const std::vector<double>& b) {

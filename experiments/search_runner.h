@@ -122,7 +122,8 @@ struct SearchCallbacks {
   const std::atomic<bool>* stop = nullptr;                            // Ctrl-C
 };
 
-// Opens `storage` (an Optuna journal file path; parent folders are created).
+// Opens `storage` through search::open_storage (search/open_storage.h): a journal file path
+// (parent folders are created) or a redis:// URL.
 std::shared_ptr<search::Storage> open_storage(const std::string& storage);
 
 // Runs (or resumes) the search of `config` until the study holds config.budget.trials finished

@@ -6,7 +6,7 @@
 
 #include "experiments/usage_error.h"
 #include "search/in_memory_storage.h"
-#include "search/journal_storage.h"
+#include "search/open_storage.h"
 #include "search/python_json.h"
 #include "search/sampler_factory.h"
 #include "search/study.h"
@@ -37,11 +37,16 @@ double parse_python_float(const std::string& s) {
 }  // namespace
 
 std::shared_ptr<Storage> open_study_storage(const std::string& storage) {
-  if (storage.find("://") != std::string::npos) {
+  if (is_storage_url(storage) && storage.rfind("redis://", 0) != 0) {
     throw UsageError("--storage " + storage +
-                     ": database URLs are not supported; give the path of a journal file");
+                     ": database URLs are not supported; give the path of a journal file or a "
+                     "redis:// URL");
   }
-  return std::make_shared<JournalStorage>(storage);
+  try {
+    return open_storage(storage);
+  } catch (const std::invalid_argument& e) {  // a malformed redis:// URL
+    throw UsageError(std::string("--storage: ") + e.what());
+  }
 }
 
 std::vector<StudyDirection> parse_directions(const std::optional<std::string>& direction,

@@ -26,8 +26,9 @@
 
 namespace compsearch::experiments {
 
-// The storage `--storage` names: a journal file (Optuna's JournalFileStorage path). Database URLs
-// ("sqlite:///...", anything with "://") are a UsageError.
+// The storage `--storage` names (search::open_storage): a journal file (Optuna's
+// JournalFileStorage path) or a redis:// URL (Optuna's JournalRedisStorage). Other database URLs
+// ("sqlite:///...") and malformed redis:// URLs are a UsageError.
 std::shared_ptr<search::Storage> open_study_storage(const std::string& storage);
 
 // Directions from Optuna's `--direction D` (one objective) and `--directions D ...` flags: at most

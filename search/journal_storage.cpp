@@ -144,21 +144,33 @@ void JournalFileLock::release() {
   ::unlink(aside.c_str());
 }
 
-JournalStorage::JournalStorage(std::string path, JournalOptions options)
-    : path_(std::move(path)),
-      options_(options),
-      lock_(path_, options.lock_grace_period_s),
-      worker_prefix_(new_worker_prefix()) {
-  Fd f{::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644)};
-  if (f.fd < 0)
-    throw std::runtime_error("journal " + path_ + ": cannot open or create: " + errno_text());
-  std::lock_guard lock(mutex_);
-  sync();
-}
+namespace {
 
-std::string JournalStorage::worker_id() const { return worker_prefix_ + current_thread_ident(); }
+// Optuna's JournalFileStorage: one record per line, appended under the symlink lock.
+class JournalFileBackend : public JournalBackend {
+ public:
+  JournalFileBackend(std::string path, JournalOptions options)
+      : path_(std::move(path)), options_(options), lock_(path_, options.lock_grace_period_s) {
+    Fd f{::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644)};
+    if (f.fd < 0)
+      throw std::runtime_error("journal " + path_ + ": cannot open or create: " + errno_text());
+  }
 
-void JournalStorage::sync() {
+  const std::string& name() const override { return path_; }
+  std::string describe(uint64_t position) const override {
+    return "a line at byte " + std::to_string(position);
+  }
+  void read_new(const RecordSink& sink) override;
+  void append(const nlohmann::ordered_json& record) override;
+
+ private:
+  std::string path_;
+  JournalOptions options_;
+  JournalFileLock lock_;
+  uint64_t offset_ = 0;  // bytes of complete lines consumed
+};
+
+void JournalFileBackend::read_new(const RecordSink& sink) {
   Fd f{::open(path_.c_str(), O_RDONLY)};
   if (f.fd < 0)
     throw std::runtime_error("journal " + path_ + ": cannot open for reading: " + errno_text());
@@ -175,25 +187,6 @@ void JournalStorage::sync() {
     data.append(buf, static_cast<size_t>(n));
     pos += n;
   }
-  const std::string me = worker_id();
-  std::exception_ptr own_error;
-  auto apply = [&](const nlohmann::json& log, uint64_t line_offset) {
-    const bool own = log.is_object() && log.contains("worker_id") && log["worker_id"] == me;
-    try {
-      state_.apply(log, me);
-    } catch (...) {
-      if (own) {
-        if (!own_error) own_error = std::current_exception();
-      } else {
-        try {
-          throw;
-        } catch (const std::exception& e) {
-          log_warning("journal ", path_, ": skipping a record at byte ", line_offset, ": ",
-                      e.what());
-        }
-      }
-    }
-  };
   size_t start = 0;
   while (true) {
     const size_t nl = data.find('\n', start);
@@ -202,35 +195,23 @@ void JournalStorage::sync() {
     const uint64_t line_offset = offset_;
     offset_ += nl - start + 1;
     start = nl + 1;
-    if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    nlohmann::json log;
-    try {
-      log = parse_python_json(line);
-    } catch (const std::exception& e) {  // nlohmann's parse errors, and JSON nested too deep
-      log_warning("journal ", path_, ": skipping a line at byte ", line_offset,
-                  " that is not JSON (", e.what(), ")");
-      continue;
-    }
-    apply(log, line_offset);
+    sink(line, line_offset);
   }
   // A last line without its newline: a record still being appended (torn: not ours to read
   // yet), or a complete record whose newline is missing, which Optuna 3.1 reads as a record.
-  // Read the complete one too; the next writer ends it with a newline (write()).
+  // Read the complete one too; the next writer ends it with a newline (append()).
   if (start < data.size()) {
-    if (auto log = complete_record(std::string_view(data).substr(start))) {
+    const std::string_view tail = std::string_view(data).substr(start);
+    if (complete_record(tail)) {
       const uint64_t line_offset = offset_;
       offset_ += data.size() - start;
-      apply(*log, line_offset);
+      sink(tail, line_offset);
     }
   }
-  if (own_error) std::rethrow_exception(own_error);
 }
 
-void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
-  const std::string line =
-      dump_python_json(journal::with_header(op, worker_id(), std::move(fields)),
-                       JsonSeparators::kCompact) +
-      "\n";
+void JournalFileBackend::append(const nlohmann::ordered_json& record) {
+  const std::string line = dump_python_json(record, JsonSeparators::kCompact) + "\n";
   lock_.acquire();
   try {
     Fd f{::open(path_.c_str(), O_RDWR | O_CREAT, 0644)};
@@ -286,6 +267,60 @@ void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
     throw;
   }
   lock_.release();
+}
+
+}  // namespace
+
+std::unique_ptr<JournalBackend> make_journal_file_backend(std::string path,
+                                                          JournalOptions options) {
+  return std::make_unique<JournalFileBackend>(std::move(path), options);
+}
+
+JournalStorage::JournalStorage(std::string path, JournalOptions options)
+    : JournalStorage(make_journal_file_backend(std::move(path), options)) {}
+
+JournalStorage::JournalStorage(std::unique_ptr<JournalBackend> backend)
+    : backend_(std::move(backend)), worker_prefix_(new_worker_prefix()) {
+  std::lock_guard lock(mutex_);
+  sync();
+}
+
+std::string JournalStorage::worker_id() const { return worker_prefix_ + current_thread_ident(); }
+
+void JournalStorage::sync() {
+  const std::string me = worker_id();
+  std::exception_ptr own_error;
+  backend_->read_new([&](std::string_view text, uint64_t position) {
+    if (text.find_first_not_of(" \t\r") == std::string_view::npos) return;
+    nlohmann::json log;
+    try {
+      log = parse_python_json(text);
+    } catch (const std::exception& e) {  // nlohmann's parse errors, and JSON nested too deep
+      log_warning("journal ", backend_->name(), ": skipping ", backend_->describe(position),
+                  " that is not JSON (", e.what(), ")");
+      return;
+    }
+    const bool own = log.is_object() && log.contains("worker_id") && log["worker_id"] == me;
+    try {
+      state_.apply(log, me);
+    } catch (...) {
+      if (own) {
+        if (!own_error) own_error = std::current_exception();
+      } else {
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          log_warning("journal ", backend_->name(), ": skipping ", backend_->describe(position),
+                      ": ", e.what());
+        }
+      }
+    }
+  });
+  if (own_error) std::rethrow_exception(own_error);
+}
+
+void JournalStorage::write(journal::Op op, nlohmann::ordered_json fields) {
+  backend_->append(journal::with_header(op, worker_id(), std::move(fields)));
   sync();
 }
 

@@ -1,5 +1,8 @@
-// JournalStorage: Optuna's JournalStorage(JournalFileStorage(path)) file format, so Python
-// Optuna 3.1+ and compsearch open, read and write one study file, at the same time if need be.
+// JournalStorage: Optuna's JournalStorage over a JournalBackend (journal_backend.h): by default
+// Optuna's JournalFileStorage(path) file format, so Python Optuna 3.1+ and compsearch open, read
+// and write one study file, at the same time if need be; or Redis (journal_redis_backend.h,
+// opened by open_storage.h from a redis:// URL). The journal logic (records, replay, ownership)
+// is one for all backends; what follows describes the file backend.
 //
 // File: one JSON record per line ({"op_code": N, "worker_id": "<uuid>-<thread>", ...}; see
 // journal_replay.h). We write Optuna 4.x's compact separators and read both styles. Every
@@ -17,9 +20,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 
+#include "search/journal_backend.h"
 #include "search/journal_replay.h"
 #include "search/storage.h"
 
@@ -45,10 +50,17 @@ class JournalFileLock {
   double grace_period_s_;
 };
 
+// The file backend: Optuna's JournalFileStorage. Creates the file when absent; throws
+// std::runtime_error naming the path when it cannot.
+std::unique_ptr<JournalBackend> make_journal_file_backend(std::string path,
+                                                          JournalOptions options = {});
+
 class JournalStorage : public Storage {
  public:
-  // Creates the file when absent; throws std::runtime_error naming the path when it cannot.
+  // The journal file at `path` (make_journal_file_backend).
   explicit JournalStorage(std::string path, JournalOptions options = {});
+  // Any backend; reads its records at once, so its errors throw here.
+  explicit JournalStorage(std::unique_ptr<JournalBackend> backend);
 
   int64_t create_new_study(const std::vector<StudyDirection>& directions,
                            const std::string& study_name) override;
@@ -77,7 +89,8 @@ class JournalStorage : public Storage {
                                           const std::vector<TrialState>& states = {}) override;
   std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) override;
 
-  const std::string& path() const { return path_; }
+  // The journal's name in messages: the file path, or the Redis URL without its password.
+  const std::string& name() const { return backend_->name(); }
 
  private:
   std::string worker_id() const;
@@ -86,12 +99,9 @@ class JournalStorage : public Storage {
              nlohmann::ordered_json fields);  // caller holds mutex_; appends, then syncs
 
   std::mutex mutex_;
-  std::string path_;
-  JournalOptions options_;
-  JournalFileLock lock_;
+  std::unique_ptr<JournalBackend> backend_;
   std::string worker_prefix_;
   journal::ReplayState state_;
-  uint64_t offset_ = 0;  // bytes of complete lines consumed
 };
 
 }  // namespace compsearch::search

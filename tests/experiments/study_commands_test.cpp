@@ -205,6 +205,6 @@ TEST_CASE("tell parses Python float values and states and best-trials keeps the 
 TEST_CASE("A database URL as --storage is a usage error") {
   CHECK_THROWS_WITH_AS(experiments::open_study_storage("sqlite:///x.db"),
                        "--storage sqlite:///x.db: database URLs are not supported; give the path "
-                       "of a journal file",
+                       "of a journal file or a redis:// URL",
                        UsageError);
 }

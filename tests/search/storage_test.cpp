@@ -1,5 +1,6 @@
 // One contract test suite (search/storage.h) run against every Storage: InMemoryStorage and
-// JournalStorage.
+// JournalStorage over a file and over Redis (one redis-server for the suite, a key prefix per
+// test; skipped without redis-server).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,11 +9,15 @@
 #include <memory>
 #include <thread>
 
+#include "redis_server.h"
 #include "search/in_memory_storage.h"
+#include "search/journal_redis_backend.h"
 #include "search/journal_storage.h"
 #include "search_test_util.h"
+#include "tests/test_skip.h"
 
 using namespace compsearch::search;
+using compsearch::search::testing::RedisServer;
 using compsearch::search::testing::TempDir;
 
 namespace {
@@ -28,13 +33,35 @@ struct JournalFixture {
   }
 };
 
+struct RedisFixture {
+  static bool unavailable() { return compsearch::search::testing::redis_server_path().empty(); }
+  // Each fixture its own prefix (a study of its own); make() again opens the same one.
+  std::string prefix = "contract" + std::to_string(instances()++);
+  std::shared_ptr<Storage> make() {
+    static RedisServer server;  // one for the suite, stopped at exit
+    return std::make_shared<JournalStorage>(
+        make_journal_redis_backend(parse_redis_url(server.url("/0?prefix=" + prefix))));
+  }
+  static int& instances() {
+    static int n = 0;
+    return n;
+  }
+};
+
+template <typename F>
+bool unavailable(const F&) {
+  if constexpr (std::is_same_v<F, RedisFixture>) return RedisFixture::unavailable();
+  return false;
+}
+
 const std::vector<StudyDirection> kMin{StudyDirection::kMinimize};
 
 }  // namespace
 
 TEST_CASE_TEMPLATE("Storage creates studies with unique names and finds them by name", F,
-                   InMemoryFixture, JournalFixture) {
+                   InMemoryFixture, JournalFixture, RedisFixture) {
   F f;
+  if (unavailable(f)) COMPSEARCH_SKIP_TEST("redis-server is not installed");
   auto s = f.make();
   int64_t a = s->create_new_study(kMin, "a");
   int64_t b = s->create_new_study({StudyDirection::kMinimize, StudyDirection::kMaximize}, "b");
@@ -57,8 +84,9 @@ TEST_CASE_TEMPLATE("Storage creates studies with unique names and finds them by 
 }
 
 TEST_CASE_TEMPLATE("Storage numbers trials per study and ids across studies", F, InMemoryFixture,
-                   JournalFixture) {
+                   JournalFixture, RedisFixture) {
   F f;
+  if (unavailable(f)) COMPSEARCH_SKIP_TEST("redis-server is not installed");
   auto s = f.make();
   int64_t a = s->create_new_study(kMin, "a");
   int64_t b = s->create_new_study(kMin, "b");
@@ -80,8 +108,9 @@ TEST_CASE_TEMPLATE("Storage numbers trials per study and ids across studies", F,
 }
 
 TEST_CASE_TEMPLATE("Storage keeps params, values, intermediate values and attributes", F,
-                   InMemoryFixture, JournalFixture) {
+                   InMemoryFixture, JournalFixture, RedisFixture) {
   F f;
+  if (unavailable(f)) COMPSEARCH_SKIP_TEST("redis-server is not installed");
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
   int64_t id = s->create_new_trial(study);
@@ -109,8 +138,9 @@ TEST_CASE_TEMPLATE("Storage keeps params, values, intermediate values and attrib
 }
 
 TEST_CASE_TEMPLATE("Storage rejects updates of finished trials and incompatible distributions", F,
-                   InMemoryFixture, JournalFixture) {
+                   InMemoryFixture, JournalFixture, RedisFixture) {
   F f;
+  if (unavailable(f)) COMPSEARCH_SKIP_TEST("redis-server is not installed");
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
   int64_t t0 = s->create_new_trial(study);
@@ -128,8 +158,9 @@ TEST_CASE_TEMPLATE("Storage rejects updates of finished trials and incompatible 
 }
 
 TEST_CASE_TEMPLATE("Storage gives a WAITING trial to exactly one worker", F, InMemoryFixture,
-                   JournalFixture) {
+                   JournalFixture, RedisFixture) {
   F f;
+  if (unavailable(f)) COMPSEARCH_SKIP_TEST("redis-server is not installed");
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
   FrozenTrial tmpl;
@@ -171,8 +202,9 @@ TEST_CASE_TEMPLATE("Storage gives a WAITING trial to exactly one worker", F, InM
 }
 
 TEST_CASE_TEMPLATE("Storage is safe under concurrent trial creation", F, InMemoryFixture,
-                   JournalFixture) {
+                   JournalFixture, RedisFixture) {
   F f;
+  if (unavailable(f)) COMPSEARCH_SKIP_TEST("redis-server is not installed");
   auto s = f.make();
   int64_t study = s->create_new_study(kMin, "a");
   std::vector<std::thread> threads;
