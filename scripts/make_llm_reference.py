@@ -15,7 +15,6 @@ Run: /usr/bin/python3 scripts/make_llm_reference.py   (seconds; deterministic)
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -24,31 +23,9 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
-from make_tiny_llama import TinyLlama  # noqa: E402
+from make_tiny_llama import TinyLlama, read_safetensors  # noqa: E402
 
 DATA = os.path.join(ROOT, "tests", "data", "llm")
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        blob = raw[8 + n + begin:8 + n + end]
-        if info["dtype"] == "BF16":
-            bits = np.frombuffer(blob, dtype=np.uint16).astype(np.uint32) << 16
-            values = bits.view(np.float32)
-        elif info["dtype"] == "F16":
-            values = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-        else:
-            values = np.frombuffer(blob, dtype=np.float32)
-        out[name] = torch.from_numpy(values.reshape(info["shape"]).copy())
-    return out
 
 
 def main():

@@ -6,7 +6,7 @@ Writes, under tests/data/llm/ (or --out):
                                                          tied embeddings (no lm_head.weight)
   tiny_llama.f16.gguf     the same weights as llama.cpp's convert_hf_to_gguf.py --outtype f16 writes
                           them: GGUF names, q/k rows permuted for llama.cpp's RoPE, norms F32, byte
-                          vocabulary (tokenizer.ggml.model "llama", 256 tokens <0x00>..<0xFF>)
+                          vocabulary (tokenizer.ggml.model "gpt2": 256 byte tokens, no merges)
   fortunes_heldout.u8.npy held-out text (every 10th fortune, never trained on), one token per byte
   tiny_llama.train.json   what was trained: seed, steps, losses, held-out NLL per byte
 
@@ -197,6 +197,42 @@ def write_safetensors(path, tensors):
             f.write(b)
 
 
+def bytes_to_unicode():
+    """GPT-2's printable spelling of the 256 bytes (byte-level BPE vocabularies use it)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
+        list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def read_safetensors(path):
+    """The inverse of write_safetensors (F32, F16, BF16), as float32 torch tensors."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        blob = raw[8 + n + begin:8 + n + end]
+        if info["dtype"] == "BF16":
+            values = (np.frombuffer(blob, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+        elif info["dtype"] == "F16":
+            values = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        else:
+            values = np.frombuffer(blob, dtype=np.float32)
+        out[name] = torch.from_numpy(values.reshape(info["shape"]).copy())
+    return out
+
+
 def permute(weights, n_head, n_head_kv):
     """llama.cpp's conversion/llama.py LlamaModel.permute: HF's rotate-half row order to
     llama.cpp's adjacent-pair order, per head."""
@@ -232,18 +268,20 @@ def write_gguf(path, c, tensors):
     w.add_rope_dimension_count(c["head_dim"])
     w.add_vocab_size(c["vocab_size"])
     w.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    # Byte vocabulary as llama.cpp's SPM tokenizer knows it: <0xXX> tokens of type BYTE, which its
-    # tokenizer falls back to for every byte of text; no space prefix, no BOS.
-    w.add_tokenizer_model("llama")
-    w.add_token_list([f"<0x{i:02X}>" for i in range(256)])
-    w.add_token_scores([0.0] * 256)
-    w.add_token_types([gguf.TokenType.BYTE] * 256)
-    w.add_add_space_prefix(False)
+    # Byte vocabulary as llama.cpp's byte-level BPE ("gpt2") knows it: token i is byte i in GPT-2's
+    # bytes_to_unicode spelling, and no merge ever applies (gguf needs a non-empty list: one merge
+    # of bytes 0x00 and 0x01), so llama.cpp tokenizes any text to its bytes. (Its SPM tokenizer
+    # would turn spaces into U+2581 first.)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    byte_chars = bytes_to_unicode()
+    w.add_token_list([byte_chars[i] for i in range(256)])
+    w.add_token_types([gguf.TokenType.NORMAL] * 256)
+    w.add_token_merges([byte_chars[0] + " " + byte_chars[1]])
     w.add_add_bos_token(False)
     w.add_add_eos_token(False)
     w.add_bos_token_id(c["bos_token_id"])
     w.add_eos_token_id(c["eos_token_id"])
-    w.add_unk_token_id(0)
     for hf, t in tensors.items():
         t = t.detach().to(torch.bfloat16).float()  # the committed bf16 values, exactly
         if hf == "model.embed_tokens.weight":
@@ -270,7 +308,15 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data", "llm"))
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gguf-only", action="store_true",
+                    help="rewrite the GGUF from the committed safetensors, without training")
     args = ap.parse_args()
+    if args.gguf_only:
+        with open(os.path.join(args.out, "tiny_llama", "config.json")) as f:
+            c = json.load(f)
+        tensors = read_safetensors(os.path.join(args.out, "tiny_llama", "model.safetensors"))
+        write_gguf(os.path.join(args.out, "tiny_llama.f16.gguf"), c, tensors)
+        return
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     c = CONFIG
