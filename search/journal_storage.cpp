@@ -174,28 +174,35 @@ void JournalFileBackend::read_new(const RecordSink& sink) {
   Fd f{::open(path_.c_str(), O_RDONLY)};
   if (f.fd < 0)
     throw std::runtime_error("journal " + path_ + ": cannot open for reading: " + errno_text());
+  // Only the bytes after offset_, in chunks: a 135 MB journal is never held whole. `data` keeps
+  // the line a chunk cut in two in front of the next chunk.
+  constexpr size_t kChunkBytes = size_t{4} << 20;
   std::string data;
-  char buf[1 << 16];
+  size_t start = 0;  // first byte of `data` not yet passed on
   off_t pos = static_cast<off_t>(offset_);
   while (true) {
-    ssize_t n = ::pread(f.fd, buf, sizeof(buf), pos);
+    data.erase(0, start);
+    start = 0;
+    const size_t kept = data.size();
+    data.resize(kept + kChunkBytes);
+    ssize_t n = ::pread(f.fd, data.data() + kept, kChunkBytes, pos);
     if (n < 0) {
+      data.resize(kept);
       if (errno == EINTR) continue;
       throw std::runtime_error("journal " + path_ + ": read failed: " + errno_text());
     }
+    data.resize(kept + static_cast<size_t>(n));
     if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
     pos += n;
-  }
-  size_t start = 0;
-  while (true) {
-    const size_t nl = data.find('\n', start);
-    if (nl == std::string::npos) break;
-    std::string_view line(data.data() + start, nl - start);
-    const uint64_t line_offset = offset_;
-    offset_ += nl - start + 1;
-    start = nl + 1;
-    sink(line, line_offset);
+    while (true) {
+      const size_t nl = data.find('\n', start);
+      if (nl == std::string::npos) break;
+      std::string_view line(data.data() + start, nl - start);
+      const uint64_t line_offset = offset_;
+      offset_ += nl - start + 1;
+      start = nl + 1;
+      sink(line, line_offset);
+    }
   }
   // A last line without its newline: a record still being appended (torn: not ours to read
   // yet), or a complete record whose newline is missing, which Optuna 3.1 reads as a record.
@@ -292,17 +299,12 @@ void JournalStorage::sync() {
   std::exception_ptr own_error;
   backend_->read_new([&](std::string_view text, uint64_t position) {
     if (text.find_first_not_of(" \t\r") == std::string_view::npos) return;
-    nlohmann::json log;
+    bool own = false;
     try {
-      log = parse_python_json(text);
-    } catch (const std::exception& e) {  // nlohmann's parse errors, and JSON nested too deep
+      state_.apply_text(text, me, &own);            // simdjson; nlohmann for what it leaves
+    } catch (const journal::JournalTextError& e) {  // not JSON, or JSON nested too deep
       log_warning("journal ", backend_->name(), ": skipping ", backend_->describe(position),
                   " that is not JSON (", e.what(), ")");
-      return;
-    }
-    const bool own = log.is_object() && log.contains("worker_id") && log["worker_id"] == me;
-    try {
-      state_.apply(log, me);
     } catch (...) {
       if (own) {
         if (!own_error) own_error = std::current_exception();
