@@ -294,8 +294,8 @@ void ReplayState::set_trial_param(int64_t trial_id, const std::string& name, dou
     first_dists.emplace(name, dist);
   }
   auto& t = trials_[static_cast<size_t>(trial_id)];
-  t.params[name] = internal;
-  t.distributions[name] = std::move(dist);
+  t.params.insert_or_assign(name, internal);
+  t.distributions.insert_or_assign(name, std::move(dist));
 }
 
 void ReplayState::set_trial_state_values(int64_t trial_id, TrialState state,
@@ -321,10 +321,10 @@ void ReplayState::set_trial_intermediate_value(int64_t trial_id, int64_t step, d
 }
 
 void ReplayState::set_trial_attr(int64_t trial_id, bool user, const std::string& key,
-                                 const nlohmann::json& value, bool own) {
+                                 nlohmann::json value, bool own) {
   if (!trial_updatable(trial_id, own)) return;
   auto& t = trials_[static_cast<size_t>(trial_id)];
-  (user ? t.user_attrs : t.system_attrs)[key] = value;
+  (user ? t.user_attrs : t.system_attrs).insert_or_assign(key, std::move(value));
 }
 
 void ReplayState::apply(const nlohmann::json& log, const std::string& current_worker) {
@@ -463,15 +463,26 @@ std::vector<FrozenStudy> ReplayState::all_studies() const {
   return out;
 }
 
-std::vector<FrozenTrial> ReplayState::all_trials(int64_t study_id,
-                                                 const std::vector<TrialState>& states) const {
+std::vector<const FrozenTrial*> ReplayState::trial_refs(
+    int64_t study_id, const std::vector<TrialState>& states) const {
   study(study_id);
-  std::vector<FrozenTrial> out;
-  for (int64_t id : study_trials_.at(study_id)) {
+  const auto& ids = study_trials_.at(study_id);
+  std::vector<const FrozenTrial*> out;
+  out.reserve(ids.size());
+  for (int64_t id : ids) {
     const auto& t = trials_[static_cast<size_t>(id)];
     if (states.empty() || std::find(states.begin(), states.end(), t.state) != states.end())
-      out.push_back(t);
+      out.push_back(&t);
   }
+  return out;
+}
+
+std::vector<FrozenTrial> ReplayState::all_trials(int64_t study_id,
+                                                 const std::vector<TrialState>& states) const {
+  const auto refs = trial_refs(study_id, states);
+  std::vector<FrozenTrial> out;
+  out.reserve(refs.size());
+  for (const FrozenTrial* t : refs) out.push_back(*t);
   return out;
 }
 
@@ -900,7 +911,7 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
       auto& attr = user ? user_attr : system_attr;
       if (!seen[kTrialId] || !attr) return false;
       if (own_out) *own_out = own;
-      set_trial_attr(trial_id, user, attr->first, attr->second, own);
+      set_trial_attr(trial_id, user, attr->first, std::move(attr->second), own);
       break;
     }
     default:  // studies' ops are rare: the slow path

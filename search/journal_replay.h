@@ -87,14 +87,18 @@ class ReplayState {
                               std::optional<std::vector<double>> values,
                               const std::string& datetime, const std::string& worker, bool own);
   void set_trial_intermediate_value(int64_t trial_id, int64_t step, double value, bool own);
-  void set_trial_attr(int64_t trial_id, bool user, const std::string& key,
-                      const nlohmann::json& value, bool own);
+  void set_trial_attr(int64_t trial_id, bool user, const std::string& key, nlohmann::json value,
+                      bool own);
 
   const FrozenStudy& study(int64_t study_id) const;  // throws StorageKeyError
   const FrozenTrial& trial(int64_t trial_id) const;  // throws StorageKeyError
   std::vector<FrozenStudy> all_studies() const;
   std::vector<FrozenTrial> all_trials(int64_t study_id,
                                       const std::vector<TrialState>& states) const;
+  // all_trials without the copies: the study's trials (in number order, `states` empty = all),
+  // valid until the next record applies. For readers that only look (printing, sorting).
+  std::vector<const FrozenTrial*> trial_refs(int64_t study_id,
+                                             const std::vector<TrialState>& states) const;
   std::vector<FrozenTrial> trials_from(int64_t study_id, int64_t first_number) const;
   int64_t trial_id_from_number(int64_t study_id, int64_t number) const;
   int64_t study_id_from_name(const std::string& name) const;

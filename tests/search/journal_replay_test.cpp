@@ -6,10 +6,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "search/journal_storage.h"
 #include "search/python_json.h"
+#include "search_test_util.h"
 
 using namespace compsearch::search;
 using compsearch::search::journal::JournalTextError;
@@ -253,4 +256,39 @@ TEST_CASE("apply_text throws JournalTextError for text that is not one JSON valu
   }
   CHECK(s.all_trials(0, {}).empty());
   CHECK(s.logs_applied() == 1);
+}
+
+TEST_CASE("JournalStorage reads a journal larger than its 4 MB read chunk, and then new bytes") {
+  compsearch::search::testing::TempDir dir;
+  const auto path = dir.file("big.journal");
+  std::string text = R"({"op_code":0,"worker_id":"w","study_name":"s","directions":[1]})"
+                     "\n";
+  // 3,000 trials of ~2.9 KB: about 8.7 MB, so lines straddle both chunk ends.
+  const std::string pad(2800, 'x');
+  for (int i = 0; i < 3000; ++i) {
+    text += R"({"op_code":4,"worker_id":"w","study_id":0,"datetime_start":null})"
+            "\n";
+    text += R"({"op_code":8,"worker_id":"w","trial_id":)" + std::to_string(i) +
+            R"(,"user_attr":{"pad":")" + pad + std::to_string(i) + "\"}}\n";
+    text += R"({"op_code":6,"worker_id":"w","trial_id":)" + std::to_string(i) +
+            R"(,"state":1,"values":[)" + std::to_string(i) +
+            R"(.5],"datetime_complete":"2026-01-01T00:00:00"})"
+            "\n";
+  }
+  REQUIRE(text.size() > 8u << 20);
+  std::ofstream(path, std::ios::binary) << text;
+  JournalStorage reader(path);
+  const auto trials = reader.get_all_trials(0);
+  REQUIRE(trials.size() == 3000);
+  for (const auto& t : trials) {
+    CHECK(t.state == TrialState::kComplete);
+    CHECK(t.values == std::vector<double>{t.number + 0.5});
+    CHECK(t.user_attrs.at("pad").get<std::string>() == pad + std::to_string(t.number));
+  }
+  // Another writer appends a trial: the reader reads it (and only the new bytes: offsets go on).
+  std::ofstream(path, std::ios::binary | std::ios::app)
+      << R"({"op_code":4,"worker_id":"v","study_id":0,"datetime_start":null})"
+      << "\n";
+  CHECK(reader.get_all_trials(0).size() == 3001);
+  CHECK(reader.get_trial(3000).state == TrialState::kRunning);
 }
