@@ -5,8 +5,17 @@
 // back to back, and the best round of each is reported, so a burst of load from other processes
 // on a shared machine hits all sides alike. The load average is printed before and after.
 //
+// --int8 compares integer execution instead: each model made w8a8 (every layer 8-bit weights per
+// channel and 8-bit activations calibrated by min/max on 512 images), as the QDQ graph
+// compressors::make_qdq_graph builds in memory; compsearch runs it with ExecutorOptions::int8
+// (oneDNN u8 x s8), the second column is the same graph in float (fake quantization, the path
+// before integer kernels), and ONNX Runtime runs the exported QDQ .onnx with all graph
+// optimizations on (its QLinearConv / QGemm int8 kernels).
+//
 // --ops times each Conv/Gemm/MatMul node of the models alone (with the Relu/Clip the plan fuses
 // into it), Eigen against oneDNN: the measurements behind the executor's kernel choice.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,9 +28,13 @@
 #include <string>
 
 #include "bench/bench_common.h"
+#include "compressors/apply.h"
+#include "compressors/export.h"
+#include "evaluators/accuracy.h"
 #include "model/dataset.h"
 #include "model/executor.h"
 #include "model/graph.h"
+#include "model/layer_table.h"
 
 namespace fs = std::filesystem;
 using namespace compsearch::model;
@@ -80,11 +93,30 @@ struct ModelSpec {
   bool fmnist = true;  // Fashion-MNIST images; otherwise random [3, 224, 224]
 };
 
-Executor make_executor(const Graph& g, int threads, ExecutorOptions::Kernels kernels) {
+Executor make_executor(const Graph& g, int threads, ExecutorOptions::Kernels kernels,
+                       bool int8 = false) {
   ExecutorOptions o;
   o.threads = threads;
   o.kernels = kernels;
+  o.int8 = int8;
   return Executor(g, o);
+}
+
+// `g` with 8-bit weights (per channel) and activations (min/max over `calibration`) on every
+// layer, as the in-memory QDQ graph; also written to `qdq_path` for ONNX Runtime.
+Graph w8a8_qdq(const Graph& g, const Dataset& calibration, const fs::path& qdq_path) {
+  namespace cz = compsearch::compressors;
+  const LayerTable table = build_layer_table(g);
+  nlohmann::json layers = nlohmann::json::object();
+  for (const auto& l : table.layers) layers[l.name] = {{"w_bits", 8}, {"a_bits", 8}};
+  const cz::Recipe recipe = cz::recipe_from_json(
+      {{"format", "compsearch.recipe/1"}, {"layers", layers}}, "bench_executor --int8");
+  cz::ApplyOptions ao;
+  ao.keep_quantized = true;
+  cz::CompressedModel cm = cz::apply_recipe(g, table, recipe, ao);
+  compsearch::evaluators::calibrate_activations(cm, calibration, 512);
+  cz::export_model(cm, cz::ExportFormat::kOnnxQdq, qdq_path);
+  return cz::make_qdq_graph(cm);
 }
 
 // One node of `g` (with the Relu/Clip reading it, which the executor fuses) as a graph of its own.
@@ -163,7 +195,7 @@ void bench_ops(const std::vector<ModelSpec>& models, const std::vector<int64_t>&
 
 constexpr std::string_view kUsage =
     R"(usage: bench_executor [--batches 1,256] [--threads 1,2] [--seconds 1] [--rounds 3]
-                      [--models fmnist_cnn,fmnist_mlp,resnet18,mobilenet_v2] [--ops]
+                      [--models fmnist_cnn,fmnist_mlp,resnet18,mobilenet_v2] [--ops] [--int8]
   Images/s of compsearch's executor (kernels as it picks them, and Eigen only, as before oneDNN)
   and of ONNX Runtime (scripts/bench_onnxruntime.js through node) for every model, batch and
   thread count: the best of `rounds` rounds of `seconds` per side, rounds interleaving all rows.
@@ -171,6 +203,7 @@ constexpr std::string_view kUsage =
   exports of scripts/make_torchvision_models.py (not committed: their rows are skipped with a
   note when absent) on random 3x224x224 images, at batch 1 and 32 (a batch of 256 would take
   seconds per run). --ops: each Conv/Gemm/MatMul node alone, Eigen against oneDNN, instead.
+  --int8: w8a8 QDQ models, integer kernels against the float path and ONNX Runtime's int8.
 )";
 
 int main(int argc, char** argv) {
@@ -180,11 +213,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> model_names = {"fmnist_cnn", "fmnist_mlp", "resnet18", "mobilenet_v2"};
   int rounds = 3;
   double seconds = 1.0;
-  bool ops = false;
+  bool ops = false, int8 = false;
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    if (k == "--ops") {
-      ops = true;
+    if (k == "--ops" || k == "--int8") {
+      (k == "--ops" ? ops : int8) = true;
       continue;
     }
     if (i + 1 == argc) compsearch::bench::usage_error(k + " needs a value", kUsage);
@@ -246,8 +279,29 @@ int main(int argc, char** argv) {
   };
   std::vector<Row> rows;
   std::unique_ptr<Dataset> data;
-  for (const auto& m : models) {
-    auto graph = std::make_shared<Graph>(load_onnx(m.path));
+  const fs::path tmp = fs::temp_directory_path() / ("bench_executor_" + std::to_string(getpid()));
+  std::vector<ModelSpec> qdq_models;  // --int8: the exported QDQ files ONNX Runtime runs
+  qdq_models.reserve(models.size());
+  for (const auto& spec : models) {
+    const ModelSpec* mp = &spec;
+    auto graph = std::make_shared<Graph>(load_onnx(spec.path));
+    if (int8) {
+      fs::create_directories(tmp);
+      Dataset calibration;
+      if (spec.fmnist) {
+        if (!data) data = std::make_unique<Dataset>(load_dataset("fashion-mnist", "test"));
+        calibration = *data;
+      } else {
+        calibration.name = "random images";
+        calibration.sample_shape = {3, 224, 224};
+        calibration.images = random_input({16, 3, 224, 224}, 2).f32;
+      }
+      qdq_models.push_back(
+          ModelSpec{spec.name + "-w8a8", tmp / (spec.name + "_qdq.onnx"), spec.fmnist});
+      mp = &qdq_models.back();
+      graph = std::make_shared<Graph>(w8a8_qdq(*graph, calibration, mp->path));
+    }
+    const ModelSpec& m = *mp;
     const std::vector<int64_t> model_batches = m.fmnist ? batches : std::vector<int64_t>{1, 32};
     for (const int64_t batch : model_batches) {
       for (const int threads : threads_list) {
@@ -257,9 +311,10 @@ int main(int argc, char** argv) {
         r.threads = threads;
         r.graph = graph;
         r.ours = std::make_unique<Executor>(
-            make_executor(*r.graph, threads, ExecutorOptions::Kernels::kAuto));
-        r.eigen = std::make_unique<Executor>(
-            make_executor(*r.graph, threads, ExecutorOptions::Kernels::kEigen));
+            make_executor(*r.graph, threads, ExecutorOptions::Kernels::kAuto, int8));
+        r.eigen = std::make_unique<Executor>(make_executor(
+            *r.graph, threads,
+            int8 ? ExecutorOptions::Kernels::kAuto : ExecutorOptions::Kernels::kEigen));
         if (m.fmnist) {
           if (!data) data = std::make_unique<Dataset>(load_dataset("fashion-mnist", "test"));
           r.input = data->batch(0, std::min<int64_t>(batch, data->size()));
@@ -277,7 +332,7 @@ int main(int argc, char** argv) {
           std::max(r.ours_ips, runs_per_second(*r.ours, r.input, seconds) * r.input.shape[0]);
       r.eigen_ips =
           std::max(r.eigen_ips, runs_per_second(*r.eigen, r.input, seconds) * r.input.shape[0]);
-      r.onednn_calls = r.ours->onednn_calls();
+      r.onednn_calls = int8 ? r.ours->int8_calls() : r.ours->onednn_calls();
       const std::string shape = r.model->fmnist ? "" : "SHAPE=3,224,224 ";
       const std::string out =
           run_command(shape + "node '" + script.string() + "' '" + r.model->path.string() + "' " +
@@ -292,17 +347,26 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("%-13s %5s %3s %13s %13s %13s %7s %7s  %s\n", "model", "batch", "thr", "compsearch/s",
-              "eigen-only/s", "peer/s", "ratio", "before", "peer");
+  std::printf("%-19s %5s %3s %13s %13s %13s %7s %7s  %s\n", "model", "batch", "thr",
+              int8 ? "int8/s" : "compsearch/s", int8 ? "float-qdq/s" : "eigen-only/s", "peer/s",
+              "ratio", "before", "peer");
   for (const Row& r : rows) {
-    std::printf("%-13s %5lld %3d %13.0f %13.0f %13.0f %7.2f %7.2f  %s%s\n", r.model->name.c_str(),
+    std::printf("%-19s %5lld %3d %13.0f %13.0f %13.0f %7.2f %7.2f  %s%s\n", r.model->name.c_str(),
                 static_cast<long long>(r.batch), r.threads, r.ours_ips, r.eigen_ips, r.peer_ips,
                 r.peer_ips > 0 ? r.ours_ips / r.peer_ips : 0.0,
                 r.peer_ips > 0 ? r.eigen_ips / r.peer_ips : 0.0, r.peer.c_str(),
-                r.onednn_calls ? "" : " (no oneDNN node)");
+                r.onednn_calls ? ""
+                : int8         ? " (no int8 node)"
+                               : " (no oneDNN node)");
   }
-  std::printf(
-      "ratio = compsearch / peer; before = eigen-only / peer (the executor before oneDNN)\n");
+  if (int8) {
+    std::printf(
+        "ratio = compsearch int8 / peer int8; before = the same QDQ graph in float / peer\n");
+    fs::remove_all(tmp);
+  } else {
+    std::printf(
+        "ratio = compsearch / peer; before = eigen-only / peer (the executor before oneDNN)\n");
+  }
   std::printf("%s\n", compsearch::bench::machine_line().c_str());
   return 0;
 }

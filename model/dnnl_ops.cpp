@@ -1,6 +1,7 @@
 // oneDNN kernels of the executor (see dnnl_ops.h).
 #include "model/dnnl_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -80,7 +81,10 @@ struct Plan {
 
 class DnnlOpBase : public DnnlOp {
  public:
-  DnnlOpBase(const Tensor* weight, DnnlPostOp post) : weight_(weight), post_(post) {}
+  DnnlOpBase(const Tensor* weight, DnnlPostOp post, const DnnlInt8* int8 = nullptr)
+      : weight_(weight), post_(post) {
+    if (int8) int8_ = *int8;
+  }
 
   bool run(const Tensor& x, Tensor& y, int threads, DnnlScratch& scratch) const override {
     if (!x.is_float() || static_cast<int64_t>(x.f32.size()) != x.numel()) return false;
@@ -91,11 +95,26 @@ class DnnlOpBase : public DnnlOp {
     const size_t sp = round64(plan->scratchpad_bytes);
     const size_t sb = plan->src_reorder ? round64(plan->src.get_size()) : 0;
     const size_t db = plan->dst_reorder ? round64(plan->dst.get_size()) : 0;
-    char* base = static_cast<char*>(scratch.get(sp + sb + db + 64));
+    const size_t qb = int8_ ? round64(static_cast<size_t>(x.numel())) : 0;
+    char* base = static_cast<char*>(scratch.get(sp + sb + db + qb + 64));
     const auto& eng = cpu_engine();
     auto& strm = thread_stream();
     memory scratchpad(scratchpad_desc(plan->scratchpad_bytes), eng, base);
-    memory user_src(plan->user_src, eng, const_cast<float*>(x.f32.data()));
+    void* x_data = const_cast<float*>(x.f32.data());
+    if (int8_) {  // QuantizeLinear's arithmetic (ops_quantization.cpp), into u8
+      uint8_t* q = reinterpret_cast<uint8_t*>(base + sp + sb + db);
+      const float s = int8_->x_scale, z = static_cast<float>(int8_->x_zero_point);
+      const float* xd = x.f32.data();
+      const int64_t n = x.numel();
+      const int t = n < (1 << 15) ? 1 : threads;
+#pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
+      for (int64_t i = 0; i < n; ++i) {
+        const float r = std::nearbyint(xd[i] / s) + z;
+        q[i] = static_cast<uint8_t>(std::min(r >= 0.0f ? r : 0.0f, 255.0f));
+      }
+      x_data = q;
+    }
+    memory user_src(plan->user_src, eng, x_data);
     memory user_dst(plan->user_dst, eng, yd);
     memory src = user_src, dst = user_dst;
     if (plan->src_reorder) {
@@ -124,9 +143,35 @@ class DnnlOpBase : public DnnlOp {
   // The weights as stored (a plain layout over weight_data()).
   virtual memory::desc user_weights() const { return {}; }
   virtual const float* weight_data() const { return weight_->f32.data(); }
+  // The weights as stored: the int8 integers for an integer op, else weight_data().
+  const void* stored_weights() const {
+    return int8_ ? static_cast<const void*>(int8_->weight.data()) : weight_data();
+  }
+  // Data types of the compute primitive's src and weights.
+  DT src_type() const { return int8_ ? DT::u8 : DT::f32; }
+  DT weight_type() const { return int8_ ? DT::s8 : DT::f32; }
+  // The fused clamp, and for an integer op the output scales (mask over dst dims: bit 1 = the
+  // output channel) and the src zero point.
+  dnnl::primitive_attr attr() const {
+    dnnl::primitive_attr a = make_attr(post_);
+    if (int8_) {
+      std::vector<float> scales;
+      for (float ws : int8_->weight_scale) scales.push_back(int8_->x_scale * ws);
+      a.set_output_scales(scales.size() > 1 ? 1 << 1 : 0, scales);
+      if (int8_->x_zero_point != 0) a.set_zero_points(DNNL_ARG_SRC, 0, {int8_->x_zero_point});
+    }
+    return a;
+  }
 
   void set_bias(const float* data, const memory::desc& md) {
     bias_storage_.assign(data, data + md.get_size() / sizeof(float));
+    // oneDNN 2.x adds the bias to the accumulator before the output scale: give it in
+    // accumulator units.
+    if (int8_) {
+      const auto& ws = int8_->weight_scale;
+      for (size_t c = 0; c < bias_storage_.size(); ++c)
+        bias_storage_[c] /= int8_->x_scale * ws[ws.size() > 1 ? c : 0];
+    }
     bias_.emplace(md, cpu_engine(), bias_storage_.data());
   }
 
@@ -182,10 +227,10 @@ class DnnlOpBase : public DnnlOp {
     }
     const auto& eng = cpu_engine();
     const memory::desc user = user_weights();
-    memory from(user, eng, const_cast<float*>(weight_data()));
+    memory from(user, eng, const_cast<void*>(stored_weights()));
     memory to(md, eng);
     if (md == user) {
-      std::memcpy(to.get_data_handle(), weight_data(), user.get_size());
+      std::memcpy(to.get_data_handle(), stored_weights(), user.get_size());
     } else {
       dnnl::stream strm(eng);
       dnnl::reorder(from, to).execute(strm, from, to);
@@ -200,14 +245,16 @@ class DnnlOpBase : public DnnlOp {
   mutable std::deque<std::pair<memory::desc, memory>> weights_;  // deque: stable references
   std::vector<float> bias_storage_;
   std::optional<memory> bias_;
+  std::optional<DnnlInt8> int8_;
 };
 
 // ---------------------------------------------------------------------------------------------
 
 class DnnlConv final : public DnnlOpBase {
  public:
-  DnnlConv(const Node& node, const Tensor* weight, const Tensor* bias, DnnlPostOp post)
-      : DnnlOpBase(weight, post), node_(node), groups_(node.attr_int("group", 1)) {
+  DnnlConv(const Node& node, const Tensor* weight, const Tensor* bias, DnnlPostOp post,
+           const DnnlInt8* int8)
+      : DnnlOpBase(weight, post, int8), node_(node), groups_(node.attr_int("group", 1)) {
     const Shape& ws = weight->shape;
     o_ = ws[0];
     channels_last_capable_ = ws.size() == 4;
@@ -236,23 +283,24 @@ class DnnlConv final : public DnnlOpBase {
     if (spatial.size() == 2) plan.y_shape.push_back(g.out_h);
     plan.y_shape.push_back(g.out_w);
     const memory::dims src_dims = {n, c, g.in_h, g.in_w}, dst_dims = {n, o_, g.out_h, g.out_w};
-    plan.user_src = memory::desc(src_dims, DT::f32, src_nhwc_ ? Tag::nhwc : Tag::nchw);
+    plan.user_src = memory::desc(src_dims, src_type(), src_nhwc_ ? Tag::nhwc : Tag::nchw);
     plan.user_dst = memory::desc(dst_dims, DT::f32, dst_nhwc_ ? Tag::nhwc : Tag::nchw);
     // Layouts of oneDNN's choice (on AVX-512 and AVX2: NHWC, brgconv); the base reorders from and
     // to the executor's. Forcing NCHW src and dst instead picks kernels 7x (jit, NCHW src) to 300x
     // (reference) slower for a 1-channel first layer (bench_executor, 2.6.3 on Zen 4).
-    const memory::desc src_any(src_dims, DT::f32, Tag::any), dst_any(dst_dims, DT::f32, Tag::any);
-    const memory::desc wei_any(weight_dims(), DT::f32, Tag::any);
+    const memory::desc src_any(src_dims, src_type(), Tag::any),
+        dst_any(dst_dims, DT::f32, Tag::any);
+    const memory::desc wei_any(weight_dims(), weight_type(), Tag::any);
     const memory::desc bias_md = has_bias() ? memory::desc({o_}, DT::f32, Tag::a) : memory::desc();
     dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
                                       dnnl::algorithm::convolution_direct, src_any, wei_any,
                                       bias_md, dst_any, {g.sh, g.sw}, {g.dh - 1, g.dw - 1},
                                       {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
-    return dnnl::convolution_forward::primitive_desc(d, make_attr(post_), cpu_engine());
+    return dnnl::convolution_forward::primitive_desc(d, attr(), cpu_engine());
   }
 
   memory::desc user_weights() const override {
-    return memory::desc(weight_dims(), DT::f32, groups_ > 1 ? Tag::goihw : Tag::oihw);
+    return memory::desc(weight_dims(), weight_type(), groups_ > 1 ? Tag::goihw : Tag::oihw);
   }
 
  private:
@@ -272,8 +320,9 @@ class DnnlConv final : public DnnlOpBase {
 // of A (any leading dims) times B.
 class DnnlMatMul final : public DnnlOpBase {
  public:
-  DnnlMatMul(const Node& node, const Tensor* weight, const Tensor* c, DnnlPostOp post)
-      : DnnlOpBase(weight, post), gemm_(node.op_type == "Gemm") {
+  DnnlMatMul(const Node& node, const Tensor* weight, const Tensor* c, DnnlPostOp post,
+             const DnnlInt8* int8)
+      : DnnlOpBase(weight, post, int8), gemm_(node.op_type == "Gemm") {
     const Shape& bs = weight->shape;
     if (gemm_) {
       trans_a_ = node.attr_int("transA", 0) != 0;
@@ -324,17 +373,17 @@ class DnnlMatMul final : public DnnlOpBase {
       plan.y_shape.back() = n_;
     }
     if (m == 0 || k_ == 0 || n_ == 0) return std::nullopt;
-    plan.user_src = memory::desc({m, k_}, DT::f32, trans_a_ ? Tag::ba : Tag::ab);
+    plan.user_src = memory::desc({m, k_}, src_type(), trans_a_ ? Tag::ba : Tag::ab);
     plan.user_dst = memory::desc({m, n_}, DT::f32, Tag::ab);
-    const memory::desc wei_any({k_, n_}, DT::f32, Tag::any);
+    const memory::desc wei_any({k_, n_}, weight_type(), Tag::any);
     const memory::desc bias_md =
         has_bias() ? memory::desc({1, n_}, DT::f32, Tag::ab) : memory::desc();
     dnnl::matmul::desc d(plan.user_src, wei_any, bias_md, plan.user_dst);
-    return dnnl::matmul::primitive_desc(d, make_attr(post_), cpu_engine());
+    return dnnl::matmul::primitive_desc(d, attr(), cpu_engine());
   }
 
   memory::desc user_weights() const override {
-    return memory::desc({k_, n_}, DT::f32, trans_b_ ? Tag::ba : Tag::ab);
+    return memory::desc({k_, n_}, weight_type(), trans_b_ ? Tag::ba : Tag::ab);
   }
   const float* weight_data() const override {
     return scaled_.empty() ? weight_->f32.data() : scaled_.data();
@@ -410,14 +459,22 @@ std::unique_ptr<DnnlOp> DnnlOp::create_pool(const Node& node) {
 }
 
 std::unique_ptr<DnnlOp> DnnlOp::create(const Node& node, const Tensor* weight, const Tensor* bias,
-                                       DnnlPostOp post) {
+                                       DnnlPostOp post, const DnnlInt8* int8) {
+  if (int8 && (!weight || static_cast<int64_t>(int8->weight.size()) != weight->numel() ||
+               int8->weight_scale.empty()))
+    return nullptr;
   if (node.op_type == "Conv") {
     if (!DnnlConv::covers(node, weight, bias)) return nullptr;
-    return std::make_unique<DnnlConv>(node, weight, bias, post);
+    if (int8 && int8->weight_scale.size() != 1 &&
+        static_cast<int64_t>(int8->weight_scale.size()) != weight->shape[0])
+      return nullptr;
+    return std::make_unique<DnnlConv>(node, weight, bias, post, int8);
   }
   if (node.op_type == "Gemm" || node.op_type == "MatMul") {
     if (!DnnlMatMul::covers(node, weight, bias)) return nullptr;
-    return std::make_unique<DnnlMatMul>(node, weight, bias, post);
+    // Integer Gemm: alpha 1 (alpha is folded into float weights only).
+    if (int8 && node.op_type == "Gemm" && node.attr_float("alpha", 1.0f) != 1.0f) return nullptr;
+    return std::make_unique<DnnlMatMul>(node, weight, bias, post, int8);
   }
   return nullptr;
 }

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "model/graph.h"
 
@@ -35,14 +37,29 @@ struct DnnlPostOp {
   float lo = 0.0f, hi = 0.0f;
 };
 
+// Integer execution of a layer (ExecutorOptions::int8): its input was fake-quantized to uint8
+// per tensor (QuantizeLinear -> DequantizeLinear with one scale and zero point) and its weight is
+// the DequantizeLinear of int8 integers with zero point 0, per tensor or per output channel. The op
+// quantizes x itself, exactly as QuantizeLinear does (round half to even of x / scale, plus the
+// zero point, saturated to [0, 255]), runs u8 x s8 with 32-bit accumulation and writes
+// f32 = x_scale * weight_scale[c] * accumulator (+ bias, then the fused clamp).
+struct DnnlInt8 {
+  float x_scale = 1.0f;
+  int32_t x_zero_point = 0;
+  std::vector<int8_t> weight;       // the integers, in the weight tensor's layout
+  std::vector<float> weight_scale;  // one per output channel, or one for the tensor
+};
+
 class DnnlOp {
  public:
   // nullptr when oneDNN does not take this node (weight not constant, an activation times an
   // activation, a Gemm C that does not broadcast as a bias row, an unsupported layout). `weight`
   // and `bias` must outlive the op (they are the graph's initializers or the plan's folded
   // values).
+  // With `int8`, the integer kernels (see DnnlInt8); `weight` (the dequantized weight) still gives
+  // the shapes.
   static std::unique_ptr<DnnlOp> create(const Node& node, const Tensor* weight, const Tensor* bias,
-                                        DnnlPostOp post);
+                                        DnnlPostOp post, const DnnlInt8* int8 = nullptr);
   // MaxPool (no Indices output), AveragePool (no ceil_mode) and GlobalAveragePool on 2-D images,
   // for the plan's channels-last chains (below); nullptr otherwise.
   static std::unique_ptr<DnnlOp> create_pool(const Node& node);

@@ -35,6 +35,16 @@ struct ExecutorOptions {
   // benchmarks of whole pipelines that build their executors themselves).
   enum class Kernels { kAuto, kEigen, kOneDnn };
   Kernels kernels = Kernels::kAuto;
+  // Integer execution: a Conv/Gemm/MatMul that reads a QuantizeLinear -> DequantizeLinear pair
+  // (uint8, one scale and zero point; no other reader) and whose weight is the DequantizeLinear of
+  // int8 integers with zero point 0 (per tensor or per output channel) runs as u8 x s8 with 32-bit
+  // accumulation on oneDNN (VNNI/AMX where the CPU has them) instead of in float on dequantized
+  // values. The arithmetic differs from the float path only by float rounding of the
+  // accumulation (docs/compression.md gives the measured accuracy difference). Applies to QDQ
+  // graphs built in memory (compressors::make_qdq_graph); an .onnx file's weight
+  // DequantizeLinear nodes are folded at import, so loaded files run in float. Off with
+  // Kernels::kEigen.
+  bool int8 = false;
 };
 
 class Executor {
@@ -64,6 +74,8 @@ class Executor {
   // channels-last chain; each step of each run and batch slice counted): tests and benchmarks
   // check with it which kernels ran.
   int64_t onednn_calls() const;
+  // How many of those ran integer kernels (ExecutorOptions::int8).
+  int64_t int8_calls() const;
 
   // Internal state (prepared plan, buffer pool); public only so executor.cpp's helpers can name it.
   struct Impl;

@@ -35,14 +35,6 @@ fs::path temp_dir() {
   return d;
 }
 
-model::Tensor random_input(int64_t n) {
-  std::mt19937 rng(11);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(n * 2 * 4 * 4));
-  for (auto& x : v) x = d(rng);
-  return model::Tensor::floats({n, 2, 4, 4}, v);
-}
-
 // Calibrates 4/8-bit activations by min/max with an observing executor hook (the evaluators
 // library does the same; this test links compressors only).
 void calibrate(CompressedModel& cm, const model::Tensor& x) {
@@ -84,7 +76,7 @@ TEST_CASE("A QDQ export passes the ONNX checker and ONNX Runtime reproduces the 
   const model::Graph g = testing::small_cnn();
   const model::LayerTable t = model::build_layer_table(g);
   const fs::path dir = temp_dir();
-  const model::Tensor x = random_input(16);
+  const model::Tensor x = testing::small_cnn_input(16, 11);
   struct Case {
     const char* name;
     const char* recipe;
@@ -138,7 +130,7 @@ TEST_CASE("The onnx and safetensors exports give back the compressed weights exa
   const model::Graph g = testing::small_cnn();
   const model::LayerTable t = model::build_layer_table(g);
   const fs::path dir = temp_dir();
-  const model::Tensor x = random_input(8);
+  const model::Tensor x = testing::small_cnn_input(8, 11);
   ApplyOptions o;
   o.keep_quantized = true;
   const CompressedModel cm = apply_recipe(g, t, parse(R"({"format": "compsearch.recipe/1",

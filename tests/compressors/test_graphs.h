@@ -1,12 +1,22 @@
 // Small hand-built graphs shared by the compressor tests.
 #pragma once
 
+#include <random>
 #include <string>
 #include <vector>
 
 #include "model/graph.h"
 
 namespace compsearch::testing {
+
+// A batch of n standard-normal inputs [n, 2, 4, 4] for small_cnn().
+inline model::Tensor small_cnn_input(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(n * 2 * 4 * 4));
+  for (auto& x : v) x = d(rng);
+  return model::Tensor::floats({n, 2, 4, 4}, v);
+}
 
 inline model::Attribute ints_attr(std::vector<int64_t> v) {
   model::Attribute a;

@@ -1,0 +1,105 @@
+// Internal to the model library: the executor's plan (steps over value slots, fused and with
+// their oneDNN primitives) as planner.cpp builds it and executor.cpp runs it.
+#pragma once
+
+#include <atomic>
+#include <cmath>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "model/dnnl_ops.h"
+#include "model/executor.h"
+#include "model/op_registry.h"
+
+namespace compsearch::model {
+
+namespace detail {
+
+struct Step {
+  size_t node_index;
+  const detail::OpSpec* spec = nullptr;  // the node's row of the op table
+  std::vector<int> inputs;               // slot per input, -1 for an omitted one
+  std::vector<int> outputs;              // slot per output, -1 for an unused one
+  std::vector<int> release;              // value slots whose last reader is this step
+  bool hooked = false;                   // Conv/Gemm/MatMul with a non-constant activation input
+  bool skip = false;                     // a Relu/Clip fused into the step before it
+  bool clamp = false;                    // this step applies a fused Relu/Clip
+  float lo = -INFINITY, hi = INFINITY;
+  bool fake_quantize = false;  // a QuantizeLinear that also does its DequantizeLinear (fused pair)
+  // Conv/Gemm/MatMul with constant weights that oneDNN can run (with the fused Relu/Clip).
+  std::shared_ptr<detail::DnnlOp> dnnl;
+  // Channels-last (see DnnlOp::set_layouts): input 0 / output 0 are stored NHWC. Such a step always
+  // runs its oneDNN op (converting around the Eigen kernel only if oneDNN declines a shape).
+  bool nhwc_in = false, nhwc_out = false;
+  // ExecutorOptions::int8: this layer runs on integer kernels (dnnl was made with these
+  // parameters) and reads the float input of the QuantizeLinear -> DequantizeLinear pair it
+  // absorbed. Where the integer op cannot run (a layer-input hook is set, or oneDNN declines the
+  // shape), that pair is applied here (node int8_qdq_node on slots int8_qdq_inputs) and the float
+  // kernel runs on the folded float weight, as in the float plan.
+  std::shared_ptr<const DnnlInt8> int8;
+  size_t int8_qdq_node = 0;
+  std::vector<int> int8_qdq_inputs;
+};
+
+struct Workspace {
+  std::vector<Tensor> values;
+  std::vector<std::vector<float>> free_buffers;
+  Tensor hooked_input;
+  Tensor scratch_output;
+  std::vector<size_t> last_size;  // by slot: the float count of each value in the last run
+  detail::DnnlScratch dnnl_scratch;
+  Tensor layout_copy;
+  Tensor int8_input;  // an int8 step's input, fake-quantized (its float fallback)
+};
+
+}  // namespace detail
+
+struct Executor::Impl {
+  const Graph* graph = nullptr;
+  ExecutorOptions options;
+  int threads = 1;
+  ExecutorOptions::Kernels kernels = ExecutorOptions::Kernels::kAuto;
+  int64_t declared_batch = -1;
+  // Slots: [0, n_inputs) graph inputs, then initializers, then computed values.
+  std::vector<const Tensor*> constant_slots;  // by slot; nullptr for non-constants
+  // Values of nodes whose inputs are all constant (DequantizeLinear of int8 weights in a QDQ
+  // graph built in memory), computed once here; a deque keeps the pointers above stable.
+  std::deque<Tensor> folded;
+  size_t n_inputs = 0;
+  size_t n_slots = 0;
+  std::vector<detail::Step> steps;
+  std::vector<int> output_slots;
+  std::vector<char> is_output;  // by slot
+  // Some step mixes samples (a QuantizeLinear / DequantizeLinear with per-axis scales along the
+  // batch axis): the batch cannot be split into slices that run independently.
+  bool batch_coupled = false;
+  // Floating-point operations of the Conv/Gemm/MatMul steps per sample, from the inferred shapes;
+  // 0 when a shape is unknown (the run then uses every thread it was given).
+  double flops_per_sample = 0;
+  LayerInputHook hook;
+  mutable std::atomic<int64_t> onednn_calls{0};
+  mutable std::atomic<int64_t> int8_calls{0};
+  mutable std::mutex pool_mutex;
+  mutable std::vector<std::unique_ptr<detail::Workspace>> pool;
+
+  std::unique_ptr<detail::Workspace> acquire() const {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    if (pool.empty()) {
+      auto ws = std::make_unique<detail::Workspace>();
+      ws->values.resize(n_slots);
+      ws->last_size.assign(n_slots, 0);
+      return ws;
+    }
+    auto ws = std::move(pool.back());
+    pool.pop_back();
+    return ws;
+  }
+  void give_back(std::unique_ptr<detail::Workspace> ws) const {
+    std::lock_guard<std::mutex> lock(pool_mutex);
+    pool.push_back(std::move(ws));
+  }
+};
+
+}  // namespace compsearch::model
