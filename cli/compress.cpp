@@ -5,6 +5,7 @@
 #include "cli/command.h"
 #include "cli/options.h"
 #include "experiments/compress_commands.h"
+#include "experiments/llm_commands.h"
 
 namespace po = boost::program_options;
 
@@ -21,10 +22,13 @@ int run_compress(const std::vector<std::string>& args) {
       "  onnx         the fake-quantized float weights in the original graph (weights only)\n"
       "  safetensors  integer weights (I8), scales (F64), other tensors, recipe as metadata\n"
       "Recipes with 4/8-bit activations are calibrated on --calibration-data (default: the\n"
-      "fashion-mnist train split).\n\noptions");
+      "fashion-mnist train split).\n"
+      "An LLM checkpoint (a Hugging Face directory with config.json, or a GGUF file) takes a\n"
+      "recipe of llama.cpp types and --format gguf: the tensors quantized by ggml (docs/llm.md).\n"
+      "\noptions");
   o.add()("model", po::value<std::string>(), "ONNX model file")(
       "recipe", po::value<std::string>(), "recipe JSON file (compsearch.recipe/1)")(
-      "format", po::value<std::string>(), "onnx-qdq, onnx or safetensors")(
+      "format", po::value<std::string>(), "onnx-qdq, onnx or safetensors (LLM: gguf)")(
       "out", po::value<std::string>(), "output file")(
       "calibration-data", po::value<std::string>()->default_value("fashion-mnist"),
       "fashion-mnist or a dataset JSON file, for activation calibration")(
@@ -33,6 +37,19 @@ int run_compress(const std::vector<std::string>& args) {
                                        po::value<int64_t>()->default_value(512),
                                        "calibration images")("json", "print a JSON summary");
   if (!o.parse(args)) return 0;
+  if (experiments::is_llm_model(o.required<std::string>("model"))) {
+    const auto summary = experiments::compress_llm(
+        o.required<std::string>("model"), o.required<std::string>("recipe"),
+        o.required<std::string>("format"), o.required<std::string>("out"));
+    if (o.has("json")) {
+      std::cout << summary.dump(2) << "\n";
+    } else {
+      std::cout << "wrote " << summary["out"].get<std::string>()
+                << " (gguf): " << summary["size_bytes"] << " bytes of tensors, "
+                << summary["bits_per_weight"].get<double>() << " bits per weight\n";
+    }
+    return 0;
+  }
   experiments::CompressRequest req;
   req.model = o.required<std::string>("model");
   req.recipe = o.required<std::string>("recipe");
@@ -50,9 +67,8 @@ int run_compress(const std::vector<std::string>& args) {
   return 0;
 }
 
-const CommandRegistration kRegistration("compress",
-                                        "apply a recipe and export (onnx-qdq, onnx, safetensors)",
-                                        run_compress);
+const CommandRegistration kRegistration(
+    "compress", "apply a recipe and export (onnx-qdq, onnx, safetensors, gguf)", run_compress);
 
 }  // namespace
 }  // namespace compsearch::cli

@@ -1,11 +1,13 @@
 // `compsearch evaluate --model M --data D [--split test] [--recipe R] [--json]`: top-1 accuracy of
 // a model, or of the compressed model against the uncompressed one. The decisions (which
 // evaluation, whether to calibrate) live in experiments/compress_commands.h.
+#include <algorithm>
 #include <iostream>
 
 #include "cli/command.h"
 #include "cli/options.h"
 #include "experiments/compress_commands.h"
+#include "experiments/llm_commands.h"
 
 namespace po = boost::program_options;
 
@@ -15,8 +17,13 @@ namespace {
 int run_evaluate(const std::vector<std::string>& args) {
   VerbOptions o(
       "usage: compsearch evaluate --model MODEL.onnx --data fashion-mnist|DATA.json [--recipe "
-      "RECIPE.json] [options]\n\n"
+      "RECIPE.json] [options]\n"
+      "       compsearch evaluate --model LLM_DIR|MODEL.gguf --data TOKENS.npy [--context N] "
+      "[--recipe RECIPE.json] [--json]\n\n"
       "Runs the model on every labelled sample of the data set and prints top-1 accuracy.\n"
+      "An LLM checkpoint (a Hugging Face directory with config.json, or a GGUF file) is scored "
+      "by perplexity over the token ids in TOKENS.npy (docs/llm.md); its --recipe gives "
+      "llama.cpp types per tensor and --limit caps the windows.\n"
       "--data is the built-in name `fashion-mnist` (Debian's dataset-fashion-mnist, pixels / "
       "255) or a dataset JSON file (see model/dataset.h: format idx|npy, images, labels, scale, "
       "mean, std, shape, layout, limit).\n\noptions");
@@ -25,7 +32,10 @@ int run_evaluate(const std::vector<std::string>& args) {
       "split", po::value<std::string>()->default_value("test"), "train or test (fashion-mnist)")(
       "batch", po::value<int64_t>()->default_value(256), "batch size")(
       "threads", po::value<int>()->default_value(0), "threads (0 = all cores; at most 1024)")(
-      "limit", po::value<int64_t>()->default_value(-1), "only the first N samples (-1 = all)")(
+      "limit", po::value<int64_t>()->default_value(-1),
+      "only the first N samples (-1 = all); LLM: the first N windows")(
+      "context", po::value<int64_t>()->default_value(0),
+      "LLM: tokens per window (0 = min(512, trained context, tokens))")(
       "json", "print JSON (keys accuracy, correct, samples, ...) instead of text")(
       "recipe", po::value<std::string>(),
       "compsearch.recipe/1 file: evaluate the compressed model against the uncompressed one "
@@ -37,6 +47,17 @@ int run_evaluate(const std::vector<std::string>& args) {
       "calibration-samples", po::value<int64_t>()->default_value(512),
       "with --recipe: calibration images");
   if (!o.parse(args)) return 0;
+  if (experiments::is_llm_model(o.required<std::string>("model"))) {
+    experiments::LlmEvaluateRequest llm_req;
+    llm_req.model = o.required<std::string>("model");
+    llm_req.data = o.required<std::string>("data");
+    llm_req.context = o.get<int64_t>("context");
+    llm_req.max_windows = std::max<int64_t>(0, o.get<int64_t>("limit"));
+    llm_req.recipe = o.optional<std::string>("recipe").value_or("");
+    const auto result = experiments::evaluate_llm(llm_req);
+    std::cout << (o.has("json") ? result.to_json().dump(2) + "\n" : result.to_text());
+    return 0;
+  }
   experiments::EvaluateRequest req;
   req.model = o.required<std::string>("model");
   req.data = o.required<std::string>("data");

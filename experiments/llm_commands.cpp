@@ -1,0 +1,196 @@
+// inspect / evaluate for LLM checkpoints and their JSON and table renderings.
+#include "experiments/llm_commands.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "experiments/text_table.h"
+#include "experiments/usage_error.h"
+#include "llm/gguf_export.h"
+#include "model/tensor.h"
+
+namespace compsearch::experiments {
+
+namespace {
+
+nlohmann::json config_json(const llm::LlmConfig& c) {
+  return {{"architecture", c.architecture},
+          {"hidden", c.hidden},
+          {"intermediate", c.intermediate},
+          {"layers", c.layers},
+          {"heads", c.heads},
+          {"kv_heads", c.kv_heads},
+          {"head_dim", c.head_dim},
+          {"vocab", c.vocab},
+          {"context", c.context},
+          {"rms_eps", c.rms_eps},
+          {"rope_theta", c.rope_theta},
+          {"tied_embeddings", c.tied_embeddings}};
+}
+
+nlohmann::json applied_json(const llm::AppliedRecipe& a) {
+  return {{"size_bytes", a.total_bytes}, {"bits_per_weight", a.bits_per_weight()}};
+}
+
+}  // namespace
+
+bool is_llm_model(const std::string& model) { return llm::is_llm_checkpoint(model); }
+
+LlmInspectResult inspect_llm(const std::string& model, const std::string& recipe) {
+  LlmInspectResult r;
+  r.model = model;
+  r.checkpoint = llm::load_llm(model, /*with_data=*/false);
+  if (!recipe.empty())
+    r.plan = llm::plan_llm_recipe(r.checkpoint, llm::load_llm_recipe(recipe, r.checkpoint));
+  return r;
+}
+
+nlohmann::json LlmInspectResult::to_json() const {
+  nlohmann::json tensors = nlohmann::json::array();
+  int64_t params = 0, macs = 0;
+  for (size_t i = 0; i < checkpoint.tensors.size(); ++i) {
+    const llm::LlmTensor& t = checkpoint.tensors[i];
+    nlohmann::json j = {{"name", t.name},
+                        {"hf_name", t.hf_name},
+                        {"role", llm::role_name(t.role)},
+                        {"layer", t.layer},
+                        {"shape", t.shape},
+                        {"params", t.params()},
+                        {"macs_per_token", t.macs_per_token},
+                        {"stored_type", llm::tensor_type_name(t.stored_type)}};
+    if (plan) {
+      j["type"] = llm::tensor_type_name(plan->tensors[i].asked);
+      j["stored_as"] = llm::tensor_type_name(plan->tensors[i].stored);
+      j["bytes"] = plan->tensors[i].bytes;
+    }
+    params += t.params();
+    macs += t.macs_per_token;
+    tensors.push_back(std::move(j));
+  }
+  nlohmann::json out = {{"model", model},
+                        {"format", checkpoint.format},
+                        {"config", config_json(checkpoint.config)},
+                        {"tensors", tensors},
+                        {"total_params", params},
+                        {"total_macs_per_token", macs}};
+  if (plan) out.update(applied_json(*plan));
+  return out;
+}
+
+std::string LlmInspectResult::to_text() const {
+  std::vector<std::string> head = {"tensor", "hf name", "role",      "shape",
+                                   "type",   "params",  "MACs/token"};
+  if (plan) head.insert(head.end(), {"recipe", "stored as", "bytes"});
+  std::vector<std::vector<std::string>> rows;
+  int64_t params = 0, macs = 0;
+  for (size_t i = 0; i < checkpoint.tensors.size(); ++i) {
+    const llm::LlmTensor& t = checkpoint.tensors[i];
+    rows.push_back({t.name, t.hf_name, llm::role_name(t.role), model::shape_to_string(t.shape),
+                    llm::tensor_type_name(t.stored_type), std::to_string(t.params()),
+                    std::to_string(t.macs_per_token)});
+    if (plan) {
+      rows.back().insert(rows.back().end(), {llm::tensor_type_name(plan->tensors[i].asked),
+                                             llm::tensor_type_name(plan->tensors[i].stored),
+                                             std::to_string(plan->tensors[i].bytes)});
+    }
+    params += t.params();
+    macs += t.macs_per_token;
+  }
+  const llm::LlmConfig& c = checkpoint.config;
+  std::ostringstream out;
+  out << model << ": " << checkpoint.format << ", " << c.architecture << ", " << c.layers
+      << " layers, hidden " << c.hidden << ", ffn " << c.intermediate << ", heads " << c.heads
+      << " (kv " << c.kv_heads << ", dim " << c.head_dim << "), vocab " << c.vocab
+      << (c.tied_embeddings ? ", tied embeddings" : "") << "\n";
+  out << text_table(head, rows, 5);
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "total: %lld params (%.2f M), %lld MACs per token\n",
+                static_cast<long long>(params), params / 1e6, static_cast<long long>(macs));
+  out << buf;
+  if (plan) {
+    std::snprintf(buf, sizeof buf, "recipe: %lld bytes, %.4f bits per weight\n",
+                  static_cast<long long>(plan->total_bytes), plan->bits_per_weight());
+    out << buf;
+  }
+  return out.str();
+}
+
+LlmEvaluateResult evaluate_llm(const LlmEvaluateRequest& request) {
+  if (request.context < 0 || request.context == 1) {
+    throw UsageError("--context must be >= 2 (or 0 for the default), got " +
+                     std::to_string(request.context));
+  }
+  if (request.max_windows < 0) throw UsageError("--limit must be >= 0 windows (0 = all)");
+  LlmEvaluateResult r;
+  r.model = request.model;
+  r.data = request.data;
+  r.recipe = request.recipe;
+  llm::LlmModel m = llm::load_llm(request.model);
+  const std::vector<int32_t> tokens = llm::load_tokens(request.data, m.config.vocab);
+  int64_t context = request.context;
+  if (context == 0) {
+    context = std::min<int64_t>({512, m.config.context, static_cast<int64_t>(tokens.size())});
+  }
+  if (!request.recipe.empty()) {
+    r.applied = llm::apply_llm_recipe(m, llm::load_llm_recipe(request.recipe, m));
+  }
+  r.perplexity = llm::evaluate_perplexity(m, tokens, context, request.max_windows);
+  return r;
+}
+
+nlohmann::json LlmEvaluateResult::to_json() const {
+  const llm::PerplexityResult& p = perplexity;
+  nlohmann::json out = {{"model", model},
+                        {"data", data},
+                        {"recipe", recipe.empty() ? nlohmann::json() : nlohmann::json(recipe)},
+                        {"context", p.context},
+                        {"windows", p.windows},
+                        {"tokens_scored", p.tokens_scored},
+                        {"mean_nll", p.mean_nll},
+                        {"perplexity", p.perplexity},
+                        {"seconds", p.seconds},
+                        {"tokens_per_second", p.tokens_per_second}};
+  if (applied) out.update(applied_json(*applied));
+  return out;
+}
+
+std::string LlmEvaluateResult::to_text() const {
+  const llm::PerplexityResult& p = perplexity;
+  char buf[512];
+  std::snprintf(
+      buf, sizeof buf,
+      "model:      %s%s%s\ndata:       %s\nperplexity: %.4f (mean NLL %.5f nats over %lld "
+      "tokens; %lld windows of %lld, second halves scored)\ntime:       %.2f s (%.0f "
+      "tokens/s)\n",
+      model.c_str(), recipe.empty() ? "" : " with ", recipe.c_str(), data.c_str(), p.perplexity,
+      p.mean_nll, static_cast<long long>(p.tokens_scored), static_cast<long long>(p.windows),
+      static_cast<long long>(p.context), p.seconds, p.tokens_per_second);
+  std::string out = buf;
+  if (applied) {
+    std::snprintf(buf, sizeof buf, "size:       %lld bytes (%.4f bits per weight)\n",
+                  static_cast<long long>(applied->total_bytes), applied->bits_per_weight());
+    out += buf;
+  }
+  return out;
+}
+
+nlohmann::json compress_llm(const std::string& model, const std::string& recipe,
+                            const std::string& format, const std::string& out) {
+  if (format != "gguf") {
+    throw UsageError("--format for an LLM checkpoint must be gguf, got '" + format + "'");
+  }
+  const llm::LlmModel m = llm::load_llm(model);
+  const llm::AppliedRecipe plan = llm::plan_llm_recipe(m, llm::load_llm_recipe(recipe, m));
+  llm::write_gguf(m, plan, out);
+  nlohmann::json counts = nlohmann::json::object();
+  for (const auto& t : plan.tensors) {
+    const std::string name = llm::tensor_type_name(t.stored);
+    counts[name] = counts.value(name, 0) + 1;
+  }
+  nlohmann::json summary = {{"format", "gguf"}, {"out", out}, {"tensors", counts}};
+  summary.update(applied_json(plan));
+  return summary;
+}
+
+}  // namespace compsearch::experiments
