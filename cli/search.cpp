@@ -10,6 +10,7 @@
 #include "cli/options.h"
 #include "experiments/experiment_config.h"
 #include "experiments/search_runner.h"
+#include "search/open_storage.h"
 
 namespace po = boost::program_options;
 
@@ -80,9 +81,10 @@ int run_search_verb(const std::vector<std::string>& args) {
       }
     };
   }
-  std::cerr << "compsearch search: study \"" << config.study_name << "\" in " << config.storage
-            << ", " << config.budget.trials << " trials, " << config.budget.jobs
-            << " job(s), sampler " << config.sampler.name << "\n";
+  std::cerr << "compsearch search: study \"" << config.study_name << "\" in "
+            << search::storage_display(config.storage) << ", " << config.budget.trials
+            << " trials, " << config.budget.jobs << " job(s), sampler " << config.sampler.name
+            << "\n";
   const auto summary = experiments::run_search(config, cb);
   if (o.has("json")) {
     std::cout << summary.to_json().dump(2) << "\n";

@@ -16,6 +16,7 @@
 #include "experiments/usage_error.h"
 #include "model/graph.h"
 #include "model/layer_table.h"
+#include "search/open_storage.h"
 #include "search/study.h"
 
 namespace compsearch::experiments {
@@ -66,9 +67,9 @@ std::string known_metrics(const StudyResults& s) {
 
 StudyResults load_study_results(const std::string& storage, const std::string& study_name) {
   StudyResults s;
-  s.storage = storage;
+  s.storage = search::storage_display(storage);
   s.study_name = study_name;
-  if (storage.find("://") == std::string::npos && !std::filesystem::exists(storage))
+  if (!search::is_storage_url(storage) && !std::filesystem::exists(storage))
     throw std::invalid_argument("storage " + storage + " does not exist");
   auto st = open_storage(storage);
   int64_t id = -1;
@@ -78,7 +79,7 @@ StudyResults load_study_results(const std::string& storage, const std::string& s
     std::string names;
     for (const auto& fs : st->get_all_studies())
       names += (names.empty() ? "\"" : ", \"") + fs.study_name + "\"";
-    throw std::invalid_argument("no study \"" + study_name + "\" in " + storage +
+    throw std::invalid_argument("no study \"" + study_name + "\" in " + s.storage +
                                 " (studies: " + (names.empty() ? "none" : names) + ")");
   }
   const auto fs = st->get_study(id);

@@ -398,11 +398,12 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
                                      /*load_if_exists=*/true, options);
   if (study->directions() != directions) {
     throw std::invalid_argument(
-        "study \"" + config.study_name + "\" in " + config.storage +
+        "study \"" + config.study_name + "\" in " + search::storage_display(config.storage) +
         " has other directions than the config's objectives; use another --study-name");
   }
   {
     json cfg = config.to_json();
+    cfg["storage"] = search::storage_display(config.storage);  // never a password in the study
     json ref = json::object();
     for (const auto& [k, v] : problem.reference_metrics()) ref[k] = v;
     study->set_user_attr("compsearch.config", cfg);
@@ -591,7 +592,7 @@ SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& 
 
   SearchSummary s;
   s.study_name = config.study_name;
-  s.storage = config.storage;
+  s.storage = search::storage_display(config.storage);
   const auto ts = study->get_trials();
   s.trials_total = static_cast<int64_t>(ts.size());
   s.completed = count_state(ts, search::TrialState::kComplete);

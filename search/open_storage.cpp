@@ -20,6 +20,22 @@ bool is_storage_url(const std::string& storage) {
   return true;
 }
 
+std::string storage_display(const std::string& storage) {
+  if (!is_storage_url(storage)) return storage;
+  if (storage.rfind("redis://", 0) == 0) {
+    try {
+      return parse_redis_url(storage).display;
+    } catch (const std::invalid_argument&) {
+    }
+  }
+  // Any other URL (or a malformed one): hide the whole user-info part.
+  const size_t start = storage.find("://") + 3;
+  const size_t at = storage.find('@', start);
+  const size_t slash = storage.find('/', start);
+  if (at == std::string::npos || (slash != std::string::npos && slash < at)) return storage;
+  return storage.substr(0, start) + "***" + storage.substr(at);
+}
+
 std::shared_ptr<Storage> open_storage(const std::string& url_or_path) {
   if (url_or_path.rfind("redis://", 0) == 0) {
     return std::make_shared<JournalStorage>(

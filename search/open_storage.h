@@ -15,6 +15,9 @@ namespace compsearch::search {
 // (password hidden).
 std::shared_ptr<Storage> open_storage(const std::string& url_or_path);
 
+// `storage` as messages and reports show it: a URL's password replaced by "***".
+std::string storage_display(const std::string& storage);
+
 // Whether `storage` is a URL ("scheme://...") rather than a file path.
 bool is_storage_url(const std::string& storage);
 
