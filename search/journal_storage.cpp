@@ -174,18 +174,23 @@ void JournalFileBackend::read_new(const RecordSink& sink) {
   Fd f{::open(path_.c_str(), O_RDONLY)};
   if (f.fd < 0)
     throw std::runtime_error("journal " + path_ + ": cannot open for reading: " + errno_text());
-  // Only the bytes after offset_, in chunks: a 135 MB journal is never held whole. `data` keeps
-  // the line a chunk cut in two in front of the next chunk.
-  constexpr size_t kChunkBytes = size_t{4} << 20;
+  // Only the bytes after offset_ (up to the size the file has now), in chunks: a 135 MB journal
+  // is never held whole, and a re-read after a small append allocates only what it reads.
+  // `data` keeps the line a chunk cut in two in front of the next chunk.
+  constexpr off_t kChunkBytes = off_t{4} << 20;
+  struct stat st {};
+  if (::fstat(f.fd, &st) != 0)
+    throw std::runtime_error("journal " + path_ + ": fstat failed: " + errno_text());
   std::string data;
   size_t start = 0;  // first byte of `data` not yet passed on
   off_t pos = static_cast<off_t>(offset_);
-  while (true) {
+  while (pos < st.st_size) {
     data.erase(0, start);
     start = 0;
     const size_t kept = data.size();
-    data.resize(kept + kChunkBytes);
-    ssize_t n = ::pread(f.fd, data.data() + kept, kChunkBytes, pos);
+    const auto want = static_cast<size_t>(std::min(kChunkBytes, st.st_size - pos));
+    data.resize(kept + want);
+    ssize_t n = ::pread(f.fd, data.data() + kept, want, pos);
     if (n < 0) {
       data.resize(kept);
       if (errno == EINTR) continue;
