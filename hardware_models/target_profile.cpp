@@ -325,7 +325,29 @@ std::vector<std::string> list_presets() {
   return names;
 }
 
+std::filesystem::path host_profile_path() {
+  if (const char* env = std::getenv("COMPSEARCH_HOST_PROFILE"); env && *env) return env;
+  std::filesystem::path base;
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg)
+    base = xdg;
+  else if (const char* home = std::getenv("HOME"); home && *home)
+    base = std::filesystem::path(home) / ".local" / "share";
+  else
+    base = std::filesystem::temp_directory_path();
+  return base / "compsearch" / "cpu_host.json";
+}
+
 TargetProfile load_profile(const std::string& name_or_path) {
+  if (name_or_path == kHostTarget) {
+    const auto path = host_profile_path();
+    if (!std::filesystem::is_regular_file(path)) {
+      throw std::invalid_argument(
+          "target 'cpu:host': no calibrated profile of this machine at " + path.string() +
+          "; make one with scripts/calibrate_host.py BUILD_DIR (it measures this machine with "
+          "`compsearch measure`, a few minutes) or point COMPSEARCH_HOST_PROFILE at one");
+    }
+    return load_profile(path.string());
+  }
   std::filesystem::path path = preset_path(name_or_path);
   if (path.empty() || !std::filesystem::exists(path)) path = name_or_path;
   if (!std::filesystem::is_regular_file(path)) {

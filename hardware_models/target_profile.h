@@ -100,4 +100,10 @@ std::vector<std::string> list_presets();
 // target and listing the presets when neither exists.
 TargetProfile load_profile(const std::string& name_or_path);
 
+// "cpu:host": the machine compsearch runs on, as a profile calibrated from measurements of it
+// (scripts/calibrate_host.py, from `compsearch measure`), read from host_profile_path():
+// $COMPSEARCH_HOST_PROFILE, else ${XDG_DATA_HOME:-~/.local/share}/compsearch/cpu_host.json.
+inline constexpr const char* kHostTarget = "cpu:host";
+std::filesystem::path host_profile_path();
+
 }  // namespace compsearch::hardware_models

@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -64,6 +65,22 @@ void Executor::set_layer_input_hook(LayerInputHook hook) { impl_->hook = std::mo
 int64_t Executor::onednn_calls() const { return impl_->onednn_calls.load(); }
 
 int64_t Executor::int8_calls() const { return impl_->int8_calls.load(); }
+
+std::vector<Executor::StepTime> Executor::step_times() const {
+  const Impl& im = *impl_;
+  std::lock_guard<std::mutex> lock(im.times_mutex);
+  std::vector<StepTime> out;
+  for (size_t i = 0; i < im.steps.size(); ++i) {
+    const detail::Step& st = im.steps[i];
+    StepTime t;
+    t.node_index = st.node_index;
+    t.ms = im.step_ms.empty() ? 0.0 : im.step_ms[i];
+    t.int8 = st.int8 != nullptr;
+    t.fused_activation = st.clamp;
+    out.push_back(t);
+  }
+  return out;
+}
 
 namespace {
 
@@ -129,8 +146,11 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
   };
   std::vector<const Tensor*> in;
   std::vector<Tensor*> out;
+  const bool timed = im.options.time_steps;
   for (const Step& step : im.steps) {
     const Node& node = graph.nodes[step.node_index];
+    const auto t0 =
+        timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     in.clear();
     for (int s : step.inputs) in.push_back(value(s));
     const bool hook_now = use_hook && step.hooked && im.hook;
@@ -226,6 +246,12 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
       if (t.f32.capacity()) ws->free_buffers.push_back(std::move(t.f32));
       t.f32 = {};
     }
+    if (timed) {
+      const double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      std::lock_guard<std::mutex> lock(im.times_mutex);
+      im.step_ms[&step - im.steps.data()] = ms;
+    }
   }
   std::vector<Tensor> results;
   for (int s : im.output_slots) results.push_back(*value(s));
@@ -261,6 +287,7 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
   bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads &&
                !im.batch_coupled;
   for (const auto& t : inputs) split = split && !t.shape.empty() && t.shape[0] == batch;
+  split = split && !im.options.time_steps;  // step times are of whole-batch steps
   // Too little work to share: one thread (a fork/join costs tens of microseconds, far more on a
   // loaded machine, where a second thread may wait a whole time slice for a core).
   if (im.flops_per_sample > 0 && static_cast<double>(batch) * im.flops_per_sample < kSerialFlops)

@@ -45,6 +45,9 @@ struct ExecutorOptions {
   // DequantizeLinear nodes are folded at import, so loaded files run in float. Off with
   // Kernels::kEigen.
   bool int8 = false;
+  // Measure each step's wall time (Executor::step_times). The batch is then never split over
+  // threads (kernels still use the threads inside each step), so the times add up to the run.
+  bool time_steps = false;
 };
 
 class Executor {
@@ -76,6 +79,18 @@ class Executor {
   int64_t onednn_calls() const;
   // How many of those ran integer kernels (ExecutorOptions::int8).
   int64_t int8_calls() const;
+
+  // With ExecutorOptions::time_steps: the plan's steps in run order, each with the graph node it
+  // computes and its wall time in the last run (a fused Relu/Clip or QuantizeLinear ->
+  // DequantizeLinear pair is timed with the step that absorbed it; folded constants have no
+  // step). Times are 0 before the first run or without time_steps.
+  struct StepTime {
+    size_t node_index = 0;
+    double ms = 0.0;
+    bool int8 = false;              // planned on integer kernels (ExecutorOptions::int8)
+    bool fused_activation = false;  // includes a Relu/Clip
+  };
+  std::vector<StepTime> step_times() const;
 
   // Internal state (prepared plan, buffer pool); public only so executor.cpp's helpers can name it.
   struct Impl;

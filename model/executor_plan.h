@@ -81,6 +81,8 @@ struct Executor::Impl {
   LayerInputHook hook;
   mutable std::atomic<int64_t> onednn_calls{0};
   mutable std::atomic<int64_t> int8_calls{0};
+  mutable std::mutex times_mutex;
+  mutable std::vector<double> step_ms;  // ExecutorOptions::time_steps: by step, the last run
   mutable std::mutex pool_mutex;
   mutable std::vector<std::unique_ptr<detail::Workspace>> pool;
 

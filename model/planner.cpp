@@ -486,6 +486,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   }
   im.flops_per_sample = flops_per_sample(im, graph);
   plan_liveness(im);
+  if (options.time_steps) im.step_ms.assign(im.steps.size(), 0.0);
 }
 
 }  // namespace compsearch::model
