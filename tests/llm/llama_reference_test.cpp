@@ -100,12 +100,13 @@ TEST_CASE("llama-perplexity on the F16 GGUF gives compsearch's perplexity") {
   const std::string cmd = "cd " + backends.string() + " && " + bin.string() + " -m " +
                           gguf.string() + " -f " + (dir / "heldout.txt").string() +
                           " -c 128 --chunks 4 -b 128 -t 2 > " + (dir / "log").string() + " 2>&1";
-  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "failed: " << cmd);
+  const int rc = std::system(cmd.c_str());
   std::ifstream log(dir / "log");
   std::stringstream ss;
   ss << log.rdbuf();
-  std::smatch m;
   const std::string text = ss.str();
+  REQUIRE_MESSAGE(rc == 0, "failed (" << rc << "): " << cmd << "\n" << text);
+  std::smatch m;
   REQUIRE_MESSAGE(std::regex_search(text, m, std::regex(R"(Final estimate: PPL = ([0-9.]+))")),
                   text);
   const double theirs = std::stod(m[1]);
