@@ -497,34 +497,37 @@ std::vector<float> permute_hf_to_gguf(const std::vector<float>& hf, int64_t head
   return out;
 }
 
-std::optional<std::string> hf_name_of(const std::string& gguf_name) {
-  static const std::regex kBlock(R"(blk\.(\d+)\.(\w+))");
+namespace {
+
+// Renames `name` from one naming scheme to the other: `from` and `to` pick the RoleNames field
+// (gguf or hf), `block_from` matches a per-block name (layer index, role suffix), `block_to` is
+// the prefix of the renamed block name.
+std::optional<std::string> rename_tensor(const std::string& name, const char* RoleNames::*from,
+                                         const char* RoleNames::*to, const std::regex& block_from,
+                                         const std::string& block_to) {
   std::smatch m;
-  if (std::regex_match(gguf_name, m, kBlock)) {
+  if (std::regex_match(name, m, block_from)) {
     for (const auto& r : kBlockRoles) {
-      if (m[2] == r.gguf) return "model.layers." + m[1].str() + "." + r.hf;
+      if (m[2] == r.*from) return block_to + m[1].str() + "." + r.*to;
     }
     return std::nullopt;
   }
   for (const auto& r : kGlobalRoles) {
-    if (gguf_name == r.gguf) return r.hf;
+    if (name == r.*from) return std::string(r.*to);
   }
   return std::nullopt;
 }
 
+}  // namespace
+
+std::optional<std::string> hf_name_of(const std::string& gguf_name) {
+  static const std::regex kBlock(R"(blk\.(\d+)\.(\w+))");
+  return rename_tensor(gguf_name, &RoleNames::gguf, &RoleNames::hf, kBlock, "model.layers.");
+}
+
 std::optional<std::string> gguf_name_of(const std::string& hf_name) {
   static const std::regex kLayer(R"(model\.layers\.(\d+)\.(.+))");
-  std::smatch m;
-  if (std::regex_match(hf_name, m, kLayer)) {
-    for (const auto& r : kBlockRoles) {
-      if (m[2] == r.hf) return "blk." + m[1].str() + "." + r.gguf;
-    }
-    return std::nullopt;
-  }
-  for (const auto& r : kGlobalRoles) {
-    if (hf_name == r.hf) return r.gguf;
-  }
-  return std::nullopt;
+  return rename_tensor(hf_name, &RoleNames::hf, &RoleNames::gguf, kLayer, "blk.");
 }
 
 }  // namespace compsearch::llm
