@@ -27,6 +27,7 @@ constexpr const char* kAppendScript =
 constexpr const char* kExpectedUrl =
     "expected redis://[[username]:[password]@]host[:port][/db][?prefix=NAME&reconnect_s=SECONDS]";
 constexpr size_t kReadBatch = 1000;
+using Clock = std::chrono::steady_clock;
 
 timeval to_timeval(double s) {
   timeval tv{};
@@ -123,6 +124,10 @@ class JournalRedisBackend : public JournalBackend {
   std::vector<Reply> send_pipelined(const std::vector<std::vector<std::string>>& commands);
   // send() after reconnecting as often as needed: for commands that are safe to repeat.
   Reply command(const std::vector<std::string>& args);
+  // Throws once the connection has kept breaking for longer than reconnect_s since first_loss
+  // (a server that accepts connections and drops them would otherwise be retried forever).
+  void give_up_after_reconnect_s(Clock::time_point first_loss, const std::string& what,
+                                 const std::string& error) const;
   std::optional<long long> server_log_number();
   bool stored_since(uint64_t from, const std::string& text);  // append()'s lost-reply check
 
@@ -243,7 +248,19 @@ std::vector<Reply> JournalRedisBackend::send_pipelined(
   return replies;
 }
 
+void JournalRedisBackend::give_up_after_reconnect_s(Clock::time_point first_loss,
+                                                    const std::string& what,
+                                                    const std::string& error) const {
+  const double elapsed_s = std::chrono::duration<double>(Clock::now() - first_loss).count();
+  if (elapsed_s > url_.reconnect_s) {
+    fail("the connection to Redis kept breaking during " + what + " for " +
+         std::to_string(elapsed_s) + " s (last error: " + error +
+         "; reconnect_s=" + std::to_string(url_.reconnect_s) + ")");
+  }
+}
+
 Reply JournalRedisBackend::command(const std::vector<std::string>& args) {
+  std::optional<Clock::time_point> first_loss;
   while (true) {
     try {
       if (!ctx_) reconnect();
@@ -251,6 +268,8 @@ Reply JournalRedisBackend::command(const std::vector<std::string>& args) {
       if (r->type == REDIS_REPLY_ERROR) fail(args[0] + " failed: " + reply_text(*r));
       return r;
     } catch (const ConnectionLost& e) {
+      if (!first_loss) first_loss = Clock::now();
+      give_up_after_reconnect_s(*first_loss, args[0], e.what());
       log_warning("journal ", url_.display, ": lost the connection to Redis during ", args[0], " (",
                   e.what(), "); reconnecting");
     }
@@ -334,6 +353,7 @@ bool JournalRedisBackend::stored_since(uint64_t from, const std::string& text) {
 void JournalRedisBackend::append(const nlohmann::ordered_json& record) {
   // json.dumps(log): Python's default separators, as Optuna 3.1 writes its Redis records.
   const std::string text = dump_python_json(record, JsonSeparators::kPython);
+  std::optional<Clock::time_point> first_loss;
   while (true) {
     try {
       if (!ctx_) reconnect();
@@ -347,6 +367,8 @@ void JournalRedisBackend::append(const nlohmann::ordered_json& record) {
     } catch (const ConnectionLost& e) {
       // The script may have run before the connection broke: look for the record (its text
       // names this worker and carries microsecond datetimes, so an equal one is this one).
+      if (!first_loss) first_loss = Clock::now();
+      give_up_after_reconnect_s(*first_loss, "an append", e.what());
       log_warning("journal ", url_.display, ": lost the connection to Redis while appending (",
                   e.what(), "); reconnecting");
       reconnect();
