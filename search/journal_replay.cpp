@@ -547,21 +547,23 @@ T take(Result&& r) {
 }
 
 // A number as nlohmann reads it, or Fallback. simdjson reads "-0" as the double -0.0 where
-// nlohmann reads the integer 0: every negative zero falls back.
+// nlohmann reads the integer 0: every negative zero falls back. Doubles come from get_double:
+// simdjson 3.0's get_number() returns 0 for a float with more than 19 digits
+// ("5.00011861732452867461", found by fuzz/fuzz_journal_line.cpp).
 nlohmann::json number_json(od::value v) {
-  od::number n = take<od::number>(v.get_number());
-  switch (n.get_number_type()) {
+  switch (take<od::number_type>(v.get_number_type())) {
     case od::number_type::signed_integer:
-      return n.get_int64();
+      return take<int64_t>(v.get_int64());
     case od::number_type::unsigned_integer:
-      return n.get_uint64();
+      return take<uint64_t>(v.get_uint64());
     case od::number_type::floating_point_number: {
-      const double d = n.get_double();
+      const double d = take<double>(v.get_double());
       if (d == 0 && std::signbit(d)) throw Fallback{};
       return d;
     }
+    default:  // integers past 64 bits: nlohmann's double, from the slow path
+      throw Fallback{};
   }
-  throw Fallback{};
 }
 
 nlohmann::json json_of(od::value v, size_t depth) {

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -185,6 +186,12 @@ TEST_CASE("apply_text agrees with the nlohmann reader on odd and bad records") {
       R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"z":-0}})",
       R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"z2":-0.0}})",
       R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":3,"intermediate_value":-0})",
+      // More than 19 digits (simdjson 3.0's get_number() reads 0), negative past 64 bits.
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"lr":5.00011861732452867461}})",
+      R"({"op_code":7,)" + w +
+          R"(,"trial_id":0,"step":9,"intermediate_value":1.00000000000000000000001})",
+      R"({"op_code":8,)" + w +
+          R"(,"trial_id":0,"user_attr":{"nh":-123456789012345678901234567890}})",
       // Integers past 64 bits, exponents past double, a float trial id, a bool value.
       R"({"op_code":8,)" + w +
           R"(,"trial_id":0,"user_attr":{"huge":123456789012345678901234567890}})",
@@ -241,6 +248,8 @@ TEST_CASE("apply_text agrees with the nlohmann reader on odd and bad records") {
   CHECK(t.user_attrs.at("z").is_number_integer());
   CHECK(std::signbit(t.user_attrs.at("z2").get<double>()));
   CHECK(t.user_attrs.at("d") == 2);
+  CHECK(t.user_attrs.at("lr") == 5.000118617324529);
+  CHECK(t.intermediate_values.at(9) == 1.0);
   CHECK(t.state == TrialState::kComplete);
 }
 
@@ -291,4 +300,23 @@ TEST_CASE("JournalStorage reads a journal larger than its 4 MB read chunk, and t
       << "\n";
   CHECK(reader.get_all_trials(0).size() == 3001);
   CHECK(reader.get_trial(3000).state == TrialState::kRunning);
+}
+
+TEST_CASE("apply_text agrees with the nlohmann reader on every kept fuzzing finding") {
+  // tests/data/fuzz_regressions/journal_line: inputs fuzz/fuzz_journal_line.cpp found, applied
+  // after a study and trial 0 as that harness does.
+  const std::filesystem::path dir =
+      std::filesystem::path(COMPSEARCH_TEST_DATA) / "fuzz_regressions" / "journal_line";
+  REQUIRE(std::filesystem::is_directory(dir));
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto records = typical_records();
+    records.resize(3);
+    records.push_back(text);
+    replay_both(records);
+    ++n;
+  }
+  CHECK(n >= 1);
 }
