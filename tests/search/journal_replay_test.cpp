@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "replay_compare.h"
 #include "search/journal_storage.h"
 #include "search/python_json.h"
 #include "search_test_util.h"
@@ -18,58 +19,13 @@
 using namespace compsearch::search;
 using compsearch::search::journal::JournalTextError;
 using compsearch::search::journal::ReplayState;
+using compsearch::search::testing::apply_with_nlohmann;
+using compsearch::search::testing::describe;
+using compsearch::search::testing::outcome;
 
 namespace {
 
 const std::string kMe = "me-1";
-
-// Everything a trial holds, as text (floats in Python's repr, so NaN and -0.0 compare too).
-std::string describe(const FrozenTrial& t) {
-  nlohmann::ordered_json j;
-  j["number"] = t.number;
-  j["id"] = t.trial_id;
-  j["state"] = static_cast<int>(t.state);
-  j["values"] = t.values;
-  j["start"] = t.datetime_start ? nlohmann::ordered_json(*t.datetime_start) : nullptr;
-  j["complete"] = t.datetime_complete ? nlohmann::ordered_json(*t.datetime_complete) : nullptr;
-  for (const auto& [k, v] : t.params) j["params"][k] = v;
-  for (const auto& [k, d] : t.distributions) j["dists"][k] = distribution_to_json_string(d);
-  for (const auto& [k, v] : t.user_attrs) j["user"][k] = nlohmann::ordered_json::parse(v.dump());
-  for (const auto& [k, v] : t.system_attrs) j["sys"][k] = nlohmann::ordered_json::parse(v.dump());
-  for (const auto& [k, v] : t.intermediate_values) j["iv"][std::to_string(k)] = v;
-  // nlohmann::json::dump writes NaN as null; dump_python_json keeps it and the float spelling.
-  return dump_python_json(j);
-}
-
-std::string describe(const ReplayState& s) {
-  std::string out = "logs " + std::to_string(s.logs_applied()) + "\n";
-  for (const auto& study : s.all_studies()) {
-    out += study.study_name + "\n";
-    for (const auto& t : s.all_trials(study.study_id, {})) out += describe(t) + "\n";
-  }
-  if (auto t = s.owned_trial(kMe)) out += "owned " + std::to_string(*t) + "\n";
-  if (auto t = s.last_created_trial(kMe)) out += "last " + std::to_string(*t) + "\n";
-  return out;
-}
-
-// What applying `text` did: "ok", or the exception's kind and message.
-template <class F>
-std::string outcome(F&& f) {
-  try {
-    f();
-    return "ok";
-  } catch (const JournalTextError& e) {
-    return std::string("not JSON: ") + e.what();
-  } catch (const StorageKeyError& e) {
-    return std::string("key: ") + e.what();
-  } catch (const TrialFinishedError& e) {
-    return std::string("finished: ") + e.what();
-  } catch (const std::invalid_argument& e) {
-    return std::string("invalid: ") + e.what();
-  } catch (const std::exception& e) {
-    return std::string("other: ") + e.what();
-  }
-}
 
 // Applies every record to two states, one through apply_text and one through the reference, and
 // checks they agree after each record. Returns the apply_text state.
@@ -79,18 +35,10 @@ ReplayState replay_both(const std::vector<std::string>& records) {
     CAPTURE(text);
     bool own = false;
     const std::string a = outcome([&] { fast.apply_text(text, kMe, &own); });
-    const std::string b = outcome([&] {
-      nlohmann::json log;
-      try {
-        log = parse_python_json(text);
-      } catch (const std::exception& e) {
-        throw JournalTextError(e.what());
-      }
-      slow.apply(log, kMe);
-    });
+    const std::string b = outcome([&] { apply_with_nlohmann(slow, text, kMe); });
     CHECK(a == b);
     CHECK(own == (text.find("\"me-1\"") != std::string::npos));
-    REQUIRE(describe(fast) == describe(slow));
+    REQUIRE(describe(fast, kMe) == describe(slow, kMe));
   }
   return fast;
 }
