@@ -53,6 +53,7 @@ int run_evaluate(const std::vector<std::string>& args) {
     llm_req.data = o.required<std::string>("data");
     llm_req.context = o.get<int64_t>("context");
     llm_req.max_windows = std::max<int64_t>(0, o.get<int64_t>("limit"));
+    llm_req.threads = threads_flag(o);
     llm_req.recipe = o.optional<std::string>("recipe").value_or("");
     const auto result = experiments::evaluate_llm(llm_req);
     std::cout << (o.has("json") ? result.to_json().dump(2) + "\n" : result.to_text());

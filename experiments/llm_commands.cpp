@@ -135,7 +135,7 @@ LlmEvaluateResult evaluate_llm(const LlmEvaluateRequest& request) {
   if (!request.recipe.empty()) {
     r.applied = llm::apply_llm_recipe(m, llm::load_llm_recipe(request.recipe, m));
   }
-  r.perplexity = llm::evaluate_perplexity(m, tokens, context, request.max_windows);
+  r.perplexity = llm::evaluate_perplexity(m, tokens, context, request.max_windows, request.threads);
   return r;
 }
 

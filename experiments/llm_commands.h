@@ -37,6 +37,7 @@ struct LlmEvaluateRequest {
   std::string data;         // NPY of token ids
   int64_t context = 0;      // 0: min(512, trained context, tokens)
   int64_t max_windows = 0;  // 0: all
+  int threads = 0;          // 0: all cores
   std::string recipe;       // "" = the weights as loaded
 };
 

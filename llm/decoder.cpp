@@ -1,6 +1,8 @@
 // The Llama decoder forward pass (Eigen matrix products, OpenMP over heads) and perplexity.
 #include "llm/decoder.h"
 
+#include <omp.h>
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <chrono>
@@ -139,7 +141,7 @@ std::vector<float> decoder_logits(const LlmModel& model, std::span<const int32_t
 }
 
 PerplexityResult evaluate_perplexity(const LlmModel& model, std::span<const int32_t> tokens,
-                                     int64_t context, int64_t max_windows) {
+                                     int64_t context, int64_t max_windows, int threads) {
   if (context < 2) {
     throw std::invalid_argument("context must be >= 2 tokens, got " + std::to_string(context));
   }
@@ -154,6 +156,15 @@ PerplexityResult evaluate_perplexity(const LlmModel& model, std::span<const int3
   if (max_windows > 0) r.windows = std::min(r.windows, max_windows);
   const int64_t first = context / 2, vocab = model.config.vocab;
   double nll = 0.0;
+  // The thread cap holds for these forward passes only (Eigen's products and the attention loop
+  // both follow omp_get_max_threads()).
+  struct ThreadCap {
+    int saved = omp_get_max_threads();
+    explicit ThreadCap(int n) {
+      if (n > 0) omp_set_num_threads(n);
+    }
+    ~ThreadCap() { omp_set_num_threads(saved); }
+  } cap(threads);
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t w = 0; w < r.windows; ++w) {
     const auto window =

@@ -35,10 +35,11 @@ struct PerplexityResult {
 // Perplexity as llama.cpp's llama-perplexity measures it: the tokens are cut into
 // floor(n / context) non-overlapping windows; in each, the logits at positions
 // context/2 .. context-2 predict the next token, so the first half of a window is context only.
-// `max_windows` > 0 caps the windows. Throws std::invalid_argument when context < 2 or fewer
-// than `context` tokens are given.
+// `max_windows` > 0 caps the windows; `threads` > 0 caps the OpenMP threads of the forward passes
+// (0: OpenMP's default). Throws std::invalid_argument when context < 2 or fewer than `context`
+// tokens are given.
 PerplexityResult evaluate_perplexity(const LlmModel& model, std::span<const int32_t> tokens,
-                                     int64_t context, int64_t max_windows = 0);
+                                     int64_t context, int64_t max_windows = 0, int threads = 0);
 
 // Tokens from an NPY file of integers (uint8, int32 or int64; any shape, read flat), each
 // checked against [0, vocab). Throws naming the file.

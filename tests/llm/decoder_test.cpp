@@ -73,6 +73,9 @@ TEST_CASE("Perplexity follows llama-perplexity's protocol and matches PyTorch") 
   CHECK(r.perplexity == doctest::Approx(std::exp(r.mean_nll)));
   CHECK(r.mean_nll < std::log(256.0) * 0.6);  // the model learned something: far below uniform
   CHECK(r.tokens_per_second > 0.0);
+  // One thread computes the same numbers, up to the summation order of parallel products.
+  CHECK(evaluate_perplexity(tiny_hf(), heldout(), 128, 4, /*threads=*/1).mean_nll ==
+        doctest::Approx(r.mean_nll).epsilon(1e-6));
   CHECK_THROWS_WITH(evaluate_perplexity(tiny_hf(), std::vector<int32_t>(10, 65), 128),
                     doctest::Contains("needs at least that many, got 10"));
   CHECK_THROWS_WITH(decoder_logits(tiny_hf(), std::vector<int32_t>{1, 256}),
