@@ -4,11 +4,13 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <stdexcept>
 
+#include "common/json_nesting.h"
 #include "compressors/recipe.h"
 #include "search/pruner.h"
 
@@ -605,9 +607,12 @@ ExperimentConfig config_from_json(const json& j, const std::string& source,
 ExperimentConfig load_config(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path.string() + ": cannot open the experiment config");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // A value nested 100,000 deep overflowed the stack while its error message was built.
+  require_json_nesting_within(text, path.string());
   json j;
   try {
-    j = json::parse(in, nullptr, true, /*ignore_comments=*/false);
+    j = json::parse(text, nullptr, true, /*ignore_comments=*/false);
   } catch (const json::parse_error& e) {
     throw std::invalid_argument(path.string() + ": not valid JSON: " + e.what());
   }

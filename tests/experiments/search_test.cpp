@@ -269,3 +269,14 @@ TEST_CASE("a small search runs, records metrics and constraints, and resumes to 
   CHECK(s3.trials_total == 6);
   fs::remove_all(dir);
 }
+
+TEST_CASE("an experiment config nested 100000 deep is refused, naming the file") {
+  // tests/data/fuzz_regressions/config: {"study_name": [[[...]]]} overflowed the stack while the
+  // error message for study_name was built (load_config parsed without the nesting check).
+  const std::string path =
+      std::string(COMPSEARCH_TEST_DATA) + "/fuzz_regressions/config/nested_100000_deep.json";
+  REQUIRE(fs::file_size(path) > 200000);
+  CHECK_THROWS_WITH_AS(experiments::load_config(path),
+                       doctest::Contains(path + ": JSON nested deeper than 512 levels"),
+                       std::invalid_argument);
+}
