@@ -5,9 +5,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+
+#include "common/json_nesting.h"
 
 #ifndef COMPSEARCH_PROFILES_DIR_DEFAULT
 #define COMPSEARCH_PROFILES_DIR_DEFAULT "hardware_models/profiles"
@@ -357,9 +360,12 @@ TargetProfile load_profile(const std::string& name_or_path) {
                                 "': not a preset and not a profile file; presets are: " + list);
   }
   std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // A value nested 100,000 deep overflowed the stack while its error message was built.
+  require_json_nesting_within(text, path.string());
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(path.string() + ": not valid JSON: " + e.what());
   }

@@ -129,3 +129,14 @@ TEST_CASE("Bad profiles are rejected naming the file, the key, the value and wha
       doctest::Contains("target 'gpu:v100': not a preset and not a profile file; presets are: "),
       std::invalid_argument);
 }
+
+TEST_CASE("A target profile nested 100000 deep is refused, naming the file") {
+  // tests/data/fuzz_regressions/profile: a "name" nested 100,000 deep overflowed the stack while
+  // its error message was built (load_profile parsed without the nesting check).
+  const std::string path =
+      std::string(COMPSEARCH_TEST_DATA) + "/fuzz_regressions/profile/nested_100000_deep.json";
+  REQUIRE(std::ifstream(path).good());
+  CHECK_THROWS_WITH_AS(hm::load_profile(path),
+                       doctest::Contains(path + ": JSON nested deeper than 512 levels"),
+                       std::invalid_argument);
+}
