@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/json_nesting.h"
+
 namespace compsearch::compressors {
 
 namespace {
@@ -330,6 +332,10 @@ model::Graph load_safetensors_weights(const model::Graph& original,
   std::string h(n, '\0');
   f.read(h.data(), static_cast<std::streamsize>(n));
   if (!f) throw std::runtime_error(where + ": truncated header");
+  // Error messages print header values: one nested 100,000 deep would overflow the stack.
+  if (json_nesting_depth(h) > kMaxJsonNesting)
+    throw std::runtime_error(where + ": header is JSON nested deeper than " +
+                             std::to_string(kMaxJsonNesting) + " levels");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(h);
@@ -351,7 +357,11 @@ model::Graph load_safetensors_weights(const model::Graph& original,
   };
   model::Graph g = original;
   const auto meta = header.at("__metadata__");
-  const auto layers = nlohmann::json::parse(meta.at("layers").get<std::string>());
+  const std::string layers_text = meta.at("layers").get<std::string>();
+  if (json_nesting_depth(layers_text) > kMaxJsonNesting)
+    throw std::runtime_error(where + ": __metadata__.layers is JSON nested deeper than " +
+                             std::to_string(kMaxJsonNesting) + " levels");
+  const auto layers = nlohmann::json::parse(layers_text);
   const model::LayerTable table = model::build_layer_table(original);
   std::map<std::string, const model::LayerInfo*> by_weight;
   for (const auto& l : table.layers) by_weight[l.weight_name] = &l;

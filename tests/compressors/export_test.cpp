@@ -176,3 +176,14 @@ TEST_CASE("The onnx and safetensors exports give back the compressed weights exa
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("A safetensors header nested 100000 deep is refused, naming the file") {
+  // tests/data/fuzz_regressions/safetensors: a tensor's dtype nested 100,000 deep; error messages
+  // print header values, which would overflow the stack.
+  const std::string path = std::string(COMPSEARCH_TEST_DATA) +
+                           "/fuzz_regressions/safetensors/header_nested_100000_deep.safetensors";
+  REQUIRE(fs::file_size(path) > 200000);
+  CHECK_THROWS_WITH_AS(load_safetensors_weights(model::Graph{}, path),
+                       doctest::Contains(path + ": header is JSON nested deeper than 512 levels"),
+                       std::runtime_error);
+}
