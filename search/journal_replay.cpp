@@ -547,9 +547,21 @@ T take(Result&& r) {
 }
 
 // A number as nlohmann reads it, or Fallback. simdjson reads "-0" as the double -0.0 where
-// nlohmann reads the integer 0: every negative zero falls back. Doubles come from get_double:
-// simdjson 3.0's get_number() returns 0 for a float with more than 19 digits
-// ("5.00011861732452867461", found by fuzz/fuzz_journal_line.cpp).
+// nlohmann reads the integer 0: every negative zero falls back. simdjson 3.0.1 misreads some
+// floats of more than 19 significant digits (found by fuzz/fuzz_journal_line.cpp: get_number()
+// gives 0 for 5.00011861732452867461, get_double() 0.0390... for 0.96134199547895267462); Python
+// writes at most 17, so such a float falls back too.
+// Digits of a number's mantissa from its first nonzero digit on.
+size_t significant_digits(std::string_view number) {
+  size_t n = 0;
+  for (char c : number) {
+    if (c == 'e' || c == 'E') break;
+    if (c >= '1' && c <= '9') ++n;
+    if (c == '0' && n > 0) ++n;
+  }
+  return n;
+}
+
 nlohmann::json number_json(od::value v) {
   switch (take<od::number_type>(v.get_number_type())) {
     case od::number_type::signed_integer:
@@ -557,6 +569,7 @@ nlohmann::json number_json(od::value v) {
     case od::number_type::unsigned_integer:
       return take<uint64_t>(v.get_uint64());
     case od::number_type::floating_point_number: {
+      if (significant_digits(v.raw_json_token()) > 19) throw Fallback{};
       const double d = take<double>(v.get_double());
       if (d == 0 && std::signbit(d)) throw Fallback{};
       return d;

@@ -136,6 +136,9 @@ TEST_CASE("apply_text agrees with the nlohmann reader on odd and bad records") {
       R"({"op_code":7,)" + w + R"(,"trial_id":0,"step":3,"intermediate_value":-0})",
       // More than 19 digits (simdjson 3.0's get_number() reads 0), negative past 64 bits.
       R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"lr":5.00011861732452867461}})",
+      R"({"op_code":8,)" + w + R"(,"trial_id":0,"user_attr":{"lr2":0.96134199547895267462}})",
+      R"({"op_code":7,)" + w +
+          R"(,"trial_id":0,"step":10,"intermediate_value":0.96134199547895267462})",
       R"({"op_code":7,)" + w +
           R"(,"trial_id":0,"step":9,"intermediate_value":1.00000000000000000000001})",
       R"({"op_code":8,)" + w +
@@ -197,6 +200,8 @@ TEST_CASE("apply_text agrees with the nlohmann reader on odd and bad records") {
   CHECK(std::signbit(t.user_attrs.at("z2").get<double>()));
   CHECK(t.user_attrs.at("d") == 2);
   CHECK(t.user_attrs.at("lr") == 5.000118617324529);
+  CHECK(t.user_attrs.at("lr2") == 0.9613419954789527);
+  CHECK(t.intermediate_values.at(10) == 0.9613419954789527);
   CHECK(t.intermediate_values.at(9) == 1.0);
   CHECK(t.state == TrialState::kComplete);
 }
