@@ -277,6 +277,6 @@ TEST_CASE("an experiment config nested 100000 deep is refused, naming the file")
       std::string(COMPSEARCH_TEST_DATA) + "/fuzz_regressions/config/nested_100000_deep.json";
   REQUIRE(fs::file_size(path) > 200000);
   CHECK_THROWS_WITH_AS(experiments::load_config(path),
-                       doctest::Contains(path + ": JSON nested deeper than 512 levels"),
+                       doctest::Contains((path + ": JSON nested deeper than 512 levels").c_str()),
                        std::invalid_argument);
 }

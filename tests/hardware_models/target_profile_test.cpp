@@ -137,6 +137,6 @@ TEST_CASE("A target profile nested 100000 deep is refused, naming the file") {
       std::string(COMPSEARCH_TEST_DATA) + "/fuzz_regressions/profile/nested_100000_deep.json";
   REQUIRE(std::ifstream(path).good());
   CHECK_THROWS_WITH_AS(hm::load_profile(path),
-                       doctest::Contains(path + ": JSON nested deeper than 512 levels"),
+                       doctest::Contains((path + ": JSON nested deeper than 512 levels").c_str()),
                        std::invalid_argument);
 }
