@@ -17,8 +17,8 @@ MachineInfo machine_info() {
   std::vector<std::string> cores;
   auto value = [](const std::string& l) {
     const size_t colon = l.find(':');
-    return colon == std::string::npos ? std::string()
-                                      : l.substr(l.find_first_not_of(" \t", colon + 1));
+    const size_t start = colon == std::string::npos ? colon : l.find_first_not_of(" \t", colon + 1);
+    return start == std::string::npos ? std::string() : l.substr(start);
   };
   while (std::getline(cpu, line)) {
     if (line.rfind("model name", 0) == 0 && m.cpu_model == "unknown CPU") m.cpu_model = value(line);

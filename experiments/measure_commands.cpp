@@ -30,7 +30,12 @@ double median(std::vector<double> v) {
 
 // Standard-normal samples of the model's first input, `count` of them.
 model::Dataset random_samples(const model::Graph& g, int64_t count, const std::string& label) {
-  if (g.inputs.empty()) throw std::invalid_argument(label + ": the model has no input");
+  if (g.inputs.size() != 1)
+    throw std::invalid_argument(label + ": measure runs models with one input; this one has " +
+                                std::to_string(g.inputs.size()));
+  if (g.inputs[0].shape.empty())
+    throw std::invalid_argument(label + ": input '" + g.inputs[0].name +
+                                "' is a scalar; measure needs a batch dimension");
   model::Dataset d;
   d.name = "random normal inputs";
   d.sample_shape.assign(g.inputs[0].shape.begin() + 1, g.inputs[0].shape.end());
@@ -83,10 +88,19 @@ MeasureResult run_measure(const MeasureRequest& req) {
   model::ExecutorOptions eo;
   eo.threads = req.threads;
   eo.int8 = req.int8;
+  r.threads = model::resolve_threads(req.threads, "--threads");
+  r.int8_available = model::int8_kernels_available();
+  // Totals from an executor as every other run uses it (a batch of at least `threads` samples is
+  // split over threads); the per-layer times from one that times its steps, which runs the
+  // batch whole.
+  const model::Executor exec_total(graph, eo);
   eo.time_steps = true;
   const model::Executor exec(graph, eo);
   const model::Tensor x = data.batch(0, req.batch);
-  for (int i = 0; i < req.warmup; ++i) exec.run({x});
+  for (int i = 0; i < req.warmup; ++i) {
+    exec_total.run({x});
+    exec.run({x});
+  }
   std::vector<double> totals;
   std::map<std::string, std::vector<double>> layer_times;  // by output value (survives QDQ)
   std::vector<double> other;
@@ -97,9 +111,10 @@ MeasureResult run_measure(const MeasureRequest& req) {
   for (const auto& l : table.layers) by_output[original.nodes[l.node_index].outputs.at(0)] = &l;
   for (int i = 0; i < req.repeats; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    exec.run({x});
+    exec_total.run({x});
     totals.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    exec.run({x});
     double rest = 0.0;
     std::map<std::string, double> this_run;
     for (const auto& st : exec.step_times()) {
@@ -141,9 +156,10 @@ nlohmann::json MeasureResult::to_json() const {
   j["model"] = request.model;
   j["recipe"] = request.recipe;
   j["batch"] = request.batch;
-  j["threads"] = request.threads;
+  j["threads"] = threads;
   j["repeats"] = request.repeats;
   j["int8"] = request.int8;
+  j["int8_available"] = int8_available;
   j["machine"] = machine;
   j["total_ms"] = total_ms;
   double layers_ms = 0.0;
@@ -172,9 +188,11 @@ std::string MeasureResult::to_text() const {
   std::ostringstream os;
   char buf[256];
   os << "model " << request.model << (request.recipe.empty() ? "" : " with " + request.recipe)
-     << ", batch " << request.batch << ", " << request.threads << " thread(s), "
-     << (request.int8 ? "int8 kernels where w8a8" : "fp32") << ", median of " << request.repeats
-     << " runs\n";
+     << ", batch " << request.batch << ", " << threads << " thread(s), "
+     << (!request.int8    ? "fp32"
+         : int8_available ? "int8 kernels where w8a8"
+                          : "fp32 (no int8 kernels: this CPU has no VNNI/AMX)")
+     << ", median of " << request.repeats << " runs\n";
   const bool est = estimate_ms >= 0;
   std::snprintf(buf, sizeof buf, "%-32s %-7s %11s %11s%s\n", "layer", "op", "MMACs", "measured_ms",
                 est ? "  estimate_ms   error" : "");

@@ -479,6 +479,15 @@ std::unique_ptr<DnnlOp> DnnlOp::create(const Node& node, const Tensor* weight, c
   return nullptr;
 }
 
+bool dnnl_exact_int8() {
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  auto has = [&](dnnl::cpu_isa want) {
+    const auto w = static_cast<unsigned>(want);
+    return (isa & w) == w;
+  };
+  return has(dnnl::cpu_isa::avx512_core_vnni) || has(dnnl::cpu_isa::avx2_vnni);
+}
+
 std::string dnnl_description() {
   const dnnl_version_t* v = dnnl_version();
   std::string isa;

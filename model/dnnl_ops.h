@@ -85,6 +85,11 @@ class DnnlOp {
   bool src_nhwc_ = false, dst_nhwc_ = false;
 };
 
+// Whether oneDNN's u8 x s8 kernels on this CPU multiply-accumulate into 32 bits (VNNI, AMX).
+// Without it they pair products into saturating 16-bit sums (vpmaddubsw) and pre-halve the
+// weights, so integer results would not be exact: ExecutorOptions::int8 then plans nothing.
+bool dnnl_exact_int8();
+
 // "oneDNN 2.6.3 (avx2)": version and the ISA its kernels dispatch to on this CPU.
 std::string dnnl_description();
 

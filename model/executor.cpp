@@ -66,6 +66,8 @@ int64_t Executor::onednn_calls() const { return impl_->onednn_calls.load(); }
 
 int64_t Executor::int8_calls() const { return impl_->int8_calls.load(); }
 
+bool int8_kernels_available() { return detail::dnnl_exact_int8(); }
+
 std::vector<Executor::StepTime> Executor::step_times() const {
   const Impl& im = *impl_;
   std::lock_guard<std::mutex> lock(im.times_mutex);
@@ -75,7 +77,7 @@ std::vector<Executor::StepTime> Executor::step_times() const {
     StepTime t;
     t.node_index = st.node_index;
     t.ms = im.step_ms.empty() ? 0.0 : im.step_ms[i];
-    t.int8 = st.int8 != nullptr;
+    t.int8 = !im.step_ran_int8.empty() && im.step_ran_int8[i];
     t.fused_activation = st.clamp;
     out.push_back(t);
   }
@@ -251,6 +253,7 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       std::lock_guard<std::mutex> lock(im.times_mutex);
       im.step_ms[&step - im.steps.data()] = ms;
+      im.step_ran_int8[&step - im.steps.data()] = onednn && step.int8;
     }
   }
   std::vector<Tensor> results;

@@ -18,6 +18,9 @@ constexpr int kMaxThreads = 1024;
 // Throws std::invalid_argument("<what>: value N out of range; expected 0 (all cores) to 1024").
 int resolve_threads(int threads, const std::string& what);
 
+// Whether ExecutorOptions::int8 can run integer kernels on this CPU (VNNI or AMX).
+bool int8_kernels_available();
+
 struct ExecutorOptions {
   // 0 = OpenMP default; at most kMaxThreads. Without a hook, a batch of at least `threads` samples
   // is split into `threads` slices that run the whole graph in parallel; smaller batches
@@ -38,12 +41,13 @@ struct ExecutorOptions {
   // Integer execution: a Conv/Gemm/MatMul that reads a QuantizeLinear -> DequantizeLinear pair
   // (uint8, one scale and zero point; no other reader) and whose weight is the DequantizeLinear of
   // int8 integers with zero point 0 (per tensor or per output channel) runs as u8 x s8 with 32-bit
-  // accumulation on oneDNN (VNNI/AMX where the CPU has them) instead of in float on dequantized
+  // accumulation on oneDNN instead of in float on dequantized
   // values. The arithmetic differs from the float path only by float rounding of the
   // accumulation (docs/compression.md gives the measured accuracy difference). Applies to QDQ
   // graphs built in memory (compressors::make_qdq_graph); an .onnx file's weight
   // DequantizeLinear nodes are folded at import, so loaded files run in float. Off with
-  // Kernels::kEigen.
+  // Kernels::kEigen, and on CPUs without a 32-bit int8 dot product (VNNI or AMX; see
+  // int8_kernels_available), where oneDNN's integer kernels saturate.
   bool int8 = false;
   // Measure each step's wall time (Executor::step_times). The batch is then never split over
   // threads (kernels still use the threads inside each step), so the times add up to the run.
@@ -83,11 +87,13 @@ class Executor {
   // With ExecutorOptions::time_steps: the plan's steps in run order, each with the graph node it
   // computes and its wall time in the last run (a fused Relu/Clip or QuantizeLinear ->
   // DequantizeLinear pair is timed with the step that absorbed it; folded constants have no
-  // step). Times are 0 before the first run or without time_steps.
+  // step). Times are 0 before the first run or without time_steps. A step's time includes what
+  // runs around its kernel (the layer-input hook, an int8 step's input quantization). With
+  // concurrent run() calls, each step shows one of them.
   struct StepTime {
     size_t node_index = 0;
     double ms = 0.0;
-    bool int8 = false;              // planned on integer kernels (ExecutorOptions::int8)
+    bool int8 = false;  // ran on integer kernels in the last run (ExecutorOptions::int8)
     bool fused_activation = false;  // includes a Relu/Clip
   };
   std::vector<StepTime> step_times() const;

@@ -82,7 +82,8 @@ struct Executor::Impl {
   mutable std::atomic<int64_t> onednn_calls{0};
   mutable std::atomic<int64_t> int8_calls{0};
   mutable std::mutex times_mutex;
-  mutable std::vector<double> step_ms;  // ExecutorOptions::time_steps: by step, the last run
+  mutable std::vector<double> step_ms;      // ExecutorOptions::time_steps: by step, the last run
+  mutable std::vector<char> step_ran_int8;  // ... and whether it ran integer kernels
   mutable std::mutex pool_mutex;
   mutable std::vector<std::unique_ptr<detail::Workspace>> pool;
 

@@ -1,4 +1,7 @@
-// QuantizeLinear / DequantizeLinear (opset 10 per-tensor, opset 13 per-axis).
+// QuantizeLinear / DequantizeLinear (opset 10 per-tensor, opset 13 per-axis), as the ONNX
+// specification and ONNX Runtime compute them, all in float32:
+//   QuantizeLinear   q = saturate(round_half_to_even(x / scale) + zero_point)
+//   DequantizeLinear y = (q - zero_point) * scale
 #include <omp.h>
 
 #include <algorithm>
@@ -7,10 +10,6 @@
 #include "model/op_kernels.h"
 
 namespace compsearch::model::detail {
-
-// specification and ONNX Runtime compute them, all in float32:
-//   QuantizeLinear   q = saturate(round_half_to_even(x / scale) + zero_point)
-//   DequantizeLinear y = (q - zero_point) * scale
 
 // Scale and zero point of a Q/DQ node laid out over x as [outer, channels, inner].
 struct LinearQuantization {

@@ -410,6 +410,12 @@ void plan_int8_layers(Executor::Impl& im, const Graph& graph,
       if (axis < 0) axis += rank;
       if (axis != oc_axis || ws->numel() != wq->shape[oc_axis]) continue;
     }
+    // Scales whose products are not normal floats (0, subnormal, inf, NaN) would give NaN where
+    // the float path gives the bias: keep such a layer in float.
+    const bool normal_scales = std::all_of(ws->f32.begin(), ws->f32.end(), [&](float w) {
+      return std::isnormal(x_scale->f32[0] * w);
+    });
+    if (!normal_scales) continue;
     DnnlInt8 int8;
     int8.x_scale = x_scale->f32[0];
     int8.x_zero_point = x_zero ? static_cast<int32_t>(x_zero->i64[0]) : 0;
@@ -477,7 +483,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   im.batch_coupled = couples_batch(im, graph);
   fuse_activations(im, graph);
   fuse_qdq_pairs(im, graph);
-  if (options.int8 && im.kernels != ExecutorOptions::Kernels::kEigen)
+  if (options.int8 && im.kernels != ExecutorOptions::Kernels::kEigen && detail::dnnl_exact_int8())
     plan_int8_layers(im, graph, folded_by);
   drop_fused_steps(im);
   if (im.kernels != ExecutorOptions::Kernels::kEigen) {
@@ -486,7 +492,10 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   }
   im.flops_per_sample = flops_per_sample(im, graph);
   plan_liveness(im);
-  if (options.time_steps) im.step_ms.assign(im.steps.size(), 0.0);
+  if (options.time_steps) {
+    im.step_ms.assign(im.steps.size(), 0.0);
+    im.step_ran_int8.assign(im.steps.size(), 0);
+  }
 }
 
 }  // namespace compsearch::model

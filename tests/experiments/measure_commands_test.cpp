@@ -15,6 +15,7 @@
 #include "model/executor.h"
 #include "model/graph.h"
 #include "model/layer_table.h"
+#include "tests/test_skip.h"
 
 using namespace compsearch;
 namespace fs = std::filesystem;
@@ -76,6 +77,8 @@ TEST_CASE(
 }
 
 TEST_CASE("measure --int8 runs every w8a8 layer of the CNN on integer kernels") {
+  if (!model::int8_kernels_available())
+    COMPSEARCH_SKIP_TEST("this CPU has no VNNI/AMX: oneDNN's int8 kernels saturate, int8 is off");
   const fs::path recipe = w8a8_recipe();
   auto req = cnn_request();
   req.int8 = true;
