@@ -6,11 +6,14 @@
 //   after tell() returned; each must be COMPLETE with that value at the end: goal 0); bad lines
 //   in the middle of the journal (records that are not JSON, other than a torn last line: goal
 //   0); the time a fresh worker takes to get past a stale lock left by a killed holder (goal
-//   <= grace period + 2 s); python3-optuna opening the journal after every kill (a long-lived
-//   python3 process loads the study afresh each time: goal, every time).
+//   <= grace period + 2 s); python3-optuna loading the study after every kill (a long-lived
+//   python3 process; see kPythonChecker: goal, every time).
 //
 //   torture_kill [--storage file|redis|both] [--kills 1000] [--workers 4] [--grace-s 2]
-//                [--stale-lock-checks 5] [--seed 1]
+//                [--stale-lock-checks 5] [--max-gap-ms 65] [--seed 1]
+//
+// A kill comes 5 to max-gap-ms milliseconds after the previous restart (within 30 ms of a
+// restart, for a quarter of them).
 //
 // Exit status 1 when a goal is missed. The short version (a few dozen kills) runs in CTest
 // ("torture: kill -9 (short)", tests/CMakeLists.txt).
@@ -103,20 +106,25 @@ int run_lock_holder(const std::string& journal) {
   while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
 }
 
-// python3-optuna, long-lived: loads the study afresh for every line on stdin and prints the
-// number of trials (or the error).
+// python3-optuna, long-lived: loads the study for every line on stdin and prints the number of
+// trials (or the error). The file journal is opened afresh every time (a full replay); Redis,
+// whose reader makes one GET per record, afresh every 25th time and through the same
+// JournalStorage (replaying what was added since) in between.
 constexpr const char* kPythonChecker = R"(
 import sys, optuna
 from optuna.storages import JournalStorage, JournalFileStorage, JournalRedisStorage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 where = sys.argv[1]
-for line in sys.stdin:
+storage = None
+for i, line in enumerate(sys.stdin):
     try:
         if where.startswith('redis://'):
-            backend = JournalRedisStorage(where.split('#')[0], prefix=where.split('#')[1])
+            if storage is None or i % 25 == 0:
+                storage = JournalStorage(JournalRedisStorage(where.split('#')[0],
+                                                             prefix=where.split('#')[1]))
         else:
-            backend = JournalFileStorage(where)
-        n = len(optuna.load_study(study_name='torture', storage=JournalStorage(backend)).trials)
+            storage = JournalStorage(JournalFileStorage(where))
+        n = len(optuna.load_study(study_name='torture', storage=storage).trials)
         print('ok', n, flush=True)
     except Exception as e:
         print('error', repr(e).replace('\n', ' '), flush=True)
@@ -170,6 +178,7 @@ struct Figures {
   int python_ok = 0, python_failed = 0;
   std::string python_first_error;
   std::vector<double> stale_lock_recovery_s;
+  int64_t stale_locks_broken = 0, torn_lines_cut = 0;  // by the workers, from their log
   double wall_s = 0;
 };
 
@@ -208,7 +217,7 @@ std::vector<std::pair<std::string, bool>> journal_records(
 }
 
 Figures torture(const std::string& self, const std::string& kind, int kills, int workers,
-                double grace_s, int stale_lock_checks, uint64_t seed) {
+                double grace_s, int stale_lock_checks, uint64_t seed, int max_gap_ms) {
   Figures fig;
   fig.storage = kind;
   char tmpl[] = "/tmp/torture_kill_XXXXXX";
@@ -251,7 +260,8 @@ Figures torture(const std::string& self, const std::string& kind, int kills, int
       std::this_thread::sleep_for(std::chrono::microseconds(rng() % 30000));
       ++fig.kills_during_resume;
     } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(5000 + rng() % 60000));
+      std::this_thread::sleep_for(std::chrono::microseconds(
+          5000 + rng() % static_cast<uint64_t>(std::max(1, max_gap_ms - 5) * 1000)));
     }
     kill_and_reap(pids[i]);
     ++fig.kills;
@@ -326,6 +336,14 @@ Figures torture(const std::string& self, const std::string& kind, int kills, int
       ++fig.bad_middle;
     }
   }
+  // What the workers repaired: locks left by a holder killed mid-append, torn last lines.
+  const std::string worker_log = compsearch::search::testing::read_file(log);
+  for (size_t at = 0;
+       (at = worker_log.find("broke the stale journal lock", at)) != std::string::npos; ++at)
+    ++fig.stale_locks_broken;
+  for (size_t at = 0; (at = worker_log.find("removed a torn last line", at)) != std::string::npos;
+       ++at)
+    ++fig.torn_lines_cut;
   fs::remove_all(dir);
   return fig;
 }
@@ -340,7 +358,7 @@ int main(int argc, char** argv) {
     if (!args.empty() && args[0] == "--hold-lock" && args.size() == 2)
       return run_lock_holder(args[1]);
     std::string which = "both";
-    int kills = 1000, workers = 4, stale_checks = 5;
+    int kills = 1000, workers = 4, stale_checks = 5, max_gap_ms = 65;
     double grace_s = 2.0;
     uint64_t seed = 1;
     for (size_t i = 0; i < args.size(); ++i) {
@@ -358,11 +376,13 @@ int main(int argc, char** argv) {
         grace_s = std::stod(next());
       else if (args[i] == "--stale-lock-checks")
         stale_checks = std::stoi(next());
+      else if (args[i] == "--max-gap-ms")
+        max_gap_ms = std::stoi(next());
       else if (args[i] == "--seed")
         seed = std::stoull(next());
       else if (args[i] == "--help") {
         std::cout << "usage: torture_kill [--storage file|redis|both] [--kills N] [--workers N] "
-                     "[--grace-s S] [--stale-lock-checks N] [--seed N]\n";
+                     "[--grace-s S] [--stale-lock-checks N] [--max-gap-ms MS] [--seed N]\n";
         return 0;
       } else {
         throw std::invalid_argument("unknown argument " + args[i]);
@@ -380,7 +400,8 @@ int main(int argc, char** argv) {
         std::cout << "redis: not run (redis-server is not installed)\n";
         continue;
       }
-      const Figures f = torture(self, kind, kills, workers, grace_s, stale_checks, seed);
+      const Figures f =
+          torture(self, kind, kills, workers, grace_s, stale_checks, seed, max_gap_ms);
       double worst_recovery = 0;
       for (double s : f.stale_lock_recovery_s) worst_recovery = std::max(worst_recovery, s);
       std::cout << kind << ": " << f.kills << " kills (" << f.kills_during_resume
@@ -388,8 +409,10 @@ int main(int argc, char** argv) {
                 << " s; study " << f.trials << " trials (" << f.left_running
                 << " left RUNNING by kills), " << f.told << " told; completed trials lost "
                 << f.lost << ", wrong values " << f.wrong_value << "; " << f.records
-                << " records, bad in the middle " << f.bad_middle << "; python3-optuna opened it "
-                << f.python_ok << "/" << (f.python_ok + f.python_failed) << " times";
+                << " records, bad in the middle " << f.bad_middle << "; workers broke "
+                << f.stale_locks_broken << " stale locks and cut " << f.torn_lines_cut
+                << " torn last lines; python3-optuna opened it " << f.python_ok << "/"
+                << (f.python_ok + f.python_failed) << " times";
       if (!f.python_first_error.empty())
         std::cout << " (first error: " << f.python_first_error << ")";
       if (!f.stale_lock_recovery_s.empty())
