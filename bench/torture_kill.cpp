@@ -16,7 +16,7 @@
 // restart, for a quarter of them).
 //
 // Exit status 1 when a goal is missed. The short version (a few dozen kills) runs in CTest
-// ("torture: kill -9 (short)", tests/CMakeLists.txt).
+// ("torture:kill -9 (short)", tests/CMakeLists.txt).
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
