@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/json_nesting.h"
 #include "model/half.h"
 #include "model/tensor.h"
 
@@ -62,6 +63,8 @@ SafetensorsFile read_safetensors_header(const std::filesystem::path& path) {
   }
   std::string text(header_len, '\0');
   in.read(text.data(), static_cast<std::streamsize>(header_len));
+  if (json_nesting_depth(text) > kMaxJsonNesting)
+    fail(path, "header is JSON nested deeper than " + std::to_string(kMaxJsonNesting) + " levels");
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(text);

@@ -67,6 +67,14 @@ TEST_CASE("Bad safetensors files are errors naming the file and what is wrong") 
     CHECK_THROWS_WITH(read_safetensors_header(write_raw("big.safetensors", raw + "{}")),
                       doctest::Contains("header length 200000000 bytes exceeds the limit"));
   }
+  SUBCASE("header nested 100,000 deep") {
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    std::string raw(8, '\0');
+    const uint64_t len = deep.size();
+    std::memcpy(raw.data(), &len, 8);
+    CHECK_THROWS_WITH(read_safetensors_header(write_raw("deep.safetensors", raw + deep)),
+                      doctest::Contains("deep.safetensors: header is JSON nested deeper than 512"));
+  }
   SUBCASE("header longer than the file") {
     std::string raw(8, '\0');
     const uint64_t len = 50;
