@@ -127,6 +127,9 @@ inline void clamp_range(float* y, int64_t n, const OpContext& ctx) {
 using KernelArgs = const std::vector<const Tensor*>&;
 
 // ops_linear.cpp
+// Writes the im2col matrix [cg*kh*kw, oh*ow] of channels [c0, c0+cg) of one sample [C, H, W]
+// (the executor's Conv and training's convolution backward share it).
+void im2col(const float* x, int64_t c0, int64_t cg, const WindowGeometry& g, float* col);
 void conv(const Node&, KernelArgs, Tensor&, const OpContext&);
 void gemm(const Node&, KernelArgs, Tensor&, const OpContext&);
 void matmul(const Node&, KernelArgs, Tensor&, const OpContext&);

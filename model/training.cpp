@@ -35,6 +35,7 @@
 #include "model/executor.h"
 #include "model/layer_table.h"
 #include "model/node_eval.h"
+#include "model/op_kernels.h"
 #include "model/op_util.h"
 
 namespace compsearch::model {
@@ -96,40 +97,6 @@ std::optional<OpKind> differentiable_kind(const std::string& op) {
   auto it = kinds.find(op);
   if (it == kinds.end()) return std::nullopt;
   return it->second;
-}
-
-// Writes the im2col matrix [c*kh*kw, oh*ow] of one sample (same layout as the executor's).
-void im2col(const float* x, int64_t c, const detail::WindowGeometry& g, float* col) {
-  const int64_t ohw = g.out_h * g.out_w;
-  for (int64_t ch = 0; ch < c; ++ch) {
-    const float* plane = x + ch * g.in_h * g.in_w;
-    for (int64_t ki = 0; ki < g.kh; ++ki) {
-      for (int64_t kj = 0; kj < g.kw; ++kj) {
-        float* row = col + ((ch * g.kh + ki) * g.kw + kj) * ohw;
-        const int64_t col_off = kj * g.dw - g.pad_left;
-        int64_t ow_lo = col_off >= 0 ? 0 : (-col_off + g.sw - 1) / g.sw;
-        int64_t ow_hi = g.in_w - col_off <= 0 ? 0 : (g.in_w - col_off + g.sw - 1) / g.sw;
-        ow_lo = std::min(ow_lo, g.out_w);
-        ow_hi = std::clamp(ow_hi, ow_lo, g.out_w);
-        for (int64_t oh = 0; oh < g.out_h; ++oh) {
-          float* dst = row + oh * g.out_w;
-          const int64_t ih = oh * g.sh - g.pad_top + ki * g.dh;
-          if (ih < 0 || ih >= g.in_h) {
-            std::fill(dst, dst + g.out_w, 0.0f);
-            continue;
-          }
-          const float* src = plane + ih * g.in_w + col_off;
-          std::fill(dst, dst + ow_lo, 0.0f);
-          if (g.sw == 1) {
-            std::memcpy(dst + ow_lo, src + ow_lo, sizeof(float) * (ow_hi - ow_lo));
-          } else {
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) dst[ow] = src[ow * g.sw];
-          }
-          std::fill(dst + ow_hi, dst + g.out_w, 0.0f);
-        }
-      }
-    }
-  }
 }
 
 // Adjoint of im2col: adds the columns back into the (zeroed) input gradient of one sample.
@@ -753,7 +720,7 @@ void Trainer::Impl::conv_forward(Op& op, bool /*train*/) {
       col = xd + s * c * hw;
     } else {
       float* cs = op.cols.data() + s * ck * ohw;
-      im2col(xd + s * c * hw, c, g, cs);
+      detail::im2col(xd + s * c * hw, 0, c, g, cs);
       col = cs;
     }
     float* ys = y + s * o * ohw;
