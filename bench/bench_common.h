@@ -3,12 +3,16 @@
 // Header-only, since each bench/*.cpp is an executable of its own.
 #pragma once
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -22,6 +26,25 @@ using compsearch::describe;
 using compsearch::machine_info;
 using compsearch::machine_line;
 using compsearch::MachineInfo;
+
+// Starts `args` (args[0] a path) with stdout and stderr going to `log` (appended to, or truncated
+// with `append` false) and returns its pid; throws std::runtime_error when it cannot start.
+inline pid_t spawn_logged(const std::vector<std::string>& args, const std::string& log,
+                          bool append = true) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(),
+                                   O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + args[0]);
+  return pid;
+}
 
 // True when the command line asks for help (--help or -h anywhere): prints `usage` to stdout, and
 // the caller returns 0 without starting the benchmark.

@@ -33,8 +33,6 @@
 #include "search/random_sampler.h"
 #include "search/study.h"
 
-extern char** environ;
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -82,21 +80,6 @@ Target make_target(const std::string& storage, const fs::path& dir, const std::s
   return {path, path};
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + args[0]);
-  return pid;
-}
-
 // A compsearch worker (this program with --worker): T trials through the library.
 int run_worker(const std::string& storage, int trials, uint64_t seed, const std::string& out) {
   auto study = Study::load(open_storage(storage), kStudy, std::make_shared<RandomSampler>(seed));
@@ -135,13 +118,15 @@ Load run_load(const std::string& self, const Target& target, const fs::path& dir
     const std::string log = (dir / (tag + "_w" + std::to_string(i) + ".log")).string();
     outs.push_back(out);
     if (i < cs) {
-      pids.push_back(spawn({self, "--worker", target.path_or_url, std::to_string(trials),
-                            std::to_string(1000 + i), out},
-                           log));
+      pids.push_back(
+          compsearch::bench::spawn_logged({self, "--worker", target.path_or_url,
+                                           std::to_string(trials), std::to_string(1000 + i), out},
+                                          log, /*append=*/false));
     } else {
-      pids.push_back(spawn({"/usr/bin/python3", "-W", "ignore", script, target.for_python,
-                            std::to_string(trials), std::to_string(i), out},
-                           log));
+      pids.push_back(compsearch::bench::spawn_logged(
+          {"/usr/bin/python3", "-W", "ignore", script, target.for_python, std::to_string(trials),
+           std::to_string(i), out},
+          log, /*append=*/false));
     }
   }
   int failed_workers = 0, optuna_reader_crashes = 0;

@@ -44,8 +44,6 @@
 #include "search/study.h"
 #include "tests/search/redis_server.h"
 
-extern char** environ;
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -53,23 +51,6 @@ using namespace compsearch::search;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kStudy = "torture";
-
-pid_t spawn(const std::vector<std::string>& args, const std::string& log,
-            posix_spawn_file_actions_t* extra = nullptr) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc =
-      posix_spawn(&pid, argv[0], extra ? extra : &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + args[0]);
-  return pid;
-}
 
 void kill_and_reap(pid_t pid) {
   ::kill(pid, SIGKILL);
@@ -241,9 +222,10 @@ Figures torture(const std::string& self, const std::string& kind, int kills, int
   std::mt19937_64 rng(seed);
   const std::string log = (dir / "workers.log").string();
   auto start_worker = [&](int i) {
-    return spawn({self, "--worker", storage, std::to_string(grace_s),
-                  std::to_string(rng() % 1000000), (dir / ("told" + std::to_string(i))).string()},
-                 log);
+    return compsearch::bench::spawn_logged(
+        {self, "--worker", storage, std::to_string(grace_s), std::to_string(rng() % 1000000),
+         (dir / ("told" + std::to_string(i))).string()},
+        log);
   };
   std::vector<pid_t> pids;
   for (int i = 0; i < workers; ++i) pids.push_back(start_worker(i));
@@ -284,7 +266,8 @@ Figures torture(const std::string& self, const std::string& kind, int kills, int
       ::unlink(lock.c_str());  // a kill above may have left one: every worker is gone now
       const std::string holder_log = (dir / "holder.log").string();
       fs::remove(holder_log);
-      const pid_t holder = spawn({self, "--hold-lock", storage}, holder_log);
+      const pid_t holder =
+          compsearch::bench::spawn_logged({self, "--hold-lock", storage}, holder_log);
       while (compsearch::search::testing::read_file(holder_log).find("locked") == std::string::npos)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       kill_and_reap(holder);
