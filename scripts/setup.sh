@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git clang-format
   libeigen3-dev libdnnl-dev libtbb-dev nlohmann-json3-dev libboost-program-options-dev doctest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler zlib1g-dev
-  libhiredis-dev libsimdjson-dev redis-server clang libfuzzer-14-dev fortunes
+  libhiredis-dev libsimdjson-dev redis-server clang libfuzzer-14-dev libomp-14-dev fortunes
   dataset-fashion-mnist
   python3 python3-numpy python3-optuna python3-torch python3-torchvision python3-onnx python3-redis chromium
 )
