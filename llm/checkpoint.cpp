@@ -482,6 +482,17 @@ LlmModel load_llm(const std::filesystem::path& path, bool with_data) {
       path.string() + ": not an LLM checkpoint (a directory with config.json, or a .gguf file)");
 }
 
+LlmModel llm_model_from_config(const LlmConfig& config, const std::string& name) {
+  check_config(config, name);
+  LlmModel m;
+  m.path = name;
+  m.format = "config";
+  m.config = config;
+  m.tensors = expected_tensors(config);
+  for (auto& t : m.tensors) t.stored_type = t.is_matrix() ? TensorType::kF16 : TensorType::kF32;
+  return m;
+}
+
 int64_t hf_row_of_gguf_row(int64_t r, int64_t head_dim) {
   const int64_t head = r / head_dim, k = r % head_dim;
   return head * head_dim + (k % 2) * (head_dim / 2) + k / 2;

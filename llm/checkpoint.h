@@ -97,6 +97,11 @@ bool is_llm_checkpoint(const std::filesystem::path& path);
 // mismatches.
 LlmModel load_llm(const std::filesystem::path& path, bool with_data = true);
 
+// A model of this shape with no file behind it: every tensor's name, role and shape, matrices F16
+// and norms F32, no data (path = `name`, format "config"). For costing published models
+// (llm/cost_model.h) that are not on disk.
+LlmModel llm_model_from_config(const LlmConfig& config, const std::string& name);
+
 // The row permutation of attn_q/attn_k from HF's rotate-half order to llama.cpp's pairs:
 // returns the HF row index of GGUF row r, for `heads` heads of `head_dim` rows each.
 int64_t hf_row_of_gguf_row(int64_t r, int64_t head_dim);

@@ -22,7 +22,9 @@ struct GgmlDeleter {
   void operator()(ggml_context* ctx) const { ggml_free(ctx); }
 };
 
-void set_hf_metadata(gguf_context* ctx, const LlmModel& model) {
+}  // namespace
+
+void set_hf_gguf_metadata(gguf_context* ctx, const LlmModel& model) {
   const LlmConfig& c = model.config;
   auto u32 = [&](const char* key, int64_t v) {
     gguf_set_val_u32(ctx, key, static_cast<uint32_t>(v));
@@ -44,8 +46,6 @@ void set_hf_metadata(gguf_context* ctx, const LlmModel& model) {
   gguf_set_val_str(ctx, "tokenizer.ggml.model", "none");
 }
 
-}  // namespace
-
 void write_gguf(const LlmModel& model, const AppliedRecipe& plan,
                 const std::filesystem::path& out) {
   COMPSEARCH_CHECK(plan.tensors.size() == model.tensors.size(), "plan of another model");
@@ -57,7 +57,7 @@ void write_gguf(const LlmModel& model, const AppliedRecipe& plan,
     gguf_set_kv(ctx.get(), src.get());
     gguf_remove_key(ctx.get(), "general.file_type");
   } else {
-    set_hf_metadata(ctx.get(), model);
+    set_hf_gguf_metadata(ctx.get(), model);
   }
   gguf_set_val_u32(ctx.get(), "general.quantization_version", GGML_QNT_VERSION);
 

@@ -17,7 +17,13 @@
 #include "llm/checkpoint.h"
 #include "llm/llm_recipe.h"
 
+struct gguf_context;
+
 namespace compsearch::llm {
+
+// The key/values an export from a Hugging Face source carries (the llama.* hyperparameters,
+// general.name, tokenizer.ggml.model "none"); also the metadata the cost model assumes for one.
+void set_hf_gguf_metadata(gguf_context* ctx, const LlmModel& model);
 
 // Writes `model` (loaded with data, no recipe applied) with the types of `plan`
 // (plan_llm_recipe(model, recipe)) to `out` (written to a temporary name, then renamed). Throws
