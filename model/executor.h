@@ -44,8 +44,9 @@ struct ExecutorOptions {
   // accumulation on oneDNN instead of in float on dequantized
   // values. The arithmetic differs from the float path only by float rounding of the
   // accumulation (docs/compression.md gives the measured accuracy difference). Applies to QDQ
-  // graphs built in memory (compressors::make_qdq_graph); an .onnx file's weight
-  // DequantizeLinear nodes are folded at import, so loaded files run in float. Off with
+  // graphs built in memory (compressors::make_qdq_graph) and to loaded QDQ .onnx files, whose
+  // weight DequantizeLinear nodes the importer folds but keeps the integers of
+  // (Graph::dequantized_origins; a weight edited since then runs in float). Off with
   // Kernels::kEigen, and on CPUs without a 32-bit int8 dot product (VNNI or AMX; see
   // int8_kernels_available), where oneDNN's integer kernels saturate.
   bool int8 = false;

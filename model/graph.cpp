@@ -77,6 +77,25 @@ bool fully_known(const std::vector<int64_t>& v) {
   return std::none_of(v.begin(), v.end(), [](int64_t d) { return d == kUnknown; });
 }
 
+// A DequantizeLinear of an integer initializer (a QDQ file's weight) keeps its integers beside the
+// float value it folds to.
+void record_dequantized_origin(Graph& graph, const Node& node,
+                               const std::vector<const Tensor*>& ins) {
+  const Tensor* q = ins.size() > 0 ? ins[0] : nullptr;
+  const Tensor* scale = ins.size() > 1 ? ins[1] : nullptr;
+  if (!q || !scale || !graph.find_initializer(node.inputs[0])) return;
+  if (q->dtype != DType::kInt8 && q->dtype != DType::kUInt8) return;
+  if (!scale->is_float()) return;
+  DequantizedOrigin origin;
+  origin.integers = *q;
+  origin.scale = *scale;
+  if (ins.size() > 2 && ins[2]) origin.zero_point = *ins[2];
+  const int64_t rank = static_cast<int64_t>(q->shape.size());
+  origin.axis = node.attr_int("axis", 1);
+  if (origin.axis < 0) origin.axis += rank;
+  graph.dequantized_origins[node.outputs[0]] = std::move(origin);
+}
+
 // One pass over the nodes: shapes for every value; with `fold`, nodes whose inputs are all
 // known are evaluated and replaced by initializers.
 void analyze(Graph& graph, bool fold) {
@@ -106,6 +125,8 @@ void analyze(Graph& graph, bool fold) {
     if (node.op_type == "Constant") {
       folded = true;  // infer_node already stored its value
     } else if (all_const && !node.inputs.empty()) {
+      if (node.op_type == "DequantizeLinear" && node.outputs.size() == 1)
+        record_dequantized_origin(graph, node, ins);
       auto outs = detail::evaluate_node(node, ins, graph.opset_version);
       for (size_t i = 0; i < outs.size() && i < node.outputs.size(); ++i) {
         if (!node.outputs[i].empty()) a.constants[node.outputs[i]] = std::move(outs[i]);
@@ -148,6 +169,10 @@ void analyze(Graph& graph, bool fold) {
     graph.nodes = std::move(alive);
     for (auto it = graph.initializers.begin(); it != graph.initializers.end();) {
       it = live.count(it->first) ? std::next(it) : graph.initializers.erase(it);
+    }
+    for (auto it = graph.dequantized_origins.begin(); it != graph.dequantized_origins.end();) {
+      it =
+          graph.initializers.count(it->first) ? std::next(it) : graph.dequantized_origins.erase(it);
     }
   }
   graph.value_info.clear();

@@ -49,6 +49,16 @@ struct ValueInfo {
   Shape shape;  // -1 for a symbolic/unknown dimension
 };
 
+// Where a float initializer came from when the importer folded it out of a DequantizeLinear of
+// integer weights (a QDQ file): the node's integer tensor, scale, zero point and axis, so integer
+// kernels (ExecutorOptions::int8) can use the integers the file stores.
+struct DequantizedOrigin {
+  Tensor integers;    // int8 / uint8 values (widened in i64)
+  Tensor scale;       // float, one value or one per slice along `axis`
+  Tensor zero_point;  // same dtype as `integers`; empty (numel 0) when the node had none
+  int64_t axis = 1;   // normalised to [0, rank)
+};
+
 struct Graph {
   std::string name;
   int64_t ir_version = 8;
@@ -59,6 +69,8 @@ struct Graph {
   std::vector<Node> nodes;  // topological order
   std::map<std::string, Tensor> initializers;
   std::map<std::string, ValueInfo> value_info;  // inferred shapes for every intermediate value
+  // Float initializers the importer folded out of DequantizeLinear(integer initializer), by name.
+  std::map<std::string, DequantizedOrigin> dequantized_origins;
 
   const Tensor* find_initializer(const std::string& value_name) const;
   Tensor* find_initializer(const std::string& value_name);
@@ -74,7 +86,8 @@ const std::vector<std::string>& supported_ops();
 // Reads an .onnx file (raw_data and typed fields, external data beside the file), checks every
 // node against supported_ops(), folds constant subgraphs (Shape/Gather/Unsqueeze/Concat chains of
 // torchvision exports; DequantizeLinear of int8 weight initializers in QDQ files, which become
-// float initializers under the DequantizeLinear's output name) and runs shape inference. Throws
+// float initializers under the DequantizeLinear's output name, their integers kept in
+// Graph::dequantized_origins) and runs shape inference. Throws
 // std::runtime_error naming the file and, for an unsupported op, the node, its op type and the
 // supported list.
 Graph load_onnx(const std::filesystem::path& path);

@@ -12,6 +12,7 @@
 // Every op-specific decision reads the op table's traits (op_registry.h), not op names.
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -359,6 +360,62 @@ void fuse_qdq_pairs(Executor::Impl& im, const Graph& graph) {
   }
 }
 
+// The int8 integers behind a layer's weight slot, with zero point 0: a DequantizeLinear folded
+// here (a graph built in memory), or one the importer folded (Graph::dequantized_origins), whose
+// integers must still dequantize to the weight the plan holds (a compressor may have edited the
+// float initializer since). nullopt when the weight has no such origin.
+struct IntegerWeight {
+  const Tensor* integers = nullptr;
+  const Tensor* scale = nullptr;
+  int64_t axis = 1;
+};
+
+std::optional<IntegerWeight> integer_weight(const Executor::Impl& im, const Graph& graph,
+                                            const Node& layer, int weight_slot,
+                                            const std::unordered_map<int, size_t>& folded_by) {
+  IntegerWeight w;
+  const Tensor* zero = nullptr;
+  if (const auto f = folded_by.find(weight_slot); f != folded_by.end()) {
+    const Node& dq = graph.nodes[f->second];
+    if (dq.op_type != "DequantizeLinear" || dq.inputs.size() < 2) return std::nullopt;
+    w.integers = graph.find_initializer(dq.inputs[0]);
+    w.scale = graph.find_initializer(dq.inputs[1]);
+    if (dq.inputs.size() > 2 && !dq.inputs[2].empty()) {
+      zero = graph.find_initializer(dq.inputs[2]);
+      if (!zero) return std::nullopt;
+    }
+    w.axis = dq.attr_int("axis", 1);
+    if (w.integers && w.axis < 0) w.axis += static_cast<int64_t>(w.integers->shape.size());
+  } else {
+    const auto o = graph.dequantized_origins.find(layer.inputs[1]);
+    if (o == graph.dequantized_origins.end()) return std::nullopt;
+    w.integers = &o->second.integers;
+    w.scale = &o->second.scale;
+    if (o->second.zero_point.numel() > 0) zero = &o->second.zero_point;
+    w.axis = o->second.axis;
+  }
+  if (!w.integers || w.integers->dtype != DType::kInt8 || w.integers->shape.size() < 2 ||
+      !w.scale || !w.scale->is_float())
+    return std::nullopt;
+  if (zero && std::any_of(zero->i64.begin(), zero->i64.end(), [](int64_t z) { return z != 0; }))
+    return std::nullopt;
+  if (folded_by.count(weight_slot)) return w;
+  // An imported origin: the float weight must still be integers x scale.
+  const Tensor* current = im.constant_slots[weight_slot];
+  const Tensor& q = *w.integers;
+  if (!current || current->dtype != DType::kFloat32 || current->shape != q.shape)
+    return std::nullopt;
+  const int64_t n = q.numel();
+  const int64_t channels = w.scale->numel();
+  int64_t inner = 1;
+  for (size_t d = static_cast<size_t>(w.axis) + 1; d < q.shape.size(); ++d) inner *= q.shape[d];
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = channels == 1 ? 0 : (i / inner) % channels;
+    if (current->f32[i] != static_cast<float>(q.i64[i]) * w.scale->f32[c]) return std::nullopt;
+  }
+  return w;
+}
+
 // ExecutorOptions::int8 (see there): finds the layers that can run on integer kernels, gives them
 // their integer parameters, and drops the QuantizeLinear -> DequantizeLinear step they absorb.
 void plan_int8_layers(Executor::Impl& im, const Graph& graph,
@@ -386,30 +443,16 @@ void plan_int8_layers(Executor::Impl& im, const Graph& graph,
     if (q.inputs.size() > 2 && q.inputs[2] >= 0 &&
         (!x_zero || x_zero->dtype != DType::kUInt8 || x_zero->numel() != 1))
       continue;
-    const auto f = folded_by.find(st.inputs[1]);
-    if (f == folded_by.end()) continue;
-    const Node& dq = graph.nodes[f->second];
-    if (dq.op_type != "DequantizeLinear" || dq.inputs.size() < 2) continue;
-    const Tensor* wq = graph.find_initializer(dq.inputs[0]);
-    const Tensor* ws = graph.find_initializer(dq.inputs[1]);
-    const Tensor* wz = dq.inputs.size() > 2 && !dq.inputs[2].empty()
-                           ? graph.find_initializer(dq.inputs[2])
-                           : nullptr;
-    if (!wq || wq->dtype != DType::kInt8 || wq->shape.size() < 2 || !ws || !ws->is_float())
-      continue;
-    if (dq.inputs.size() > 2 && !dq.inputs[2].empty() &&
-        (!wz || std::any_of(wz->i64.begin(), wz->i64.end(), [](int64_t z) { return z != 0; })))
-      continue;
     const Node& node = graph.nodes[st.node_index];
+    const auto w = integer_weight(im, graph, node, st.inputs[1], folded_by);
+    if (!w) continue;
+    const Tensor* wq = w->integers;
+    const Tensor* ws = w->scale;
     const bool out_first =
         node.op_type == "Conv" || (node.op_type == "Gemm" && node.attr_int("transB", 0) != 0);
     const int64_t rank = static_cast<int64_t>(wq->shape.size());
     const int64_t oc_axis = out_first ? 0 : rank - 1;
-    if (ws->numel() != 1) {
-      int64_t axis = dq.attr_int("axis", 1);
-      if (axis < 0) axis += rank;
-      if (axis != oc_axis || ws->numel() != wq->shape[oc_axis]) continue;
-    }
+    if (ws->numel() != 1 && (w->axis != oc_axis || ws->numel() != wq->shape[oc_axis])) continue;
     // Scales whose products are not normal floats (0, subnormal, inf, NaN) would give NaN where
     // the float path gives the bias: keep such a layer in float.
     const bool normal_scales = std::all_of(ws->f32.begin(), ws->f32.end(), [&](float w) {

@@ -66,6 +66,8 @@ std::vector<float> run(const model::Graph& g, const model::Tensor& x, bool int8,
 
 TEST_CASE(
     "int8 execution of a w8a8 QDQ CNN equals the fake-quantized float path to float rounding") {
+  if (!model::int8_kernels_available())
+    COMPSEARCH_SKIP_TEST("this CPU has no VNNI/AMX: oneDNN's int8 kernels saturate, int8 is off");
   const model::Graph g = testing::small_cnn();
   const model::Tensor x = testing::small_cnn_input(8, 5);
   const model::Graph qdq = w8a8_qdq(g, x);
@@ -81,6 +83,36 @@ TEST_CASE(
   // Batch split over two threads runs the same integer kernels.
   const auto got2 = run(qdq, x, true, nullptr, 2);
   for (size_t i = 0; i < got.size(); ++i) CHECK(std::fabs(got2[i] - want[i]) <= 1e-5 * (1 + scale));
+}
+
+TEST_CASE("A QDQ .onnx file loaded from disk runs its weights' int8 integers, unless edited") {
+  if (!model::int8_kernels_available())
+    COMPSEARCH_SKIP_TEST("this CPU has no VNNI/AMX: oneDNN's int8 kernels saturate, int8 is off");
+  const model::Graph g = testing::small_cnn();
+  const model::Tensor x = testing::small_cnn_input(8, 5);
+  const model::Graph qdq = w8a8_qdq(g, x);
+  const auto dir = std::filesystem::temp_directory_path() / "compsearch_int8_loaded_test";
+  std::filesystem::create_directories(dir);
+  model::save_onnx(qdq, dir / "qdq.onnx");
+  model::Graph loaded = model::load_onnx(dir / "qdq.onnx");
+  // The importer folded both weight DequantizeLinear nodes and kept their integers.
+  CHECK(loaded.dequantized_origins.size() == 2);
+  const auto want = run(qdq, x, false);
+  int64_t calls = -1;
+  const auto got = run(loaded, x, true, &calls);
+  CHECK(calls == 2);
+  REQUIRE(got.size() == want.size());
+  double scale = 0;
+  for (float v : want) scale = std::max(scale, static_cast<double>(std::fabs(v)));
+  for (size_t i = 0; i < got.size(); ++i) CHECK(std::fabs(got[i] - want[i]) <= 1e-5 * (1 + scale));
+  // A weight edited after loading no longer equals its integers x scale: that layer runs in float
+  // (on the edited weight), the other stays integer.
+  auto& origin = *loaded.dequantized_origins.begin();
+  loaded.find_initializer(origin.first)->f32[0] += 0.5f;
+  int64_t calls_edited = -1;
+  run(loaded, x, true, &calls_edited);
+  CHECK(calls_edited == 1);
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("With a layer-input hook an int8 plan runs the float path and the hook sees its values") {
