@@ -19,7 +19,7 @@ int run_evaluate(const std::vector<std::string>& args) {
       "usage: compsearch evaluate --model MODEL.onnx --data fashion-mnist|DATA.json [--recipe "
       "RECIPE.json] [options]\n"
       "       compsearch evaluate --model LLM_DIR|MODEL.gguf --data TOKENS.npy [--context N] "
-      "[--recipe RECIPE.json] [--json]\n\n"
+      "[--recipe RECIPE.json] [--imatrix I.gguf] [--kld] [--json]\n\n"
       "Runs the model on every labelled sample of the data set and prints top-1 accuracy.\n"
       "An LLM checkpoint (a Hugging Face directory with config.json, or a GGUF file) is scored "
       "by perplexity over the token ids in TOKENS.npy (docs/llm.md); its --recipe gives "
@@ -36,6 +36,12 @@ int run_evaluate(const std::vector<std::string>& args) {
       "only the first N samples (-1 = all); LLM: the first N windows")(
       "context", po::value<int64_t>()->default_value(0),
       "LLM: tokens per window (0 = min(512, trained context, tokens))")(
+      "kld",
+      "LLM: also the KL divergence and ΔNLL of the --recipe model against the model as loaded, "
+      "as llama-perplexity --kl-divergence defines them (JSON keys kld, delta_nll, kld_p99, ...)")(
+      "imatrix", po::value<std::string>(),
+      "LLM: quantize the --recipe with this importance matrix (GGUF, from `compsearch calibrate` "
+      "or llama-imatrix), as llama-quantize --imatrix does")(
       "json", "print JSON (keys accuracy, correct, samples, ...) instead of text")(
       "recipe", po::value<std::string>(),
       "compsearch.recipe/1 file: evaluate the compressed model against the uncompressed one "
@@ -55,6 +61,8 @@ int run_evaluate(const std::vector<std::string>& args) {
     llm_req.max_windows = std::max<int64_t>(0, o.get<int64_t>("limit"));
     llm_req.threads = threads_flag(o);
     llm_req.recipe = o.optional<std::string>("recipe").value_or("");
+    llm_req.kld = o.has("kld");
+    llm_req.imatrix = o.optional<std::string>("imatrix").value_or("");
     const auto result = experiments::evaluate_llm(llm_req);
     std::cout << (o.has("json") ? result.to_json().dump(2) + "\n" : result.to_text());
     return 0;

@@ -2,12 +2,14 @@
 #include "experiments/llm_commands.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <sstream>
 
 #include "experiments/text_table.h"
 #include "experiments/usage_error.h"
 #include "llm/gguf_export.h"
+#include "llm/imatrix.h"
 #include "model/tensor.h"
 
 namespace compsearch::experiments {
@@ -132,10 +134,29 @@ LlmEvaluateResult evaluate_llm(const LlmEvaluateRequest& request) {
   if (context == 0) {
     context = std::min<int64_t>({512, m.config.context, static_cast<int64_t>(tokens.size())});
   }
-  if (!request.recipe.empty()) {
-    r.applied = llm::apply_llm_recipe(m, llm::load_llm_recipe(request.recipe, m));
+  std::optional<llm::KldReference> reference;
+  if (request.kld) {
+    reference = llm::kld_reference(m, tokens, context, request.max_windows, request.threads);
   }
-  r.perplexity = llm::evaluate_perplexity(m, tokens, context, request.max_windows, request.threads);
+  if (!request.imatrix.empty() && request.recipe.empty()) {
+    throw UsageError("--imatrix quantizes a --recipe: give one");
+  }
+  if (!request.recipe.empty()) {
+    std::optional<llm::Imatrix> imatrix;
+    if (!request.imatrix.empty()) {
+      imatrix = llm::read_imatrix(request.imatrix);
+      llm::check_imatrix(*imatrix, m, request.imatrix);
+    }
+    r.applied = llm::apply_llm_recipe_imatrix(m, llm::load_llm_recipe(request.recipe, m),
+                                              imatrix ? &*imatrix : nullptr);
+  }
+  if (reference) {
+    r.kld = llm::evaluate_kld(m, tokens, *reference, request.threads);
+    r.perplexity = r.kld->perplexity;
+  } else {
+    r.perplexity =
+        llm::evaluate_perplexity(m, tokens, context, request.max_windows, request.threads);
+  }
   return r;
 }
 
@@ -152,6 +173,16 @@ nlohmann::json LlmEvaluateResult::to_json() const {
                         {"seconds", p.seconds},
                         {"tokens_per_second", p.tokens_per_second}};
   if (applied) out.update(applied_json(*applied));
+  if (kld) {
+    out.update({{"kld", kld->mean_kld},
+                {"delta_nll", kld->delta_nll},
+                {"kld_uncertainty", kld->kld_uncertainty},
+                {"kld_median", kld->median_kld},
+                {"kld_p99", kld->p99_kld},
+                {"kld_max", kld->max_kld},
+                {"same_top", kld->same_top},
+                {"reference_mean_nll", kld->mean_nll_ref}});
+  }
   return out;
 }
 
@@ -172,7 +203,44 @@ std::string LlmEvaluateResult::to_text() const {
                   static_cast<long long>(applied->total_bytes), applied->bits_per_weight());
     out += buf;
   }
+  if (kld) {
+    std::snprintf(buf, sizeof buf,
+                  "KLD:        %.6f ± %.6f mean (median %.6f, 99%% %.6f, max %.6f) against the "
+                  "model as loaded\nΔNLL:       %+.6f nats (reference NLL %.5f); same top token "
+                  "%.2f%%\n",
+                  kld->mean_kld, kld->kld_uncertainty, kld->median_kld, kld->p99_kld, kld->max_kld,
+                  kld->delta_nll, kld->mean_nll_ref, 100.0 * kld->same_top);
+    out += buf;
+  }
   return out;
+}
+
+nlohmann::json calibrate_llm(const LlmCalibrateRequest& request) {
+  if (request.context < 0 || request.context == 1) {
+    throw UsageError("--context must be >= 2 (or 0 for the default), got " +
+                     std::to_string(request.context));
+  }
+  if (request.max_windows < 0) throw UsageError("--limit must be >= 0 windows (0 = all)");
+  const llm::LlmModel m = llm::load_llm(request.model);
+  const std::vector<int32_t> tokens = llm::load_tokens(request.data, m.config.vocab);
+  int64_t context = request.context;
+  if (context == 0) {
+    context = std::min<int64_t>({512, m.config.context, static_cast<int64_t>(tokens.size())});
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const llm::Imatrix im =
+      llm::collect_imatrix(m, tokens, context, request.max_windows, request.threads,
+                           request.process_output, request.data);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  llm::write_imatrix(im, request.out);
+  return {{"out", request.out},
+          {"format", "gguf"},
+          {"entries", im.entries.size()},
+          {"chunks", im.chunks},
+          {"chunk_size", im.chunk_size},
+          {"tokens", im.chunks * im.chunk_size},
+          {"seconds", seconds}};
 }
 
 nlohmann::json compress_llm(const std::string& model, const std::string& recipe,

@@ -10,6 +10,7 @@
 
 #include "llm/checkpoint.h"
 #include "llm/decoder.h"
+#include "llm/kld.h"
 #include "llm/llm_recipe.h"
 
 namespace compsearch::experiments {
@@ -39,21 +40,37 @@ struct LlmEvaluateRequest {
   int64_t max_windows = 0;  // 0: all
   int threads = 0;          // 0: all cores
   std::string recipe;       // "" = the weights as loaded
+  bool kld = false;         // also KL divergence and ΔNLL against the model as loaded (llm/kld.h)
+  std::string imatrix;      // "" or a GGUF importance matrix the recipe quantizes with
 };
 
 // `evaluate --model M --data TOKENS.npy`. JSON: {"model", "data", "recipe" (or null), "context",
 // "windows", "tokens_scored", "mean_nll", "perplexity", "seconds", "tokens_per_second", with a
-// recipe "size_bytes" and "bits_per_weight"}.
+// recipe "size_bytes" and "bits_per_weight"; with kld "kld" (mean), "delta_nll", "kld_uncertainty",
+// "kld_median", "kld_p99", "kld_max", "same_top", "reference_mean_nll"}.
 struct LlmEvaluateResult {
   std::string model, data, recipe;
   llm::PerplexityResult perplexity;
   std::optional<llm::AppliedRecipe> applied;
+  std::optional<llm::KldResult> kld;
 
   nlohmann::json to_json() const;
   std::string to_text() const;
 };
 
 LlmEvaluateResult evaluate_llm(const LlmEvaluateRequest& request);
+
+// `calibrate --model M --data T --out imatrix.gguf`: the importance matrix of the model on the
+// tokens (llm/imatrix.h), written as llama-imatrix writes it. Returns {"out", "entries", "chunks",
+// "chunk_size", "tokens", "seconds"}.
+struct LlmCalibrateRequest {
+  std::string model, data, out;
+  int64_t context = 0;      // 0: min(512, trained context, tokens / 2)
+  int64_t max_windows = 0;  // 0: all
+  int threads = 0;
+  bool process_output = false;
+};
+nlohmann::json calibrate_llm(const LlmCalibrateRequest& request);
 
 // `compress --model M --recipe R --format gguf --out F`: writes the model with the recipe's types
 // (llm/gguf_export.h). Returns {"format": "gguf", "out", "size_bytes", "bits_per_weight",

@@ -25,8 +25,11 @@ ConstMap weight(const LlmTensor& t) {
   return ConstMap(t.data.data(), t.shape[0], t.shape[1]);
 }
 
-// y = x W^T, x [T, in], W [out, in].
-Matrix project(const Matrix& x, const LlmTensor& w) { return x * weight(w).transpose(); }
+// y = x W^T, x [T, in], W [out, in]; the observer sees x first.
+Matrix project(const Matrix& x, const LlmTensor& w, const MatmulObserver& observer) {
+  if (observer) observer(w.name, x.data(), x.rows(), x.cols());
+  return x * weight(w).transpose();
+}
 
 // x / sqrt(mean(x^2) + eps) * gamma, per row.
 Matrix rms_norm(const Matrix& x, const LlmTensor& gamma, double eps) {
@@ -104,7 +107,8 @@ Matrix attention(const Matrix& q, const Matrix& k, const Matrix& v, const LlmCon
 
 }  // namespace
 
-std::vector<float> decoder_logits(const LlmModel& model, std::span<const int32_t> tokens) {
+std::vector<float> decoder_logits(const LlmModel& model, std::span<const int32_t> tokens,
+                                  const MatmulObserver& observer) {
   const LlmConfig& c = model.config;
   if (tokens.empty()) throw std::invalid_argument("decoder_logits: empty token window");
   const int64_t t = static_cast<int64_t>(tokens.size());
@@ -123,63 +127,83 @@ std::vector<float> decoder_logits(const LlmModel& model, std::span<const int32_t
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     Matrix n = rms_norm(x, model.at(b + "attn_norm"), c.rms_eps);
-    Matrix q = project(n, model.at(b + "attn_q"));
-    Matrix k = project(n, model.at(b + "attn_k"));
-    const Matrix v = project(n, model.at(b + "attn_v"));
+    Matrix q = project(n, model.at(b + "attn_q"), observer);
+    Matrix k = project(n, model.at(b + "attn_k"), observer);
+    const Matrix v = project(n, model.at(b + "attn_v"), observer);
     apply_rope(q, c.heads, c.head_dim, rope);
     apply_rope(k, c.kv_heads, c.head_dim, rope);
-    x += project(attention(q, k, v, c), model.at(b + "attn_output"));
+    x += project(attention(q, k, v, c), model.at(b + "attn_output"), observer);
     n = rms_norm(x, model.at(b + "ffn_norm"), c.rms_eps);
-    Matrix gate = project(n, model.at(b + "ffn_gate"));
-    const Matrix up = project(n, model.at(b + "ffn_up"));
+    Matrix gate = project(n, model.at(b + "ffn_gate"), observer);
+    const Matrix up = project(n, model.at(b + "ffn_up"), observer);
     gate = gate.array() / (1.0f + (-gate.array()).exp()) * up.array();  // silu(gate) * up
-    x += project(gate, model.at(b + "ffn_down"));
+    x += project(gate, model.at(b + "ffn_down"), observer);
   }
   const Matrix n = rms_norm(x, model.at("output_norm"), c.rms_eps);
-  const Matrix logits = project(n, c.tied_embeddings ? embd : model.at("output"));
+  const Matrix logits = project(n, c.tied_embeddings ? embd : model.at("output"), observer);
   return {logits.data(), logits.data() + logits.size()};
+}
+
+WindowPlan plan_windows(int64_t n_tokens, int64_t context, int64_t max_windows) {
+  if (context < 2) {
+    throw std::invalid_argument("context must be >= 2 tokens, got " + std::to_string(context));
+  }
+  if (n_tokens < context) {
+    throw std::invalid_argument("perplexity over windows of " + std::to_string(context) +
+                                " tokens needs at least that many, got " +
+                                std::to_string(n_tokens));
+  }
+  WindowPlan plan;
+  plan.context = context;
+  plan.windows = n_tokens / context;
+  if (max_windows > 0) plan.windows = std::min(plan.windows, max_windows);
+  return plan;
+}
+
+OmpThreadCap::OmpThreadCap(int n) : saved_(omp_get_max_threads()) {
+  if (n > 0) omp_set_num_threads(n);
+}
+OmpThreadCap::~OmpThreadCap() { omp_set_num_threads(saved_); }
+
+double for_each_window(
+    const LlmModel& model, std::span<const int32_t> tokens, const WindowPlan& plan, int threads,
+    const std::function<void(int64_t, std::span<const int32_t>, const std::vector<float>&)>& fn,
+    const MatmulObserver& observer) {
+  COMPSEARCH_CHECK(plan.windows * plan.context <= static_cast<int64_t>(tokens.size()),
+                   "window plan longer than the tokens");
+  const OmpThreadCap cap(threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t w = 0; w < plan.windows; ++w) {
+    const auto window =
+        tokens.subspan(static_cast<size_t>(w * plan.context), static_cast<size_t>(plan.context));
+    fn(w, window, decoder_logits(model, window, observer));
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double token_nll(const float* row, int64_t vocab, int32_t token) {
+  const float mx = *std::max_element(row, row + vocab);
+  double sum = 0.0;
+  for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+  return std::log(sum) + mx - row[token];
 }
 
 PerplexityResult evaluate_perplexity(const LlmModel& model, std::span<const int32_t> tokens,
                                      int64_t context, int64_t max_windows, int threads) {
-  if (context < 2) {
-    throw std::invalid_argument("context must be >= 2 tokens, got " + std::to_string(context));
-  }
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  if (n < context) {
-    throw std::invalid_argument("perplexity over windows of " + std::to_string(context) +
-                                " tokens needs at least that many, got " + std::to_string(n));
-  }
+  const WindowPlan plan = plan_windows(static_cast<int64_t>(tokens.size()), context, max_windows);
   PerplexityResult r;
   r.context = context;
-  r.windows = n / context;
-  if (max_windows > 0) r.windows = std::min(r.windows, max_windows);
-  const int64_t first = context / 2, vocab = model.config.vocab;
+  r.windows = plan.windows;
+  const int64_t vocab = model.config.vocab;
   double nll = 0.0;
-  // The thread cap holds for these forward passes only (Eigen's products and the attention loop
-  // both follow omp_get_max_threads()).
-  struct ThreadCap {
-    int saved = omp_get_max_threads();
-    explicit ThreadCap(int n) {
-      if (n > 0) omp_set_num_threads(n);
-    }
-    ~ThreadCap() { omp_set_num_threads(saved); }
-  } cap(threads);
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int64_t w = 0; w < r.windows; ++w) {
-    const auto window =
-        tokens.subspan(static_cast<size_t>(w * context), static_cast<size_t>(context));
-    const std::vector<float> logits = decoder_logits(model, window);
-    for (int64_t p = first; p < context - 1; ++p) {
-      const float* row = logits.data() + p * vocab;
-      const float mx = *std::max_element(row, row + vocab);
-      double sum = 0.0;
-      for (int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
-      nll += std::log(sum) + mx - row[window[p + 1]];
-      ++r.tokens_scored;
-    }
-  }
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.seconds = for_each_window(
+      model, tokens, plan, threads,
+      [&](int64_t, std::span<const int32_t> window, const std::vector<float>& logits) {
+        for (int64_t p = plan.first(); p < context - 1; ++p) {
+          nll += token_nll(logits.data() + p * vocab, vocab, window[p + 1]);
+          ++r.tokens_scored;
+        }
+      });
   r.mean_nll = nll / static_cast<double>(r.tokens_scored);
   r.perplexity = std::exp(r.mean_nll);
   r.tokens_per_second = r.seconds > 0 ? static_cast<double>(r.windows * context) / r.seconds : 0.0;

@@ -11,16 +11,63 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "llm/checkpoint.h"
 
 namespace compsearch::llm {
 
+// Sees the input of every matrix product before it is multiplied: the weight tensor's GGUF name
+// and the input rows [rows, cols] (row-major, cols = the tensor's row length). attn_q, attn_k and
+// attn_v are reported one by one with the same input, as are ffn_gate and ffn_up (llama-imatrix
+// collects per weight tensor likewise). Called from the calling thread, never in parallel.
+using MatmulObserver =
+    std::function<void(const std::string& tensor, const float* x, int64_t rows, int64_t cols)>;
+
 // Logits [tokens.size(), vocab] (row-major) of the window `tokens` (positions 0..n-1). Throws
-// std::invalid_argument for an empty window or a token outside [0, vocab).
-std::vector<float> decoder_logits(const LlmModel& model, std::span<const int32_t> tokens);
+// std::invalid_argument for an empty window or a token outside [0, vocab). `observer`, when set,
+// sees every matrix product's input (for importance matrices).
+std::vector<float> decoder_logits(const LlmModel& model, std::span<const int32_t> tokens,
+                                  const MatmulObserver& observer = {});
+
+// llama-perplexity's windows (also its --kl-divergence and llama-imatrix's chunks): floor(n /
+// context) non-overlapping windows, capped by `max_windows` > 0; in each, the logits at positions
+// first() .. context-2 predict the next token. Throws std::invalid_argument when context < 2 or
+// fewer than `context` tokens are given.
+struct WindowPlan {
+  int64_t context = 0;
+  int64_t windows = 0;
+  int64_t first() const { return context / 2; }
+  int64_t scored_per_window() const { return context - 1 - context / 2; }
+  int64_t tokens_scored() const { return windows * scored_per_window(); }
+};
+WindowPlan plan_windows(int64_t n_tokens, int64_t context, int64_t max_windows);
+
+// Caps OpenMP's threads (Eigen's products and the attention loop follow omp_get_max_threads())
+// for its lifetime; n <= 0 leaves the default.
+class OmpThreadCap {
+ public:
+  explicit OmpThreadCap(int n);
+  ~OmpThreadCap();
+  OmpThreadCap(const OmpThreadCap&) = delete;
+  OmpThreadCap& operator=(const OmpThreadCap&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Runs the decoder over each window of `plan` and hands fn(window index, window tokens, logits
+// [context, vocab]) the result, with the thread cap held. Returns the seconds spent.
+double for_each_window(
+    const LlmModel& model, std::span<const int32_t> tokens, const WindowPlan& plan, int threads,
+    const std::function<void(int64_t, std::span<const int32_t>, const std::vector<float>&)>& fn,
+    const MatmulObserver& observer = {});
+
+// -log softmax(row)[token] over a row of `vocab` logits (max-shifted, summed in double).
+double token_nll(const float* row, int64_t vocab, int32_t token);
 
 struct PerplexityResult {
   int64_t context = 0;             // window length
