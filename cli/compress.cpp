@@ -6,6 +6,7 @@
 #include "cli/options.h"
 #include "experiments/compress_commands.h"
 #include "experiments/llm_commands.h"
+#include "experiments/llm_export.h"
 
 namespace po = boost::program_options;
 
@@ -24,11 +25,20 @@ int run_compress(const std::vector<std::string>& args) {
       "Recipes with 4/8-bit activations are calibrated on --calibration-data (default: the\n"
       "fashion-mnist train split).\n"
       "An LLM checkpoint (a Hugging Face directory with config.json, or a GGUF file) takes a\n"
-      "recipe of llama.cpp types and --format gguf: the tensors quantized by ggml (docs/llm.md).\n"
+      "recipe of llama.cpp types, or a llama.cpp mix name (q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k,\n"
+      "...), and these formats (docs/llm.md):\n"
+      "  gguf                the tensors quantized by ggml\n"
+      "  llama-tensor-types  a llama-quantize --tensor-type-file (one regex=type per matrix);\n"
+      "                      prints the equivalent llama-quantize command line\n"
+      "  recipe              the recipe file, every matrix named\n"
+      "  safetensors         --out is a folder: a Hugging Face checkpoint (config.json,\n"
+      "                      model.safetensors) of the dequantized weights\n"
       "\noptions");
   o.add()("model", po::value<std::string>(), "ONNX model file")(
-      "recipe", po::value<std::string>(), "recipe JSON file (compsearch.recipe/1)")(
-      "format", po::value<std::string>(), "onnx-qdq, onnx or safetensors (LLM: gguf)")(
+      "recipe", po::value<std::string>(),
+      "recipe JSON file (compsearch.recipe/1); LLM: or a llama.cpp mix name")(
+      "format", po::value<std::string>(),
+      "onnx-qdq, onnx or safetensors (LLM: gguf, llama-tensor-types, recipe, safetensors)")(
       "out", po::value<std::string>(), "output file")(
       "calibration-data", po::value<std::string>()->default_value("fashion-mnist"),
       "fashion-mnist or a dataset JSON file, for activation calibration")(
@@ -38,16 +48,10 @@ int run_compress(const std::vector<std::string>& args) {
                                        "calibration images")("json", "print a JSON summary");
   if (!o.parse(args)) return 0;
   if (experiments::is_llm_model(o.required<std::string>("model"))) {
-    const auto summary = experiments::compress_llm(
-        o.required<std::string>("model"), o.required<std::string>("recipe"),
-        o.required<std::string>("format"), o.required<std::string>("out"));
-    if (o.has("json")) {
-      std::cout << summary.dump(2) << "\n";
-    } else {
-      std::cout << "wrote " << summary["out"].get<std::string>()
-                << " (gguf): " << summary["size_bytes"] << " bytes of tensors, "
-                << summary["bits_per_weight"].get<double>() << " bits per weight\n";
-    }
+    const auto summary =
+        experiments::export_llm(o.required<std::string>("model"), o.required<std::string>("recipe"),
+                                o.required<std::string>("format"), o.required<std::string>("out"));
+    std::cout << (o.has("json") ? summary.dump(2) + "\n" : experiments::export_llm_text(summary));
     return 0;
   }
   experiments::CompressRequest req;
@@ -68,7 +72,8 @@ int run_compress(const std::vector<std::string>& args) {
 }
 
 const CommandRegistration kRegistration(
-    "compress", "apply a recipe and export (onnx-qdq, onnx, safetensors, gguf)", run_compress);
+    "compress", "apply a recipe and export (onnx-qdq, onnx, safetensors, gguf, llama-tensor-types)",
+    run_compress);
 
 }  // namespace
 }  // namespace compsearch::cli

@@ -21,7 +21,8 @@ int run_inspect(const std::vector<std::string>& args) {
       "output activation elements, and the model totals.\n"
       "For an LLM checkpoint (a Hugging Face directory with config.json, or a GGUF file): every "
       "tensor with its GGUF and HF names, role, shape, stored type, params and MACs per token; "
-      "with --recipe, the llama.cpp type each is stored as and the size (docs/llm.md).\n\noptions");
+      "with --recipe (a file, or a llama.cpp mix name: q2_k, q3_k_m, q4_k_m, q5_k_m, q6_k, ...), "
+      "the llama.cpp type each is stored as and the size (docs/llm.md).\n\noptions");
   o.add()("json", "print JSON instead of a table")("model", po::value<std::string>(),
                                                    "ONNX model file (positional)")(
       "recipe", po::value<std::string>(),

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "llm/llama_mixes.h"
+
 namespace compsearch::llm {
 
 namespace {
@@ -66,8 +68,18 @@ LlmRecipe parse_llm_recipe(const nlohmann::json& j, const LlmModel& model,
 }
 
 LlmRecipe load_llm_recipe(const std::filesystem::path& path, const LlmModel& model) {
+  if (is_llama_mix(path.string()) && !std::filesystem::exists(path)) {
+    return llama_mix_recipe(model, path.string());
+  }
   std::ifstream in(path);
-  if (!in) throw std::invalid_argument(path.string() + ": cannot open the recipe");
+  if (!in) {
+    std::string mixes;
+    for (const std::string& m : llama_mix_names()) mixes += (mixes.empty() ? "" : ", ") + m;
+    throw std::invalid_argument(path.string() +
+                                ": cannot open the recipe (expected a compsearch.recipe/1 file "
+                                "or a llama.cpp mix: " +
+                                mixes + ")");
+  }
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);

@@ -33,6 +33,8 @@ struct LlmRecipe {
 // Parses and checks a recipe against the model's tensors. Throws std::invalid_argument.
 LlmRecipe parse_llm_recipe(const nlohmann::json& j, const LlmModel& model,
                            const std::string& source);
+// A recipe file, or the name of one of llama.cpp's mixes (q4_k_m, ...: llm/llama_mixes.h) when no
+// file of that name exists.
 LlmRecipe load_llm_recipe(const std::filesystem::path& path, const LlmModel& model);
 
 struct AppliedTensor {

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/atomic_file.h"
 #include "common/json_nesting.h"
 #include "model/half.h"
 #include "model/tensor.h"
@@ -148,6 +149,34 @@ std::vector<float> read_safetensors_tensor(const SafetensorsFile& file,
     }
   }
   return out;
+}
+
+void write_safetensors_f32(const std::filesystem::path& path,
+                           const std::vector<SafetensorsF32Tensor>& tensors,
+                           const std::map<std::string, std::string>& metadata) {
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const SafetensorsF32Tensor& t : tensors) {
+    const uint64_t bytes = t.data->size() * sizeof(float);
+    if (header.contains(t.name)) fail(path, "tensor '" + t.name + "' written twice");
+    header[t.name] = {
+        {"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data starts 8-byte aligned
+  replace_file_atomically(path, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    const uint64_t n = text.size();
+    out.write(reinterpret_cast<const char*>(&n), 8);  // little-endian host
+    out.write(text.data(), static_cast<std::streamsize>(n));
+    for (const SafetensorsF32Tensor& t : tensors) {
+      out.write(reinterpret_cast<const char*>(t.data->data()),
+                static_cast<std::streamsize>(t.data->size() * sizeof(float)));
+    }
+    if (!out.flush()) fail(path, "write failed");
+  });
 }
 
 }  // namespace compsearch::llm

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,18 @@ SafetensorsFile read_safetensors_header(const std::filesystem::path& path);
 // The tensor's values as float (row-major, as stored).
 std::vector<float> read_safetensors_tensor(const SafetensorsFile& file,
                                            const SafetensorsEntry& entry);
+
+// Writes a safetensors file of F32 tensors (in the order given; names must be unique) with
+// `metadata` (string values) as __metadata__, atomically. Throws std::runtime_error naming the
+// file.
+struct SafetensorsF32Tensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  const std::vector<float>* data = nullptr;  // shape's product values, row-major
+};
+void write_safetensors_f32(const std::filesystem::path& path,
+                           const std::vector<SafetensorsF32Tensor>& tensors,
+                           const std::map<std::string, std::string>& metadata);
 
 // BF16 bits -> float (exact) and float -> BF16 bits (round to nearest even, NaN kept quiet).
 float bf16_bits_to_float(uint16_t bits);
