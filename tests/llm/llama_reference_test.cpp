@@ -1,15 +1,12 @@
 // compsearch against llama.cpp's own tools (built by llm/CMakeLists.txt from the pinned llama.cpp
 // tree): llama-quantize gives the same stored type for every tensor, fallbacks included, and
 // bit-identical dequantized weights; llama-perplexity gives the same perplexity.
-#include <dlfcn.h>
 #include <doctest/doctest.h>
-#include <ggml.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
-#include <sstream>
 
 #include "llm/checkpoint.h"
 #include "llm/decoder.h"
@@ -18,24 +15,9 @@
 #include "tests/test_skip.h"
 
 using namespace compsearch::llm;
+using compsearch::testing::llama_quantize;
+using compsearch::testing::run_llama_quantize;
 namespace fs = std::filesystem;
-
-namespace {
-
-fs::path llama_quantize() { return fs::path(COMPSEARCH_BINARY_DIR) / "llm" / "llama-quantize"; }
-
-// Runs llama-quantize on the F16 fixture; returns the output file.
-fs::path run_llama_quantize(const std::string& args, const std::string& name) {
-  const fs::path out = compsearch::testing::fresh_dir("llama_quantize") / (name + ".gguf");
-  const fs::path log = out.parent_path() / (name + ".log");
-  const std::string cmd = llama_quantize().string() + " " + args + " " +
-                          compsearch::testing::llm_fixture("tiny_llama.f16.gguf").string() + " " +
-                          out.string() + " " + name + " > " + log.string() + " 2>&1";
-  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "failed: " << cmd << " (log " << log << ")");
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("llama-quantize --pure stores the types compsearch plans, fallbacks included") {
   if (!fs::exists(llama_quantize())) {
@@ -81,31 +63,21 @@ TEST_CASE("llama-quantize's Q4_K_M mix is reproduced tensor by tensor from its t
 }
 
 TEST_CASE("llama-perplexity on the F16 GGUF gives compsearch's perplexity") {
-  const fs::path bin = fs::path(COMPSEARCH_BINARY_DIR) / "llm" / "llama-perplexity";
-  if (!fs::exists(bin)) {
+  if (!fs::exists(compsearch::testing::llama_perplexity())) {
     COMPSEARCH_SKIP_TEST("llama-perplexity was not built (see llm/CMakeLists.txt)");
   }
-  // It loads its CPU backend from the working directory: the folder of the libggml-base we link.
-  Dl_info info{};
-  REQUIRE(dladdr(reinterpret_cast<void*>(&ggml_type_size), &info) != 0);
-  const fs::path backends = fs::path(info.dli_fname).parent_path();
   const fs::path gguf = compsearch::testing::llm_fixture("tiny_llama.f16.gguf");
   const std::vector<int32_t> tokens =
       load_tokens(compsearch::testing::llm_fixture("fortunes_heldout.u8.npy"), 256);
-  const fs::path dir = compsearch::testing::fresh_dir("llama_perplexity");
+  const fs::path dir = compsearch::testing::fresh_dir("llama_perplexity_text");
   {
     std::ofstream text(dir / "heldout.txt", std::ios::binary);
     for (int32_t t : tokens) text.put(static_cast<char>(t));
   }
-  const std::string cmd = "cd " + backends.string() + " && " + bin.string() + " -m " +
-                          gguf.string() + " -f " + (dir / "heldout.txt").string() +
-                          " -c 128 --chunks 4 -b 128 -t 2 > " + (dir / "log").string() + " 2>&1";
-  const int rc = std::system(cmd.c_str());
-  std::ifstream log(dir / "log");
-  std::stringstream ss;
-  ss << log.rdbuf();
-  const std::string text = ss.str();
-  REQUIRE_MESSAGE(rc == 0, "failed (" << rc << "): " << cmd << "\n" << text);
+  const std::string text = compsearch::testing::run_llama_perplexity(
+      "-m " + gguf.string() + " -f " + (dir / "heldout.txt").string() +
+          " -c 128 --chunks 4 -b 128 -t 2",
+      "ppl");
   std::smatch m;
   REQUIRE_MESSAGE(std::regex_search(text, m, std::regex(R"(Final estimate: PPL = ([0-9.]+))")),
                   text);

@@ -2,13 +2,18 @@
 // fixture (scripts/make_tiny_llama.py, scripts/make_llm_reference.py).
 #pragma once
 
+#include <dlfcn.h>
+#include <doctest/doctest.h>
+#include <ggml.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -55,6 +60,46 @@ inline std::string f32_bytes(const std::vector<float>& v) {
 
 inline std::filesystem::path llm_fixture(const std::string& name) {
   return std::filesystem::path(COMPSEARCH_TEST_DATA) / "llm" / name;
+}
+
+// llama.cpp's llama-quantize, built by llm/CMakeLists.txt (may be absent: skip then).
+inline std::filesystem::path llama_quantize() {
+  return std::filesystem::path(COMPSEARCH_BINARY_DIR) / "llm" / "llama-quantize";
+}
+
+// Runs `llama-quantize ARGS INPUT OUT NAME` (NAME: a llama.cpp type or mix, also the output's file
+// name; INPUT: the F16 fixture unless given); returns the output file.
+inline std::filesystem::path run_llama_quantize(
+    const std::string& args, const std::string& name,
+    const std::filesystem::path& input = llm_fixture("tiny_llama.f16.gguf")) {
+  const std::filesystem::path out = fresh_dir("llama_quantize") / (name + ".gguf");
+  const std::filesystem::path log = out.parent_path() / (name + ".log");
+  const std::string cmd = llama_quantize().string() + " " + args + " " + input.string() + " " +
+                          out.string() + " " + name + " > " + log.string() + " 2>&1";
+  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, "failed: " << cmd << " (log " << log << ")");
+  return out;
+}
+
+// llama.cpp's llama-perplexity, built by llm/CMakeLists.txt (may be absent: skip then).
+inline std::filesystem::path llama_perplexity() {
+  return std::filesystem::path(COMPSEARCH_BINARY_DIR) / "llm" / "llama-perplexity";
+}
+
+// Runs `llama-perplexity ARGS` from the folder of the libggml-base we link (it loads its CPU
+// backend from the working directory); returns its log (stdout and stderr).
+inline std::string run_llama_perplexity(const std::string& args, const std::string& name) {
+  Dl_info info{};
+  REQUIRE(dladdr(reinterpret_cast<void*>(&ggml_type_size), &info) != 0);
+  const std::filesystem::path backends = std::filesystem::path(info.dli_fname).parent_path();
+  const std::filesystem::path log = fresh_dir("llama_perplexity") / (name + ".log");
+  const std::string cmd = "cd " + backends.string() + " && " + llama_perplexity().string() + " " +
+                          args + " > " + log.string() + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  REQUIRE_MESSAGE(rc == 0, "failed (" << rc << "): " << cmd << "\n" << ss.str());
+  return ss.str();
 }
 
 }  // namespace compsearch::testing
