@@ -178,12 +178,13 @@ int run_trials(const std::vector<std::string>& args, bool best) {
   if (!o.parse(args)) return 0;
   const std::string format = format_of(o);
   auto storage = storage_of(o);
-  const auto t = experiments::study_trials(storage, study_name_of(o), best);
-  std::vector<std::string> header;
-  print(format,
-        search::optuna_cli_trials(t.trials, t.directions, o.has("flatten"),
-                                  t.only ? &*t.only : nullptr, &header),
-        header);
+  // Written as they are read: no copy of the trials, no document of the output.
+  experiments::read_study_trials(
+      storage, study_name_of(o), best, [&](const experiments::StudyTrials& t) {
+        search::write_optuna_cli_trials(std::cout, t.trials, t.directions, o.has("flatten"),
+                                        t.only ? &*t.only : nullptr, format);
+      });
+  std::cout << std::endl;
   return 0;
 }
 

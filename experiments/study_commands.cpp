@@ -170,17 +170,20 @@ void tell(std::shared_ptr<Storage> storage, const TellRequest& request) {
   study->tell(request.trial_number, values, state, request.skip_if_finished);
 }
 
-StudyTrials study_trials(std::shared_ptr<Storage> storage, const std::string& study_name,
-                         bool best) {
+void read_study_trials(std::shared_ptr<Storage> storage, const std::string& study_name, bool best,
+                       const std::function<void(const StudyTrials&)>& fn) {
   auto study = Study::load(storage, study_name);
   StudyTrials r;
-  r.trials = study->get_trials();
   r.directions = study->directions();
-  if (best) {
-    r.only.emplace();
-    for (const auto& t : best_trials_of(r.trials, r.directions)) r.only->push_back(t.number);
-  }
-  return r;
+  study->read_trials({}, [&](TrialRefs trials) {
+    r.trials = trials;
+    if (best) {
+      r.only.emplace();
+      for (const FrozenTrial* t : best_trial_refs(trials, r.directions))
+        r.only->push_back(t->number);
+    }
+    fn(r);
+  });
 }
 
 }  // namespace compsearch::experiments

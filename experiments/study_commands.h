@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -87,11 +88,12 @@ void tell(std::shared_ptr<search::Storage> storage, const TellRequest& request);
 
 // `trials` (best = false) and `best-trials` (best = true: the Pareto-optimal feasible trials).
 struct StudyTrials {
-  std::vector<search::FrozenTrial> trials;  // every trial of the study
+  search::TrialRefs trials;  // every trial of the study, lent (Storage::read_trials)
   std::vector<search::StudyDirection> directions;
   std::optional<std::vector<int64_t>> only;  // best-trials: the numbers to print
 };
-StudyTrials study_trials(std::shared_ptr<search::Storage> storage, const std::string& study_name,
-                         bool best);
+// Lends the study's trials to `fn` without copying them; `fn` must not call the storage.
+void read_study_trials(std::shared_ptr<search::Storage> storage, const std::string& study_name,
+                       bool best, const std::function<void(const StudyTrials&)>& fn);
 
 }  // namespace compsearch::experiments

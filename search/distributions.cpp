@@ -398,6 +398,7 @@ bool operator==(const Distribution& a, const Distribution& b) {
   }
   const auto& ca = std::get<CategoricalDistribution>(a).choices;
   const auto& cb = std::get<CategoricalDistribution>(b).choices;
+  if (ca.shares(cb)) return true;
   if (ca.size() != cb.size()) return false;
   for (size_t i = 0; i < ca.size(); ++i) {
     if (!categorical_choice_equal(ca[i], cb[i])) return false;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -28,8 +29,28 @@ struct IntDistribution {
 };
 
 // Choices are None, bool, int, float or string (Optuna's CategoricalChoiceType), kept as JSON.
+// A categorical distribution's choices: an immutable list that the copies of a distribution
+// share (a journal's 28,000 trials hold one copy per parameter each, so copies must be cheap).
+// Reads like a const std::vector<nlohmann::json>.
+class Choices {
+ public:
+  Choices() : list_(std::make_shared<const std::vector<nlohmann::json>>()) {}
+  Choices(std::vector<nlohmann::json> list)  // NOLINT: implicit, as the vector it replaces
+      : list_(std::make_shared<const std::vector<nlohmann::json>>(std::move(list))) {}
+  size_t size() const { return list_->size(); }
+  bool empty() const { return list_->empty(); }
+  const nlohmann::json& operator[](size_t i) const { return (*list_)[i]; }
+  std::vector<nlohmann::json>::const_iterator begin() const { return list_->begin(); }
+  std::vector<nlohmann::json>::const_iterator end() const { return list_->end(); }
+  // Whether both are copies of one list (then they are equal without comparing).
+  bool shares(const Choices& other) const { return list_ == other.list_; }
+
+ private:
+  std::shared_ptr<const std::vector<nlohmann::json>> list_;
+};
+
 struct CategoricalDistribution {
-  std::vector<nlohmann::json> choices;
+  Choices choices;
 };
 
 using Distribution = std::variant<FloatDistribution, IntDistribution, CategoricalDistribution>;

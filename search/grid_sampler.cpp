@@ -59,25 +59,29 @@ const nlohmann::json& GridSampler::grid_value(int64_t grid_id, const std::string
 
 std::vector<int64_t> GridSampler::unvisited_grid_ids(const StudyView& study) const {
   std::set<int64_t> visited, running;
-  for (const FrozenTrial& t : study.get_trials()) {
-    auto g = t.system_attrs.find("grid_id");
-    auto s = t.system_attrs.find("search_space");
-    if (g == t.system_attrs.end() || s == t.system_attrs.end() || !s->second.is_object()) continue;
-    bool same = s->second.size() == search_space_.size();
-    for (auto it = search_space_.begin(); same && it != search_space_.end(); ++it) {
-      auto other = s->second.find(it.key());
-      same = other != s->second.end() && other->is_array() && other->size() == it->size();
-      for (size_t i = 0; same && i < it->size(); ++i) {
-        same = grid_value_equal((*other)[i], (*it)[i]);
+  study.read_trials({}, [&](TrialRefs trials) {
+    for (const FrozenTrial* tp : trials) {
+      const FrozenTrial& t = *tp;
+      auto g = t.system_attrs.find("grid_id");
+      auto s = t.system_attrs.find("search_space");
+      if (g == t.system_attrs.end() || s == t.system_attrs.end() || !s->second.is_object())
+        continue;
+      bool same = s->second.size() == search_space_.size();
+      for (auto it = search_space_.begin(); same && it != search_space_.end(); ++it) {
+        auto other = s->second.find(it.key());
+        same = other != s->second.end() && other->is_array() && other->size() == it->size();
+        for (size_t i = 0; same && i < it->size(); ++i) {
+          same = grid_value_equal((*other)[i], (*it)[i]);
+        }
+      }
+      if (!same) continue;
+      if (is_finished(t.state)) {
+        visited.insert(g->second.get<int64_t>());
+      } else if (t.state == TrialState::kRunning) {
+        running.insert(g->second.get<int64_t>());
       }
     }
-    if (!same) continue;
-    if (is_finished(t.state)) {
-      visited.insert(g->second.get<int64_t>());
-    } else if (t.state == TrialState::kRunning) {
-      running.insert(g->second.get<int64_t>());
-    }
-  }
+  });
   std::vector<int64_t> out;
   for (int64_t i = 0; i < static_cast<int64_t>(n_grids_); ++i) {
     if (!visited.count(i) && !running.count(i)) out.push_back(i);

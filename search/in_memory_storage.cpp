@@ -161,4 +161,10 @@ std::vector<FrozenTrial> InMemoryStorage::get_trials_from(int64_t study_id, int6
   return state_.trials_from(study_id, first_number);
 }
 
+void InMemoryStorage::read_trials(int64_t study_id, const std::vector<TrialState>& states,
+                                  const TrialReader& fn) {
+  std::lock_guard lock(mutex_);
+  fn(state_.trial_refs(study_id, states));
+}
+
 }  // namespace compsearch::search

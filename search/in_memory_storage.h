@@ -41,6 +41,8 @@ class InMemoryStorage : public Storage {
   std::vector<FrozenTrial> get_all_trials(int64_t study_id,
                                           const std::vector<TrialState>& states = {}) override;
   std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) override;
+  void read_trials(int64_t study_id, const std::vector<TrialState>& states,
+                   const TrialReader& fn) override;
 
  private:
   std::string worker_id() const;

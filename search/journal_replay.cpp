@@ -735,7 +735,7 @@ Key key_of(std::string_view name) {
 }  // namespace
 
 const Distribution& ReplayState::distribution_of_text(std::string_view text) {
-  auto it = distribution_cache_.find(std::string(text));
+  auto it = distribution_cache_.find(text);
   if (it != distribution_cache_.end()) return it->second;
   Distribution d;
   try {
@@ -761,7 +761,8 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
   std::optional<double> value;
   double param_value = 0, intermediate_value = 0;
   const Distribution* distribution = nullptr;
-  FrozenTrial t;
+  std::optional<FrozenTrial> created;  // built only for a create-trial record
+  auto trial = [&]() -> FrozenTrial& { return created ? *created : created.emplace(); };
   std::optional<std::pair<std::string, nlohmann::json>> user_attr, system_attr;
   try {
     od::document doc =
@@ -804,20 +805,20 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
           for (auto d : take<od::object>(v.get_object())) {
             od::field df = take<od::field>(std::move(d));
             std::string name(take<std::string_view>(df.unescaped_key()));
-            t.distributions[std::move(name)] =
+            trial().distributions[std::move(name)] =
                 distribution_of_text(take<std::string_view>(df.value().get_string()));
           }
           break;
         case kParams:
           for (auto x : take<od::object>(v.get_object())) {
             od::field pf = take<od::field>(std::move(x));
-            t.params[std::string(take<std::string_view>(pf.unescaped_key()))] =
+            trial().params[std::string(take<std::string_view>(pf.unescaped_key()))] =
                 double_of(pf.value());
           }
           break;
         case kUserAttrs:
         case kSystemAttrs: {
-          auto& attrs = key == kUserAttrs ? t.user_attrs : t.system_attrs;
+          auto& attrs = key == kUserAttrs ? trial().user_attrs : trial().system_attrs;
           for (auto x : take<od::object>(v.get_object())) {
             od::field af = take<od::field>(std::move(x));
             attrs[std::string(take<std::string_view>(af.unescaped_key()))] = json_of(af.value(), 2);
@@ -827,7 +828,7 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
         case kIntermediateValues:
           for (auto x : take<od::object>(v.get_object())) {
             od::field sf = take<od::field>(std::move(x));
-            t.intermediate_values[step_of_key(take<std::string_view>(sf.unescaped_key()))] =
+            trial().intermediate_values[step_of_key(take<std::string_view>(sf.unescaped_key()))] =
                 double_of(sf.value());
           }
           break;
@@ -879,6 +880,7 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
   switch (static_cast<Op>(op)) {
     case Op::kCreateTrial: {
       if (!need({kStudyId, kDatetimeStart})) return false;
+      FrozenTrial& t = trial();
       for (const auto& [name, v] : t.params) {
         if (!t.distributions.count(name)) return false;
       }

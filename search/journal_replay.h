@@ -128,7 +128,11 @@ class ReplayState {
   std::map<std::string, int64_t> last_created_;
   int64_t logs_applied_ = 0;
   // Every trial's set_trial_param names its distribution as one of a few texts.
-  std::unordered_map<std::string, Distribution> distribution_cache_;
+  struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  std::unordered_map<std::string, Distribution, TextHash, std::equal_to<>> distribution_cache_;
 };
 
 // The current time in FrozenTrial form ("YYYY-MM-DD HH:MM:SS.ffffff", local time).

@@ -443,4 +443,11 @@ std::vector<FrozenTrial> JournalStorage::get_trials_from(int64_t study_id, int64
   return state_.trials_from(study_id, first_number);
 }
 
+void JournalStorage::read_trials(int64_t study_id, const std::vector<TrialState>& states,
+                                 const TrialReader& fn) {
+  std::lock_guard lock(mutex_);
+  sync();
+  fn(state_.trial_refs(study_id, states));
+}
+
 }  // namespace compsearch::search

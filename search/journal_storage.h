@@ -88,6 +88,8 @@ class JournalStorage : public Storage {
   std::vector<FrozenTrial> get_all_trials(int64_t study_id,
                                           const std::vector<TrialState>& states = {}) override;
   std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) override;
+  void read_trials(int64_t study_id, const std::vector<TrialState>& states,
+                   const TrialReader& fn) override;
 
   // The journal's name in messages: the file path, or the Redis URL without its password.
   const std::string& name() const { return backend_->name(); }

@@ -9,6 +9,7 @@
 #include <ctime>
 #include <map>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include "search/python_json.h"
@@ -42,80 +43,107 @@ const nlohmann::ordered_json* find(const Record& r, const Column& c) {
   return nullptr;
 }
 
+// How records print: the columns in order, --flatten's list columns (non-nested columns whose
+// value is a list in some record, expanded to name_0, name_1, ...: their largest size) and the
+// header the table shows.
+struct Layout {
+  std::vector<Column> columns;
+  bool flatten = false;
+  std::map<size_t, size_t> list_sizes;  // column index -> most elements (flatten only)
+  std::vector<std::string> header;
+};
+
+std::string nested_key(const Column& c) {
+  return c.nested.is_number() ? std::to_string(c.nested.get<int64_t>())
+                              : c.nested.get<std::string>();
+}
+
+// `list_sizes` as measured over the records (flatten only).
+Layout make_layout(std::vector<Column> columns, bool flatten, std::map<size_t, size_t> list_sizes) {
+  Layout l;
+  l.columns = std::move(columns);
+  l.flatten = flatten;
+  l.list_sizes = std::move(list_sizes);
+  for (size_t i = 0; i < l.columns.size(); ++i) {
+    const Column& c = l.columns[i];
+    if (!flatten) {
+      if (std::find(l.header.begin(), l.header.end(), c.name) == l.header.end())
+        l.header.push_back(c.name);
+    } else if (!c.non_nested()) {
+      l.header.push_back(c.name + "_" + nested_key(c));
+    } else if (auto it = l.list_sizes.find(i); it != l.list_sizes.end()) {
+      for (size_t k = 0; k < it->second; ++k) l.header.push_back(c.name + "_" + std::to_string(k));
+    } else {
+      l.header.push_back(c.name);
+    }
+  }
+  return l;
+}
+
+// One record as cli.py's _convert_to_dict prints it.
+nlohmann::ordered_json convert_record(const Record& r, const Layout& l) {
+  nlohmann::ordered_json row = nlohmann::ordered_json::object();
+  // Records list their columns in the layout's order (a subsequence of it), so each column is
+  // looked for where the previous one was found first: linear, not quadratic, per record.
+  size_t next = 0;
+  auto lookup = [&](const Column& c) -> const nlohmann::ordered_json* {
+    if (next < r.size() && r[next].first == c) return &r[next++].second;
+    return find(r, c);
+  };
+  if (l.flatten) {
+    for (size_t i = 0; i < l.columns.size(); ++i) {
+      const Column& c = l.columns[i];
+      const auto* v = lookup(c);
+      if (!v) continue;
+      if (!c.non_nested()) {
+        row[c.name + "_" + nested_key(c)] = *v;
+      } else if (l.list_sizes.count(i)) {
+        for (size_t k = 0; k < v->size(); ++k) row[c.name + "_" + std::to_string(k)] = (*v)[k];
+      } else {
+        row[c.name] = *v;
+      }
+    }
+    return row;
+  }
+  for (const auto& h : l.header) row[h] = nlohmann::ordered_json::object();
+  for (const auto& c : l.columns) {
+    const auto* v = lookup(c);
+    if (!v) continue;
+    if (c.nested.is_number()) {
+      auto& list = row[c.name];
+      if (list.is_object() && list.empty()) list = nlohmann::ordered_json::array();
+      const auto index = static_cast<size_t>(c.nested.get<int64_t>());
+      while (list.size() < index + 1) list.push_back(nullptr);
+      list[index] = *v;
+    } else if (!c.non_nested()) {
+      row[c.name][c.nested.get<std::string>()] = *v;
+    } else {
+      row[c.name] = *v;
+    }
+  }
+  return row;
+}
+
 nlohmann::ordered_json convert(const std::vector<Record>& records,
                                const std::vector<Column>& columns, bool flatten,
                                std::vector<std::string>* header_out) {
-  nlohmann::ordered_json out = nlohmann::ordered_json::array();
-  if (flatten) {
-    // Columns whose values are lists in some record are expanded to name_0, name_1, ...
-    auto is_list_column = [&](const Column& c) {
-      for (const auto& r : records) {
-        if (const auto* v = find(r, c); v && v->is_array()) return true;
-      }
-      return false;
-    };
+  std::map<size_t, size_t> list_sizes;
+  for (size_t i = 0; flatten && i < columns.size(); ++i) {
+    if (!columns[i].non_nested()) continue;
+    bool is_list = false;
+    size_t n = 0;  // the header counts every value's size(), lists or not
     for (const auto& r : records) {
-      nlohmann::ordered_json row = nlohmann::ordered_json::object();
-      for (const auto& c : columns) {
-        const auto* v = find(r, c);
-        if (!v) continue;
-        if (!c.non_nested()) {
-          std::string key = c.nested.is_number() ? std::to_string(c.nested.get<int64_t>())
-                                                 : c.nested.get<std::string>();
-          row[c.name + "_" + key] = *v;
-        } else if (is_list_column(c)) {
-          for (size_t i = 0; i < v->size(); ++i) row[c.name + "_" + std::to_string(i)] = (*v)[i];
-        } else {
-          row[c.name] = *v;
-        }
-      }
-      out.push_back(std::move(row));
-    }
-    if (header_out) {
-      header_out->clear();
-      for (const auto& c : columns) {
-        if (!c.non_nested()) {
-          header_out->push_back(c.name + "_" +
-                                (c.nested.is_number() ? std::to_string(c.nested.get<int64_t>())
-                                                      : c.nested.get<std::string>()));
-        } else if (is_list_column(c)) {
-          size_t n = 0;
-          for (const auto& r : records) {
-            if (const auto* v = find(r, c)) n = std::max(n, v->size());
-          }
-          for (size_t i = 0; i < n; ++i) header_out->push_back(c.name + "_" + std::to_string(i));
-        } else {
-          header_out->push_back(c.name);
-        }
+      if (const auto* v = find(r, columns[i])) {
+        is_list = is_list || v->is_array();
+        n = std::max(n, v->size());
       }
     }
-    return out;
+    if (is_list) list_sizes[i] = n;
   }
-  std::vector<std::string> header;
-  for (const auto& c : columns) {
-    if (std::find(header.begin(), header.end(), c.name) == header.end()) header.push_back(c.name);
-  }
-  if (header_out) *header_out = header;
-  for (const auto& r : records) {
-    nlohmann::ordered_json attrs = nlohmann::ordered_json::object();
-    for (const auto& h : header) attrs[h] = nlohmann::ordered_json::object();
-    for (const auto& c : columns) {
-      const auto* v = find(r, c);
-      if (!v) continue;
-      if (c.nested.is_number()) {
-        auto& list = attrs[c.name];
-        if (list.is_object() && list.empty()) list = nlohmann::ordered_json::array();
-        const auto index = static_cast<size_t>(c.nested.get<int64_t>());
-        while (list.size() < index + 1) list.push_back(nullptr);
-        list[index] = *v;
-      } else if (!c.non_nested()) {
-        attrs[c.name][c.nested.get<std::string>()] = *v;
-      } else {
-        attrs[c.name] = *v;
-      }
-    }
-    out.push_back(std::move(attrs));
-  }
+  const Layout layout = make_layout(columns, flatten, std::move(list_sizes));
+  if (header_out) *header_out = layout.header;
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& r : records) out.push_back(convert_record(r, layout));
   return out;
 }
 
@@ -225,19 +253,19 @@ std::string pad(const std::string& s, size_t width, bool right) {
   return right ? fill + s : s + fill;
 }
 
-}  // namespace
+// Optuna's -f table (cli.py _dump_table): keeps each row's cells, since a column's width and
+// alignment depend on all of its rows, then writes the table line by line.
+class TableWriter {
+ public:
+  explicit TableWriter(std::vector<std::string> header)
+      : header_(std::move(header)), numeric_(header_.size(), true), width_(header_.size()) {
+    for (size_t c = 0; c < header_.size(); ++c) width_[c] = code_points(header_[c]);
+  }
 
-std::string optuna_cli_table(const nlohmann::ordered_json& records,
-                             const std::vector<std::string>& header) {
-  enum class Kind { kNone, kNumeric, kString };
-  struct Cell {
-    Kind kind;
-    std::string text;
-  };
-  std::vector<std::vector<Cell>> rows;
-  for (const auto& r : records) {
+  void add(const nlohmann::ordered_json& r) {
     std::vector<Cell> row;
-    for (const auto& h : header) {
+    row.reserve(header_.size());
+    for (const auto& h : header_) {
       auto it = r.find(h);
       if (it == r.end() || it->is_null()) {
         row.push_back({Kind::kNone, "None"});
@@ -247,31 +275,116 @@ std::string optuna_cli_table(const nlohmann::ordered_json& records,
         row.push_back({Kind::kString, python_str(*it, true, h == "direction" && it->is_array())});
       }
     }
-    rows.push_back(std::move(row));
-  }
-  std::string separator = "+", header_line = "|";
-  std::vector<std::string> lines(rows.size(), "|");
-  for (size_t c = 0; c < header.size(); ++c) {
-    bool numeric = true;
-    size_t width = code_points(header[c]);
-    for (const auto& row : rows) {
-      numeric = numeric && row[c].kind != Kind::kString;
-      width = std::max(width, code_points(row[c].text));
+    for (size_t c = 0; c < row.size(); ++c) {
+      numeric_[c] = numeric_[c] && row[c].kind != Kind::kString;
+      width_[c] = std::max(width_[c], code_points(row[c].text));
     }
-    separator += std::string(width + 2, '-') + "+";
-    header_line += " " + pad(header[c], width, numeric) + " |";
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const auto& cell = rows[i][c];
-      lines[i] +=
-          " " +
-          (cell.kind == Kind::kNone ? std::string(width, ' ') : pad(cell.text, width, numeric)) +
-          " |";
-    }
+    rows_.push_back(std::move(row));
   }
-  std::string out = separator + "\n" + header_line + "\n" + separator + "\n";
-  for (size_t i = 0; i < lines.size(); ++i) out += lines[i] + (i + 1 < lines.size() ? "\n" : "");
-  out += "\n" + separator;  // Optuna strips the trailing newline
-  return out;
+
+  // The table without its trailing newline (Optuna strips it).
+  void write(std::ostream& out) const {
+    std::string separator = "+", header_line = "|";
+    for (size_t c = 0; c < header_.size(); ++c) {
+      separator += std::string(width_[c] + 2, '-') + "+";
+      header_line += " " + pad(header_[c], width_[c], numeric_[c]) + " |";
+    }
+    out << separator << "\n" << header_line << "\n" << separator << "\n";
+    std::string line;
+    for (size_t i = 0; i < rows_.size(); ++i) {
+      line = "|";
+      for (size_t c = 0; c < header_.size(); ++c) {
+        const auto& cell = rows_[i][c];
+        line += " " +
+                (cell.kind == Kind::kNone ? std::string(width_[c], ' ')
+                                          : pad(cell.text, width_[c], numeric_[c])) +
+                " |";
+      }
+      out << line << (i + 1 < rows_.size() ? "\n" : "");
+    }
+    out << "\n" << separator;
+  }
+
+ private:
+  enum class Kind { kNone, kNumeric, kString };
+  struct Cell {
+    Kind kind;
+    std::string text;
+  };
+  std::vector<std::string> header_;
+  std::vector<bool> numeric_;
+  std::vector<size_t> width_;
+  std::vector<std::vector<Cell>> rows_;
+};
+
+// A trial's record (optuna/study/_dataframe.py's columns for the trials verbs).
+Record trial_record(const FrozenTrial& t, const std::vector<StudyDirection>& directions) {
+  Record r;
+  auto add = [&](Column c, nlohmann::ordered_json v) {
+    r.emplace_back(std::move(c), std::move(v));
+  };
+  add({"number", ""}, t.number);
+  if (directions.size() > 1) {
+    if (t.values.empty()) {
+      for (size_t i = 0; i < directions.size(); ++i)
+        add({"values", static_cast<int64_t>(i)}, nullptr);
+    } else {
+      for (size_t i = 0; i < t.values.size(); ++i)
+        add({"values", static_cast<int64_t>(i)}, t.values[i]);
+    }
+  } else {
+    add({"value", ""},
+        t.values.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t.values[0]));
+  }
+  add({"datetime_start", ""}, datetime_value(t.datetime_start));
+  add({"datetime_complete", ""}, datetime_value(t.datetime_complete));
+  nlohmann::ordered_json duration = nullptr;
+  if (t.datetime_start && t.datetime_complete)
+    duration = python_timedelta_str(*t.datetime_start, *t.datetime_complete);
+  add({"duration", ""}, duration);
+  for (const auto& [name, v] : t.params)
+    add({"params", name}, nlohmann::ordered_json(t.param(name)));
+  for (const auto& [key, v] : t.user_attrs) add({"user_attrs", key}, nlohmann::ordered_json(v));
+  add({"state", ""}, to_string(t.state));
+  return r;
+}
+
+// The columns of the trials' records in _dataframe.py's order: the union over all trials (also
+// for best-trials, which filters the records last), nested ones sorted.
+std::vector<Column> trial_columns(TrialRefs trials, const std::vector<StudyDirection>& directions) {
+  const bool multi = directions.size() > 1;
+  size_t n_values = 0;
+  std::set<std::string> params, user_attrs;
+  for (const FrozenTrial* t : trials) {
+    n_values = std::max(n_values, t->values.empty() ? directions.size() : t->values.size());
+    for (const auto& [name, v] : t->params) params.insert(name);
+    for (const auto& [key, v] : t->user_attrs) user_attrs.insert(key);
+  }
+  std::vector<Column> columns;
+  if (trials.empty()) return columns;
+  columns.push_back({"number", ""});
+  if (multi) {
+    for (size_t i = 0; i < n_values; ++i) columns.push_back({"values", static_cast<int64_t>(i)});
+  } else {
+    columns.push_back({"value", ""});
+  }
+  for (const char* name : {"datetime_start", "datetime_complete", "duration"})
+    columns.push_back({name, ""});
+  for (const auto& name : params) columns.push_back({"params", name});
+  for (const auto& key : user_attrs) columns.push_back({"user_attrs", key});
+  columns.push_back({"state", ""});
+  return columns;
+}
+
+}  // namespace
+
+std::string optuna_cli_table(const nlohmann::ordered_json& records,
+                             const std::vector<std::string>& header) {
+  TableWriter table(header);
+  for (const auto& r : records) table.add(r);
+  std::ostringstream out;
+  table.write(out);
+  return out.str();
 }
 
 std::string python_timedelta_str(const std::string& start, const std::string& end) {
@@ -294,56 +407,38 @@ std::string python_timedelta_str(const std::string& start, const std::string& en
   return out;
 }
 
-nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
-                                         const std::vector<StudyDirection>& directions,
-                                         bool flatten, const std::vector<int64_t>* only,
-                                         std::vector<std::string>* header) {
-  const bool multi = directions.size() > 1;
-  const std::vector<std::string> attrs = {"number",         multi ? "values" : "value",
-                                          "datetime_start", "datetime_complete",
-                                          "duration",       "params",
-                                          "user_attrs",     "state"};
-  std::map<std::string, std::set<Column>> column_agg;
-  std::vector<Record> records;
-  for (const auto& t : trials) {
-    Record r;
-    auto add = [&](const std::string& attr, Column c, nlohmann::ordered_json v) {
-      column_agg[attr].insert(c);
-      r.emplace_back(std::move(c), std::move(v));
-    };
-    add("number", {"number", ""}, t.number);
-    if (multi) {
-      if (t.values.empty()) {
-        for (size_t i = 0; i < directions.size(); ++i)
-          add("values", {"values", static_cast<int64_t>(i)}, nullptr);
-      } else {
-        for (size_t i = 0; i < t.values.size(); ++i)
-          add("values", {"values", static_cast<int64_t>(i)}, t.values[i]);
-      }
-    } else {
-      add("value", {"value", ""},
-          t.values.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(t.values[0]));
+void write_optuna_cli_trials(std::ostream& out, TrialRefs trials,
+                             const std::vector<StudyDirection>& directions, bool flatten,
+                             const std::vector<int64_t>* only, const std::string& format) {
+  // Trial columns never hold lists (values are nested by index), so --flatten expands none.
+  const Layout layout = make_layout(trial_columns(trials, directions), flatten, {});
+  std::vector<int64_t> numbers;
+  if (only) {
+    numbers = *only;
+    std::sort(numbers.begin(), numbers.end());
+  }
+  auto printed = [&](const FrozenTrial& t) {
+    return !only || std::binary_search(numbers.begin(), numbers.end(), t.number);
+  };
+  if (format == "table") {
+    TableWriter table(layout.header);
+    for (const FrozenTrial* t : trials) {
+      if (printed(*t)) table.add(convert_record(trial_record(*t, directions), layout));
     }
-    add("datetime_start", {"datetime_start", ""}, datetime_value(t.datetime_start));
-    add("datetime_complete", {"datetime_complete", ""}, datetime_value(t.datetime_complete));
-    nlohmann::ordered_json duration = nullptr;
-    if (t.datetime_start && t.datetime_complete)
-      duration = python_timedelta_str(*t.datetime_start, *t.datetime_complete);
-    add("duration", {"duration", ""}, duration);
-    for (const auto& [name, v] : t.params)
-      add("params", {"params", name}, nlohmann::ordered_json(t.param(name)));
-    for (const auto& [key, v] : t.user_attrs)
-      add("user_attrs", {"user_attrs", key}, nlohmann::ordered_json(v));
-    add("state", {"state", ""}, to_string(t.state));
-    if (!only || std::find(only->begin(), only->end(), t.number) != only->end())
-      records.push_back(std::move(r));
+    table.write(out);
+    return;
   }
-  std::vector<Column> columns;
-  for (const auto& a : attrs) {
-    auto it = column_agg.find(a);
-    if (it != column_agg.end()) columns.insert(columns.end(), it->second.begin(), it->second.end());
+  // json.dumps of the list: "[" + ", ".join(rows) + "]".
+  out << '[';
+  const char* separator = "";
+  for (const FrozenTrial* t : trials) {
+    if (!printed(*t)) continue;
+    out << separator
+        << dump_python_json(convert_record(trial_record(*t, directions), layout),
+                            JsonSeparators::kPython);
+    separator = ", ";
   }
-  return convert(records, columns, flatten, header);
+  out << ']';
 }
 
 nlohmann::ordered_json optuna_cli_ask(
@@ -375,12 +470,15 @@ nlohmann::ordered_json optuna_cli_studies(Storage& storage, bool flatten,
     nlohmann::ordered_json dirs = nlohmann::ordered_json::array();
     for (auto d : s.directions) dirs.push_back(to_string(d));
     r.emplace_back(Column{"direction", ""}, dirs);
-    const auto trials = storage.get_all_trials(s.study_id);
-    r.emplace_back(Column{"n_trials", ""}, static_cast<int64_t>(trials.size()));
+    int64_t n_trials = 0;
     std::optional<std::string> start;
-    for (const auto& t : trials) {
-      if (t.datetime_start && (!start || *t.datetime_start < *start)) start = t.datetime_start;
-    }
+    storage.read_trials(s.study_id, {}, [&](TrialRefs trials) {
+      n_trials = static_cast<int64_t>(trials.size());
+      for (const FrozenTrial* t : trials) {
+        if (t->datetime_start && (!start || *t->datetime_start < *start)) start = t->datetime_start;
+      }
+    });
+    r.emplace_back(Column{"n_trials", ""}, n_trials);
     r.emplace_back(Column{"datetime_start", ""}, datetime_value(start));
     nlohmann::ordered_json ua = nlohmann::ordered_json::object();
     for (const auto& [k, v] : s.user_attrs) ua[k] = nlohmann::ordered_json(v);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,12 +17,14 @@
 
 namespace compsearch::search {
 
-// `optuna trials`: a JSON array of every trial. With `only`, just those numbers (`optuna
-// best-trials`), but with the columns of all trials, as Optuna filters the records last.
-nlohmann::ordered_json optuna_cli_trials(const std::vector<FrozenTrial>& trials,
-                                         const std::vector<StudyDirection>& directions,
-                                         bool flatten, const std::vector<int64_t>* only = nullptr,
-                                         std::vector<std::string>* header = nullptr);
+// `optuna trials -f json|table`: every trial, written record by record (no document of all
+// trials is built; a table keeps its cells, which its column widths need). With `only`, just
+// those numbers (`optuna best-trials`), but with the columns of all trials, as Optuna filters the
+// records last. `format` is "json" (json.dumps of the list of records) or "table" (as
+// optuna_cli_table); no trailing newline.
+void write_optuna_cli_trials(std::ostream& out, TrialRefs trials,
+                             const std::vector<StudyDirection>& directions, bool flatten,
+                             const std::vector<int64_t>* only, const std::string& format);
 // `optuna ask`: {"number": N, "params": {...}} with params in suggestion order.
 nlohmann::ordered_json optuna_cli_ask(
     int64_t number, const std::vector<std::pair<std::string, nlohmann::json>>& params, bool flatten,

@@ -32,6 +32,12 @@ class StudyView {
     }
     return out;
   }
+  // get_trials without the copies: calls `fn` once with the study's trials (number order,
+  // `states` empty = all), lent for the call only; `fn` must not call the study. For samplers
+  // that only look. The default lends get_trials's copies.
+  virtual void read_trials(const std::vector<TrialState>& states, const TrialReader& fn) const {
+    lend_trials(get_trials(states), fn);
+  }
   // Persists a system attribute of a running trial (NSGA-II records its generation and parents
   // this way, as Optuna does, so a fresh process can rebuild the population).
   virtual void set_trial_system_attr(int64_t trial_id, const std::string& key,

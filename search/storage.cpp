@@ -1,10 +1,16 @@
-// Storage helpers shared by every implementation: heartbeats and failing stale trials.
+// Storage helpers shared by every implementation: read_trials's default, heartbeats and failing
+// stale trials.
 #include "search/storage.h"
 
 #include <chrono>
 #include <cstdio>
 
 namespace compsearch::search {
+
+void Storage::read_trials(int64_t study_id, const std::vector<TrialState>& states,
+                          const TrialReader& fn) {
+  lend_trials(get_all_trials(study_id, states), fn);
+}
 
 double unix_time_now_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();

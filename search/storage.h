@@ -22,7 +22,9 @@
 //  - Params are stored in internal representation with their distribution; a parameter name
 //    keeps a compatible distribution across the trials of a study
 //    (check_distribution_compatibility), otherwise set_trial_param throws std::invalid_argument.
-//  - Returned FrozenTrial and FrozenStudy objects are copies: the caller owns them.
+//  - Returned FrozenTrial and FrozenStudy objects are copies: the caller owns them. The one
+//    exception is read_trials, which lends the storage's own trials for the length of a call
+//    (for readers of many trials: the CLI's trials verbs, samplers that only look).
 #pragma once
 
 #include <cstdint>
@@ -95,6 +97,11 @@ class Storage {
   // Trials of a study in number order; `states` empty means all.
   virtual std::vector<FrozenTrial> get_all_trials(int64_t study_id,
                                                   const std::vector<TrialState>& states = {}) = 0;
+  // The trials get_all_trials returns, without copying them: calls `fn` once with pointers to
+  // the storage's own trials, valid until `fn` returns. The storage is locked meanwhile, so
+  // `fn` must not call the storage (or a Study on it). The default lends get_all_trials's copies.
+  virtual void read_trials(int64_t study_id, const std::vector<TrialState>& states,
+                           const TrialReader& fn);
   // Trials numbered >= first_number, in number order (samplers cache the finished ones).
   virtual std::vector<FrozenTrial> get_trials_from(int64_t study_id, int64_t first_number) {
     std::vector<FrozenTrial> out;

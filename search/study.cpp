@@ -192,6 +192,10 @@ std::vector<FrozenTrial> Study::get_trials_from(int64_t first_number) const {
   return storage_->get_trials_from(study_id_, first_number);
 }
 
+void Study::read_trials(const std::vector<TrialState>& states, const TrialReader& fn) const {
+  storage_->read_trials(study_id_, states, fn);
+}
+
 void Study::set_trial_system_attr(int64_t trial_id, const std::string& key,
                                   const nlohmann::json& value) {
   storage_->set_trial_system_attr(trial_id, key, value);
@@ -461,18 +465,21 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
 }
 
 std::vector<FrozenTrial> Study::best_trials() const {
-  return best_trials_of(get_trials(), directions_);
+  std::vector<FrozenTrial> out;
+  read_trials({}, [&](TrialRefs trials) {
+    for (const FrozenTrial* t : best_trial_refs(trials, directions_)) out.push_back(*t);
+  });
+  return out;
 }
 
-std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
-                                        const std::vector<StudyDirection>& directions) {
+std::vector<const FrozenTrial*> best_trial_refs(TrialRefs trials,
+                                                const std::vector<StudyDirection>& directions) {
   std::vector<const FrozenTrial*> pool;
-  for (const auto& t : trials) {
-    if (t.state == TrialState::kComplete && t.values.size() == directions.size() && t.feasible())
-      pool.push_back(&t);
+  for (const FrozenTrial* t : trials) {
+    if (t->state == TrialState::kComplete && t->values.size() == directions.size() && t->feasible())
+      pool.push_back(t);
   }
-  std::vector<FrozenTrial> out;
-  if (pool.empty()) return out;
+  if (pool.empty()) return {};
   auto normalized = [&](const FrozenTrial& t, size_t k) {
     return directions[k] == StudyDirection::kMaximize ? -t.values[k] : t.values[k];
   };
@@ -481,8 +488,7 @@ std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
     for (const auto* t : pool) {
       if (normalized(*t, 0) < normalized(*best, 0)) best = t;
     }
-    out.push_back(*best);
-    return out;
+    return {best};
   }
   std::vector<Point> points;
   points.reserve(pool.size());
@@ -494,7 +500,15 @@ std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
     std::sort(front.begin(), front.end(),
               [](const FrozenTrial* a, const FrozenTrial* b) { return a->number < b->number; });
   }
-  for (const auto* t : front) out.push_back(*t);
+  return front;
+}
+
+std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
+                                        const std::vector<StudyDirection>& directions) {
+  std::vector<FrozenTrial> out;
+  lend_trials(trials, [&](TrialRefs refs) {
+    for (const FrozenTrial* t : best_trial_refs(refs, directions)) out.push_back(*t);
+  });
   return out;
 }
 

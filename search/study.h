@@ -123,6 +123,7 @@ class Study : public StudyView {
   std::vector<StudyDirection> directions() const override { return directions_; }
   std::vector<FrozenTrial> get_trials(const std::vector<TrialState>& states = {}) const override;
   std::vector<FrozenTrial> get_trials_from(int64_t first_number) const override;
+  void read_trials(const std::vector<TrialState>& states, const TrialReader& fn) const override;
   void set_trial_system_attr(int64_t trial_id, const std::string& key,
                              const nlohmann::json& value) override;
 
@@ -177,6 +178,9 @@ class Study : public StudyView {
 
 // Pareto front of `trials` (COMPLETE only; feasible only when any has constraints) for
 // `directions`; ties (identical values) are all kept, as Optuna does. Number order.
+std::vector<const FrozenTrial*> best_trial_refs(TrialRefs trials,
+                                                const std::vector<StudyDirection>& directions);
+// best_trial_refs, copied.
 std::vector<FrozenTrial> best_trials_of(const std::vector<FrozenTrial>& trials,
                                         const std::vector<StudyDirection>& directions);
 

@@ -97,4 +97,11 @@ bool FrozenTrial::feasible() const {
   return std::all_of(c->begin(), c->end(), [](double v) { return v <= 0.0; });
 }
 
+void lend_trials(const std::vector<FrozenTrial>& trials, const TrialReader& fn) {
+  std::vector<const FrozenTrial*> refs;
+  refs.reserve(trials.size());
+  for (const auto& t : trials) refs.push_back(&t);
+  fn(refs);
+}
+
 }  // namespace compsearch::search

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -42,5 +44,12 @@ struct FrozenTrial {
   std::optional<std::vector<double>> constraints() const;
   bool feasible() const;  // true when no constraints are recorded or all are <= 0
 };
+
+// Trials lent without copies (Storage::read_trials, StudyView::read_trials): pointers valid
+// during the call that lends them only.
+using TrialRefs = std::span<const FrozenTrial* const>;
+using TrialReader = std::function<void(TrialRefs)>;
+// Lends `trials` (e.g. copies) to `fn` as TrialRefs: the default of the read_trials methods.
+void lend_trials(const std::vector<FrozenTrial>& trials, const TrialReader& fn);
 
 }  // namespace compsearch::search

@@ -190,15 +190,22 @@ TEST_CASE("tell parses Python float values and states and best-trials keeps the 
   tell.values.reset();
   experiments::tell(storage, tell);
 
-  const auto all = experiments::study_trials(storage, "mo", false);
-  REQUIRE(all.trials.size() == 4);
-  CHECK_FALSE(all.only.has_value());
-  CHECK(all.trials[1].values == std::vector<double>{2.0, 1.0});
-  CHECK(all.trials[3].state == search::TrialState::kPruned);
-  const auto best = experiments::study_trials(storage, "mo", true);
-  REQUIRE(best.only.has_value());
-  CHECK(*best.only == std::vector<int64_t>{0, 1});
-  CHECK_THROWS_WITH_AS(experiments::study_trials(storage, "nope", false),
+  int calls = 0;
+  experiments::read_study_trials(storage, "mo", false, [&](const experiments::StudyTrials& all) {
+    ++calls;
+    REQUIRE(all.trials.size() == 4);
+    CHECK_FALSE(all.only.has_value());
+    CHECK(all.trials[1]->values == std::vector<double>{2.0, 1.0});
+    CHECK(all.trials[3]->state == search::TrialState::kPruned);
+  });
+  experiments::read_study_trials(storage, "mo", true, [&](const experiments::StudyTrials& best) {
+    ++calls;
+    REQUIRE(best.only.has_value());
+    CHECK(*best.only == std::vector<int64_t>{0, 1});
+  });
+  CHECK(calls == 2);
+  CHECK_THROWS_WITH_AS(experiments::read_study_trials(storage, "nope", false,
+                                                      [](const experiments::StudyTrials&) {}),
                        doctest::Contains("study \"nope\" does not exist"), std::exception);
 }
 

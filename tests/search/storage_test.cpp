@@ -157,6 +157,54 @@ TEST_CASE_TEMPLATE("Storage rejects updates of finished trials and incompatible 
   CHECK_THROWS_AS(s->set_trial_user_attr(99, "k", 1), StorageKeyError);
 }
 
+TEST_CASE_TEMPLATE("Storage lends its trials through read_trials, as get_all_trials copies them", F,
+                   InMemoryFixture, JournalFixture, RedisFixture) {
+  F f;
+  if (unavailable(f)) COMPSEARCH_SKIP_TEST("redis-server is not installed");
+  auto s = f.make();
+  const int64_t other = s->create_new_study(kMin, "other");
+  const int64_t study = s->create_new_study(kMin, "a");
+  s->create_new_trial(other);
+  const int64_t t0 = s->create_new_trial(study);
+  s->set_trial_param(t0, "c", 1, make_categorical({"x", "y"}));
+  const std::vector<double> v0{0.25};
+  s->set_trial_state_values(t0, TrialState::kComplete, &v0);
+  const int64_t t1 = s->create_new_trial(study);
+  s->set_trial_param(t1, "c", 0, make_categorical({"x", "y"}));
+  s->set_trial_user_attr(t1, "note", "running");
+  std::vector<const FrozenTrial*> first;
+  int calls = 0;
+  s->read_trials(study, {}, [&](TrialRefs trials) {
+    ++calls;
+    REQUIRE(trials.size() == 2);
+    CHECK(trials[0]->number == 0);
+    CHECK(trials[0]->trial_id == t0);
+    CHECK(trials[0]->state == TrialState::kComplete);
+    CHECK(trials[0]->values == v0);
+    CHECK(trials[0]->param("c") == "y");
+    CHECK(trials[1]->number == 1);
+    CHECK(trials[1]->state == TrialState::kRunning);
+    CHECK(trials[1]->param("c") == "x");
+    CHECK(trials[1]->user_attrs.at("note") == "running");
+    first.assign(trials.begin(), trials.end());
+  });
+  CHECK(calls == 1);
+  // The same trials get_all_trials copies, state filter included.
+  const auto copies = s->get_all_trials(study, {TrialState::kRunning});
+  s->read_trials(study, {TrialState::kRunning}, [&](TrialRefs trials) {
+    ++calls;
+    REQUIRE(trials.size() == copies.size());
+    CHECK(trials[0]->trial_id == copies[0].trial_id);
+    CHECK(trials[0]->params == copies[0].params);
+    // Lent, not copied: the storage's own trial, at the address the first call saw.
+    CHECK(trials[0] == first[1]);
+  });
+  s->read_trials(study, {TrialState::kWaiting},
+                 [&](TrialRefs trials) { calls += trials.empty() ? 1 : 100; });
+  CHECK(calls == 3);
+  CHECK_THROWS_AS(s->read_trials(99, {}, [](TrialRefs) {}), StorageKeyError);
+}
+
 TEST_CASE_TEMPLATE("Storage gives a WAITING trial to exactly one worker", F, InMemoryFixture,
                    JournalFixture, RedisFixture) {
   F f;
