@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "common/json_nesting.h"
+#include "common/read_file.h"
 #include "model/layer_table.h"
 
 namespace compsearch::compressors {
@@ -485,12 +486,12 @@ json recipe_to_json(const Recipe& recipe) {
 Recipe load_recipe(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path.string() + ": cannot open recipe file");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = read_all(in, path);
   require_json_nesting_within(text, path.string());
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // malformed, or a number past double's range (1e999)
     throw std::invalid_argument(path.string() + ": not valid JSON: " + e.what());
   }
   return recipe_from_json(j, path.string());

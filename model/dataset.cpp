@@ -13,6 +13,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/read_file.h"
+
 namespace compsearch::model {
 
 namespace {
@@ -99,7 +101,7 @@ Tensor read_idx(const std::filesystem::path& path) {
 Tensor read_npy(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path.string() + ": cannot open");
-  std::string d((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string d = read_all(in, path);
   if (d.size() < 10 || d.compare(0, 6, "\x93NUMPY") != 0) {
     throw std::runtime_error(path.string() + ": not an NPY file (missing the \\x93NUMPY magic)");
   }
@@ -444,9 +446,10 @@ Dataset load_dataset(const std::string& name_or_path, const std::string& split) 
                              "dataset JSON file");
   }
   std::ifstream in(path);
+  const std::string text = read_all(in, path);
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw std::invalid_argument(path.string() + ": not valid JSON (" + e.what() + ")");
   }

@@ -143,6 +143,25 @@ TEST_CASE("Recipe errors name the file, the key, the value and what is allowed")
                        "/nonexistent/recipe.json: cannot open recipe file", std::invalid_argument);
 }
 
+TEST_CASE("A recipe path that is a directory, or a number past double's range, names the file") {
+  const auto dir = std::filesystem::temp_directory_path() / "compsearch_recipe_bad_files";
+  std::filesystem::create_directories(dir / "adir");
+  // Before: "basic_filebuf::underflow error reading the file: Is a directory", no path.
+  CHECK_THROWS_WITH_AS(load_recipe(dir / "adir"),
+                       ((dir / "adir").string() + ": is a directory; expected a file").c_str(),
+                       std::runtime_error);
+  // Before: "[json.exception.out_of_range.406] number overflow parsing '1e999'", no path.
+  std::ofstream(dir / "big.json")
+      << R"({"format": "compsearch.recipe/1", "default": {"prune": {"kind": "unstructured", )"
+         R"("ratio": 1e999}}})";
+  CHECK_THROWS_WITH_AS(load_recipe(dir / "big.json"),
+                       doctest::Contains(((dir / "big.json").string() +
+                                          ": not valid JSON: [json.exception.out_of_range.406] "
+                                          "number overflow parsing '1e999'")
+                                             .c_str()),
+                       std::invalid_argument);
+}
+
 TEST_CASE("Validation against a model rejects unknown layers and ineligible N:M layers") {
   const auto table = table_with_conv1_fc1();
   CHECK_NOTHROW(validate_recipe(

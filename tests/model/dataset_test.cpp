@@ -139,6 +139,17 @@ TEST_CASE("NPY errors name the file and the problem") {
   write_bytes(dir / "junk.npy", "hello");
   CHECK_THROWS_WITH_AS(read_npy(dir / "junk.npy"), doctest::Contains("not an NPY file"),
                        std::runtime_error);
+  // A directory: std::ifstream opens it, then its read threw "basic_filebuf::underflow error
+  // reading the file: Is a directory", which named no file.
+  fs::create_directories(dir / "adir.npy");
+  CHECK_THROWS_WITH_AS(read_npy(dir / "adir.npy"),
+                       ((dir / "adir.npy").string() + ": is a directory; expected a file").c_str(),
+                       std::runtime_error);
+  fs::create_directories(dir / "spec_dir.json");
+  CHECK_THROWS_WITH_AS(
+      load_dataset((dir / "spec_dir.json").string()),
+      ((dir / "spec_dir.json").string() + ": is a directory; expected a file").c_str(),
+      std::runtime_error);
 }
 
 TEST_CASE(
