@@ -75,7 +75,9 @@ std::vector<float> run_model(
     const std::map<size_t, compressors::ActivationQuantParams>* activations,
     const EvaluationOptions& options, int64_t& classes) {
   check_evaluation_options(options);
-  model::Executor exec(graph, model::ExecutorOptions{options.threads});
+  model::ExecutorOptions eo{options.threads};
+  eo.int8 = options.int8;
+  model::Executor exec(graph, eo);
   if (activations && !activations->empty()) {
     exec.set_layer_input_hook([activations](size_t node, model::Tensor& x) {
       auto it = activations->find(node);
@@ -100,6 +102,15 @@ std::vector<float> run_model(
     out.insert(out.end(), y.f32.begin(), y.f32.end());
   }
   return out;
+}
+
+bool runs_int8(const compressors::Recipe& recipe, const model::LayerTable& table,
+               const EvaluationOptions& options) {
+  if (!options.int8 || !model::int8_kernels_available()) return false;
+  return std::any_of(table.layers.begin(), table.layers.end(), [&](const model::LayerInfo& l) {
+    const auto& s = recipe.setting_for(l.name);
+    return s.w_bits <= 8 && (s.a_bits == 4 || s.a_bits == 8);
+  });
 }
 
 EvaluationResult compare_outputs(const std::vector<float>& reference,

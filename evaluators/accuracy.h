@@ -26,7 +26,16 @@ struct EvaluationOptions {
   int64_t batch = 256;
   int64_t limit = -1;  // evaluate only the first `limit` samples (-1: all; 0 and < -1 rejected)
   int threads = 0;     // executor threads (0: OpenMP default)
+  // Candidates with layers of <= 8-bit weights and 4/8-bit activations run as their QDQ graph on
+  // integer kernels (model::ExecutorOptions::int8) where the CPU has them
+  // (model::int8_kernels_available); the results equal the fake-quantized float path up to float
+  // rounding of the accumulation (docs/compression.md). Off: always the float path.
+  bool int8 = false;
 };
+
+// Whether `options.int8` makes `recipe` run on integer kernels on this machine.
+bool runs_int8(const compressors::Recipe& recipe, const model::LayerTable& table,
+               const EvaluationOptions& options);
 
 // Throws std::invalid_argument for batch < 1 or a limit that is neither -1 nor >= 1.
 void check_evaluation_options(const EvaluationOptions& options);

@@ -2,9 +2,11 @@
 #include "evaluators/standard_evaluators.h"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include "compressors/apply.h"
+#include "compressors/export.h"
 #include "evaluators/finetune.h"
 
 namespace compsearch::evaluators {
@@ -29,8 +31,10 @@ class DataEvaluator : public Evaluator {
 
   Metrics evaluate(const Candidate& candidate, const ReportFn& report) const override {
     const EvaluationContext& c = *ctx_;
-    compressors::CompressedModel cm =
-        compressors::apply_recipe(*c.graph, c.table, *candidate.recipe);
+    // Integer kernels run the candidate's QDQ graph, which needs the integer weights.
+    const bool int8 = runs_int8(*candidate.recipe, c.table, c.options);
+    compressors::CompressedModel cm = compressors::apply_recipe(
+        *c.graph, c.table, *candidate.recipe, compressors::ApplyOptions{.keep_quantized = int8});
     if (cm.needs_calibration()) {
       if (!c.reference_activations)
         throw std::invalid_argument("activation quantization needs calibration data");
@@ -40,12 +44,15 @@ class DataEvaluator : public Evaluator {
     m["weight_error"] = relative_weight_error(*c.graph, cm.graph, c.table);
     const int64_t n = c.options.limit > 0 ? std::min(c.validation->size(), c.options.limit)
                                           : c.validation->size();
+    std::optional<model::Graph> qdq;  // built once per compressed model, on first use
     auto measure = [&](int64_t samples) {
       EvaluationOptions opts = c.options;
       opts.limit = samples;
       int64_t classes = 0;
+      if (int8 && !qdq) qdq = compressors::make_qdq_graph(cm);
       const std::vector<float> out =
-          run_model(cm.graph, *c.validation, &cm.activations, opts, classes);
+          int8 ? run_model(*qdq, *c.validation, nullptr, opts, classes)
+               : run_model(cm.graph, *c.validation, &cm.activations, opts, classes);
       const std::vector<float> ref(c.reference_outputs.begin(),
                                    c.reference_outputs.begin() + samples * c.classes);
       std::vector<int64_t> labels;
@@ -80,7 +87,8 @@ class DataEvaluator : public Evaluator {
     if (labelled_) m["accuracy_before_finetune"] = m["accuracy"];
     m["agreement_before_finetune"] = m["agreement"];
     m["finetune_seconds"] = ft.seconds;
-    cm = ft.compressed;
+    cm = ft.compressed;  // applied with keep_quantized (finetune.h)
+    qdq.reset();
     m["weight_error"] = relative_weight_error(*c.graph, cm.graph, c.table);
     const double v3 = measure(n);
     if (report) report(v3, kFinetuneStep);

@@ -5,9 +5,15 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "compressors/apply.h"
+#include "evaluators/standard_evaluators.h"
+#include "model/dataset.h"
+#include "model/executor.h"
 #include "model/layer_table.h"
+#include "tests/model/test_util.h"
+#include "tests/test_skip.h"
 
 using namespace compsearch;
 
@@ -102,4 +108,56 @@ TEST_CASE("Activation fake quantization runs at the layer input with calibrated 
   // Without calibration the evaluation refuses to run.
   auto uncalibrated = compressors::apply_recipe(g, t, recipe);
   CHECK_THROWS_AS(evaluators::evaluate_compressed(g, uncalibrated, data), std::logic_error);
+}
+
+TEST_CASE("The search's evaluator with int8 on scores w8a8 candidates like the float path") {
+  if (!model::int8_kernels_available())
+    COMPSEARCH_SKIP_TEST("this CPU has no VNNI/AMX: oneDNN's int8 kernels saturate, int8 is off");
+  if (!std::filesystem::exists(model::fashion_mnist_dir() / "t10k-images-idx3-ubyte.gz"))
+    COMPSEARCH_SKIP_TEST("Fashion-MNIST (Debian dataset-fashion-mnist) is not installed");
+  static const model::Graph graph =
+      model::load_onnx(model::testing::source_dir() / "models" / "fmnist_cnn.onnx");
+  const model::Dataset test = model::load_dataset("fashion-mnist", "test");
+  auto slice = [&](int64_t begin, int64_t count) {
+    model::Dataset d;
+    d.name = test.name;
+    d.sample_shape = test.sample_shape;
+    d.images = test.batch(begin, count).f32;
+    d.labels.assign(test.labels.begin() + begin, test.labels.begin() + begin + count);
+    return d;
+  };
+  const model::Dataset validation = slice(0, 2000), calibration = slice(5000, 512);
+  const model::LayerTable table = model::build_layer_table(graph);
+  nlohmann::json layers = nlohmann::json::object();
+  for (const auto& l : table.layers) layers[l.name] = {{"w_bits", 8}, {"a_bits", 8}};
+  const compressors::Recipe w8a8 =
+      compressors::recipe_from_json({{"format", "compsearch.recipe/1"}, {"layers", layers}});
+  const compressors::Recipe w4 = compressors::recipe_from_json(
+      {{"format", "compsearch.recipe/1"}, {"default", {{"w_bits", 4}}}});
+  auto metrics = [&](bool int8, const compressors::Recipe& recipe) {
+    auto ctx = std::make_shared<evaluators::EvaluationContext>();
+    ctx->graph = &graph;
+    ctx->validation = &validation;
+    ctx->calibration = &calibration;
+    ctx->options.int8 = int8;
+    ctx->options.threads = 2;
+    evaluators::prepare_context(*ctx);
+    CHECK(evaluators::runs_int8(recipe, ctx->table, ctx->options) ==
+          (int8 && &recipe == &w8a8));  // 32-bit activations: nothing for integer kernels
+    const auto e = evaluators::make_standard_evaluator("accuracy", ctx);
+    evaluators::Candidate c;
+    c.recipe = &recipe;
+    return e->evaluate(c);
+  };
+  const auto f = metrics(false, w8a8), i = metrics(true, w8a8);
+  MESSAGE("w8a8 on 2000 images: float path accuracy "
+          << f.at("accuracy") << ", int8 kernels " << i.at("accuracy") << ", agreement "
+          << f.at("agreement") << " / " << i.at("agreement"));
+  CHECK(std::fabs(i.at("accuracy") - f.at("accuracy")) <= 0.001);
+  CHECK(std::fabs(i.at("agreement") - f.at("agreement")) <= 0.001);
+  CHECK(i.at("kl") == doctest::Approx(f.at("kl")).epsilon(0.05));
+  CHECK(i.at("weight_error") == f.at("weight_error"));  // the same compressed weights
+  CHECK(f.at("accuracy") > 0.8);
+  const auto w4f = metrics(false, w4), w4i = metrics(true, w4);
+  CHECK(w4i.at("accuracy") == w4f.at("accuracy"));  // the float path both times
 }
