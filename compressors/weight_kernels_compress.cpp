@@ -91,8 +91,11 @@ bool sweep_prune_quantize(const float* src, float* dst, int64_t O, int64_t R, in
   for (int t = 0; t < threads; ++t)
     below += part_below[t], inside += static_cast<int64_t>(parts[t].size());
   if (k - 1 < below || k - 1 >= below + inside) return false;
-  const int64_t rank = k - 1 - below;                         // among the candidates
-  const auto [bucket, before] = bucket_of_rank(hists, rank);  // lower buckets: all pruned
+  const int64_t rank = k - 1 - below;  // among the candidates
+  // Lower buckets: all pruned. No structured binding: OpenMP regions read these (clang 14).
+  const auto bucket_and_before = bucket_of_rank(hists, rank);
+  const size_t bucket = bucket_and_before.first;
+  const int64_t before = bucket_and_before.second;
   // Zero the candidates of lower buckets; set aside the threshold's bucket.
   std::vector<std::vector<Candidate>> found(threads);
 #pragma omp parallel num_threads(threads)

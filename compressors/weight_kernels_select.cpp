@@ -104,7 +104,11 @@ Selection finish_selection(const std::vector<std::vector<Candidate>>& parts, int
     hists[t].assign(bins, 0);
     for (const Candidate& x : parts[t]) ++hists[t][(x.key - lo) >> shift];
   }
-  const auto [bucket, below] = bucket_of_rank(hists, rank);
+  // Plain variables, not a structured binding: OpenMP regions below read them, and clang 14
+  // (the fuzz and TSan builds) cannot capture a binding.
+  const auto bucket_and_below = bucket_of_rank(hists, rank);
+  const size_t bucket = bucket_and_below.first;
+  const int64_t below = bucket_and_below.second;
   std::vector<std::vector<Candidate>> found(np);
 #pragma omp parallel for schedule(static, 1) num_threads(np) if (par)
   for (int t = 0; t < np; ++t)
@@ -226,7 +230,9 @@ Selection select_smallest(const float* w, int64_t n, int64_t k, int64_t row_len,
   // takes everything.
   KeySample sample(w, n, k);
   for (int64_t margin : {sample.sigma4, 16 * sample.sigma4, KeySample::kSize}) {
-    const auto [lo, hi] = sample.bracket(margin, 0xffffffffu);
+    const auto bracket = sample.bracket(margin, 0xffffffffu);  // no binding: read in OpenMP
+    const auto lo = bracket.first;
+    const auto hi = bracket.second;
     const int threads = omp_get_max_threads();
     std::vector<std::vector<Candidate>> parts(threads);
     std::vector<int64_t> part_below(threads, 0);
