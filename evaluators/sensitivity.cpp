@@ -81,7 +81,7 @@ class AdditiveProxy : public Evaluator {
 }  // namespace
 
 SensitivityTable measure_sensitivity(
-    const Evaluator& evaluator, const std::vector<SensitivityOption>& options,
+    const std::function<Metrics()>& reference, const std::vector<SensitivityMeasure>& entries,
     const std::filesystem::path& cache, const std::string& cache_key,
     const std::function<void(const SensitivityProgress&)>& progress) {
   SensitivityTable t;
@@ -89,12 +89,10 @@ SensitivityTable measure_sensitivity(
   if (!cache.empty()) read_cache(cache, cache_key, t);
   const auto t0 = std::chrono::steady_clock::now();
   SensitivityProgress p;
-  p.total = static_cast<int64_t>(options.size()) + 1;
-  auto measure = [&](const std::string& key, const compressors::Recipe& recipe) {
-    Candidate c;
-    c.recipe = &recipe;
+  p.total = static_cast<int64_t>(entries.size()) + 1;
+  auto measure = [&](const std::string& key, const std::function<Metrics()>& fn) {
     try {
-      return evaluator.evaluate(c);
+      return fn();
     } catch (const std::exception& e) {
       throw std::runtime_error("sensitivity of option " + key + ": " + e.what());
     }
@@ -109,16 +107,34 @@ SensitivityTable measure_sensitivity(
     if (progress) progress(p);
   };
   const bool have_reference = !t.reference.empty();
-  if (!have_reference) t.reference = measure(kReferenceKey, compressors::Recipe{});
+  if (!have_reference) t.reference = measure(kReferenceKey, reference);
   step(!have_reference);
-  for (const auto& o : options) {
+  for (const auto& o : entries) {
     if (o.key == kReferenceKey) throw std::invalid_argument("sensitivity: reserved option key");
     const bool have = t.options.count(o.key) > 0;
-    if (!have) t.options[o.key] = measure(o.key, o.recipe);
+    if (!have) t.options[o.key] = measure(o.key, o.measure);
     step(!have);
   }
   t.seconds = t.measured > 0 ? p.elapsed_s : 0.0;
   return t;
+}
+
+SensitivityTable measure_sensitivity(
+    const Evaluator& evaluator, const std::vector<SensitivityOption>& options,
+    const std::filesystem::path& cache, const std::string& cache_key,
+    const std::function<void(const SensitivityProgress&)>& progress) {
+  auto run = [&evaluator](const compressors::Recipe& recipe) {
+    Candidate c;
+    c.recipe = &recipe;
+    return evaluator.evaluate(c);
+  };
+  std::vector<SensitivityMeasure> entries;
+  entries.reserve(options.size());
+  for (const auto& o : options) {
+    entries.push_back({o.key, [&run, &o] { return run(o.recipe); }});
+  }
+  return measure_sensitivity([&run] { return run(compressors::Recipe{}); }, entries, cache,
+                             cache_key, progress);
 }
 
 double additive_estimate(const SensitivityTable& table, const std::vector<std::string>& keys,

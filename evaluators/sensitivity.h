@@ -46,10 +46,24 @@ struct SensitivityProgress {
   double elapsed_s = 0.0;  // measuring time in this process
 };
 
-// Measures every option not already in the cache file (`cache` may be empty: no cache). Options
-// are measured in the given order; `progress` (may be empty) is called after each one. Throws
-// std::runtime_error naming the option when the evaluator fails on it, and std::runtime_error
-// naming the file when the cache cannot be written.
+// One entry measured by a function: the general form, for tables whose options are not
+// compressors::Recipe values (the LLM table of llama.cpp types per tensor,
+// experiments/llm_search.h).
+struct SensitivityMeasure {
+  std::string key;
+  std::function<Metrics()> measure;
+};
+
+// Measures the reference and every entry not already in the cache file (`cache` may be empty: no
+// cache), in the given order; the cache is rewritten after every measured entry and `progress`
+// (may be empty) is called after each one. Throws std::runtime_error naming the entry when its
+// measurement fails, and std::runtime_error naming the file when the cache cannot be written.
+SensitivityTable measure_sensitivity(
+    const std::function<Metrics()>& reference, const std::vector<SensitivityMeasure>& entries,
+    const std::filesystem::path& cache, const std::string& cache_key,
+    const std::function<void(const SensitivityProgress&)>& progress = {});
+
+// The same with an Evaluator over recipes: the reference is the empty recipe.
 SensitivityTable measure_sensitivity(
     const Evaluator& evaluator, const std::vector<SensitivityOption>& options,
     const std::filesystem::path& cache, const std::string& cache_key,

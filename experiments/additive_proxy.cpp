@@ -345,18 +345,23 @@ std::vector<ExactPoint> exact_front(const CompressionProblem& problem, const Pro
     return a.cost_estimate[0] != b.cost_estimate[0] ? a.cost_estimate[0] < b.cost_estimate[0]
                                                     : a.proxy_loss < b.proxy_loss;
   });
-  if (max_points == 0) return {};
-  if (points.size() > max_points) {
-    // Evenly spaced along the front (both ends kept), still cheapest first.
-    std::vector<ExactPoint> picked;
-    for (size_t j = 0; j < max_points; ++j) {
-      const size_t idx =
-          max_points == 1 ? points.size() - 1 : j * (points.size() - 1) / (max_points - 1);
-      picked.push_back(points[idx]);
-    }
-    points = std::move(picked);
-  }
+  spread_evenly(points, max_points);
   return points;
+}
+
+void spread_evenly(std::vector<ExactPoint>& points, size_t max_points) {
+  if (max_points == 0) {
+    points.clear();
+    return;
+  }
+  if (points.size() <= max_points) return;
+  std::vector<ExactPoint> picked;
+  for (size_t j = 0; j < max_points; ++j) {
+    const size_t idx =
+        max_points == 1 ? points.size() - 1 : j * (points.size() - 1) / (max_points - 1);
+    picked.push_back(points[idx]);
+  }
+  points = std::move(picked);
 }
 
 }  // namespace compsearch::experiments

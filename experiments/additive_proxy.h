@@ -82,6 +82,8 @@ struct ExactPoint {
   double proxy_loss = 0.0;            // additive estimate of the evaluator objective's loss
   std::vector<double> cost_estimate;  // additive estimate per cost objective
 };
+// Keeps at most `max_points` of a cheapest-first front, evenly spaced along it (both ends kept).
+void spread_evenly(std::vector<ExactPoint>& points, size_t max_points);
 std::vector<ExactPoint> exact_front(const CompressionProblem& problem, const ProxyParts& parts,
                                     const evaluators::SensitivityTable& table, size_t max_points);
 

@@ -605,6 +605,10 @@ ExperimentConfig config_from_json(const json& j, const std::string& source,
 }
 
 ExperimentConfig load_config(const std::filesystem::path& path) {
+  return config_from_json(read_config_json(path), path.string(), path.parent_path());
+}
+
+json read_config_json(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path.string() + ": cannot open the experiment config");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -616,7 +620,7 @@ ExperimentConfig load_config(const std::filesystem::path& path) {
   } catch (const json::parse_error& e) {
     throw std::invalid_argument(path.string() + ": not valid JSON: " + e.what());
   }
-  return config_from_json(j, path.string(), path.parent_path());
+  return j;
 }
 
 namespace {

@@ -129,5 +129,7 @@ ConstraintConfig parse_constraint(const std::string& text, const std::string& ke
 ExperimentConfig config_from_json(const nlohmann::json& j, const std::string& source,
                                   const std::filesystem::path& base_dir);
 ExperimentConfig load_config(const std::filesystem::path& path);
+// The JSON of a config file, nesting-checked; parse errors name the file (std::invalid_argument).
+nlohmann::json read_config_json(const std::filesystem::path& path);
 
 }  // namespace compsearch::experiments

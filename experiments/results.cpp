@@ -414,12 +414,19 @@ json export_trial(const StudyResults& study, int64_t number, ExportKind kind,
     if (!f) throw std::runtime_error("cannot write " + out.string());
   };
   json summary = {{"trial", number}, {"out", out.string()}};
+  // An LLM study (experiments/llm_search.h) stores LLM recipes (llama.cpp types per tensor).
+  const bool llm = study.config.is_object() && study.config.value("llm", false);
   if (kind == ExportKind::kRecipe) {
-    compressors::recipe_from_json(recipe_json, "trial " + std::to_string(number) + " recipe");
+    if (!llm)
+      compressors::recipe_from_json(recipe_json, "trial " + std::to_string(number) + " recipe");
     write(recipe_json);
     summary["format"] = "recipe";
     return summary;
   }
+  if (llm)
+    throw std::invalid_argument("study \"" + study.study_name +
+                                "\" is an LLM search: export --format recipe (the LLM recipe), or "
+                                "compress --model M --recipe R --format gguf");
   if (!study.config.is_object() || !study.config.contains("model"))
     throw std::invalid_argument("study \"" + study.study_name +
                                 "\" has no compsearch.config with a model");

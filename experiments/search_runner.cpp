@@ -41,13 +41,6 @@ constexpr int kRequeueRetries = 1;
 // whole validation split (the evaluators report 1 and 2).
 constexpr int64_t kProxyStep = 0;
 
-// The sensitivity table's cache lives beside a journal file (or in the working directory).
-std::filesystem::path sensitivity_cache_dir(const std::string& storage) {
-  if (storage.rfind("redis://", 0) == 0) return ".";
-  const std::filesystem::path p(storage);
-  return p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
-}
-
 // Seeded Fisher-Yates over [0, n) (SplitMix64 stream), so a seed always carves the same split.
 std::vector<int64_t> seeded_permutation(int64_t n, uint64_t seed) {
   std::vector<int64_t> p(n);
@@ -96,18 +89,6 @@ int64_t finished_count(const std::vector<search::FrozenTrial>& ts) {
 std::string fmt(double v, int prec = 4) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*g", prec, v);
-  return b;
-}
-
-std::string fmt_duration(double s) {
-  if (!std::isfinite(s) || s < 0) return "?";
-  char b[32];
-  if (s < 60)
-    std::snprintf(b, sizeof b, "%.0fs", s);
-  else if (s < 3600)
-    std::snprintf(b, sizeof b, "%dm%02ds", int(s) / 60, int(s) % 60);
-  else
-    std::snprintf(b, sizeof b, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
   return b;
 }
 
@@ -260,6 +241,24 @@ void apply_overrides(ExperimentConfig& config, const SearchOverrides& o) {
     }
     config.sampler.name = s;
   }
+}
+
+std::filesystem::path sensitivity_cache_dir(const std::string& storage) {
+  if (storage.rfind("redis://", 0) == 0) return ".";
+  const std::filesystem::path p(storage);
+  return p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char b[32];
+  if (s < 60)
+    std::snprintf(b, sizeof b, "%.0fs", s);
+  else if (s < 3600)
+    std::snprintf(b, sizeof b, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else
+    std::snprintf(b, sizeof b, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return b;
 }
 
 std::shared_ptr<search::Storage> open_storage(const std::string& storage) {

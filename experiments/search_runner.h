@@ -126,6 +126,12 @@ struct SearchCallbacks {
 // (parent folders are created) or a redis:// URL.
 std::shared_ptr<search::Storage> open_storage(const std::string& storage);
 
+// Where sensitivity tables are cached: beside a journal file, or the working directory for a
+// redis:// storage.
+std::filesystem::path sensitivity_cache_dir(const std::string& storage);
+// "42s", "3m07s", "1h05m"; "?" for NaN or negative.
+std::string fmt_duration(double seconds);
+
 // Runs (or resumes) the search of `config` until the study holds config.budget.trials finished
 // trials, the timeout passes or `stop` turns true.
 SearchSummary run_search(const ExperimentConfig& config, const SearchCallbacks& callbacks = {});

@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "experiments/experiment_config.h"
+#include "experiments/llm_search.h"
 #include "experiments/search_runner.h"
 #include "experiments/search_space.h"
 #include "model/layer_table.h"
@@ -128,6 +129,15 @@ TEST_CASE("the bundled preset configs load and build their search spaces") {
   REQUIRE(presets.size() >= 3);
   for (const auto& path : presets) {
     CAPTURE(path);
+    std::ifstream in(path);
+    const json j = json::parse(in);
+    if (experiments::is_llm_search_config(j)) {  // an LLM preset: experiments/llm_search.h
+      const auto llm_cfg =
+          experiments::llm_search_config_from_json(j, path.string(), path.parent_path());
+      CHECK(compsearch::llm::load_llm(llm_cfg.model, /*with_data=*/false).config.layers > 0);
+      CHECK(fs::exists(llm_cfg.data));
+      continue;
+    }
     const auto cfg = experiments::load_config(path);
     const model::Graph g = model::load_onnx(cfg.model);
     const auto table = model::build_layer_table(g);
