@@ -118,7 +118,7 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
              {"format", "name", "class", "description", "datapaths", "utilisation",
               "memory_bandwidth_bytes_per_s", "cache_bytes", "cache_bandwidth_bytes_per_s",
               "layer_overhead_us", "inference_overhead_us", "idle_power_w",
-              "dram_energy_pj_per_byte", "memory_bytes", "mcu", "npu", "notes"});
+              "dram_energy_pj_per_byte", "memory_bytes", "mcu", "npu", "llm", "notes"});
   if (req_string(j, source, "format") != kFormat) {
     fail(source, "format",
          "expected \"" + std::string(kFormat) + "\", got " + dump_short(j["format"]));
@@ -247,6 +247,23 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
   } else if (p.target_class == TargetClass::kNpu) {
     fail(source, "npu", "an npu profile needs the \"npu\" fallback section");
   }
+
+  if (j.contains("llm")) {
+    const auto& l = j["llm"];
+    check_keys(l, source, "llm",
+               {"decode_bandwidth_efficiency", "layer_overhead_us", "prefill_efficiency",
+                "prefill_efficiency_quantized"});
+    if (p.target_class != TargetClass::kGpu) {
+      fail(source, "llm", "only a gpu profile has an \"llm\" section");
+    }
+    p.has_llm = true;
+    p.llm_decode_bandwidth_efficiency =
+        req_sourced(l, source, "decode_bandwidth_efficiency", 0.0, true, "llm.");
+    p.llm_layer_overhead_us = req_sourced(l, source, "layer_overhead_us", 0.0, false, "llm.");
+    p.llm_prefill_efficiency = req_sourced(l, source, "prefill_efficiency", 0.0, true, "llm.");
+    p.llm_prefill_efficiency_quantized =
+        req_sourced(l, source, "prefill_efficiency_quantized", 0.0, true, "llm.");
+  }
   return p;
 }
 
@@ -293,6 +310,12 @@ nlohmann::json profile_to_json(const TargetProfile& p) {
                 {"on_chip_weight_bytes", sourced_json(p.on_chip_weight_bytes)},
                 {"weight_stream_bytes_per_s", sourced_json(p.weight_stream_bytes_per_s)},
                 {"activation_sram_bytes", sourced_json(p.activation_sram_bytes)}};
+  }
+  if (p.has_llm) {
+    j["llm"] = {{"decode_bandwidth_efficiency", sourced_json(p.llm_decode_bandwidth_efficiency)},
+                {"layer_overhead_us", sourced_json(p.llm_layer_overhead_us)},
+                {"prefill_efficiency", sourced_json(p.llm_prefill_efficiency)},
+                {"prefill_efficiency_quantized", sourced_json(p.llm_prefill_efficiency_quantized)}};
   }
   return j;
 }

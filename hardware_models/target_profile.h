@@ -80,6 +80,14 @@ struct TargetProfile {
   Sourced weight_stream_bytes_per_s;
   Sourced activation_sram_bytes;  // NPU-side SRAM for activations; 0 = not checked
 
+  // GPU only, optional ("llm" section): how llama.cpp runs LLMs on it (llm/cost_model.h),
+  // calibrated on published llama.cpp measurements (hardware_models/llm_speed_points.json).
+  bool has_llm = false;
+  Sourced llm_decode_bandwidth_efficiency;  // share of memory bandwidth a decode step reaches
+  Sourced llm_layer_overhead_us;   // fixed time per layer of a decode step or prefill graph
+  Sourced llm_prefill_efficiency;  // share of the fp16 datapath's peak, F16/BF16/F32 weights
+  Sourced llm_prefill_efficiency_quantized;  // the same for quantized weights (llama.cpp's MMQ)
+
   const Datapath* find_datapath(const std::string& name) const;
 };
 
