@@ -361,6 +361,12 @@ LlmSearchSummary run_llm_search(const LlmSearchConfig& config,
   req.cache_dir = sensitivity_cache_dir(config.storage);
   std::filesystem::create_directories(req.cache_dir);
   auto on_progress = [&](const evaluators::SensitivityProgress& p) {
+    // Ctrl-C: stop between entries (each measured one is cached already).
+    if (callbacks.stop != nullptr && callbacks.stop->load() && p.done < p.total) {
+      throw std::runtime_error("interrupted during the sensitivity table (" +
+                               std::to_string(p.done) + " of " + std::to_string(p.total) +
+                               " entries cached; run the same command again to resume)");
+    }
     if (!callbacks.progress) return;
     const double eta =
         p.done > 1 ? p.elapsed_s / static_cast<double>(p.done) * (p.total - p.done) : NAN;
