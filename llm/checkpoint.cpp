@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/check.h"
+#include "llm/ggml_handles.h"
 #include "llm/safetensors.h"
 #include "model/tensor.h"
 
@@ -289,11 +290,6 @@ LlmModel load_hf(const std::filesystem::path& dir, bool with_data) {
 }
 
 // ---- GGUF ----
-
-struct GgufDeleter {
-  void operator()(gguf_context* ctx) const { gguf_free(ctx); }
-};
-using GgufPtr = std::unique_ptr<gguf_context, GgufDeleter>;
 
 std::optional<int64_t> gguf_int(const gguf_context* ctx, const std::string& key,
                                 const std::string& where) {

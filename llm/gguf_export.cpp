@@ -10,19 +10,9 @@
 
 #include "common/atomic_file.h"
 #include "common/check.h"
+#include "llm/ggml_handles.h"
 
 namespace compsearch::llm {
-
-namespace {
-
-struct GgufDeleter {
-  void operator()(gguf_context* ctx) const { gguf_free(ctx); }
-};
-struct GgmlDeleter {
-  void operator()(ggml_context* ctx) const { ggml_free(ctx); }
-};
-
-}  // namespace
 
 void set_hf_gguf_metadata(gguf_context* ctx, const LlmModel& model) {
   const LlmConfig& c = model.config;
@@ -49,10 +39,10 @@ void set_hf_gguf_metadata(gguf_context* ctx, const LlmModel& model) {
 void write_gguf(const LlmModel& model, const AppliedRecipe& plan,
                 const std::filesystem::path& out) {
   COMPSEARCH_CHECK(plan.tensors.size() == model.tensors.size(), "plan of another model");
-  std::unique_ptr<gguf_context, GgufDeleter> ctx(gguf_init_empty());
+  GgufPtr ctx(gguf_init_empty());
   if (model.format == "gguf") {
     gguf_init_params params{/*no_alloc=*/true, /*ctx=*/nullptr};
-    std::unique_ptr<gguf_context, GgufDeleter> src(gguf_init_from_file(model.path.c_str(), params));
+    GgufPtr src(gguf_init_from_file(model.path.c_str(), params));
     if (!src) throw std::runtime_error(model.path.string() + ": cannot reread the GGUF metadata");
     gguf_set_kv(ctx.get(), src.get());
     gguf_remove_key(ctx.get(), "general.file_type");
@@ -63,7 +53,7 @@ void write_gguf(const LlmModel& model, const AppliedRecipe& plan,
 
   // Tensor descriptors only (no_alloc); the data lives in `blobs` until the file is written.
   ggml_init_params ip{ggml_tensor_overhead() * (model.tensors.size() + 1), nullptr, true};
-  std::unique_ptr<ggml_context, GgmlDeleter> tensors(ggml_init(ip));
+  GgmlPtr tensors(ggml_init(ip));
   std::vector<std::vector<uint8_t>> blobs;
   blobs.reserve(model.tensors.size());
   for (size_t i = 0; i < model.tensors.size(); ++i) {

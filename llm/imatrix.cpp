@@ -11,17 +11,11 @@
 #include "common/atomic_file.h"
 #include "common/check.h"
 #include "llm/decoder.h"
+#include "llm/ggml_handles.h"
 
 namespace compsearch::llm {
 
 namespace {
-
-struct GgufFree {
-  void operator()(gguf_context* c) const { gguf_free(c); }
-};
-struct GgmlFree {
-  void operator()(ggml_context* c) const { ggml_free(c); }
-};
 
 constexpr const char* kSum2 = ".weight.in_sum2";
 constexpr const char* kCounts = ".weight.counts";
@@ -73,7 +67,7 @@ Imatrix collect_imatrix(const LlmModel& model, std::span<const int32_t> tokens, 
 }
 
 void write_imatrix(const Imatrix& imatrix, const std::filesystem::path& path) {
-  std::unique_ptr<gguf_context, GgufFree> ctx(gguf_init_empty());
+  GgufPtr ctx(gguf_init_empty());
   gguf_set_val_str(ctx.get(), "general.type", "imatrix");
   std::vector<const char*> datasets;
   for (const std::string& d : imatrix.datasets) datasets.push_back(d.c_str());
@@ -85,7 +79,7 @@ void write_imatrix(const Imatrix& imatrix, const std::filesystem::path& path) {
     bytes += 2 * ggml_tensor_overhead() + sizeof(float) * (e.sum2.size() + 1) + 2 * 64;
   }
   ggml_init_params ip{bytes + 1024, nullptr, /*no_alloc=*/false};
-  std::unique_ptr<ggml_context, GgmlFree> tensors(ggml_init(ip));
+  GgmlPtr tensors(ggml_init(ip));
   for (const auto& [name, e] : imatrix.entries) {  // std::map: sorted, as llama-imatrix sorts
     ggml_tensor* sum2 =
         ggml_new_tensor_2d(tensors.get(), GGML_TYPE_F32, static_cast<int64_t>(e.sum2.size()), 1);
@@ -109,13 +103,13 @@ void write_imatrix(const Imatrix& imatrix, const std::filesystem::path& path) {
 Imatrix read_imatrix(const std::filesystem::path& path) {
   ggml_context* data = nullptr;
   gguf_init_params params{/*no_alloc=*/false, &data};
-  std::unique_ptr<gguf_context, GgufFree> ctx(gguf_init_from_file(path.c_str(), params));
+  GgufPtr ctx(gguf_init_from_file(path.c_str(), params));
   if (!ctx) {
     throw std::runtime_error(path.string() +
                              ": not a GGUF imatrix (llama-imatrix's default output; the legacy "
                              ".dat format is not read)");
   }
-  std::unique_ptr<ggml_context, GgmlFree> owned(data);
+  GgmlPtr owned(data);
   Imatrix im;
   auto u32 = [&](const char* key) -> int64_t {
     const int64_t id = gguf_find_key(ctx.get(), key);
