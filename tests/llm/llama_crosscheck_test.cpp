@@ -55,14 +55,7 @@ void check_quantized(const fs::path& out, const LlmModel& source, const LlmRecip
   const AppliedRecipe plan = plan_llm_recipe(source, recipe);
   LlmModel ours = source;
   apply_llm_recipe(ours, recipe);
-  const LlmModel theirs = load_llm(out);
-  REQUIRE(theirs.tensors.size() == ours.tensors.size());
-  for (size_t i = 0; i < ours.tensors.size(); ++i) {
-    CAPTURE(ours.tensors[i].name);
-    CHECK(tensor_type_name(theirs.tensors[i].stored_type) ==
-          tensor_type_name(plan.tensors[i].stored));
-    CHECK(theirs.tensors[i].data == ours.tensors[i].data);
-  }
+  compsearch::testing::check_matches_llama_quantize(load_llm(out), ours, plan);
   CHECK(static_cast<int64_t>(fs::file_size(out)) == gguf_file_bytes(source, plan));
 }
 

@@ -30,13 +30,7 @@ TEST_CASE("llama-quantize --pure stores the types compsearch plans, fallbacks in
     LlmModel ours = source;
     const AppliedRecipe plan =
         apply_llm_recipe(ours, parse_llm_recipe({{"default", {{"type", type}}}}, ours, "r"));
-    REQUIRE(theirs.tensors.size() == ours.tensors.size());
-    for (size_t i = 0; i < ours.tensors.size(); ++i) {
-      CAPTURE(ours.tensors[i].name);
-      CHECK(tensor_type_name(theirs.tensors[i].stored_type) ==
-            tensor_type_name(plan.tensors[i].stored));
-      CHECK(theirs.tensors[i].data == ours.tensors[i].data);
-    }
+    compsearch::testing::check_matches_llama_quantize(theirs, ours, plan);
   }
 }
 

@@ -17,6 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "llm/checkpoint.h"
+#include "llm/llm_recipe.h"
+
 namespace compsearch::testing {
 
 inline std::filesystem::path fresh_dir(const std::string& name) {
@@ -100,6 +103,20 @@ inline std::string run_llama_perplexity(const std::string& args, const std::stri
   ss << in.rdbuf();
   REQUIRE_MESSAGE(rc == 0, "failed (" << rc << "): " << cmd << "\n" << ss.str());
   return ss.str();
+}
+
+// A GGUF written by llama-quantize (`theirs`, loaded with data) against compsearch's `plan` of
+// the same recipe and `ours`, the source with that recipe applied: every tensor has the planned
+// stored type and bit-identical weights.
+inline void check_matches_llama_quantize(const llm::LlmModel& theirs, const llm::LlmModel& ours,
+                                         const llm::AppliedRecipe& plan) {
+  REQUIRE(theirs.tensors.size() == ours.tensors.size());
+  for (size_t i = 0; i < ours.tensors.size(); ++i) {
+    CAPTURE(ours.tensors[i].name);
+    CHECK(llm::tensor_type_name(theirs.tensors[i].stored_type) ==
+          llm::tensor_type_name(plan.tensors[i].stored));
+    CHECK(theirs.tensors[i].data == ours.tensors[i].data);
+  }
 }
 
 }  // namespace compsearch::testing
