@@ -149,8 +149,11 @@ TEST_CASE("llama.cpp mixes give every tensor the type real llama-quantize stores
   SUBCASE("the 2-layer test model (tied embeddings, GQA 2, ffn_down rows of 640)") {
     const fs::path gguf = compsearch::testing::llm_fixture("tiny_llama.f16.gguf");
     const LlmModel source = load_llm(gguf, /*with_data=*/false);
-    for (const std::string& mix : llama_mix_names())
+    // The issue's five (each llama-quantize run costs ~1.5 s of wall time, mostly start-up); the
+    // 32-layer model below takes all ten.
+    for (const char* mix : {"q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"}) {
       check_against_llama_quantize(source, gguf, mix);
+    }
   }
   SUBCASE("a random 32-layer model (separate output, GQA 4)") {
     const LlmModel source = synthetic_model(32, 1, /*with_data=*/true);
