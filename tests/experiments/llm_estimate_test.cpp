@@ -147,3 +147,20 @@ TEST_CASE("estimate on an LLM answers size, VRAM, speed and whether it fits") {
   CHECK(no_llm.rc != 0);
   CHECK(no_llm.err.find("no \"llm\" section") != std::string::npos);
 }
+
+TEST_CASE("A profile's llm section round-trips through JSON and a missing constant is named") {
+  namespace hm = compsearch::hardware_models;
+  const hm::TargetProfile a100 = hm::load_profile("gpu:a100");
+  REQUIRE(a100.has_llm);
+  nlohmann::json j = hm::profile_to_json(a100);
+  const hm::TargetProfile back = hm::profile_from_json(j, "a100.json");
+  CHECK(back.has_llm);
+  CHECK(back.llm_layer_overhead_us.value == a100.llm_layer_overhead_us.value);
+  CHECK(back.llm_prefill_efficiency_quantized.source ==
+        a100.llm_prefill_efficiency_quantized.source);
+  j["llm"].erase("prefill_efficiency");
+  CHECK_THROWS_WITH(hm::profile_from_json(j, "a100.json"),
+                    doctest::Contains("llm.prefill_efficiency"));
+  j["llm"]["speed"] = 1;
+  CHECK_THROWS_WITH(hm::profile_from_json(j, "a100.json"), doctest::Contains("llm.speed"));
+}
