@@ -62,7 +62,8 @@ void resolve_settings(const compressors::Recipe& recipe, const model::LayerTable
     out[i] = s;
   }
   if (matched != recipe.layers.size()) {
-    for (const auto& [name, setting] : recipe.layers) {
+    for (const auto& entry : recipe.layers) {
+      const std::string& name = entry.first;  // not a binding: the lambda reads it (clang 14)
       const bool known = std::any_of(table.layers.begin(), table.layers.end(),
                                      [&](const model::LayerInfo& l) { return l.name == name; });
       if (!known) {

@@ -19,13 +19,16 @@ if [ $# -gt 0 ]; then harnesses=("$@"); else harnesses=("${all[@]}"); fi
 dir=build-fuzz
 launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_CXX_COMPILER=clang++ -DCOMPSEARCH_BUILD_TESTS=OFF -DCOMPSEARCH_BUILD_BENCH=OFF \
-  -DCOMPSEARCH_FUZZ=ON -DCOMPSEARCH_SANITIZE=fuzzer-no-link,address,undefined "${launcher[@]}" \
-  >/dev/null
 targets=()
 for h in "${harnesses[@]}"; do targets+=("fuzz_$h"); done
-cmake --build "$dir" -j "${COMPSEARCH_JOBS:-$(nproc)}" --target "${targets[@]}"
+# COMPSEARCH_FUZZ_SKIP_BUILD=1 runs the harnesses already built (e.g. several runs side by side).
+if [ -z "${COMPSEARCH_FUZZ_SKIP_BUILD:-}" ]; then
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ -DCOMPSEARCH_BUILD_TESTS=OFF -DCOMPSEARCH_BUILD_BENCH=OFF \
+    -DCOMPSEARCH_FUZZ=ON -DCOMPSEARCH_SANITIZE=fuzzer-no-link,address,undefined "${launcher[@]}" \
+    >/dev/null
+  cmake --build "$dir" -j "${COMPSEARCH_JOBS:-$(nproc)}" --target "${targets[@]}"
+fi
 
 # Seed corpora (rebuilt each run; what libFuzzer adds goes to corpus/<h>/found and is kept).
 seed() {  # seed HARNESS FILE...
