@@ -53,7 +53,9 @@ measure() {  # name, quantized gguf
   (cd "$backends" && "$perplexity" -m "$2" --kl-divergence "${args[@]}" > "$work/$1.log" 2>&1) ||
     { cat "$work/$1.log" >&2; exit 1; }
   local mean
-  mean=$(sed -n 's/^Mean *KLD: *\([0-9.]*\) *± *\([0-9.]*\).*/\1 \2/p' "$work/$1.log")
+  # Not anchored: llama.cpp's log lines may carry a time prefix.
+  mean=$(sed -n 's/.*Mean *KLD: *\([0-9.]*\) *± *\([0-9.]*\).*/\1 \2/p' "$work/$1.log" | tail -1)
+  [[ -n $mean ]] || { echo "no 'Mean KLD' in $work/$1.log:" >&2; tail -5 "$work/$1.log" >&2; exit 1; }
   kld[$1]=$mean
   local bytes
   bytes=$(stat -c %s "$2")
