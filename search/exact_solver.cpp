@@ -7,7 +7,6 @@
 #include <limits>
 #include <map>
 #include <numeric>
-#include <queue>
 #include <stdexcept>
 #include <string>
 
@@ -84,13 +83,12 @@ std::vector<Solution> pareto_front(const AdditiveProblem& problem, const FrontOp
   const size_t k = options.cost_index;
   std::vector<std::vector<Node>> sets;
   sets.push_back({{0.0, 0.0, 0, 0}});
-  struct Head {
-    double cost, loss;
-    uint32_t option, pos;
-  };
-  auto later = [](const Head& a, const Head& b) {
-    return a.cost != b.cost ? a.cost > b.cost : a.loss > b.loss;
-  };
+  // Each layer's front is the non-dominated set of the union of the previous front shifted by
+  // each option. Non-domination composes (ND(A u B) = ND(ND(A) u B)), so the shifted copies are
+  // folded in one at a time by two-way merges in (cost, loss) order, keeping a point only when
+  // its loss is below every point before it: linear passes, no heap (this was a K-way heap merge,
+  // 4x slower on a 7B-shaped inventory).
+  std::vector<Node> shifted, acc, merged;
   for (size_t i = 0; i < problem.layers.size(); ++i) {
     // The layer's own non-dominated options (others can never be on the front).
     const auto& opts = problem.layers[i];
@@ -109,35 +107,45 @@ std::vector<Solution> pareto_front(const AdditiveProblem& problem, const FrontOp
       }
     }
     const std::vector<Node>& prev = sets.back();
-    std::vector<Node> next;
-    next.reserve(prev.size() * 2);
-    std::priority_queue<Head, std::vector<Head>, decltype(later)> heap(later);
+    acc.clear();
     for (uint32_t j : useful) {
-      heap.push({prev[0].cost + opts[j].costs[k], prev[0].loss + opts[j].loss, j, 0});
-    }
-    double last_loss = kInf;
-    double bucket_end = -kInf;
-    while (!heap.empty()) {
-      Head h = heap.top();
-      heap.pop();
-      if (h.loss < last_loss) {
-        const Node node{h.cost, h.loss, h.pos, h.option};
-        if (options.cost_resolution && h.cost < bucket_end && !next.empty()) {
-          next.back() = node;  // same bucket, lower loss: replace
-        } else {
-          next.push_back(node);
-          if (options.cost_resolution) {
-            bucket_end =
-                (std::floor(h.cost / *options.cost_resolution) + 1) * *options.cost_resolution;
-          }
+      const double dc = opts[j].costs[k], dl = opts[j].loss;
+      shifted.resize(prev.size());
+      for (size_t p = 0; p < prev.size(); ++p)
+        shifted[p] = Node{prev[p].cost + dc, prev[p].loss + dl, static_cast<uint32_t>(p), j};
+      merged.clear();
+      merged.reserve(acc.size() + shifted.size());
+      size_t a = 0, b = 0;
+      double last_loss = kInf;
+      while (a < acc.size() || b < shifted.size()) {
+        const bool take_acc =
+            b == shifted.size() ||
+            (a < acc.size() && (acc[a].cost != shifted[b].cost ? acc[a].cost < shifted[b].cost
+                                                               : acc[a].loss <= shifted[b].loss));
+        const Node& n = take_acc ? acc[a++] : shifted[b++];
+        if (n.loss < last_loss) {
+          merged.push_back(n);
+          last_loss = n.loss;
         }
-        last_loss = h.loss;
       }
-      if (h.pos + 1 < prev.size()) {
-        const Node& p = prev[h.pos + 1];
-        heap.push(
-            {p.cost + opts[h.option].costs[k], p.loss + opts[h.option].loss, h.option, h.pos + 1});
+      acc.swap(merged);
+    }
+    std::vector<Node> next;
+    if (options.cost_resolution) {
+      // Within each cost bucket [k r, (k+1) r) only the lowest loss (the last point) survives.
+      const double r = *options.cost_resolution;
+      next.reserve(acc.size());
+      double bucket_end = -kInf;
+      for (const Node& n : acc) {
+        if (n.cost < bucket_end && !next.empty()) {
+          next.back() = n;
+        } else {
+          next.push_back(n);
+          bucket_end = (std::floor(n.cost / r) + 1) * r;
+        }
       }
+    } else {
+      next.assign(acc.begin(), acc.end());
     }
     sets.push_back(std::move(next));
   }
