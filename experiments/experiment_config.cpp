@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "common/json_nesting.h"
+#include "common/read_file.h"
 #include "compressors/recipe.h"
 #include "search/pruner.h"
 
@@ -611,13 +612,13 @@ ExperimentConfig load_config(const std::filesystem::path& path) {
 json read_config_json(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) throw std::invalid_argument(path.string() + ": cannot open the experiment config");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = read_all(in, path);  // a directory is named, not libstdc++'s message
   // A value nested 100,000 deep overflowed the stack while its error message was built.
   require_json_nesting_within(text, path.string());
   json j;
   try {
     j = json::parse(text, nullptr, true, /*ignore_comments=*/false);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // malformed, or a number past double's range (1e999)
     throw std::invalid_argument(path.string() + ": not valid JSON: " + e.what());
   }
   return j;

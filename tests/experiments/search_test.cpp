@@ -290,3 +290,22 @@ TEST_CASE("an experiment config nested 100000 deep is refused, naming the file")
                        doctest::Contains((path + ": JSON nested deeper than 512 levels").c_str()),
                        std::invalid_argument);
 }
+
+TEST_CASE("an experiment config that is a directory or holds 1e999 is an error naming the file") {
+  // Both named no file before: libstdc++'s "basic_filebuf::underflow error reading the file: Is
+  // a directory", and nlohmann's "number overflow parsing '1e999'" (an out_of_range, not a
+  // parse_error, so it escaped the catch).
+  const fs::path dir = fs::temp_directory_path() / "compsearch_config_bad_inputs";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "config_dir.json");
+  CHECK_THROWS_WITH_AS(
+      experiments::load_config(dir / "config_dir.json"),
+      doctest::Contains(((dir / "config_dir.json").string() + ": is a directory").c_str()),
+      std::runtime_error);
+  { std::ofstream(dir / "huge.json") << R"({"study_name": "x", "budget": {"trials": 1e999}})"; }
+  CHECK_THROWS_WITH_AS(
+      experiments::load_config(dir / "huge.json"),
+      doctest::Contains(((dir / "huge.json").string() + ": not valid JSON").c_str()),
+      std::invalid_argument);
+  fs::remove_all(dir);
+}
