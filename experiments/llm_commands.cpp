@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "experiments/text_table.h"
 #include "experiments/usage_error.h"
+#include "llm/cost_model.h"
 #include "llm/gguf_export.h"
 #include "llm/imatrix.h"
 #include "model/tensor.h"
@@ -31,8 +33,12 @@ nlohmann::json config_json(const llm::LlmConfig& c) {
           {"tied_embeddings", c.tied_embeddings}};
 }
 
-nlohmann::json applied_json(const llm::AppliedRecipe& a) {
-  return {{"size_bytes", a.total_bytes}, {"bits_per_weight", a.bits_per_weight()}};
+// size_bytes: the whole GGUF file (the search's and estimate's size_bytes); tensor_bytes: the
+// tensors' data alone.
+nlohmann::json applied_json(const llm::AppliedRecipe& a, int64_t file_bytes) {
+  return {{"size_bytes", file_bytes},
+          {"tensor_bytes", a.total_bytes},
+          {"bits_per_weight", a.bits_per_weight()}};
 }
 
 }  // namespace
@@ -76,7 +82,7 @@ nlohmann::json LlmInspectResult::to_json() const {
                         {"tensors", tensors},
                         {"total_params", params},
                         {"total_macs_per_token", macs}};
-  if (plan) out.update(applied_json(*plan));
+  if (plan) out.update(applied_json(*plan, llm::gguf_file_bytes(checkpoint, *plan)));
   return out;
 }
 
@@ -111,7 +117,9 @@ std::string LlmInspectResult::to_text() const {
                 static_cast<long long>(params), params / 1e6, static_cast<long long>(macs));
   out << buf;
   if (plan) {
-    std::snprintf(buf, sizeof buf, "recipe: %lld bytes, %.4f bits per weight\n",
+    std::snprintf(buf, sizeof buf,
+                  "recipe: GGUF file %lld bytes (tensors %lld), %.4f bits per weight\n",
+                  static_cast<long long>(llm::gguf_file_bytes(checkpoint, *plan)),
                   static_cast<long long>(plan->total_bytes), plan->bits_per_weight());
     out << buf;
   }
@@ -149,6 +157,7 @@ LlmEvaluateResult evaluate_llm(const LlmEvaluateRequest& request) {
     }
     r.applied = llm::apply_llm_recipe_imatrix(m, llm::load_llm_recipe(request.recipe, m),
                                               imatrix ? &*imatrix : nullptr);
+    r.file_bytes = llm::gguf_file_bytes(m, *r.applied);
   }
   if (reference) {
     r.kld = llm::evaluate_kld(m, tokens, *reference, request.threads);
@@ -172,7 +181,7 @@ nlohmann::json LlmEvaluateResult::to_json() const {
                         {"perplexity", p.perplexity},
                         {"seconds", p.seconds},
                         {"tokens_per_second", p.tokens_per_second}};
-  if (applied) out.update(applied_json(*applied));
+  if (applied) out.update(applied_json(*applied, file_bytes));
   if (kld) {
     out.update({{"kld", kld->mean_kld},
                 {"delta_nll", kld->delta_nll},
@@ -199,8 +208,10 @@ std::string LlmEvaluateResult::to_text() const {
       static_cast<long long>(p.context), p.seconds, p.tokens_per_second);
   std::string out = buf;
   if (applied) {
-    std::snprintf(buf, sizeof buf, "size:       %lld bytes (%.4f bits per weight)\n",
-                  static_cast<long long>(applied->total_bytes), applied->bits_per_weight());
+    std::snprintf(buf, sizeof buf,
+                  "size:       GGUF file %lld bytes (tensors %lld; %.4f bits per weight)\n",
+                  static_cast<long long>(file_bytes), static_cast<long long>(applied->total_bytes),
+                  applied->bits_per_weight());
     out += buf;
   }
   if (kld) {
@@ -257,7 +268,8 @@ nlohmann::json compress_llm(const std::string& model, const std::string& recipe,
     counts[name] = counts.value(name, 0) + 1;
   }
   nlohmann::json summary = {{"format", "gguf"}, {"out", out}, {"tensors", counts}};
-  summary.update(applied_json(plan));
+  // The file compsearch's own writer made (its metadata differs from llama-quantize's).
+  summary.update(applied_json(plan, static_cast<int64_t>(std::filesystem::file_size(out))));
   return summary;
 }
 

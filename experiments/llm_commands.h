@@ -52,6 +52,7 @@ struct LlmEvaluateResult {
   std::string model, data, recipe;
   llm::PerplexityResult perplexity;
   std::optional<llm::AppliedRecipe> applied;
+  int64_t file_bytes = 0;  // with a recipe: the GGUF file llama-quantize would write (cost_model.h)
   std::optional<llm::KldResult> kld;
 
   nlohmann::json to_json() const;

@@ -42,7 +42,13 @@ std::string read_bytes(const std::filesystem::path& path) {
 }
 
 const std::set<std::string> kLossMetrics = {"kld", "nll", "delta_nll"};
-const std::set<std::string> kCostMetrics = {"size_bytes", "bits_per_weight"};
+const std::set<std::string> kCostMetrics = {"size_bytes", "tensor_bytes", "bits_per_weight"};
+
+// size_bytes, tensor_bytes, bits_per_weight, or llm_estimate.h's vram_mb@TARGET /
+// decode_tok_s@TARGET.
+bool is_cost_metric(const std::string& m) {
+  return kCostMetrics.contains(m) || LlmObjectives::is_cost_objective(m);
+}
 
 std::string resolve(const std::string& path, const std::filesystem::path& base) {
   if (path.empty()) return path;
@@ -101,8 +107,27 @@ LlmSearchConfig llm_search_config_from_json(const json& j, const std::string& so
         c.types.push_back(llm::parse_tensor_type(
             v[i].get<std::string>(), source + ": .llm.types[" + std::to_string(i) + "]"));
       }
+    } else if (k == "run") {
+      if (!v.is_object()) fail(".llm.run", "expected an object (context, batch, kv_type)");
+      for (const auto& [rk, rv] : v.items()) {
+        if (rk == "context" || rk == "batch") {
+          if (!rv.is_number_integer() || rv.get<int64_t>() < 1 || rv.get<int64_t>() > (1 << 24))
+            fail(".llm.run." + rk, "expected an integer in [1, 16777216]");
+          (rk == "context" ? c.run.context : c.run.batch) = rv.get<int64_t>();
+        } else if (rk == "kv_type") {
+          if (!rv.is_string()) fail(".llm.run.kv_type", "expected a string such as \"f16\"");
+          try {
+            c.run.kv_type = parse_kv_cache_type(rv.get<std::string>());
+          } catch (const std::exception& e) {
+            fail(".llm.run.kv_type", e.what());
+          }
+        } else {
+          fail(".llm.run." + rk, "unknown key (expected context, batch or kv_type)");
+        }
+      }
+      c.run.validate(source + ": .llm.run");
     } else {
-      fail(".llm." + k, "unknown key (expected context, windows, threads, imatrix or types)");
+      fail(".llm." + k, "unknown key (expected context, windows, threads, imatrix, types or run)");
     }
   }
   if (j.contains("objectives")) {
@@ -115,10 +140,10 @@ LlmSearchConfig llm_search_config_from_json(const json& j, const std::string& so
         fail(path, "expected [metric, \"minimize\"|\"maximize\"]");
       }
       const std::string m = o[i][0].get<std::string>();
-      if (!kLossMetrics.contains(m) && !kCostMetrics.contains(m)) {
+      if (!kLossMetrics.contains(m) && !is_cost_metric(m)) {
         fail(path, "metric \"" + m +
                        "\" is not measured for LLMs (allowed: kld, nll, delta_nll, size_bytes, "
-                       "bits_per_weight)");
+                       "tensor_bytes, bits_per_weight, vram_mb@TARGET, decode_tok_s@TARGET)");
       }
       c.objectives.push_back({m, o[i][1] == "maximize"});
     }
@@ -133,7 +158,7 @@ LlmSearchConfig llm_search_config_from_json(const json& j, const std::string& so
       if (!cs[i].is_string()) fail(path, "expected a string");
       c.constraints.push_back(parse_constraint(cs[i].get<std::string>(), source + ": " + path));
       if (!kLossMetrics.contains(c.constraints.back().metric) &&
-          !kCostMetrics.contains(c.constraints.back().metric)) {
+          !is_cost_metric(c.constraints.back().metric)) {
         fail(path, "metric \"" + c.constraints.back().metric + "\" is not measured for LLMs");
       }
     }
@@ -170,12 +195,13 @@ LlmSearchConfig llm_search_config_from_json(const json& j, const std::string& so
   bool loss = false, cost = false;
   for (const auto& o : c.objectives) {
     loss = loss || kLossMetrics.contains(o.metric);
-    cost = cost || kCostMetrics.contains(o.metric);
+    cost = cost || is_cost_metric(o.metric);
   }
   if (c.sampler.name == "exact" && (!loss || !cost)) {
     fail(".objectives",
          "the exact route needs a loss (kld, nll or delta_nll) and a cost "
-         "(size_bytes or bits_per_weight) objective");
+         "(size_bytes, tensor_bytes, bits_per_weight, vram_mb@TARGET or decode_tok_s@TARGET) "
+         "objective");
   }
   return c;
 }
@@ -193,6 +219,10 @@ json LlmSearchConfig::to_json() const {
           {"context", context},
           {"windows", windows},
           {"imatrix", imatrix.empty() ? json() : json(std::filesystem::absolute(imatrix).string())},
+          {"run",
+           {{"context", run.context},
+            {"batch", run.batch},
+            {"kv_type", llm::tensor_type_name(run.kv_type)}}},
           {"types", types_j},
           {"objectives", objectives_j},
           {"constraints", constraints_j},
@@ -209,10 +239,15 @@ evaluators::Metrics kld_metrics(const llm::KldResult& r) {
           {"same_top", r.same_top}};
 }
 
-evaluators::Metrics llm_cost_metrics(const llm::LlmModel&, const llm::AppliedRecipe& plan) {
-  // llm/cost_model.h (issue 13, item 7) adds vram_mb@gpu:X and decode_tok_s@gpu:X here.
-  return {{"size_bytes", static_cast<double>(plan.total_bytes)},
-          {"bits_per_weight", plan.bits_per_weight()}};
+evaluators::Metrics llm_cost_metrics(LlmObjectives& costs, const std::vector<std::string>& asked,
+                                     const llm::AppliedRecipe& plan) {
+  evaluators::Metrics m = {{"size_bytes", costs.value("size_bytes", plan)},
+                           {"tensor_bytes", static_cast<double>(plan.total_bytes)},
+                           {"bits_per_weight", plan.bits_per_weight()}};
+  for (const std::string& name : asked)
+    if (!m.contains(name) && LlmObjectives::is_cost_objective(name))
+      m[name] = costs.value(name, plan);
+  return m;
 }
 
 std::string llm_option_key(const std::string& tensor, llm::TensorType type) {
@@ -412,7 +447,12 @@ LlmSearchSummary run_llm_search(const LlmSearchConfig& config,
   json ref = json::object();
   for (const auto& [k, v] : table.reference) ref[k] = v;
   const llm::AppliedRecipe as_loaded = llm::plan_llm_recipe(model, llm::LlmRecipe{});
-  for (const auto& [k, v] : llm_cost_metrics(model, as_loaded)) ref[k] = v;
+  LlmObjectives costs(model, config.run);
+  std::vector<std::string> asked;
+  for (const auto& o : config.objectives) asked.push_back(o.metric);
+  for (const auto& c : config.constraints) asked.push_back(c.metric);
+  // Unknown targets fail here, before any trial.
+  for (const auto& [k, v] : llm_cost_metrics(costs, asked, as_loaded)) ref[k] = v;
   study->set_user_attr("compsearch.config", config.to_json());
   study->set_user_attr("compsearch.reference", ref);
   const auto before = study->get_trials();
@@ -453,7 +493,7 @@ LlmSearchSummary run_llm_search(const LlmSearchConfig& config,
       }
       p.proxy_loss = sol.loss;
       const llm::AppliedRecipe plan = llm::plan_llm_recipe(model, recipe_of(p.params));
-      const evaluators::Metrics cost = llm_cost_metrics(model, plan);
+      const evaluators::Metrics cost = llm_cost_metrics(costs, asked, plan);
       p.cost_estimate = {cost.at("size_bytes")};
       bool ok = true;
       for (const auto& c : config.constraints) {
@@ -492,7 +532,7 @@ LlmSearchSummary run_llm_search(const LlmSearchConfig& config,
     const llm::LlmRecipe recipe = recipe_of(params);
     const llm::AppliedRecipe plan =
         llm::apply_llm_recipe_imatrix(m, recipe, imatrix ? &*imatrix : nullptr);
-    evaluators::Metrics metrics = llm_cost_metrics(model, plan);
+    evaluators::Metrics metrics = llm_cost_metrics(costs, asked, plan);
     for (const auto& [k, v] : kld_metrics(llm::evaluate_kld(m, tokens, reference, config.threads)))
       metrics[k] = v;
     json recipe_j = {{"format", "compsearch.recipe/1"}, {"layers", json::object()}};

@@ -41,6 +41,7 @@
 
 #include "evaluators/sensitivity.h"
 #include "experiments/experiment_config.h"
+#include "experiments/llm_estimate.h"
 #include "llm/checkpoint.h"
 #include "llm/imatrix.h"
 #include "llm/kld.h"
@@ -56,6 +57,9 @@ struct LlmSearchConfig {
   int64_t windows = 0;                 // 0: every window of the calibration tokens
   std::string imatrix;                 // "" = none
   std::vector<llm::TensorType> types;  // empty: recipe_tensor_types()
+  // How the model will run, for vram_mb@ / decode_tok_s@ objectives ("llm": {"run": {"context":
+  // 4096, "batch": 1, "kv_type": "f16"}}).
+  llm::LlmRunSettings run;
   std::vector<ObjectiveConfig> objectives;
   std::vector<ConstraintConfig> constraints;
   SamplerConfig sampler;
@@ -68,17 +72,21 @@ struct LlmSearchConfig {
 
 // Whether a config file is an LLM search config (it has the key "llm").
 bool is_llm_search_config(const nlohmann::json& j);
-// Parses and validates (unknown keys, objectives other than kld/nll/delta_nll and size_bytes/
-// bits_per_weight are errors naming the file and key). Relative paths resolve against base_dir.
+// Parses and validates (unknown keys, objectives other than kld/nll/delta_nll and the cost metrics
+// of llm_cost_metrics are errors naming the file and key). Relative paths resolve against
+// base_dir.
 LlmSearchConfig llm_search_config_from_json(const nlohmann::json& j, const std::string& source,
                                             const std::filesystem::path& base_dir);
 
 // The metrics a table entry and a trial measure.
 evaluators::Metrics kld_metrics(const llm::KldResult& r);
 
-// The cost metrics of a plan: size_bytes (exact, after fallbacks) and bits_per_weight. The hook
-// for llm/cost_model.h's vram_mb@gpu:X and decode_tok_s@gpu:X objectives.
-evaluators::Metrics llm_cost_metrics(const llm::LlmModel& model, const llm::AppliedRecipe& plan);
+// The cost metrics of a plan: size_bytes (the GGUF file llama-quantize writes, exact:
+// llm/cost_model.h), tensor_bytes (the tensors' data), bits_per_weight, and each of `asked` that is
+// a vram_mb@TARGET or decode_tok_s@TARGET objective (experiments/llm_estimate.h, with the
+// config's llm.run settings).
+evaluators::Metrics llm_cost_metrics(LlmObjectives& costs, const std::vector<std::string>& asked,
+                                     const llm::AppliedRecipe& plan);
 
 // The search options of each matrix: the distinct stored types (fallback_type) of `types`, the
 // tensor's own precision first (loss 0, nothing to measure).

@@ -13,6 +13,7 @@
 
 #include "experiments/llm_commands.h"
 #include "experiments/results.h"
+#include "llm/cost_model.h"
 #include "llm/decoder.h"
 #include "tests/experiments/cli_runner.h"
 #include "tests/llm/llm_test_util.h"
@@ -183,8 +184,14 @@ TEST_CASE("LLM search: the exact route's front as trials that best and export re
       {"model", llm_fixture("tiny_llama").string()},
       {"data", llm_fixture("fortunes_calibration.u8.npy").string()},
       {"llm",
-       {{"context", 64}, {"windows", 2}, {"threads", 1}, {"types", {"q8_0", "q4_k", "q2_k"}}}},
+       {{"context", 64},
+        {"windows", 2},
+        {"threads", 1},
+        {"types", {"q8_0", "q4_k", "q2_k"}},
+        {"run", {{"context", 2048}}}}},
       {"objectives", objectives()},
+      // A cost model metric as a constraint: computed for every trial and stored.
+      {"constraints", {"decode_tok_s@gpu:rtx4090 >= 1"}},
       {"sampler", {{"name", "exact"}}},
       {"budget", {{"trials", 6}}},
       {"storage", (dir / "study.journal").string()}};
@@ -205,6 +212,24 @@ TEST_CASE("LLM search: the exact route's front as trials that best and export re
     prev_size = size;
     CHECK(t.user_attrs.at("kld").get<double>() == t.values[0]);
     CHECK(t.user_attrs.contains("proxy_kld"));
+    // size_bytes is the GGUF file: the tensors plus the source's metadata and padding.
+    CHECK(size > t.user_attrs.at("tensor_bytes").get<double>());
+    CHECK(t.user_attrs.at("decode_tok_s@gpu:rtx4090").get<double>() > 1.0);
+  }
+  {  // The cost metrics equal the cost model's own answer for the trial's recipe.
+    const auto& t = study.trials[2];
+    const llm::LlmModel m = llm::load_llm(config.model, /*with_data=*/false);
+    llm::LlmRecipe r;
+    for (const auto& [tensor, type] : t.params)
+      r.types[tensor] = llm::parse_tensor_type(t.param(tensor).get<std::string>(), "test");
+    const llm::AppliedRecipe plan = llm::plan_llm_recipe(m, r);
+    llm::LlmRunSettings run;
+    run.context = 2048;
+    LlmObjectives costs(m, run);
+    CHECK(t.user_attrs.at("size_bytes").get<double>() ==
+          static_cast<double>(llm::gguf_file_bytes(m, plan)));
+    CHECK(t.user_attrs.at("decode_tok_s@gpu:rtx4090").get<double>() ==
+          costs.value("decode_tok_s@gpu:rtx4090", plan));
   }
   // The smallest point stores everything at q2_k (q4_0 for ffn_down); the largest keeps the
   // checkpoint's bf16 (loss 0 in the proxy, KLD 0 for real).
@@ -233,7 +258,9 @@ TEST_CASE("LLM search: the exact route's front as trials that best and export re
   e.threads = 1;
   const LlmEvaluateResult r = evaluate_llm(e);
   CHECK(r.kld->mean_kld == doctest::Approx(best["metrics"]["kld"].get<double>()).epsilon(1e-9));
-  CHECK(static_cast<double>(r.applied->total_bytes) == best["metrics"]["size_bytes"].get<double>());
+  CHECK(static_cast<double>(r.applied->total_bytes) ==
+        best["metrics"]["tensor_bytes"].get<double>());
+  CHECK(static_cast<double>(r.file_bytes) == best["metrics"]["size_bytes"].get<double>());
   // A second run with the same budget runs nothing and measures no table entry.
   const LlmSearchSummary again = run_llm_search(config);
   CHECK(again.trials_run == 0);
@@ -257,4 +284,8 @@ TEST_CASE("LLM search config errors name the file and key") {
   CHECK_THROWS_WITH(llm_search_config_from_json(
                         {{"study_name", "s"}, {"llm", {{"types", {"q9_k"}}}}}, "c.json", base),
                     doctest::Contains("unknown tensor type 'q9_k'"));
+  CHECK_THROWS_WITH(
+      llm_search_config_from_json({{"study_name", "s"}, {"llm", {{"run", {{"kv_type", "q9"}}}}}},
+                                  "c.json", base),
+      doctest::Contains("c.json: .llm.run.kv_type"));
 }
