@@ -448,7 +448,8 @@ ExperimentConfig config_from_json(const json& j, const std::string& source,
 
   if (j.contains("evaluator") && is_object(j["evaluator"], ".evaluator", p)) {
     const json& e = j["evaluator"];
-    check_keys(e, ".evaluator", {"kind", "command", "timeout"}, p);
+    check_keys(e, ".evaluator", {"kind", "command", "timeout", "int8"}, p);
+    if (auto v = get_bool(e, "int8", ".evaluator", p)) c.evaluator.int8 = *v;
     if (e.contains("command")) {
       c.evaluator.kind = "external";
       c.evaluator.command = string_list(e["command"], ".evaluator.command", p);
@@ -676,6 +677,7 @@ json ExperimentConfig::to_json() const {
   space_j["layers"] = layers;
   json evaluator_j = {{"kind", evaluator.kind}, {"timeout", duration_text(evaluator.timeout_s)}};
   if (!evaluator.command.empty()) evaluator_j["command"] = evaluator.command;
+  if (evaluator.int8) evaluator_j["int8"] = true;
   json budget_j = {{"trials", budget.trials}, {"jobs", budget.jobs}};
   if (budget.timeout_s > 0) budget_j["timeout"] = duration_text(budget.timeout_s);
   return {{"study_name", study_name},

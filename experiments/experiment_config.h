@@ -73,6 +73,9 @@ struct EvaluatorConfig {
   std::string kind = "accuracy";     // accuracy | fidelity | weight_error | external
   std::vector<std::string> command;  // external only
   double timeout_s = 600.0;          // external only
+  // accuracy / fidelity: candidates with <=8-bit weights and 4/8-bit activations run on integer
+  // kernels where the CPU has them (evaluators::EvaluationOptions::int8).
+  bool int8 = false;
 };
 
 struct FidelityConfig {

@@ -141,6 +141,7 @@ CompressionProblem::CompressionProblem(const ExperimentConfig& config, bool load
   context_->train = data_.train.get();
   context_->subset_samples = config.fidelity.subset ? config.data.subset_samples : 0;
   context_->calibration_samples = config.data.calibration_samples;
+  context_->options.int8 = config.evaluator.int8;
   if (config.evaluator.kind != "external") {
     if (load_data) evaluators::prepare_context(*context_);
     if (load_data || config.evaluator.kind == "weight_error") {

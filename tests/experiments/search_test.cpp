@@ -309,3 +309,26 @@ TEST_CASE("an experiment config that is a directory or holds 1e999 is an error n
       std::invalid_argument);
   fs::remove_all(dir);
 }
+
+TEST_CASE("evaluator.int8 is read, kept in the stored config, and must be a boolean") {
+  const fs::path dir = fs::temp_directory_path() / "compsearch_config_int8";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string model = (source_dir() / "models" / "fmnist_cnn.onnx").string();
+  {
+    std::ofstream(dir / "on.json") << R"({"study_name": "s", "model": ")" << model
+                                   << R"(", "data": {"source": "fashion-mnist"},
+                                      "objectives": [["accuracy", "maximize"]],
+                                      "evaluator": {"kind": "accuracy", "int8": true}})";
+    std::ofstream(dir / "bad.json") << R"({"study_name": "s", "model": ")" << model
+                                    << R"(", "data": {"source": "fashion-mnist"},
+                                       "objectives": [["accuracy", "maximize"]],
+                                       "evaluator": {"int8": 1}})";
+  }
+  const auto on = experiments::load_config(dir / "on.json");
+  CHECK(on.evaluator.int8);
+  CHECK(on.to_json()["evaluator"]["int8"] == true);
+  CHECK_THROWS_WITH(experiments::load_config(dir / "bad.json"),
+                    doctest::Contains(".evaluator.int8"));
+  fs::remove_all(dir);
+}
