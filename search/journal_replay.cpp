@@ -30,8 +30,15 @@ const nlohmann::json& field(const nlohmann::json& log, const char* key) {
 
 int64_t int_field(const nlohmann::json& log, const char* key) {
   const auto& v = field(log, key);
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+    throw std::invalid_argument(std::string("journal record: \"") + key +
+                                "\" is outside the 64-bit integer range: " + v.dump());
+  }
   if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+  // A whole float within int64's range (beyond it the conversion is undefined: fuzz_journal_line
+  // found op_code 8.9e66).
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+      v.get<double>() >= -9223372036854775808.0 && v.get<double>() < 9223372036854775808.0)
     return static_cast<int64_t>(v.get<double>());
   throw std::invalid_argument(std::string("journal record: \"") + key +
                               "\" must be an integer, got " + v.dump());

@@ -273,3 +273,37 @@ TEST_CASE("apply_text agrees with the nlohmann reader on every kept fuzzing find
   }
   CHECK(n >= 1);
 }
+
+TEST_CASE("integer fields beyond int64 are errors, not undefined conversions") {
+  // fuzz_journal_line and fuzz_journal found op_code 8.9e66 (a whole float) converted to int64:
+  // undefined behaviour (UBSan), garbage op codes without a sanitizer.
+  for (const std::string big : {"8.8888888e66", "-9.3e18", "18446744073709551615"}) {
+    CAPTURE(big);
+    ReplayState state;
+    CHECK_THROWS_WITH_AS(state.apply_text(R"({"op_code": )" + big + R"(, "worker_id": "w"})", "w"),
+                         doctest::Contains("op_code"), std::invalid_argument);
+  }
+  ReplayState state;  // the edge that still fits is read
+  CHECK_THROWS_WITH_AS(state.apply_text(R"({"op_code": 9.0e18, "worker_id": "w"})", "w"),
+                       doctest::Contains("op_code"), std::invalid_argument);
+}
+
+TEST_CASE("every kept whole-journal fuzzing finding opens without a crash") {
+  // tests/data/fuzz_regressions/journal: journals fuzz/fuzz_journal.cpp found.
+  const std::filesystem::path dir =
+      std::filesystem::path(COMPSEARCH_TEST_DATA) / "fuzz_regressions" / "journal";
+  REQUIRE(std::filesystem::is_directory(dir));
+  size_t n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const auto copy = std::filesystem::temp_directory_path() /
+                      ("compsearch_fuzz_regression_" + entry.path().filename().string());
+    std::filesystem::copy_file(entry.path(), copy,
+                               std::filesystem::copy_options::overwrite_existing);
+    JournalStorage storage(copy.string());
+    for (const auto& study : storage.get_all_studies())
+      CHECK(storage.get_all_trials(study.study_id).size() < 100000);
+    std::filesystem::remove(copy);
+    ++n;
+  }
+  CHECK(n >= 1);
+}
