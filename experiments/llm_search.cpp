@@ -15,6 +15,7 @@
 #include "experiments/additive_proxy.h"
 #include "experiments/search_runner.h"
 #include "llm/decoder.h"
+#include "llm/llama_mixes.h"
 #include "llm/llm_recipe.h"
 #include "search/exact_solver.h"
 #include "search/open_storage.h"
@@ -343,7 +344,8 @@ json LlmSearchSummary::to_json() const {
           {"exact_enqueued", enqueued},
           {"trials_run", trials_run},
           {"seconds", seconds},
-          {"front", front}};
+          {"front", front},
+          {"baselines", baselines}};
 }
 
 std::string LlmSearchSummary::to_text() const {
@@ -359,6 +361,13 @@ std::string LlmSearchSummary::to_text() const {
     std::snprintf(b, sizeof b, "  #%-4lld %10.0f  %.6f\n",
                   static_cast<long long>(f["number"].get<int64_t>()), f["size_bytes"].get<double>(),
                   f["kld"].get<double>());
+    os << b;
+  }
+  os << "llama.cpp's mixes (name, size_bytes, kld), measured the same way:\n";
+  for (const auto& [name, m] : baselines.items()) {
+    char b[160];
+    std::snprintf(b, sizeof b, "  %-7s %10.0f  %.6f\n", name.c_str(), m.value("size_bytes", 0.0),
+                  m.value("kld", 0.0));
     os << b;
   }
   return os.str();
@@ -455,6 +464,20 @@ LlmSearchSummary run_llm_search(const LlmSearchConfig& config,
   for (const auto& [k, v] : llm_cost_metrics(costs, asked, as_loaded)) ref[k] = v;
   study->set_user_attr("compsearch.config", config.to_json());
   study->set_user_attr("compsearch.reference", ref);
+  // llama.cpp's own mixes (issue 13, item 6), measured like every trial (the same tokens,
+  // windows and imatrix) and kept as the study's "compsearch.baselines" for `report`.
+  for (const std::string mix : {"q2_k", "q3_k_m", "q4_k_m", "q5_k_m", "q6_k"}) {
+    llm::LlmModel m = model;
+    const llm::AppliedRecipe plan = llm::apply_llm_recipe_imatrix(
+        m, llm::llama_mix_recipe(model, mix), imatrix ? &*imatrix : nullptr);
+    evaluators::Metrics metrics = llm_cost_metrics(costs, asked, plan);
+    for (const auto& [k, v] : kld_metrics(llm::evaluate_kld(m, tokens, reference, config.threads)))
+      metrics[k] = v;
+    json row = json::object();
+    for (const auto& [k, v] : metrics) row[k] = v;
+    s.baselines[mix] = row;
+  }
+  study->set_user_attr("compsearch.baselines", s.baselines);
   const auto before = study->get_trials();
   int64_t finished = 0;
   for (const auto& t : before) finished += search::is_finished(t.state) ? 1 : 0;

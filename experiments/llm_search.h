@@ -131,6 +131,9 @@ struct LlmSearchSummary {
   double table_seconds = 0.0, seconds = 0.0;
   size_t front_size = 0;  // the proxy's exact front (before spreading to the budget)
   nlohmann::json front = nlohmann::json::array();  // the study's front: number, size_bytes, kld
+  // llama.cpp's Q2_K, Q3_K_M, Q4_K_M, Q5_K_M and Q6_K measured like the trials: name -> metrics
+  // (also the study's user attr "compsearch.baselines").
+  nlohmann::json baselines = nlohmann::json::object();
 
   nlohmann::json to_json() const;
   std::string to_text() const;

@@ -1,6 +1,7 @@
 // `compsearch report`'s HTML: one self-contained file (inline CSS, SVG and a little JS, no
 // external resource). Every text from the study goes through html_escape.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <set>
@@ -27,9 +28,10 @@ std::string num(double v, int digits = 4) {
 
 struct PlotPoint {
   double x, y;
-  std::string cls;  // "front" or "trial"
+  std::string cls;  // "front", "trial" or "baseline"
   int64_t trial = -1;
   std::string title;
+  std::string label;  // drawn beside the point (baselines)
 };
 
 // One scatter plot (optionally with a line through the points in order) as inline SVG.
@@ -70,14 +72,20 @@ std::string svg_plot(const std::string& css_class, const std::string& xlabel,
     for (const auto& p : points) os << sx(p.x) << "," << sy(p.y) << " ";
     os << "\"/>\n";
   }
-  // Dominated points first so the front is drawn on top.
-  for (int pass = 0; pass < 2; ++pass) {
+  // Dominated points first so the front is drawn on top, and baselines above both.
+  auto pass_of = [](const PlotPoint& p) {
+    return p.cls == "front" ? 1 : p.cls == "baseline" ? 2 : 0;
+  };
+  for (int pass = 0; pass < 3; ++pass) {
     for (const auto& p : points) {
-      if ((p.cls == "front") != (pass == 1)) continue;
+      if (pass_of(p) != pass) continue;
       os << "<circle class=\"" << html_escape(p.cls) << "\"";
       if (p.trial >= 0) os << " data-trial=\"" << p.trial << "\"";
-      os << " cx=\"" << sx(p.x) << "\" cy=\"" << sy(p.y) << "\" r=\"" << (p.cls == "front" ? 5 : 3)
+      os << " cx=\"" << sx(p.x) << "\" cy=\"" << sy(p.y) << "\" r=\"" << (pass == 0 ? 3 : 5)
          << "\"><title>" << html_escape(p.title) << "</title></circle>\n";
+      if (!p.label.empty())
+        os << "<text class=\"point-label\" x=\"" << sx(p.x) + 7 << "\" y=\"" << sy(p.y) - 7 << "\">"
+           << html_escape(p.label) << "</text>\n";
     }
   }
   os << "</svg>\n";
@@ -92,6 +100,7 @@ figure{margin:0}figcaption{font-size:13px;color:#555}
 svg .frame{fill:#fafafa;stroke:#999}svg .tick{font-size:10px;fill:#555}
 svg .label{font-size:12px;fill:#222}svg .line{fill:none;stroke:#1f77b4;stroke-width:2}
 svg circle.trial{fill:#bbb;opacity:.8}svg circle.front{fill:#d62728;stroke:#fff}
+svg circle.baseline{fill:#1f77b4;stroke:#fff}svg text.point-label{font-size:11px;fill:#1f77b4}
 svg circle.measure{fill:#1f77b4;opacity:.8}
 table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#eee;cursor:pointer;user-select:none}th.sorted-asc::after{content:" \25B2"}
@@ -199,7 +208,37 @@ std::string report_html(const StudyResults& study, std::optional<int64_t> chosen
        << svg_plot("pareto", x, quality, pts) << "<figcaption>" << html_escape(target)
        << ": every complete trial (grey), the front (red)</figcaption></figure>\n";
   }
-  if (targets.empty()) os << "<p>The study's config lists no targets.</p>\n";
+  // An LLM study: size against the loss, with llama.cpp's own mixes measured the same way.
+  const bool llm = study.config.is_object() && study.config.value("llm", false);
+  if (llm) {
+    const std::string x = "size_bytes";
+    std::vector<PlotPoint> pts;
+    for (const auto& t : study.trials) {
+      if (t.state != search::TrialState::kComplete) continue;
+      const auto xv = metric_of(t, x), yv = metric_of(t, quality);
+      if (!xv || !yv) continue;
+      const bool f = front_numbers.count(t.number) > 0;
+      pts.push_back({*xv, *yv, f ? "front" : "trial", t.number,
+                     "trial " + std::to_string(t.number) + ": " + quality + " " + num(*yv, 5) +
+                         ", " + x + " " + num(*xv, 5) + (f ? " (front)" : "")});
+    }
+    for (const auto& [name, m] : study.baselines.items()) {
+      if (!m.is_object() || !m.contains(x) || !m.contains(quality) || !m[x].is_number() ||
+          !m[quality].is_number())
+        continue;
+      std::string upper = name;
+      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      const double xv = m[x].get<double>(), yv = m[quality].get<double>();
+      pts.push_back(
+          {xv, yv, "baseline", -1,
+           "llama.cpp " + upper + ": " + quality + " " + num(yv, 5) + ", " + x + " " + num(xv, 5),
+           upper});
+    }
+    os << "<figure data-target=\"llm\">" << svg_plot("pareto", x, quality, pts)
+       << "<figcaption>every complete trial (grey), the front (red), llama.cpp's mixes "
+       << "(blue)</figcaption></figure>\n";
+  }
+  if (targets.empty() && !llm) os << "<p>The study's config lists no targets.</p>\n";
   os << "</div>\n";
 
   // Hypervolume against trials.
@@ -306,6 +345,24 @@ std::string report_html(const StudyResults& study, std::optional<int64_t> chosen
   os << "<h2 id=\"recipe\">Chosen recipe</h2>\n";
   if (!pick) {
     os << "<p>No front trial has a recipe.</p>\n";
+  } else if (llm) {  // an LLM recipe: the llama.cpp type of each tensor
+    os << "<p class=\"meta\" id=\"chosen\" data-trial=\"" << pick->number << "\">Trial "
+       << pick->number
+       << (chosen ? " (--trial)" : " (best " + html_escape(quality) + " on the front)");
+    if (const auto q = metric_of(*pick, quality))
+      os << ": " << html_escape(quality) << " " << num(*q, 5);
+    os << ".</p>\n<table class=\"recipe-map\"><thead><tr><th>tensor</th><th>type</th></tr>"
+       << "</thead><tbody>\n";
+    const json& layers = pick->user_attrs.at("recipe").value("layers", json::object());
+    for (const auto& [name, setting] : layers.items()) {
+      const std::string type =
+          setting.is_object() && setting.contains("type") && setting["type"].is_string()
+              ? setting["type"].get<std::string>()
+              : setting.dump();
+      os << "<tr><td class=\"name\">" << html_escape(name) << "</td><td>" << html_escape(type)
+         << "</td></tr>\n";
+    }
+    os << "</tbody></table>\n";
   } else {
     const auto recipe =
         compressors::recipe_from_json(pick->user_attrs.at("recipe"), "trial recipe");

@@ -93,6 +93,8 @@ StudyResults load_study_results(const std::string& storage, const std::string& s
   if (!s.reference.is_object()) s.reference = json::object();
   s.test_accuracy = attr("compsearch.test_accuracy");
   if (!s.test_accuracy.is_object()) s.test_accuracy = json::object();
+  s.baselines = attr("compsearch.baselines");
+  if (!s.baselines.is_object()) s.baselines = json::object();
   if (s.config.is_object() && s.config.contains("objectives")) {
     for (const auto& o : s.config["objectives"]) {
       if (o.is_array() && !o.empty() && o[0].is_string())

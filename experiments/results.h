@@ -31,7 +31,8 @@ struct StudyResults {
   nlohmann::json config;                     // compsearch.config (null when absent)
   nlohmann::json reference;                  // compsearch.reference (object, maybe empty)
   nlohmann::json test_accuracy;              // compsearch.test_accuracy (object, maybe empty)
-  std::vector<search::FrozenTrial> trials;   // every trial, number order
+  nlohmann::json baselines;  // compsearch.baselines (LLM studies: mix name -> metrics; maybe empty)
+  std::vector<search::FrozenTrial> trials;  // every trial, number order
 };
 
 // Opens `storage` and reads study `study_name`. Throws std::invalid_argument naming the study and

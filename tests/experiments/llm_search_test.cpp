@@ -15,6 +15,7 @@
 #include "experiments/results.h"
 #include "llm/cost_model.h"
 #include "llm/decoder.h"
+#include "llm/llama_mixes.h"
 #include "tests/experiments/cli_runner.h"
 #include "tests/llm/llm_test_util.h"
 
@@ -215,6 +216,23 @@ TEST_CASE("LLM search: the exact route's front as trials that best and export re
     // size_bytes is the GGUF file: the tensors plus the source's metadata and padding.
     CHECK(size > t.user_attrs.at("tensor_bytes").get<double>());
     CHECK(t.user_attrs.at("decode_tok_s@gpu:rtx4090").get<double>() > 1.0);
+  }
+  {  // llama.cpp's mixes, measured the same way, are kept for the report.
+    REQUIRE(s.baselines.size() == 5u);
+    REQUIRE(study.baselines.size() == 5u);
+    const llm::LlmModel m = llm::load_llm(config.model, /*with_data=*/false);
+    const llm::AppliedRecipe q4km = llm::plan_llm_recipe(m, llm::llama_mix_recipe(m, "q4_k_m"));
+    CHECK(study.baselines["q4_k_m"]["size_bytes"].get<double>() ==
+          static_cast<double>(llm::gguf_file_bytes(m, q4km)));
+    CHECK(study.baselines["q2_k"]["kld"].get<double>() >
+          study.baselines["q6_k"]["kld"].get<double>());
+    const std::string html = report_html(study);
+    CHECK(html.find("llama.cpp Q4_K_M: kld") != std::string::npos);
+    size_t circles = 0;
+    for (size_t at = html.find("<circle class=\"baseline\""); at != std::string::npos;
+         at = html.find("<circle class=\"baseline\"", at + 1))
+      ++circles;
+    CHECK(circles == 5);
   }
   {  // The cost metrics equal the cost model's own answer for the trial's recipe.
     const auto& t = study.trials[2];
