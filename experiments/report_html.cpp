@@ -190,10 +190,8 @@ std::string report_html(const StudyResults& study, std::optional<int64_t> chosen
     os << " &middot; model " << html_escape(study.config["model"].get<std::string>());
   os << "</p>\n";
 
-  // Pareto plot per target.
-  os << "<h2 id=\"pareto\">Pareto plots</h2>\n<div class=\"plots\">\n";
-  for (const auto& target : targets) {
-    const std::string x = "latency_ms@" + target;
+  // Every complete trial with metric `x` and the quality, the front marked.
+  auto trial_points = [&](const std::string& x) {
     std::vector<PlotPoint> pts;
     for (const auto& t : study.trials) {
       if (t.state != search::TrialState::kComplete) continue;
@@ -204,6 +202,13 @@ std::string report_html(const StudyResults& study, std::optional<int64_t> chosen
                      "trial " + std::to_string(t.number) + ": " + quality + " " + num(*yv, 5) +
                          ", " + x + " " + num(*xv, 5) + (f ? " (front)" : "")});
     }
+    return pts;
+  };
+  // Pareto plot per target.
+  os << "<h2 id=\"pareto\">Pareto plots</h2>\n<div class=\"plots\">\n";
+  for (const auto& target : targets) {
+    const std::string x = "latency_ms@" + target;
+    std::vector<PlotPoint> pts = trial_points(x);
     os << "<figure data-target=\"" << html_escape(target) << "\">"
        << svg_plot("pareto", x, quality, pts) << "<figcaption>" << html_escape(target)
        << ": every complete trial (grey), the front (red)</figcaption></figure>\n";
@@ -212,16 +217,7 @@ std::string report_html(const StudyResults& study, std::optional<int64_t> chosen
   const bool llm = study.config.is_object() && study.config.value("llm", false);
   if (llm) {
     const std::string x = "size_bytes";
-    std::vector<PlotPoint> pts;
-    for (const auto& t : study.trials) {
-      if (t.state != search::TrialState::kComplete) continue;
-      const auto xv = metric_of(t, x), yv = metric_of(t, quality);
-      if (!xv || !yv) continue;
-      const bool f = front_numbers.count(t.number) > 0;
-      pts.push_back({*xv, *yv, f ? "front" : "trial", t.number,
-                     "trial " + std::to_string(t.number) + ": " + quality + " " + num(*yv, 5) +
-                         ", " + x + " " + num(*xv, 5) + (f ? " (front)" : "")});
-    }
+    std::vector<PlotPoint> pts = trial_points(x);
     for (const auto& [name, m] : study.baselines.items()) {
       if (!m.is_object() || !m.contains(x) || !m.contains(quality) || !m[x].is_number() ||
           !m[quality].is_number())
