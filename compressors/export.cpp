@@ -329,6 +329,13 @@ model::Graph load_safetensors_weights(const model::Graph& original,
   f.read(reinterpret_cast<char*>(&n), 8);
   if (!f || n > (uint64_t{1} << 30))
     throw std::runtime_error(where + ": not a safetensors file (bad header length)");
+  // A header longer than the file is refused before anything is allocated (an 89-byte file
+  // claiming a 1 GB header made the fuzzer time out zero-filling it).
+  std::error_code ec;
+  const uint64_t file_bytes = std::filesystem::file_size(path, ec);
+  if (!ec && n > file_bytes - 8)
+    throw std::runtime_error(where + ": header length " + std::to_string(n) +
+                             " exceeds the file (" + std::to_string(file_bytes) + " bytes)");
   std::string h(n, '\0');
   f.read(h.data(), static_cast<std::streamsize>(n));
   if (!f) throw std::runtime_error(where + ": truncated header");

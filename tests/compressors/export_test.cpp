@@ -188,3 +188,15 @@ TEST_CASE("A safetensors header nested 100000 deep is refused, naming the file")
       doctest::Contains((path + ": header is JSON nested deeper than 512 levels").c_str()),
       std::runtime_error);
 }
+
+TEST_CASE("A safetensors header longer than its file is refused before it is allocated") {
+  // tests/data/fuzz_regressions/safetensors/header_longer_than_file: 89 bytes claiming a header
+  // of hundreds of MB; fuzz_safetensors timed out zero-filling that much memory.
+  const std::string path =
+      std::string(COMPSEARCH_TEST_DATA) + "/fuzz_regressions/safetensors/header_longer_than_file";
+  REQUIRE(fs::file_size(path) == 89);
+  CHECK_THROWS_WITH_AS(load_safetensors_weights(model::Graph{}, path),
+                       doctest::Contains((path + ": header length").c_str()), std::runtime_error);
+  CHECK_THROWS_WITH_AS(load_safetensors_weights(model::Graph{}, path),
+                       doctest::Contains("exceeds the file (89 bytes)"), std::runtime_error);
+}
