@@ -36,6 +36,9 @@ class JournalBackend {
 
   // The position as messages name it: "a line at byte 120", "log 7".
   virtual std::string describe(uint64_t position) const = 0;
+
+  // About how many bytes the next read_new would pass on (0 when unknown).
+  virtual uint64_t unread_bytes() const { return 0; }
 };
 
 }  // namespace compsearch::search

@@ -285,24 +285,49 @@ void ReplayState::create_trial(int64_t study_id, FrozenTrial t, const std::strin
   }
 }
 
+namespace {
+
+// map.insert_or_assign(node's key, node's value), using the node's memory when the key is new.
+template <class Map>
+void insert_or_assign_node(Map& map, typename Map::node_type node) {
+  auto r = map.insert(std::move(node));
+  if (!r.inserted) r.position->second = std::move(r.node.mapped());
+}
+
+template <class Map, class Value>
+typename Map::node_type make_node(const std::string& key, Value&& value) {
+  Map one;
+  one.emplace(key, std::forward<Value>(value));
+  return one.extract(one.begin());
+}
+
+}  // namespace
+
 void ReplayState::set_trial_param(int64_t trial_id, const std::string& name, double internal,
                                   Distribution dist, bool own) {
+  set_trial_param(trial_id, make_node<decltype(FrozenTrial::params)>(name, internal),
+                  make_node<decltype(FrozenTrial::distributions)>(name, std::move(dist)), own);
+}
+
+void ReplayState::set_trial_param(int64_t trial_id, ParamNode param, DistributionNode dist,
+                                  bool own) {
   if (!trial_updatable(trial_id, own)) return;
+  const std::string& name = param.key();
   const int64_t study_id = trial_study_[static_cast<size_t>(trial_id)];
   auto& first_dists = study_param_dists_[study_id];
   if (auto it = first_dists.find(name); it != first_dists.end()) {
     try {
-      check_distribution_compatibility(name, it->second, dist);
+      check_distribution_compatibility(name, it->second, dist.mapped());
     } catch (const std::invalid_argument&) {
       if (own) throw;
       return;
     }
   } else {
-    first_dists.emplace(name, dist);
+    first_dists.emplace(name, dist.mapped());
   }
   auto& t = trials_[static_cast<size_t>(trial_id)];
-  t.params.insert_or_assign(name, internal);
-  t.distributions.insert_or_assign(name, std::move(dist));
+  insert_or_assign_node(t.params, std::move(param));
+  insert_or_assign_node(t.distributions, std::move(dist));
 }
 
 void ReplayState::set_trial_state_values(int64_t trial_id, TrialState state,
@@ -329,9 +354,14 @@ void ReplayState::set_trial_intermediate_value(int64_t trial_id, int64_t step, d
 
 void ReplayState::set_trial_attr(int64_t trial_id, bool user, const std::string& key,
                                  nlohmann::json value, bool own) {
+  set_trial_attr(trial_id, user,
+                 make_node<decltype(FrozenTrial::user_attrs)>(key, std::move(value)), own);
+}
+
+void ReplayState::set_trial_attr(int64_t trial_id, bool user, AttrNode attr, bool own) {
   if (!trial_updatable(trial_id, own)) return;
   auto& t = trials_[static_cast<size_t>(trial_id)];
-  (user ? t.user_attrs : t.system_attrs).insert_or_assign(key, std::move(value));
+  insert_or_assign_node(user ? t.user_attrs : t.system_attrs, std::move(attr));
 }
 
 void ReplayState::apply(const nlohmann::json& log, const std::string& current_worker) {
@@ -672,16 +702,6 @@ int64_t step_of_key(std::string_view key) {
   return step;
 }
 
-struct FastParser {
-  od::parser parser;
-  std::string buffer;  // the record followed by simdjson's padding
-};
-
-FastParser& fast_parser() {
-  thread_local FastParser p;
-  return p;
-}
-
 // The record keys the fast path knows; any other key, or one seen twice, falls back.
 enum Key : unsigned {
   kOpCode,
@@ -741,21 +761,40 @@ Key key_of(std::string_view name) {
 
 }  // namespace
 
-const Distribution& ReplayState::distribution_of_text(std::string_view text) {
-  auto it = distribution_cache_.find(text);
-  if (it != distribution_cache_.end()) return it->second;
-  Distribution d;
-  try {
-    d = distribution_from_json(nlohmann::json(std::string(text)));
-  } catch (const std::exception&) {
-    throw Fallback{};
-  }
-  return distribution_cache_.emplace(std::string(text), std::move(d)).first->second;
-}
+struct RecordParser::Impl {
+  od::parser parser;
+  std::string buffer;  // the record followed by simdjson's padding
+  // Every trial's set_trial_param names its distribution as one of a few texts.
+  struct TextHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  std::unordered_map<std::string, Distribution, TextHash, std::equal_to<>> distributions;
 
-bool ReplayState::apply_text_fast(std::string_view text, const std::string& current_worker,
-                                  bool* own_out) {
-  FastParser& p = fast_parser();
+  // distribution_from_json of a distribution's JSON text, parsed once per distinct text.
+  const Distribution& distribution_of_text(std::string_view text) {
+    auto it = distributions.find(text);
+    if (it != distributions.end()) return it->second;
+    Distribution d;
+    try {
+      d = distribution_from_json(nlohmann::json(std::string(text)));
+    } catch (const std::exception&) {
+      throw Fallback{};
+    }
+    return distributions.emplace(std::string(text), std::move(d)).first->second;
+  }
+};
+
+RecordParser::RecordParser() : impl_(std::make_unique<Impl>()) {}
+RecordParser::RecordParser(const RecordParser&) : impl_(std::make_unique<Impl>()) {}
+RecordParser& RecordParser::operator=(const RecordParser&) { return *this; }
+RecordParser::RecordParser(RecordParser&&) noexcept = default;
+RecordParser& RecordParser::operator=(RecordParser&&) noexcept = default;
+RecordParser::~RecordParser() = default;
+
+bool RecordParser::parse(std::string_view text, const std::string& current_worker,
+                         ParsedRecord& out) {
+  Impl& p = *impl_;
   if (p.buffer.size() < text.size() + simdjson::SIMDJSON_PADDING)
     p.buffer.resize(2 * (text.size() + simdjson::SIMDJSON_PADDING));
   std::memcpy(p.buffer.data(), text.data(), text.size());
@@ -768,8 +807,11 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
   std::optional<double> value;
   double param_value = 0, intermediate_value = 0;
   const Distribution* distribution = nullptr;
-  std::optional<FrozenTrial> created;  // built only for a create-trial record
-  auto trial = [&]() -> FrozenTrial& { return created ? *created : created.emplace(); };
+  std::unique_ptr<FrozenTrial> created;  // built only for a create-trial record
+  auto trial = [&]() -> FrozenTrial& {
+    if (!created) created = std::make_unique<FrozenTrial>();
+    return *created;
+  };
   std::optional<std::pair<std::string, nlohmann::json>> user_attr, system_attr;
   try {
     od::document doc =
@@ -813,7 +855,7 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
             od::field df = take<od::field>(std::move(d));
             std::string name(take<std::string_view>(df.unescaped_key()));
             trial().distributions[std::move(name)] =
-                distribution_of_text(take<std::string_view>(df.value().get_string()));
+                p.distribution_of_text(take<std::string_view>(df.value().get_string()));
           }
           break;
         case kParams:
@@ -849,7 +891,7 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
           intermediate_value = double_of(v);
           break;
         case kDistribution:
-          distribution = &distribution_of_text(take<std::string_view>(v.get_string()));
+          distribution = &p.distribution_of_text(take<std::string_view>(v.get_string()));
           break;
         case kStep:
           step = int_of(v);
@@ -881,10 +923,11 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
   };
   // The op's own fields must be there (the slow path words the error). Fields of other ops were
   // read without error, and are ignored, as the slow path ignores them.
-  static const std::string kNoWorker;
-  const bool own = worker == current_worker;
-  const std::string& as_worker = own ? current_worker : kNoWorker;
-  switch (static_cast<Op>(op)) {
+  out.op = static_cast<Op>(op);
+  out.own = worker == current_worker;
+  out.study_id = study_id;
+  out.trial_id = trial_id;
+  switch (out.op) {
     case Op::kCreateTrial: {
       if (!need({kStudyId, kDatetimeStart})) return false;
       FrozenTrial& t = trial();
@@ -900,54 +943,95 @@ bool ReplayState::apply_text_fast(std::string_view text, const std::string& curr
       } else if (value) {
         t.values = {*value};
       }
-      if (own_out) *own_out = own;
-      create_trial(study_id, std::move(t), as_worker, own);
-      break;
+      out.created = std::move(created);
+      return true;
     }
-    case Op::kSetTrialParam:
+    case Op::kSetTrialParam: {
       if (!need({kTrialId, kParamName, kParamValueInternal, kDistribution})) return false;
-      if (own_out) *own_out = own;
-      set_trial_param(trial_id, std::string(param_name), param_value, *distribution, own);
-      break;
+      const std::string name(param_name);
+      out.param = make_node<decltype(FrozenTrial::params)>(name, param_value);
+      out.distribution = make_node<decltype(FrozenTrial::distributions)>(name, *distribution);
+      return true;
+    }
     case Op::kSetTrialStateValues: {
       if (!need({kTrialId, kState}) || state < 0 || state > 4) return false;
-      const auto s = static_cast<TrialState>(state);
-      std::string datetime;
-      if (s == TrialState::kRunning) {
+      out.state = static_cast<TrialState>(state);
+      out.datetime.clear();
+      if (out.state == TrialState::kRunning) {
         if (!datetime_start) return false;
-        datetime = std::move(*datetime_start);
-      } else if (is_finished(s)) {
+        out.datetime = std::move(*datetime_start);
+      } else if (is_finished(out.state)) {
         if (!datetime_complete) return false;
-        datetime = std::move(*datetime_complete);
+        out.datetime = std::move(*datetime_complete);
       }
-      if (own_out) *own_out = own;
-      set_trial_state_values(trial_id, s, std::move(values), datetime, as_worker, own);
-      break;
+      out.values = std::move(values);
+      return true;
     }
     case Op::kSetTrialIntermediateValue:
       if (!need({kTrialId, kStep, kIntermediateValue})) return false;
-      if (own_out) *own_out = own;
-      set_trial_intermediate_value(trial_id, step, intermediate_value, own);
-      break;
+      out.step = step;
+      out.number = intermediate_value;
+      return true;
     case Op::kSetTrialUserAttr:
     case Op::kSetTrialSystemAttr: {
-      const bool user = static_cast<Op>(op) == Op::kSetTrialUserAttr;
-      auto& attr = user ? user_attr : system_attr;
+      auto& attr = out.op == Op::kSetTrialUserAttr ? user_attr : system_attr;
       if (!seen[kTrialId] || !attr) return false;
-      if (own_out) *own_out = own;
-      set_trial_attr(trial_id, user, attr->first, std::move(attr->second), own);
-      break;
+      out.attr = make_node<decltype(FrozenTrial::user_attrs)>(attr->first, std::move(attr->second));
+      return true;
     }
     default:  // studies' ops are rare: the slow path
       return false;
   }
+}
+
+void ReplayState::apply(ParsedRecord&& r, const std::string& current_worker) {
+  static const std::string kNoWorker;
+  const std::string& as_worker = r.own ? current_worker : kNoWorker;
+  switch (r.op) {
+    case Op::kCreateTrial:
+      create_trial(r.study_id, std::move(*r.created), as_worker, r.own);
+      break;
+    case Op::kSetTrialParam:
+      set_trial_param(r.trial_id, std::move(r.param), std::move(r.distribution), r.own);
+      break;
+    case Op::kSetTrialStateValues:
+      set_trial_state_values(r.trial_id, r.state, std::move(r.values), r.datetime, as_worker,
+                             r.own);
+      break;
+    case Op::kSetTrialIntermediateValue:
+      set_trial_intermediate_value(r.trial_id, r.step, r.number, r.own);
+      break;
+    case Op::kSetTrialUserAttr:
+    case Op::kSetTrialSystemAttr:
+      set_trial_attr(r.trial_id, r.op == Op::kSetTrialUserAttr, std::move(r.attr), r.own);
+      break;
+    default:
+      throw std::logic_error("ReplayState::apply: op " + std::to_string(static_cast<int>(r.op)) +
+                             " is not parsed by RecordParser");
+  }
   ++logs_applied_;
-  return true;
+}
+
+void ReplayState::apply_parsed_or_text(ParsedRecord* r, std::string_view text,
+                                       const std::string& current_worker, bool* own) {
+  if (own) *own = false;
+  if (r) {
+    if (own) *own = r->own;
+    apply(std::move(*r), current_worker);
+    return;
+  }
+  apply_text_slow(text, current_worker, own);
 }
 
 void ReplayState::apply_text(std::string_view text, const std::string& current_worker, bool* own) {
+  ParsedRecord r;
+  const bool parsed = parser_.parse(text, current_worker, r);
+  apply_parsed_or_text(parsed ? &r : nullptr, text, current_worker, own);
+}
+
+void ReplayState::apply_text_slow(std::string_view text, const std::string& current_worker,
+                                  bool* own) {
   if (own) *own = false;
-  if (apply_text_fast(text, current_worker, own)) return;
   nlohmann::json log;
   try {
     log = parse_python_json(text);

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -58,6 +60,53 @@ struct JournalTextError : std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
+using ParamNode = decltype(FrozenTrial::params)::node_type;
+using DistributionNode = decltype(FrozenTrial::distributions)::node_type;
+using AttrNode = decltype(FrozenTrial::user_attrs)::node_type;
+
+// One record as the fast reader parsed and checked it, ready to apply. Reading needs no state,
+// so a second thread can read records while the state applies earlier ones
+// (JournalStorage::sync on a large read).
+struct ParsedRecord {
+  Op op = Op::kCreateStudy;
+  bool own = false;  // written by the current worker
+  int64_t study_id = -1;
+  int64_t trial_id = -1;
+  int64_t step = 0;
+  TrialState state = TrialState::kRunning;
+  double number = 0;                     // intermediate_value
+  std::unique_ptr<FrozenTrial> created;  // create-trial records
+  std::optional<std::vector<double>> values;
+  std::string datetime;  // set_trial_state_values's, in FrozenTrial form
+  // set_trial_param's entries and an attribute op's, as map nodes built by the reader: applying
+  // one links it into the trial's map without allocating.
+  ParamNode param;
+  DistributionNode distribution;
+  AttrNode attr;
+};
+
+// simdjson's on-demand reader of journal records, with its buffers and a cache of parsed
+// distribution texts. One per thread.
+class RecordParser {
+ public:
+  RecordParser();
+  RecordParser(const RecordParser&);  // a fresh parser (buffers and cache are not state)
+  RecordParser& operator=(const RecordParser&);
+  RecordParser(RecordParser&&) noexcept;
+  RecordParser& operator=(RecordParser&&) noexcept;
+  ~RecordParser();
+
+  // Reads `text` into `out` when it is a trial record the fast path handles (the ops applied
+  // per trial); false for anything else (study records, unusual numbers, JSON nested deeper than
+  // 64, text that is not JSON), which ReplayState::apply_text_slow then reads. `current_worker`
+  // decides ParsedRecord::own.
+  bool parse(std::string_view text, const std::string& current_worker, ParsedRecord& out);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 class ReplayState {
  public:
   // Parses one record's text (Python's json: NaN and Infinity accepted) and applies it: the
@@ -65,6 +114,15 @@ class ReplayState {
   // simdjson's speed. Text that is not JSON throws JournalTextError (the state is unchanged).
   // `own`, when given, is set before the record applies: whether current_worker wrote it.
   void apply_text(std::string_view text, const std::string& current_worker, bool* own = nullptr);
+  // apply_text in two steps: `r` from RecordParser::parse(text, current_worker, *r) when it
+  // returned true, else nullptr and the text goes to the reference reader (apply_text_slow).
+  void apply_parsed_or_text(ParsedRecord* r, std::string_view text,
+                            const std::string& current_worker, bool* own = nullptr);
+  // The reference reader: parse_python_json (nlohmann) and apply(json).
+  void apply_text_slow(std::string_view text, const std::string& current_worker,
+                       bool* own = nullptr);
+  // Applies a record RecordParser read (moved from).
+  void apply(ParsedRecord&& r, const std::string& current_worker);
 
   // Applies one record. A record written by `current_worker` that cannot apply (unknown id,
   // finished trial, duplicated study name, incompatible distribution) throws, as Optuna raises
@@ -83,12 +141,15 @@ class ReplayState {
   void create_trial(int64_t study_id, FrozenTrial t, const std::string& worker, bool own);
   void set_trial_param(int64_t trial_id, const std::string& name, double internal,
                        Distribution dist, bool own);
+  // The same with map nodes (name -> internal value, name -> distribution; the same name).
+  void set_trial_param(int64_t trial_id, ParamNode param, DistributionNode dist, bool own);
   void set_trial_state_values(int64_t trial_id, TrialState state,
                               std::optional<std::vector<double>> values,
                               const std::string& datetime, const std::string& worker, bool own);
   void set_trial_intermediate_value(int64_t trial_id, int64_t step, double value, bool own);
   void set_trial_attr(int64_t trial_id, bool user, const std::string& key, nlohmann::json value,
                       bool own);
+  void set_trial_attr(int64_t trial_id, bool user, AttrNode attr, bool own);
 
   const FrozenStudy& study(int64_t study_id) const;  // throws StorageKeyError
   const FrozenTrial& trial(int64_t trial_id) const;  // throws StorageKeyError
@@ -107,17 +168,12 @@ class ReplayState {
   int64_t logs_applied() const { return logs_applied_; }
 
  private:
-  // apply_text's fast path: false (nothing applied) for any text it leaves to the slow one.
-  bool apply_text_fast(std::string_view text, const std::string& current_worker, bool* own);
-  // distribution_from_json of a distribution's JSON text, parsed once per distinct text.
-  const Distribution& distribution_of_text(std::string_view text);
-
   bool study_exists(int64_t study_id, bool own) const;
   bool trial_updatable(int64_t trial_id, bool own) const;
 
   std::map<int64_t, FrozenStudy> studies_;
   std::map<std::string, int64_t> study_by_name_;
-  std::vector<FrozenTrial> trials_;  // index = trial id
+  std::deque<FrozenTrial> trials_;  // index = trial id (a deque: growing moves no trial)
   std::vector<int64_t> trial_study_;
   std::map<int64_t, std::vector<int64_t>> study_trials_;
   // The distribution a parameter name first got in each study: later ones must be compatible
@@ -127,12 +183,7 @@ class ReplayState {
   std::map<std::string, int64_t> owned_;
   std::map<std::string, int64_t> last_created_;
   int64_t logs_applied_ = 0;
-  // Every trial's set_trial_param names its distribution as one of a few texts.
-  struct TextHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
-  };
-  std::unordered_map<std::string, Distribution, TextHash, std::equal_to<>> distribution_cache_;
+  RecordParser parser_;  // apply_text's
 };
 
 // The current time in FrozenTrial form ("YYYY-MM-DD HH:MM:SS.ffffff", local time).

@@ -7,11 +7,14 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <optional>
 #include <thread>
 
+#include "common/heap_pages.h"
 #include "common/log.h"
 #include "search/in_memory_storage.h"
 #include "search/python_json.h"
@@ -162,6 +165,11 @@ class JournalFileBackend : public JournalBackend {
   }
   void read_new(const RecordSink& sink) override;
   void append(const nlohmann::ordered_json& record) override;
+  uint64_t unread_bytes() const override {
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) < offset_) return 0;
+    return static_cast<uint64_t>(st.st_size) - offset_;
+  }
 
  private:
   std::string path_;
@@ -176,39 +184,48 @@ void JournalFileBackend::read_new(const RecordSink& sink) {
     throw std::runtime_error("journal " + path_ + ": cannot open for reading: " + errno_text());
   // Only the bytes after offset_ (up to the size the file has now), in chunks: a 135 MB journal
   // is never held whole, and a re-read after a small append allocates only what it reads.
-  // `data` keeps the line a chunk cut in two in front of the next chunk.
-  constexpr off_t kChunkBytes = off_t{4} << 20;
+  // buf[start, end) holds the bytes read and not yet passed on: the line a chunk cut in two
+  // moves to the front before the next chunk is read behind it (not zero-filled first).
+  constexpr size_t kChunkBytes = size_t{4} << 20;
   struct stat st {};
   if (::fstat(f.fd, &st) != 0)
     throw std::runtime_error("journal " + path_ + ": fstat failed: " + errno_text());
-  std::string data;
-  size_t start = 0;  // first byte of `data` not yet passed on
+  std::unique_ptr<char[]> buf;
+  size_t capacity = 0, start = 0, end = 0;
   off_t pos = static_cast<off_t>(offset_);
   while (pos < st.st_size) {
-    data.erase(0, start);
+    const size_t kept = end - start;
+    const auto want = static_cast<size_t>(std::min<off_t>(kChunkBytes, st.st_size - pos));
+    if (kept + want > capacity) {  // a line longer than a chunk, or the first chunk
+      capacity = std::max(kept + want, 2 * capacity);
+      std::unique_ptr<char[]> bigger(new char[capacity]);
+      if (kept) std::memcpy(bigger.get(), buf.get() + start, kept);
+      buf = std::move(bigger);
+    } else if (start > 0 && kept) {
+      std::memmove(buf.get(), buf.get() + start, kept);
+    }
     start = 0;
-    const size_t kept = data.size();
-    const auto want = static_cast<size_t>(std::min(kChunkBytes, st.st_size - pos));
-    data.resize(kept + want);
-    ssize_t n = ::pread(f.fd, data.data() + kept, want, pos);
+    end = kept;
+    ssize_t n = ::pread(f.fd, buf.get() + end, want, pos);
     if (n < 0) {
-      data.resize(kept);
       if (errno == EINTR) continue;
       throw std::runtime_error("journal " + path_ + ": read failed: " + errno_text());
     }
-    data.resize(kept + static_cast<size_t>(n));
     if (n == 0) break;
+    end += static_cast<size_t>(n);
     pos += n;
     while (true) {
-      const size_t nl = data.find('\n', start);
-      if (nl == std::string::npos) break;
-      std::string_view line(data.data() + start, nl - start);
+      const auto* nl = static_cast<const char*>(std::memchr(buf.get() + start, '\n', end - start));
+      if (!nl) break;
+      const size_t nl_at = static_cast<size_t>(nl - buf.get());
+      std::string_view line(buf.get() + start, nl_at - start);
       const uint64_t line_offset = offset_;
-      offset_ += nl - start + 1;
-      start = nl + 1;
+      offset_ += nl_at - start + 1;
+      start = nl_at + 1;
       sink(line, line_offset);
     }
   }
+  const std::string_view data(buf.get(), end);
   // A last line without its newline: a record still being appended (torn: not ours to read
   // yet), or a complete record whose newline is missing, which Optuna 3.1 reads as a record.
   // Read the complete one too; the next writer ends it with a newline (append()).
@@ -302,8 +319,13 @@ std::string JournalStorage::worker_id() const { return worker_prefix_ + current_
 void JournalStorage::sync() {
   const std::string me = worker_id();
   std::exception_ptr own_error;
+  // A large read builds most of its trials on the heap: huge pages spare a fault per 4 KB.
+  std::optional<HugePageHeap> huge;
+  if (backend_->unread_bytes() >= kHugePageReadBytes) huge.emplace();
+  uint64_t records = 0;
   backend_->read_new([&](std::string_view text, uint64_t position) {
     if (text.find_first_not_of(" \t\r") == std::string_view::npos) return;
+    if (huge && ++records % 1024 == 0) huge->advise();
     bool own = false;
     try {
       state_.apply_text(text, me, &own);            // simdjson; nlohmann for what it leaves

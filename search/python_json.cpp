@@ -105,7 +105,7 @@ Json parse_impl(std::string_view text) {
 }
 
 // Decodes one UTF-8 code point at s[i]; invalid sequences yield U+FFFD and consume one byte.
-uint32_t decode_utf8(const std::string& s, size_t& i) {
+uint32_t decode_utf8(std::string_view s, size_t& i) {
   const auto b0 = static_cast<unsigned char>(s[i]);
   auto cont = [&](size_t k) -> int {
     if (i + k >= s.size()) return -1;
@@ -145,9 +145,21 @@ void append_u_escape(std::string& out, uint32_t unit) {
   out += buf;
 }
 
-void dump_string(const std::string& s, std::string& out) {
+void dump_string(std::string_view s, std::string& out) {
   out.push_back('"');
   for (size_t i = 0; i < s.size();) {
+    // A run of printable ASCII that needs no escape goes in one append.
+    size_t run = i;
+    while (run < s.size()) {
+      const auto c = static_cast<unsigned char>(s[run]);
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
     const auto c = static_cast<unsigned char>(s[i]);
     if (c < 0x80) {
       ++i;
@@ -193,6 +205,13 @@ void dump_string(const std::string& s, std::string& out) {
   out.push_back('"');
 }
 
+template <class Int>
+void append_integer(std::string& out, Int v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  out.append(buf, r.ptr);
+}
+
 template <class Json>
 void dump_impl(const Json& j, JsonSeparators sep, std::string& out) {
   const char* item_sep = sep == JsonSeparators::kCompact ? "," : ", ";
@@ -205,13 +224,13 @@ void dump_impl(const Json& j, JsonSeparators sep, std::string& out) {
       out += j.template get<bool>() ? "true" : "false";
       break;
     case nlohmann::json::value_t::number_integer:
-      out += std::to_string(j.template get<int64_t>());
+      append_integer(out, j.template get<int64_t>());
       break;
     case nlohmann::json::value_t::number_unsigned:
-      out += std::to_string(j.template get<uint64_t>());
+      append_integer(out, j.template get<uint64_t>());
       break;
     case nlohmann::json::value_t::number_float:
-      out += python_float_repr(j.template get<double>());
+      append_python_float(out, j.template get<double>());
       break;
     case nlohmann::json::value_t::string:
       dump_string(j.template get_ref<const std::string&>(), out);
@@ -249,37 +268,71 @@ void dump_impl(const Json& j, JsonSeparators sep, std::string& out) {
 
 }  // namespace
 
-std::string python_float_repr(double value) {
-  if (std::isnan(value)) return "NaN";
-  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
-  if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
+void append_python_float(std::string& out, double value) {
+  if (std::isnan(value)) {
+    out += "NaN";
+    return;
+  }
+  if (std::isinf(value)) {
+    out += value > 0 ? "Infinity" : "-Infinity";
+    return;
+  }
+  if (value == 0.0) {
+    out += std::signbit(value) ? "-0.0" : "0.0";
+    return;
+  }
+  // Shortest round-trip digits d1d2...dn and the exponent of "d1.d2...dn e<exponent>".
   char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::scientific);
-  std::string sci(buf, res.ptr);  // e.g. "-1.2345e-05"
-  bool negative = sci[0] == '-';
-  if (negative) sci.erase(0, 1);
-  const size_t e = sci.find('e');
-  std::string digits = sci.substr(0, e);
-  digits.erase(std::remove(digits.begin(), digits.end(), '.'), digits.end());
-  const int exponent = std::stoi(sci.substr(e + 1));
+  const auto res = std::to_chars(buf, buf + sizeof(buf), value, std::chars_format::scientific);
+  const char* p = buf;
+  if (*p == '-') {
+    out.push_back('-');
+    ++p;
+  }
+  char digits[32];
+  int n = 0;
+  for (; p < res.ptr && *p != 'e'; ++p) {
+    if (*p != '.') digits[n++] = *p;
+  }
+  int exponent = 0;
+  // to_chars writes "e+XX" or "e-XX"; from_chars takes no '+'.
+  const char* e = p + 1;
+  if (e < res.ptr && *e == '+') ++e;
+  std::from_chars(e, res.ptr, exponent);
   const int decpt = exponent + 1;  // value = 0.d1d2... * 10^decpt
-  const int n = static_cast<int>(digits.size());
-  std::string out = negative ? "-" : "";
   if (decpt > -4 && decpt <= 16) {
     if (decpt <= 0) {
-      out += "0." + std::string(-decpt, '0') + digits;
+      out += "0.";
+      out.append(static_cast<size_t>(-decpt), '0');
+      out.append(digits, static_cast<size_t>(n));
     } else if (decpt >= n) {
-      out += digits + std::string(decpt - n, '0') + ".0";
+      out.append(digits, static_cast<size_t>(n));
+      out.append(static_cast<size_t>(decpt - n), '0');
+      out += ".0";
     } else {
-      out += digits.substr(0, decpt) + "." + digits.substr(decpt);
+      out.append(digits, static_cast<size_t>(decpt));
+      out.push_back('.');
+      out.append(digits + decpt, static_cast<size_t>(n - decpt));
     }
-  } else {
-    out += digits.substr(0, 1);
-    if (n > 1) out += "." + digits.substr(1);
-    char ebuf[16];
-    std::snprintf(ebuf, sizeof(ebuf), "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
-    out += ebuf;
+    return;
   }
+  out.push_back(digits[0]);
+  if (n > 1) {
+    out.push_back('.');
+    out.append(digits + 1, static_cast<size_t>(n - 1));
+  }
+  const int magnitude = std::abs(exponent);
+  out.push_back('e');
+  out.push_back(exponent < 0 ? '-' : '+');
+  if (magnitude < 10) out.push_back('0');
+  char ebuf[8];
+  const auto er = std::to_chars(ebuf, ebuf + sizeof(ebuf), magnitude);
+  out.append(ebuf, er.ptr);
+}
+
+std::string python_float_repr(double value) {
+  std::string out;
+  append_python_float(out, value);
   return out;
 }
 
@@ -288,6 +341,12 @@ std::string dump_python_json(const nlohmann::ordered_json& value, JsonSeparators
   dump_impl(value, separators, out);
   return out;
 }
+
+void append_python_json(std::string& out, const nlohmann::json& value, JsonSeparators separators) {
+  dump_impl(value, separators, out);
+}
+
+void append_python_string(std::string& out, std::string_view text) { dump_string(text, out); }
 
 std::string dump_python_json(const nlohmann::json& value, JsonSeparators separators) {
   std::string out;

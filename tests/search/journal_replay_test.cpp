@@ -209,7 +209,7 @@ TEST_CASE("apply_text agrees with the nlohmann reader on odd and bad records") {
 TEST_CASE("apply_text throws JournalTextError for text that is not one JSON value") {
   ReplayState s;
   s.apply_text(R"({"op_code":0,"worker_id":"w","study_name":"s","directions":[1]})", "w");
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string("{\"op_code\":4,\"worker_id\":\"w\",\"study_id\":0,\"datetime_start\":null} "
                     "trailing"),
         std::string("{\"op_code\":4"), std::string("")}) {
