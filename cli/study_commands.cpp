@@ -10,6 +10,7 @@
 
 #include "cli/command.h"
 #include "cli/options.h"
+#include "common/heap_pages.h"
 #include "search/optuna_cli_format.h"
 #include "search/python_json.h"
 
@@ -68,8 +69,11 @@ std::vector<search::StudyDirection> directions_of(const VerbOptions& o) {
 // The verbs' storage lives until the process exits: a study of 28,000 trials is ~170 MB of small
 // objects, and freeing them one by one when the verb returns (0.1 s) buys nothing the exit does
 // not do at once. Every write has reached the journal before a verb returns.
+// The verbs read a study, print or add one trial and exit: a large journal may be replayed
+// onto huge pages (common/heap_pages.h).
 std::shared_ptr<search::Storage> storage_of(const VerbOptions& o) {
   static auto* const kept_until_exit = new std::vector<std::shared_ptr<search::Storage>>();
+  allow_huge_page_heap(true);
   auto storage = experiments::open_study_storage(o.required<std::string>(
       "storage", "--storage PATH is required (a journal file or a redis:// URL)"));
   kept_until_exit->push_back(storage);

@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
+
 namespace compsearch {
 namespace {
 
@@ -12,7 +14,12 @@ constexpr int kDefaultTopPad = 128 * 1024;  // glibc's DEFAULT_TOP_PAD
 
 uintptr_t current_break() { return reinterpret_cast<uintptr_t>(sbrk(0)); }
 
+std::atomic<bool> g_allowed{false};
+
 }  // namespace
+
+void allow_huge_page_heap(bool allowed) { g_allowed = allowed; }
+bool huge_page_heap_allowed() { return g_allowed; }
 
 HugePageHeap::HugePageHeap(size_t step_bytes) {
   mallopt(M_TOP_PAD, static_cast<int>(step_bytes));

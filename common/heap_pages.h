@@ -8,12 +8,20 @@
 // while it lives, the heap grows in large steps (M_TOP_PAD) and advise() marks what it grew
 // since the last call MADV_HUGEPAGE. Only glibc's main heap (the brk area, used by the main
 // thread) is advised; elsewhere, and where THP is off or "always", it changes nothing.
+//
+// Setting M_TOP_PAD also ends glibc's dynamic mmap threshold for the rest of the process (large
+// blocks keep coming from mmap), which a long run that allocates big tensors should not pay. So
+// code that would use a HugePageHeap asks huge_page_heap_allowed() first: off unless the process
+// turned it on, as the short CLI verbs that only read a study and print do.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 namespace compsearch {
+
+void allow_huge_page_heap(bool allowed);
+bool huge_page_heap_allowed();
 
 class HugePageHeap {
  public:

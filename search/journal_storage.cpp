@@ -319,9 +319,10 @@ std::string JournalStorage::worker_id() const { return worker_prefix_ + current_
 void JournalStorage::sync() {
   const std::string me = worker_id();
   std::exception_ptr own_error;
-  // A large read builds most of its trials on the heap: huge pages spare a fault per 4 KB.
+  // A large read builds most of its trials on the heap: huge pages spare a fault per 4 KB (where
+  // the process allows them: common/heap_pages.h).
   std::optional<HugePageHeap> huge;
-  if (backend_->unread_bytes() >= kHugePageReadBytes) huge.emplace();
+  if (huge_page_heap_allowed() && backend_->unread_bytes() >= kHugePageReadBytes) huge.emplace();
   uint64_t records = 0;
   backend_->read_new([&](std::string_view text, uint64_t position) {
     if (text.find_first_not_of(" \t\r") == std::string_view::npos) return;

@@ -61,7 +61,8 @@ class JournalStorage : public Storage {
   explicit JournalStorage(std::string path, JournalOptions options = {});
   // Any backend; reads its records at once, so its errors throw here.
   explicit JournalStorage(std::unique_ptr<JournalBackend> backend);
-  // Reads of at least this many bytes advise huge pages for the heap they grow (HugePageHeap).
+  // Reads of at least this many bytes advise huge pages for the heap they grow (HugePageHeap),
+  // in a process that allows it (huge_page_heap_allowed()).
   static constexpr uint64_t kHugePageReadBytes = uint64_t{8} << 20;
 
   int64_t create_new_study(const std::vector<StudyDirection>& directions,
