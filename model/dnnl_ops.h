@@ -70,6 +70,10 @@ class DnnlOp {
   // kernel then runs and reports the error, if there is one).
   virtual bool run(const Tensor& x, Tensor& y, int threads, DnnlScratch& scratch) const = 0;
 
+  // False for the executor's own direct kernel behind this interface (model/direct_conv.h):
+  // Executor::onednn_calls counts only oneDNN's, and kAuto always runs a direct kernel it planned.
+  virtual bool onednn() const { return true; }
+
   // Channels-last: the plan keeps the activations between oneDNN's 2-D convolutions and poolings
   // (and the elementwise ops between them) in NHWC order, oneDNN's preferred layout, instead of
   // reordering to NCHW and back around every op; Tensor::shape stays [N, C, H, W]. Says whether

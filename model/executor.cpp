@@ -13,7 +13,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
@@ -48,6 +52,79 @@ class OmpThreads {
  private:
   int saved_;
 };
+
+// Threads for the slices of a split batch, started once and kept, each waiting passively (a
+// condition variable, not a spin) for the next batch: a thread started per batch costs tens of
+// microseconds, as much as the whole batch of a small model, and on a loaded machine the new
+// thread may wait a time slice to be scheduled. One batch at a time: a concurrent run() that finds
+// the workers busy starts threads of its own.
+class SliceWorkers {
+ public:
+  // Runs fn(0) on the caller and fn(1) ... fn(n - 1) on workers; returns when all have returned
+  // (fn must not throw).
+  void run(int n, const std::function<void(int)>& fn) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) {
+      std::vector<std::thread> threads;
+      for (int t = 1; t < n; ++t) threads.emplace_back(fn, t);
+      fn(0);
+      for (auto& th : threads) th.join();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      while (static_cast<int>(threads_.size()) < n - 1) {
+        const int index = static_cast<int>(threads_.size()) + 1;
+        threads_.emplace_back([this, index] { loop(index); });
+      }
+      fn_ = &fn;
+      n_ = n;
+      pending_ = n - 1;
+      ++generation_;
+    }
+    wake_.notify_all();
+    fn(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void loop(int index) {
+    uint64_t seen = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      seen = generation_ - 1;  // started for the batch being handed out now
+    }
+    for (;;) {
+      const std::function<void(int)>* fn = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (index < n_) fn = fn_;
+      }
+      if (!fn) continue;
+      (*fn)(index);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex busy_;  // held by the run() using the workers
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> threads_;
+  const std::function<void(int)>* fn_ = nullptr;
+  int n_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+};
+
+// Never destroyed: the workers wait forever and end with the process.
+SliceWorkers& slice_workers() {
+  static SliceWorkers* workers = new SliceWorkers;
+  return *workers;
+}
 
 }  // namespace
 
@@ -125,9 +202,81 @@ bool prefer_onednn(ExecutorOptions::Kernels kernels, const Node& node, const Ten
   return macs >= 32768;
 }
 
-// Runs every step once on `inputs` with `threads` threads inside the kernels.
-std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor>& inputs,
-                              int threads, bool use_hook) {
+// Gives value slot `s` a buffer from the workspace's pool. The op sequence repeats, so after the
+// first run each value asks for the float count it had last run, and takes a pooled buffer of
+// exactly that size: resizing it neither reallocates nor zero-fills (std::vector value-initializes
+// whatever it grows by, so a buffer that served a smaller value in between would be zeroed again
+// every run: 11 MB per batch of 256 on the bundled CNN). With no such buffer the value allocates
+// its own. In the first run at a batch size any buffer serves: the smallest that is large enough,
+// else the largest.
+void take_pooled_buffer(Workspace& ws, const std::vector<size_t>& last_size, int s) {
+  const size_t want = last_size[s];
+  auto& pool = ws.free_buffers;
+  size_t best = pool.size();
+  for (size_t i = 0; i < pool.size() && best == pool.size(); ++i)
+    if (pool[i].size() == want) best = i;
+  if (best == pool.size()) {
+    if (want > 0) return;
+    best = 0;
+    for (size_t i = 1; i < pool.size(); ++i) {
+      const size_t c = pool[i].capacity(), bc = pool[best].capacity();
+      if ((c >= want) != (bc >= want)) {
+        if (c >= want) best = i;
+      } else if (c >= want ? c < bc : c > bc) {
+        best = i;
+      }
+    }
+  }
+  ws.values[s].f32 = std::move(pool[best]);
+  pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(best));
+  ws.buffer_run.erase(ws.buffer_run.begin() + static_cast<std::ptrdiff_t>(best));
+}
+
+// Ends a run: frees the pooled buffers that no value has used in the last two runs (left over
+// from a batch of another size, or from the first run's sharing).
+void trim_pool(Workspace& ws) {
+  size_t kept = 0;
+  for (size_t i = 0; i < ws.free_buffers.size(); ++i) {
+    if (ws.buffer_run[i] + 2 <= ws.runs) continue;
+    if (kept != i) {  // (a vector moved onto itself is left empty)
+      ws.free_buffers[kept] = std::move(ws.free_buffers[i]);
+      ws.buffer_run[kept] = ws.buffer_run[i];
+    }
+    ++kept;
+  }
+  ws.free_buffers.resize(kept);
+  ws.buffer_run.resize(kept);
+  ++ws.runs;
+}
+
+// Samples [b0, b1) of every input (batch first), into `slice`, whose buffers are reused from run to
+// run (fresh ones would page-fault every batch).
+const std::vector<Tensor>& slice_batch(const std::vector<Tensor>& inputs, int64_t b0, int64_t b1,
+                                       std::vector<Tensor>& slice) {
+  slice.resize(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& x = inputs[i];
+    const int64_t batch = x.shape.empty() ? 0 : x.shape[0];
+    const int64_t per = batch ? x.numel() / batch : 0;
+    Tensor& t = slice[i];
+    t.dtype = x.dtype;
+    t.shape = x.shape;
+    t.shape[0] = b1 - b0;
+    if (x.is_float()) {
+      t.i64.clear();
+      t.f32.assign(x.f32.begin() + b0 * per, x.f32.begin() + b1 * per);
+    } else {
+      t.f32.clear();
+      t.i64.assign(x.i64.begin() + b0 * per, x.i64.begin() + b1 * per);
+    }
+  }
+  return slice;
+}
+
+// Runs every step once on `all_inputs` (with b0 >= 0: on its samples [b0, b1)) with `threads`
+// threads inside the kernels.
+std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor>& all_inputs,
+                              int threads, bool use_hook, int64_t b0 = -1, int64_t b1 = -1) {
   const Graph& graph = *im.graph;
   auto ws = im.acquire();
   struct Return {  // hands the workspace back even when a node throws
@@ -135,11 +284,15 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     std::unique_ptr<Workspace>& ws;
     ~Return() { im.give_back(std::move(ws)); }
   } giver{im, ws};
+  const std::vector<Tensor>& inputs =
+      b0 < 0 ? all_inputs : slice_batch(all_inputs, b0, b1, ws->slice_inputs);
   OpContext ctx;
   ctx.threads = threads;
   ctx.opset = graph.opset_version;
   ctx.declared_batch = im.declared_batch;
   const OmpThreads omp_threads(threads);
+  std::vector<size_t>& last_size =
+      ws->last_size_for(inputs.empty() || inputs[0].shape.empty() ? 0 : inputs[0].shape[0]);
   auto value = [&](int s) -> const Tensor* {
     if (s < 0) return nullptr;
     if (static_cast<size_t>(s) < im.n_inputs) return &inputs[s];
@@ -191,27 +344,8 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
       // A graph output keeps its own buffer across runs: handed a pooled one, it would keep it
       // (outputs are never released), and the next run would allocate (and page-fault and
       // zero) that buffer again for whichever value had it before.
-      if (t.f32.capacity() == 0 && !ws->free_buffers.empty() && !im.is_output[s]) {
-        // The pooled buffer that had this value's size last run (the op sequence repeats, so
-        // each value finds its buffer again and resizing it neither reallocates nor zero-fills),
-        // else the smallest one that is large enough, else the largest.
-        const size_t want = ws->last_size[s];
-        auto& pool = ws->free_buffers;
-        size_t best = 0;
-        for (size_t i = 1; i < pool.size(); ++i) {
-          const size_t c = pool[i].capacity(), bc = pool[best].capacity();
-          const bool exact = pool[i].size() == want, best_exact = pool[best].size() == want;
-          if (exact != best_exact) {
-            if (exact) best = i;
-          } else if ((c >= want) != (bc >= want)) {
-            if (c >= want) best = i;
-          } else if (c >= want ? c < bc : c > bc) {
-            best = i;
-          }
-        }
-        t.f32 = std::move(pool[best]);
-        pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(best));
-      }
+      if (t.f32.capacity() == 0 && !ws->free_buffers.empty() && !im.is_output[s])
+        take_pooled_buffer(*ws, last_size, s);
       out.push_back(&t);
     }
     ctx.clamp = step.clamp;
@@ -221,31 +355,47 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     const bool bound = step.nhwc_in || step.nhwc_out;
     const bool onednn =
         step.dnnl && !(step.int8 && hook_now) &&
-        (bound || step.int8 ||
+        (bound || step.int8 || !step.dnnl->onednn() ||
          prefer_onednn(im.kernels, node, *in[0], in.size() > 1 ? in[1] : nullptr)) &&
         step.dnnl->run(*in[0], *out[0], threads, ws->dnnl_scratch);
     if (!onednn && step.int8 && !hook_now) fake_quantized_input();
+    // The step's own kernel; with a MaxPool fused into a direct convolution, the convolution into
+    // a scratch tensor and the pool's kernel after it.
+    auto own_kernel = [&](Tensor& y) {
+      if (step.pool_node < 0) {
+        step.spec->kernel(node, in, y, ctx);
+        return;
+      }
+      step.spec->kernel(node, in, ws->pool_input, ctx);
+      const Node& pool = graph.nodes[static_cast<size_t>(step.pool_node)];
+      OpContext pool_ctx = ctx;
+      pool_ctx.clamp = false;
+      detail::op_spec(pool).kernel(pool, {&ws->pool_input}, y, pool_ctx);
+    };
     if (onednn) {
-      im.onednn_calls.fetch_add(1, std::memory_order_relaxed);
+      if (step.dnnl->onednn()) im.onednn_calls.fetch_add(1, std::memory_order_relaxed);
       if (step.int8) im.int8_calls.fetch_add(1, std::memory_order_relaxed);
     } else if (bound) {  // oneDNN declined the shape: the Eigen kernel in NCHW, converted around
       if (step.nhwc_in) {
         channels_last_to_first(*in[0], ws->layout_copy);
         in[0] = &ws->layout_copy;
       }
-      step.spec->kernel(node, in, *out[0], ctx);
+      own_kernel(*out[0]);
       if (step.nhwc_out) {
         ws->layout_copy = *out[0];
         channels_first_to_last(ws->layout_copy, *out[0]);
       }
     } else {
-      step.spec->kernel(node, in, *out[0], ctx);
+      own_kernel(*out[0]);
     }
     for (int s : step.outputs)
-      if (s >= 0) ws->last_size[s] = ws->values[s].f32.size();
+      if (s >= 0) last_size[s] = ws->values[s].f32.size();
     for (int s : step.release) {
       Tensor& t = ws->values[s];
-      if (t.f32.capacity()) ws->free_buffers.push_back(std::move(t.f32));
+      if (t.f32.capacity()) {
+        ws->free_buffers.push_back(std::move(t.f32));
+        ws->buffer_run.push_back(ws->runs);
+      }
       t.f32 = {};
     }
     if (timed) {
@@ -256,6 +406,7 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
       im.step_ran_int8[&step - im.steps.data()] = onednn && step.int8;
     }
   }
+  trim_pool(*ws);
   std::vector<Tensor> results;
   for (int s : im.output_slots) results.push_back(*value(s));
   return results;
@@ -303,33 +454,18 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
   const int nt = im.threads;
   std::vector<std::vector<Tensor>> parts(nt);
   std::vector<std::exception_ptr> errors(nt);
-  // Plain threads rather than an OpenMP team: on a loaded machine OpenMP's spin-waiting workers
-  // (libgomp's default wait policy) cost up to 8x here; a thread per slice waits passively and
-  // its start-up (tens of microseconds) is small against a batch.
+  // Threads of our own rather than an OpenMP team: on a loaded machine OpenMP's spin-waiting
+  // workers (libgomp's default wait policy) cost up to 8x here (bench_executor at a load average
+  // of 5, 2 threads, batch 256: whole-batch steps with oneDNN's OpenMP threads ran the CNN at 5-14
+  // K images/s, slices on these workers at 45-56 K); the workers wait passively (SliceWorkers).
   auto work = [&](int t) {
-    const int64_t b0 = batch * t / nt, b1 = batch * (t + 1) / nt;
     try {
-      std::vector<Tensor> slice(inputs.size());
-      for (size_t i = 0; i < inputs.size(); ++i) {
-        const Tensor& x = inputs[i];
-        const int64_t per = batch ? x.numel() / batch : 0;
-        slice[i].dtype = x.dtype;
-        slice[i].shape = x.shape;
-        slice[i].shape[0] = b1 - b0;
-        if (x.is_float())
-          slice[i].f32.assign(x.f32.begin() + b0 * per, x.f32.begin() + b1 * per);
-        else
-          slice[i].i64.assign(x.i64.begin() + b0 * per, x.i64.begin() + b1 * per);
-      }
-      parts[t] = run_steps(im, slice, 1, true);
+      parts[t] = run_steps(im, inputs, 1, true, batch * t / nt, batch * (t + 1) / nt);
     } catch (...) {
       errors[t] = std::current_exception();
     }
   };
-  std::vector<std::thread> workers;
-  for (int t = 1; t < nt; ++t) workers.emplace_back(work, t);
-  work(0);
-  for (auto& w : workers) w.join();
+  slice_workers().run(nt, work);
   for (auto& e : errors) {
     if (e) std::rethrow_exception(e);
   }

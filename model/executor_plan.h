@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "model/dnnl_ops.h"
@@ -39,6 +40,9 @@ struct Step {
   // shape), that pair is applied here (node int8_qdq_node on slots int8_qdq_inputs) and the float
   // kernel runs on the folded float weight, as in the float plan.
   std::shared_ptr<const DnnlInt8> int8;
+  // A MaxPool fused into a direct convolution (fuse_direct_conv_max_pool): its node, or -1. The
+  // step's output is then the pool's.
+  int64_t pool_node = -1;
   size_t int8_qdq_node = 0;
   std::vector<int> int8_qdq_inputs;
 };
@@ -46,12 +50,24 @@ struct Step {
 struct Workspace {
   std::vector<Tensor> values;
   std::vector<std::vector<float>> free_buffers;
+  std::vector<int64_t> buffer_run;  // by free buffer: the run that released it
+  int64_t runs = 0;                 // runs completed on this workspace
   Tensor hooked_input;
   Tensor scratch_output;
-  std::vector<size_t> last_size;  // by slot: the float count of each value in the last run
+  // By batch size (the last few seen), by slot: the float count of each value in the last run.
+  std::vector<std::pair<int64_t, std::vector<size_t>>> last_sizes;
+  std::vector<size_t>& last_size_for(int64_t batch) {
+    for (auto& [b, sizes] : last_sizes)
+      if (b == batch) return sizes;
+    if (last_sizes.size() >= 4) last_sizes.erase(last_sizes.begin());
+    last_sizes.emplace_back(batch, std::vector<size_t>(values.size(), 0));
+    return last_sizes.back().second;
+  }
   detail::DnnlScratch dnnl_scratch;
   Tensor layout_copy;
   Tensor int8_input;  // an int8 step's input, fake-quantized (its float fallback)
+  Tensor pool_input;  // a fused convolution + MaxPool's convolution output (its Eigen fallback)
+  std::vector<Tensor> slice_inputs;  // a batch slice's inputs (Executor::run's batch split)
 };
 
 }  // namespace detail
@@ -92,7 +108,6 @@ struct Executor::Impl {
     if (pool.empty()) {
       auto ws = std::make_unique<detail::Workspace>();
       ws->values.resize(n_slots);
-      ws->last_size.assign(n_slots, 0);
       return ws;
     }
     auto ws = std::move(pool.back());

@@ -6,7 +6,9 @@
 //   fuse_qdq_pairs    QuantizeLinear -> DequantizeLinear with the same parameters -> one float pass
 //   plan_int8_layers  (ExecutorOptions::int8) a layer reading such a pair, with int8 weights ->
 //                     integer kernels that quantize the input themselves
-//   attach_onednn     oneDNN primitives for Conv/Gemm/MatMul with constant weights
+//   attach_onednn     oneDNN primitives for Conv/Gemm/MatMul with constant weights (kAuto: the
+//                     direct kernel for a Conv with a tiny reduction, direct_conv.h)
+//   fuse_direct_pools a MaxPool after a direct convolution runs inside it
 //   plan_channels_last  values kept NHWC between oneDNN convolutions and poolings
 //   plan_liveness     each computed value released after its last reader
 // Every op-specific decision reads the op table's traits (op_registry.h), not op names.
@@ -17,6 +19,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "model/direct_conv.h"
 #include "model/executor_plan.h"
 #include "model/node_eval.h"
 #include "model/op_util.h"
@@ -491,9 +494,35 @@ void attach_onednn(Executor::Impl& im, const Graph& graph) {
       bias = im.constant_slots[st.inputs[2]];
       if (!bias) continue;  // a computed bias: Eigen
     }
-    st.dnnl = detail::DnnlOp::create(node, im.constant_slots[st.inputs[1]], bias,
-                                     detail::DnnlPostOp{st.clamp, st.lo, st.hi}, st.int8.get());
+    const detail::DnnlPostOp post{st.clamp, st.lo, st.hi};
+    // kAuto: a tiny reduction (a first layer on 1-3 channels) runs the direct kernel instead.
+    if (im.kernels == ExecutorOptions::Kernels::kAuto && !st.int8)
+      st.dnnl = detail::make_direct_conv(node, im.constant_slots[st.inputs[1]], bias, post);
+    if (!st.dnnl)
+      st.dnnl =
+          detail::DnnlOp::create(node, im.constant_slots[st.inputs[1]], bias, post, st.int8.get());
   }
+}
+
+// A MaxPool right after a direct convolution (the only reader of a value that is not a graph
+// output) runs inside it (direct_conv.h): the convolution's full-size output is never written.
+void fuse_direct_pools(Executor::Impl& im, const Graph& graph) {
+  const std::vector<int> readers = reader_counts(im);
+  bool fused = false;
+  for (size_t i = 0; i + 1 < im.steps.size(); ++i) {
+    Step& conv = im.steps[i];
+    Step& pool = im.steps[i + 1];
+    if (!conv.dnnl || conv.dnnl->onednn() || conv.outputs.size() != 1 || pool.inputs.empty() ||
+        pool.inputs[0] != conv.outputs[0] || readers[conv.outputs[0]] != 1 ||
+        pool.outputs.empty() || pool.outputs[0] < 0)
+      continue;
+    if (!detail::fuse_direct_conv_max_pool(*conv.dnnl, graph.nodes[pool.node_index])) continue;
+    conv.pool_node = static_cast<int64_t>(pool.node_index);
+    conv.outputs = pool.outputs;
+    pool.skip = true;
+    fused = true;
+  }
+  if (fused) drop_fused_steps(im);
 }
 
 // A computed value is released after its last reader unless it is a graph output.
@@ -531,6 +560,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   drop_fused_steps(im);
   if (im.kernels != ExecutorOptions::Kernels::kEigen) {
     attach_onednn(im, graph);
+    fuse_direct_pools(im, graph);
     plan_channels_last(im, graph, slot);
   }
   im.flops_per_sample = flops_per_sample(im, graph);

@@ -148,14 +148,16 @@ TEST_CASE("With hook_per_slice the hook sees every sample once across batch slic
   opts.hook_per_slice = true;
   Executor exec(g, opts);
   std::mutex mu;
-  std::map<size_t, int64_t> samples_seen;
+  std::map<size_t, int64_t> samples_seen, calls;
   exec.set_layer_input_hook([&](size_t node, Tensor& t) {
     std::lock_guard<std::mutex> lock(mu);
     samples_seen[node] += t.shape[0];
+    ++calls[node];
   });
   const Tensor sliced = exec.run({x})[0];
   REQUIRE(samples_seen.size() == table.layers.size());
   for (const auto& [node, n] : samples_seen) CHECK(n == 9);
+  for (const auto& [node, n] : calls) CHECK(n == 2);  // one slice per thread
   const Tensor whole = Executor(g, ExecutorOptions{1}).run({x})[0];
   CHECK(compsearch::model::testing::worst_violation(sliced, whole, 1e-5, 1e-6) <= 0.0);
 }

@@ -1,0 +1,44 @@
+// Internal to the executor: a direct 2-D convolution for layers with a tiny reduction (a first
+// layer on 1-3 input channels: C/group x kh x kw <= kDirectConvMaxReduction), where im2col + GEMM
+// (Eigen) and oneDNN's kernels spend more on packing, reorders and narrow tiles than on the
+// arithmetic (bench_executor --ops: the bundled CNN's 1-channel 3x3 conv ran at a seventh of the
+// next layer's rate per multiply-add on both).
+//
+// The kernel keeps 16 output channels in one vector and a few output pixels in flight: per pixel
+// block it broadcasts each input tap once and multiply-adds it into every pixel's channel vector,
+// so the weights of a 16-channel block (reduction x 16 floats) stay in L1 and nothing is packed.
+// Input NCHW or NHWC, output NCHW or NHWC (a channels-last chain, DnnlOp::set_layouts), bias and
+// the fused Relu/Clip applied before the store. Written with GCC/Clang vector types and compiled
+// three times (AVX-512F, AVX2+FMA, the build's baseline), picked at run time from the CPU, so the
+// same binary runs on any x86-64.
+//
+// It implements the DnnlOp interface (the plan treats it like a oneDNN step) but is not oneDNN:
+// DnnlOp::onednn() is false, and ExecutorOptions::Kernels::kOneDnn never plans it.
+#pragma once
+
+#include <memory>
+
+#include "model/dnnl_ops.h"
+
+namespace compsearch::model::detail {
+
+// The largest C/group x kh x kw the direct kernel takes (a 3x3 on 3 channels is 27).
+constexpr int64_t kDirectConvMaxReduction = 32;
+
+// A 2-D Conv with a constant float weight (and bias), at least 8 output channels per group and a
+// reduction of at most kDirectConvMaxReduction; nullptr for anything else (1-D, depthwise...).
+std::unique_ptr<DnnlOp> make_direct_conv(const Node& node, const Tensor* weight, const Tensor* bias,
+                                         DnnlPostOp post);
+
+// Makes a direct convolution `op` (from make_direct_conv) also apply `pool`, the MaxPool reading
+// its output (after the fused Relu/Clip; max commutes with the clamp): the convolution rows of each
+// pooled row stay in L1 and only the pooled output is written. Only a MaxPool without padding,
+// dilation, ceil_mode or Indices output; returns whether it took it. The op's output is then the
+// pooled tensor.
+bool fuse_direct_conv_max_pool(DnnlOp& op, const Node& pool);
+
+// The instruction set the direct kernel dispatches to on this CPU: "avx512f", "avx2" or
+// "baseline" (bench output, tests).
+const char* direct_conv_isa();
+
+}  // namespace compsearch::model::detail
