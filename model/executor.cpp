@@ -20,6 +20,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "model/executor_plan.h"
 
@@ -438,21 +439,32 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
     }
   }
   const int64_t batch = inputs.empty() || inputs[0].shape.empty() ? 0 : inputs[0].shape[0];
-  bool split = (!im.hook || im.options.hook_per_slice) && im.threads > 1 && batch >= im.threads &&
-               !im.batch_coupled;
-  for (const auto& t : inputs) split = split && !t.shape.empty() && t.shape[0] == batch;
-  split = split && !im.options.time_steps;  // step times are of whole-batch steps
+  bool sliceable = (!im.hook || im.options.hook_per_slice) && !im.batch_coupled;
+  for (const auto& t : inputs) sliceable = sliceable && !t.shape.empty() && t.shape[0] == batch;
+  sliceable = sliceable && !im.options.time_steps;  // step times are of whole-batch steps
   // Too little work to share: one thread (a fork/join costs tens of microseconds, far more on a
   // loaded machine, where a second thread may wait a whole time slice for a core).
   if (im.flops_per_sample > 0 && static_cast<double>(batch) * im.flops_per_sample < kSerialFlops)
     return run_steps(im, inputs, 1, true);
-  if (!split) return run_steps(im, inputs, im.threads, true);
   // Coarse-grained batch parallelism: each thread runs the whole graph on a contiguous slice of
   // the batch with single-threaded kernels, so a batch costs one fork/join instead of one per op
   // (which matters on a loaded machine, where every barrier waits for a descheduled thread).
   // With a hook set we keep whole-batch calls (the hook sees the full batch, from one thread).
-  const int nt = im.threads;
-  std::vector<std::vector<Tensor>> parts(nt);
+  const bool split = sliceable && im.threads > 1 && batch >= im.threads;
+  const int nt = split ? im.threads : 1;
+  // Each thread's slice runs in chunks of at most `chunk` samples (Impl::chunk_samples).
+  const int64_t chunk = sliceable && im.chunk_samples > 0 ? im.chunk_samples : batch;
+  std::vector<std::pair<int64_t, int64_t>> pieces;
+  std::vector<size_t> first_piece(nt + 1, 0);
+  for (int t = 0; t < nt; ++t) {
+    first_piece[t] = pieces.size();
+    const int64_t s1 = batch * (t + 1) / nt;
+    for (int64_t b0 = batch * t / nt; b0 < s1; b0 += chunk)
+      pieces.emplace_back(b0, std::min(s1, b0 + chunk));
+  }
+  first_piece[nt] = pieces.size();
+  if (pieces.size() <= 1) return run_steps(im, inputs, im.threads, true);
+  std::vector<std::vector<Tensor>> parts(pieces.size());
   std::vector<std::exception_ptr> errors(nt);
   // Threads of our own rather than an OpenMP team: on a loaded machine OpenMP's spin-waiting
   // workers (libgomp's default wait policy) cost up to 8x here (bench_executor at a load average
@@ -460,12 +472,17 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
   // K images/s, slices on these workers at 45-56 K); the workers wait passively (SliceWorkers).
   auto work = [&](int t) {
     try {
-      parts[t] = run_steps(im, inputs, 1, true, batch * t / nt, batch * (t + 1) / nt);
+      for (size_t i = first_piece[t]; i < first_piece[t + 1]; ++i)
+        parts[i] =
+            run_steps(im, inputs, split ? 1 : im.threads, true, pieces[i].first, pieces[i].second);
     } catch (...) {
       errors[t] = std::current_exception();
     }
   };
-  slice_workers().run(nt, work);
+  if (nt > 1)
+    slice_workers().run(nt, work);
+  else
+    work(0);
   for (auto& e : errors) {
     if (e) std::rethrow_exception(e);
   }
@@ -476,10 +493,10 @@ std::vector<Tensor> Executor::run(const std::vector<Tensor>& inputs) const {
     r.shape = parts[0][o].shape;
     if (r.shape.empty()) return run_steps(im, inputs, im.threads, true);
     r.shape[0] = 0;
-    for (int t = 0; t < nt; ++t) {
-      const Tensor& p = parts[t][o];
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const Tensor& p = parts[i][o];
       // An output without the batch as dim 0 cannot be stitched: run the batch whole instead.
-      if (p.shape.empty() || p.shape[0] != batch * (t + 1) / nt - batch * t / nt) {
+      if (p.shape.empty() || p.shape[0] != pieces[i].second - pieces[i].first) {
         return run_steps(im, inputs, im.threads, true);
       }
       r.shape[0] += p.shape[0];

@@ -94,6 +94,9 @@ struct Executor::Impl {
   // Floating-point operations of the Conv/Gemm/MatMul steps per sample, from the inferred shapes;
   // 0 when a shape is unknown (the run then uses every thread it was given).
   double flops_per_sample = 0;
+  // A batch (each thread's slice of it) runs in chunks of at most this many samples, so that the
+  // activations of a chunk stay in cache from one step to the next; 0: whole (planner.cpp).
+  int64_t chunk_samples = 0;
   LayerInputHook hook;
   mutable std::atomic<int64_t> onednn_calls{0};
   mutable std::atomic<int64_t> int8_calls{0};

@@ -140,6 +140,35 @@ TEST_CASE(
         Executor(g, ExecutorOptions{1}).run({x})[0].f32);
 }
 
+TEST_CASE("A large batch runs in cache-sized chunks and gives the whole batch's result") {
+  // The bundled CNN's largest value is 16x28x28 floats (50 KB) per image: the executor runs 100
+  // images in chunks of about 40 (Impl::chunk_samples), even on one thread.
+  Graph g = load_onnx(source_dir() / "models" / "fmnist_cnn.onnx");
+  const Tensor x = load_dataset("fashion-mnist", "test").batch(0, 100);
+  for (const int threads : {1, 2}) {
+    CAPTURE(threads);
+    ExecutorOptions opts{threads};
+    opts.hook_per_slice = true;
+    Executor chunked(g, opts);
+    std::mutex mu;
+    std::map<size_t, int64_t> samples_seen, calls;
+    chunked.set_layer_input_hook([&](size_t node, Tensor& t) {
+      std::lock_guard<std::mutex> lock(mu);
+      samples_seen[node] += t.shape[0];
+      ++calls[node];
+    });
+    const Tensor got = chunked.run({x})[0];
+    REQUIRE(!calls.empty());
+    for (const auto& [node, n] : samples_seen) CHECK(n == 100);
+    for (const auto& [node, n] : calls) CHECK(n >= 3);
+    ExecutorOptions whole_opts{threads};
+    whole_opts.time_steps = true;  // whole-batch steps
+    const Tensor whole = Executor(g, whole_opts).run({x})[0];
+    REQUIRE(got.shape == whole.shape);
+    CHECK(compsearch::model::testing::worst_violation(got, whole, 1e-5, 1e-6) <= 0.0);
+  }
+}
+
 TEST_CASE("With hook_per_slice the hook sees every sample once across batch slices") {
   Graph g = load_onnx(source_dir() / "models" / "fmnist_cnn.onnx");
   const LayerTable table = build_layer_table(g);
