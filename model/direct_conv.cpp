@@ -375,7 +375,9 @@ std::unique_ptr<DnnlOp> make_direct_conv(const Node& node, const Tensor* weight,
   const Shape& ws = weight->shape;
   const int64_t groups = node.attr_int("group", 1);
   if (groups < 1 || ws[0] % groups != 0 || ws[0] / groups < 8) return nullptr;
-  if (ws[1] * ws[2] * ws[3] > kDirectConvMaxReduction || ws[1] * ws[2] * ws[3] < 1) return nullptr;
+  if (ws[1] > kDirectConvMaxChannels || ws[1] * ws[2] * ws[3] > kDirectConvMaxReduction ||
+      ws[1] * ws[2] * ws[3] < 1)
+    return nullptr;
   if (bias && (!bias->is_float() || bias->numel() != ws[0] ||
                static_cast<int64_t>(bias->f32.size()) != ws[0]))
     return nullptr;

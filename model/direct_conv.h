@@ -1,5 +1,5 @@
 // Internal to the executor: a direct 2-D convolution for layers with a tiny reduction (a first
-// layer on 1-3 input channels: C/group x kh x kw <= kDirectConvMaxReduction), where im2col + GEMM
+// layer on 1-3 input channels: C/group <= 4 and C/group x kh x kw <= 32), where im2col + GEMM
 // (Eigen) and oneDNN's kernels spend more on packing, reorders and narrow tiles than on the
 // arithmetic (bench_executor --ops: the bundled CNN's 1-channel 3x3 conv ran at a seventh of the
 // next layer's rate per multiply-add on both).
@@ -22,11 +22,16 @@
 
 namespace compsearch::model::detail {
 
-// The largest C/group x kh x kw the direct kernel takes (a 3x3 on 3 channels is 27).
+// The largest C/group x kh x kw the direct kernel takes (a 3x3 on 3 channels is 27), and the most
+// input channels per group: a 1x1 on 16 or 32 channels has a small reduction too, but oneDNN's
+// 1x1 kernel runs it faster (MobileNetV2's 112x112 pointwise layers, batch 1: 0.9 ms vs 0.5).
 constexpr int64_t kDirectConvMaxReduction = 32;
+constexpr int64_t kDirectConvMaxChannels = 4;
 
-// A 2-D Conv with a constant float weight (and bias), at least 8 output channels per group and a
-// reduction of at most kDirectConvMaxReduction; nullptr for anything else (1-D, depthwise...).
+// A 2-D Conv with a constant float weight (and bias), at least 8 output channels per group, at
+// most kDirectConvMaxChannels input channels per group and a reduction of at most
+// kDirectConvMaxReduction; nullptr for anything else (1-D, depthwise, pointwise on many
+// channels...).
 std::unique_ptr<DnnlOp> make_direct_conv(const Node& node, const Tensor* weight, const Tensor* bias,
                                          DnnlPostOp post);
 

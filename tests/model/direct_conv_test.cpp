@@ -169,8 +169,9 @@ TEST_CASE("The direct convolution matches the Eigen Conv (and MaxPool) kernels o
 TEST_CASE("The direct convolution declines what it does not cover") {
   const Tensor w1 = random_tensor({16, 1, 3}, 1);  // 1-D
   const Tensor dw = random_tensor({8, 1, 3, 3}, 2);
-  const Tensor big = random_tensor({16, 4, 3, 3}, 3);  // reduction 36 > 32
-  const Tensor few = random_tensor({4, 3, 3, 3}, 4);   // 4 output channels
+  const Tensor big = random_tensor({16, 4, 3, 3}, 3);         // reduction 36 > 32
+  const Tensor few = random_tensor({4, 3, 3, 3}, 4);          // 4 output channels
+  const Tensor pointwise = random_tensor({16, 16, 1, 1}, 8);  // 16 input channels
   const Tensor ok = random_tensor({16, 3, 3, 3}, 5);
   Node conv;
   conv.op_type = "Conv";
@@ -179,18 +180,19 @@ TEST_CASE("The direct convolution declines what it does not cover") {
   CHECK_FALSE(detail::make_direct_conv(conv, &w1, nullptr, {}));
   CHECK_FALSE(detail::make_direct_conv(conv, &big, nullptr, {}));
   CHECK_FALSE(detail::make_direct_conv(conv, &few, nullptr, {}));
+  CHECK_FALSE(detail::make_direct_conv(conv, &pointwise, nullptr, {}));
   Node depthwise = conv;
   depthwise.attributes["group"] = attr_int(8);
   CHECK_FALSE(detail::make_direct_conv(depthwise, &dw, nullptr, {}));
   auto op = detail::make_direct_conv(conv, &ok, nullptr, {});
   REQUIRE(op);
   // A MaxPool with padding, ceil_mode or dilation is left to its own step.
-  for (const auto& [key, value] :
-       std::map<std::string, Attribute>{{"pads", attr_ints({1, 1, 1, 1})},
-                                        {"ceil_mode", attr_int(1)},
-                                        {"dilations", attr_ints({2, 2})}}) {
+  for (const auto& entry : std::map<std::string, Attribute>{{"pads", attr_ints({1, 1, 1, 1})},
+                                                            {"ceil_mode", attr_int(1)},
+                                                            {"dilations", attr_ints({2, 2})}}) {
+    const std::string& key = entry.first;  // not a structured binding: clang 14's CAPTURE
     CAPTURE(key);
-    std::map<std::string, Attribute> attrs = {{"kernel_shape", attr_ints({2, 2})}, {key, value}};
+    std::map<std::string, Attribute> attrs = {{"kernel_shape", attr_ints({2, 2})}, entry};
     CHECK_FALSE(detail::fuse_direct_conv_max_pool(*op, pool_node(attrs)));
   }
   // An input whose channels differ from the weight's: the op declines (the Eigen kernel reports
