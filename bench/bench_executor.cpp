@@ -13,7 +13,8 @@
 // optimizations on (its QLinearConv / QGemm int8 kernels).
 //
 // --ops times each Conv/Gemm/MatMul node of the models alone (with the Relu/Clip the plan fuses
-// into it), Eigen against oneDNN: the measurements behind the executor's kernel choice.
+// into it), Eigen against oneDNN, and as kAuto runs it (the direct kernel for a first layer on 1-3
+// channels, model/direct_conv.h): the measurements behind the executor's kernel choice.
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,6 +33,7 @@
 #include "compressors/export.h"
 #include "evaluators/accuracy.h"
 #include "model/dataset.h"
+#include "model/direct_conv.h"
 #include "model/executor.h"
 #include "model/graph.h"
 #include "model/layer_table.h"
@@ -159,8 +161,8 @@ Graph single_node_graph(const Graph& g, size_t i, int64_t* flops_per_sample) {
 
 void bench_ops(const std::vector<ModelSpec>& models, const std::vector<int64_t>& batches,
                const std::vector<int>& threads_list, double seconds, int rounds) {
-  std::printf("%-14s %-28s %-22s %5s %3s %11s %11s %7s %8s\n", "model", "node", "input", "batch",
-              "thr", "eigen us", "onednn us", "ratio", "GFLOP/s");
+  std::printf("%-14s %-28s %-22s %5s %3s %11s %11s %7s %8s %11s  %s\n", "model", "node", "input",
+              "batch", "thr", "eigen us", "onednn us", "ratio", "GFLOP/s", "auto us", "auto runs");
   for (const auto& m : models) {
     const Graph g = load_onnx(m.path);
     for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -176,16 +178,27 @@ void bench_ops(const std::vector<ModelSpec>& models, const std::vector<int64_t>&
         for (const int threads : threads_list) {
           Executor eigen = make_executor(s, threads, ExecutorOptions::Kernels::kEigen);
           Executor onednn = make_executor(s, threads, ExecutorOptions::Kernels::kOneDnn);
-          double te = 0, to = 0;
+          Executor automatic = make_executor(s, threads, ExecutorOptions::Kernels::kAuto);
+          double te = 0, to = 0, ta = 0;
           for (int r = 0; r < rounds; ++r) {
             te = std::max(te, runs_per_second(eigen, x, seconds));
             to = std::max(to, runs_per_second(onednn, x, seconds));
+            ta = std::max(ta, runs_per_second(automatic, x, seconds));
           }
+          // What kAuto ran: the direct kernel (a tiny reduction), oneDNN or Eigen.
+          const int64_t before = automatic.onednn_calls();
+          automatic.run({x});
+          const bool direct = node.op_type == "Conv" && node.inputs.size() >= 2 &&
+                              compsearch::model::detail::make_direct_conv(
+                                  node, &s.initializers.at(node.inputs[1]), nullptr, {});
+          const char* auto_ran = automatic.onednn_calls() > before ? "onednn"
+                                 : direct                          ? "direct"
+                                                                   : "eigen";
           Shape sample(shape.begin() + 1, shape.end());
-          std::printf("%-14s %-28.28s %-22s %5lld %3d %11.1f %11.1f %7.2f %8.1f%s\n",
+          std::printf("%-14s %-28.28s %-22s %5lld %3d %11.1f %11.1f %7.2f %8.1f %11.1f  %s%s\n",
                       m.name.c_str(), node.name.c_str(), shape_to_string(sample).c_str(),
                       static_cast<long long>(batch), threads, 1e6 / te, 1e6 / to, to / te,
-                      static_cast<double>(flops) * batch * to / 1e9,
+                      static_cast<double>(flops) * batch * to / 1e9, 1e6 / ta, auto_ran,
                       onednn.onednn_calls() ? "" : "  (oneDNN declined)");
           std::fflush(stdout);
         }

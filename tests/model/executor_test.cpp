@@ -22,6 +22,19 @@ namespace {
 
 nlohmann::json manifest() { return compsearch::model::testing::fixture_manifest("fixtures"); }
 
+// A layer-input hook (hook_per_slice) counting, per layer, the samples it saw and its calls.
+struct SliceCounter {
+  std::mutex mu;
+  std::map<size_t, int64_t> samples, calls;
+  Executor::LayerInputHook hook() {
+    return [this](size_t node, Tensor& t) {
+      std::lock_guard<std::mutex> lock(mu);
+      samples[node] += t.shape[0];
+      ++calls[node];
+    };
+  }
+};
+
 }  // namespace
 
 TEST_CASE("Executor reproduces PyTorch on every op-family fixture within 1e-4 relative") {
@@ -150,17 +163,12 @@ TEST_CASE("A large batch runs in cache-sized chunks and gives the whole batch's 
     ExecutorOptions opts{threads};
     opts.hook_per_slice = true;
     Executor chunked(g, opts);
-    std::mutex mu;
-    std::map<size_t, int64_t> samples_seen, calls;
-    chunked.set_layer_input_hook([&](size_t node, Tensor& t) {
-      std::lock_guard<std::mutex> lock(mu);
-      samples_seen[node] += t.shape[0];
-      ++calls[node];
-    });
+    SliceCounter seen;
+    chunked.set_layer_input_hook(seen.hook());
     const Tensor got = chunked.run({x})[0];
-    REQUIRE(!calls.empty());
-    for (const auto& [node, n] : samples_seen) CHECK(n == 100);
-    for (const auto& [node, n] : calls) CHECK(n >= 3);
+    REQUIRE(!seen.calls.empty());
+    for (const auto& [node, n] : seen.samples) CHECK(n == 100);
+    for (const auto& [node, n] : seen.calls) CHECK(n >= 3);
     ExecutorOptions whole_opts{threads};
     whole_opts.time_steps = true;  // whole-batch steps
     const Tensor whole = Executor(g, whole_opts).run({x})[0];
@@ -176,17 +184,12 @@ TEST_CASE("With hook_per_slice the hook sees every sample once across batch slic
   ExecutorOptions opts{2};
   opts.hook_per_slice = true;
   Executor exec(g, opts);
-  std::mutex mu;
-  std::map<size_t, int64_t> samples_seen, calls;
-  exec.set_layer_input_hook([&](size_t node, Tensor& t) {
-    std::lock_guard<std::mutex> lock(mu);
-    samples_seen[node] += t.shape[0];
-    ++calls[node];
-  });
+  SliceCounter seen;
+  exec.set_layer_input_hook(seen.hook());
   const Tensor sliced = exec.run({x})[0];
-  REQUIRE(samples_seen.size() == table.layers.size());
-  for (const auto& [node, n] : samples_seen) CHECK(n == 9);
-  for (const auto& [node, n] : calls) CHECK(n == 2);  // one slice per thread
+  REQUIRE(seen.samples.size() == table.layers.size());
+  for (const auto& [node, n] : seen.samples) CHECK(n == 9);
+  for (const auto& [node, n] : seen.calls) CHECK(n == 2);  // one slice per thread
   const Tensor whole = Executor(g, ExecutorOptions{1}).run({x})[0];
   CHECK(compsearch::model::testing::worst_violation(sliced, whole, 1e-5, 1e-6) <= 0.0);
 }
