@@ -108,10 +108,11 @@ std::vector<std::map<std::string, double>> run(const Config& c, uint64_t seed, b
   std::vector<std::map<std::string, double>> out;
   for (const auto& t : study->get_trials()) {
     CHECK(t.state == TrialState::kComplete);
-    for (const auto& [name, dist] : space) {
+    for (const auto& entry : space) {
+      const std::string& name = entry.first;  // not a structured binding: clang 14's INFO
       INFO(c.name << ": trial " << t.number << " param " << name);
       REQUIRE(t.params.count(name));
-      CHECK(contains(dist, t.params.at(name)));
+      CHECK(contains(entry.second, t.params.at(name)));
     }
     out.push_back(t.params);
   }
