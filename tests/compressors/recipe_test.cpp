@@ -325,7 +325,9 @@ TEST_CASE("A recipe nested 100000 deep is an error naming the file and not a sta
                                                   "}"},
       {"compsearch_recipe_deep_top.json", std::string(deep, '{')},  // and not JSON
       {"compsearch_recipe_deep_array.json", std::string(deep, '[') + std::string(deep, ']')}};
-  for (const auto& [name, text] : cases) {
+  for (const auto& c : cases) {
+    const std::string& name = c.first;  // not a structured binding: clang 14's CAPTURE
+    const std::string& text = c.second;
     CAPTURE(name);
     const auto path = dir / name;
     std::ofstream(path) << text;

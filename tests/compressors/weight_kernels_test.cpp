@@ -541,8 +541,9 @@ TEST_CASE(
     // Two identical channels: equal norms, the lower index goes first.
     for (int64_t r = 0; r < l.row_length(); ++r) w[l.index(1, r)] = w[l.index(0, r)];
     // m <= 8 takes the rank path, larger m the insertion sort.
-    for (auto [n, m] :
+    for (const auto nm :
          {std::pair{2, 4}, std::pair{1, 4}, std::pair{3, 4}, std::pair{2, 8}, std::pair{5, 16}}) {
+      const int n = nm.first, m = nm.second;  // not a structured binding: clang 14's CAPTURE
       if (l.in_per_group % m != 0) continue;
       CAPTURE(m);
       std::vector<float> got = w;

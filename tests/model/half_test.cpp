@@ -8,6 +8,7 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/machine_info.h"
 #include "model/half.h"
 #include "tests/test_skip.h"
 
@@ -111,7 +113,10 @@ __attribute__((target("f16c"))) uint16_t f16c_float_to_half(float x) {
   return static_cast<uint16_t>(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT));
 }
 __attribute__((target("f16c"))) float f16c_half_to_float(uint16_t h) { return _cvtsh_ss(h); }
-bool has_f16c() { return __builtin_cpu_supports("f16c"); }
+bool has_f16c() {  // clang 14's __builtin_cpu_supports does not know "f16c"
+  const auto isa = compsearch::machine_info().isa;
+  return std::find(isa.begin(), isa.end(), "f16c") != isa.end();
+}
 #else
 uint16_t f16c_float_to_half(float) { return 0; }
 float f16c_half_to_float(uint16_t) { return 0.0f; }

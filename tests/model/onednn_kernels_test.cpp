@@ -394,7 +394,9 @@ TEST_CASE("A layer-input hook sees NCHW activations inside a channels-last chain
   const Tensor got = hooked(ExecutorOptions::Kernels::kOneDnn, seen_onednn);
   REQUIRE(seen_eigen.size() == 5);  // the 4 convolutions and the Gemm
   REQUIRE(seen_onednn.size() == 5);
-  for (const auto& [node, a] : seen_eigen) {
+  for (const auto& entry : seen_eigen) {
+    const auto& node = entry.first;  // not a structured binding: clang 14's CAPTURE
+    const auto& a = entry.second;
     CAPTURE(node);
     REQUIRE(seen_onednn.at(node).shape == a.shape);
     CHECK(worst_violation(seen_onednn.at(node), a, kRtol, kAtol) <= 0.0);

@@ -80,7 +80,9 @@ TEST_CASE(
     const Graph g = load_onnx(data_dir() / "qdq" / c.at("model").get<std::string>());
     for (int threads : {1, 2}) {
       const auto got = run_case(c, g, threads);
-      for (const auto& [out, want_json] : c.at("outputs").items()) {
+      for (const auto& item : c.at("outputs").items()) {
+        const std::string out = item.key();  // not a structured binding: clang 14's CAPTURE
+        const auto& want_json = item.value();
         CAPTURE(out);
         const Tensor want = decode(want_json);
         REQUIRE(got.count(out));
