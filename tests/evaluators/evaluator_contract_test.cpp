@@ -167,7 +167,9 @@ TEST_CASE("every Evaluator keeps the contract") {
         CHECK(std::isfinite(seq.back().at(m)));
       }
     }
-    for (const auto& [k, v] : impl.uncompressed) {
+    for (const auto& entry : impl.uncompressed) {
+      const auto& k = entry.first;  // not a structured binding: clang 14's CAPTURE
+      const auto& v = entry.second;
       CAPTURE(k);
       CHECK(seq[0].at(k) == doctest::Approx(v).epsilon(1e-12));
     }
@@ -255,7 +257,9 @@ TEST_CASE(
   evaluators::calibrate_from_reference(b, observers);
   REQUIRE(a.activations.size() == 2);
   REQUIRE(b.activations.size() == 2);
-  for (const auto& [node, p] : a.activations) {
+  for (const auto& entry : a.activations) {
+    const auto& node = entry.first;  // not a structured binding: clang 14's CAPTURE
+    const auto& p = entry.second;
     CAPTURE(node);
     CHECK(b.activations.at(node).scale == p.scale);
     CHECK(b.activations.at(node).zero_point == p.zero_point);

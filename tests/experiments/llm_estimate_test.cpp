@@ -31,7 +31,9 @@ std::string test_data(const std::string& name) {
 TEST_CASE("Each LLM preset's constants are the fit on its board's published points") {
   const ex::LlmSpeedPoints pts = ex::load_llm_speed_points(ex::llm_speed_points_path());
   REQUIRE(pts.boards.size() >= 4);
-  for (const auto& [name, board] : pts.boards) {
+  for (const auto& entry : pts.boards) {
+    const auto& name = entry.first;  // not a structured binding: clang 14's CAPTURE
+    const auto& board = entry.second;
     CAPTURE(name);
     const llm::LlmGpu preset = ex::load_llm_gpu(board.preset);
     const llm::LlmGpu fit = ex::fit_llm_speed(pts, name, preset);

@@ -71,7 +71,9 @@ TEST_CASE("LLM sensitivity table: one entry per tensor and distinct stored type,
   CHECK(first.options.contains("blk.1.ffn_down|q4_0"));
   CHECK_FALSE(first.options.contains("blk.1.ffn_down|q2_k"));
   CHECK(first.reference.at("kld") == 0.0);
-  for (const auto& [key, m] : first.options) {
+  for (const auto& entry : first.options) {
+    const auto& key = entry.first;  // not a structured binding: clang 14's CAPTURE
+    const auto& m = entry.second;
     CAPTURE(key);
     CHECK(m.at("kld") >= 0.0);
   }

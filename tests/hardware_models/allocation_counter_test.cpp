@@ -1,6 +1,8 @@
 // The replaced global allocation functions of the hardware-model test binary: every form of
 // operator new counts one allocation (allocation_counter.h). They pair malloc / aligned_alloc
-// with free, which GCC's -Wmismatched-new-delete cannot see.
+// with free, which GCC's -Wmismatched-new-delete cannot see. Under a sanitizer, whose runtime
+// defines operator new itself (clang links it statically), the sanitizer's allocator hook counts
+// every heap allocation instead (malloc's too: a stricter count).
 #include "allocation_counter.h"
 
 #include <doctest/doctest.h>
@@ -9,12 +11,37 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define COMPSEARCH_SANITIZER_ALLOCATOR 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define COMPSEARCH_SANITIZER_ALLOCATOR 1
+#endif
+#endif
+
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 namespace {
 
 std::atomic<long> g_allocations{0};
 
+}  // namespace
+
+#ifdef COMPSEARCH_SANITIZER_ALLOCATOR
+#include <sanitizer/allocator_interface.h>
+
+namespace {
+void on_malloc(const volatile void*, size_t) {
+  g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+void on_free(const volatile void*) {}
+[[maybe_unused]] const int kHooksInstalled =
+    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+}  // namespace
+
+#else
+
+namespace {
 void* counted_alloc(std::size_t n) {
   g_allocations.fetch_add(1, std::memory_order_relaxed);
   return std::malloc(n ? n : 1);
@@ -62,6 +89,8 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::fre
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+
+#endif  // COMPSEARCH_SANITIZER_ALLOCATOR
 
 long compsearch::hardware_models::testing::allocations_so_far() { return g_allocations.load(); }
 

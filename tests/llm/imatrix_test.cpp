@@ -111,7 +111,9 @@ TEST_CASE("Our importance matrix equals llama-imatrix's on the same tokens (1e-3
   CHECK(theirs.chunk_size == 128);
   REQUIRE(theirs.entries.size() == ours.entries.size());
   double worst = 0;
-  for (const auto& [name, e] : theirs.entries) {
+  for (const auto& entry : theirs.entries) {
+    const auto& name = entry.first;  // not a structured binding: clang 14's CAPTURE
+    const auto& e = entry.second;
     CAPTURE(name);
     REQUIRE(ours.entries.contains(name));
     const Imatrix::Entry& o = ours.entries.at(name);
