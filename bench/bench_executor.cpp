@@ -13,7 +13,7 @@
 // optimizations on (its QLinearConv / QGemm int8 kernels).
 //
 // --ops times each Conv/Gemm/MatMul node of the models alone (with the Relu/Clip the plan fuses
-// into it), Eigen against oneDNN, and as kAuto runs it (the direct kernel for a first layer on 1-3
+// into it), Eigen against oneDNN, and as kAuto runs it (the direct kernel for a first layer on 1-2
 // channels, model/direct_conv.h): the measurements behind the executor's kernel choice.
 #include <unistd.h>
 

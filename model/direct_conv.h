@@ -27,6 +27,10 @@ namespace compsearch::model::detail {
 // 1x1 kernel runs it faster (MobileNetV2's 112x112 pointwise layers, batch 1: 0.9 ms vs 0.5).
 constexpr int64_t kDirectConvMaxReduction = 32;
 constexpr int64_t kDirectConvMaxChannels = 4;
+// ExecutorOptions::Kernels::kAuto plans it only for at most this many input channels per group:
+// oneDNN is 7x slower on a 1-channel layer, but a little faster on a 3-channel one (MobileNetV2's
+// 3x3 stride-2 first layer at batch 1: 0.25 ms vs 0.30).
+constexpr int64_t kDirectConvPlannedChannels = 2;
 
 // A 2-D Conv with a constant float weight (and bias), at least 8 output channels per group, at
 // most kDirectConvMaxChannels input channels per group and a reduction of at most

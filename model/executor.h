@@ -33,7 +33,7 @@ struct ExecutorOptions {
   bool hook_per_slice = false;
   // Which kernels run Conv, Gemm and MatMul with constant weights. kAuto: oneDNN where it measured
   // faster than Eigen for the op's shape and thread count (model/executor.cpp, prefer_onednn),
-  // Eigen elsewhere, and a Conv with a tiny reduction (a first layer on 1-3 channels) on the
+  // Eigen elsewhere, and a Conv with a tiny reduction (a first layer on 1-2 channels) on the
   // executor's direct kernel (model/direct_conv.h); kOneDnn: oneDNN wherever it takes the node;
   // kEigen: never oneDNN. The environment variable COMPSEARCH_EXECUTOR_KERNELS=auto|eigen|onednn
   // overrides kAuto (for benchmarks of whole pipelines that build their executors themselves).

@@ -50,8 +50,6 @@ struct Step {
 struct Workspace {
   std::vector<Tensor> values;
   std::vector<std::vector<float>> free_buffers;
-  std::vector<int64_t> buffer_run;  // by free buffer: the run that released it
-  int64_t runs = 0;                 // runs completed on this workspace
   Tensor hooked_input;
   Tensor scratch_output;
   // By batch size (the last few seen), by slot: the float count of each value in the last run.

@@ -526,9 +526,11 @@ void attach_onednn(Executor::Impl& im, const Graph& graph) {
       if (!bias) continue;  // a computed bias: Eigen
     }
     const detail::DnnlPostOp post{st.clamp, st.lo, st.hi};
-    // kAuto: a tiny reduction (a first layer on 1-3 channels) runs the direct kernel instead.
-    if (im.kernels == ExecutorOptions::Kernels::kAuto && !st.int8)
-      st.dnnl = detail::make_direct_conv(node, im.constant_slots[st.inputs[1]], bias, post);
+    // kAuto: a tiny reduction (a first layer on 1-2 channels) runs the direct kernel instead.
+    const Tensor* weight = im.constant_slots[st.inputs[1]];
+    if (im.kernels == ExecutorOptions::Kernels::kAuto && !st.int8 && weight->shape.size() > 1 &&
+        weight->shape[1] <= detail::kDirectConvPlannedChannels)
+      st.dnnl = detail::make_direct_conv(node, weight, bias, post);
     if (!st.dnnl)
       st.dnnl =
           detail::DnnlOp::create(node, im.constant_slots[st.inputs[1]], bias, post, st.int8.get());
