@@ -74,9 +74,9 @@ double flops_per_sample(const Executor::Impl& im, const Graph& graph) {
 // sample, from the inferred shapes, fits kChunkBytes / chunk times; 0 (no chunks) when a shape is
 // unknown or the layers' weights pass kChunkWeightBytes: each chunk reads every weight again,
 // which costs a large model more than the activations it keeps in cache (bench_executor, 1
-// thread: MobileNetV2 (14 MB of weights, 4.8 MB for its largest value per image) at 32 ran 15-20%
-// faster in chunks of 1-2, the bundled CNN at 256 12-15% faster in chunks of 32-64, ResNet-18
-// (47 MB of weights) 2-10% slower in chunks of 1-4).
+// thread: MobileNetV2 (14 MB of weights, 4.8 MB for its largest value per image) at 32 ran 25%
+// faster in chunks of 1 than whole, 2-4% faster than in chunks of 2 or 4; the bundled CNN at 256
+// 7-20% faster in chunks of 39; ResNet-18 (47 MB of weights) 2-10% slower in chunks of 1-4).
 constexpr double kChunkBytes = 2e6;
 constexpr double kChunkWeightBytes = 32e6;
 
