@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -23,7 +24,11 @@ using Vec = float __attribute__((vector_size(kLanes * sizeof(float))));
 
 // Every function taking or returning a Vec is inlined into one of the ISA-specific kernels below,
 // so GCC's note that the vector ABI depends on the ISA does not apply.
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__clang__)
+#if __has_warning("-Wpsabi")
+#pragma clang diagnostic ignored "-Wpsabi"
+#endif
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
@@ -219,26 +224,27 @@ void rows_baseline(const Params& p, int64_t r0, int64_t r1, Vec* tmp, float* pad
   conv_rows<2>(p, r0, r1, tmp, pad);
 }
 
-struct Dispatch {
-  RowsFn fn = rows_baseline;
-  const char* isa = "baseline";
-  Dispatch() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) {
-      fn = rows_avx512;
-      isa = "avx512f";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      fn = rows_avx2;
-      isa = "avx2";
-    }
-#endif
-  }
+// The kernels this CPU runs, best first.
+struct Kernel {
+  const char* isa;
+  RowsFn fn;
 };
+std::vector<Kernel> runnable_kernels() {
+  std::vector<Kernel> k;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) k.push_back({"avx512f", rows_avx512});
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    k.push_back({"avx2", rows_avx2});
+#endif
+  k.push_back({"baseline", rows_baseline});
+  return k;
+}
 
-const Dispatch& dispatch() {
-  static const Dispatch d;
-  return d;
+std::atomic<const Kernel*>& chosen_kernel() {
+  static const std::vector<Kernel> kernels = runnable_kernels();
+  static std::atomic<const Kernel*> chosen{&kernels.front()};
+  return chosen;
 }
 
 class DirectConv final : public DnnlOp {
@@ -327,7 +333,7 @@ class DirectConv final : public DnnlOp {
     p.yh = yh;
     p.yw = yw;
     p.y_nhwc = dst_nhwc_;
-    const RowsFn fn = dispatch().fn;
+    const RowsFn fn = chosen_kernel().load()->fn;
     const int64_t rows = n * yh;
     const size_t tmp_bytes =
         static_cast<size_t>(std::max<int64_t>(1, pool_window_.kh) * g.out_w) * sizeof(Vec);
@@ -389,6 +395,23 @@ bool fuse_direct_conv_max_pool(DnnlOp& op, const Node& pool) {
   return direct && direct->fuse_max_pool(pool);
 }
 
-const char* direct_conv_isa() { return dispatch().isa; }
+const char* direct_conv_isa() { return chosen_kernel().load()->isa; }
+
+std::vector<std::string> direct_conv_isas() {
+  std::vector<std::string> names;
+  for (const Kernel& k : runnable_kernels()) names.emplace_back(k.isa);
+  return names;
+}
+
+bool use_direct_conv_isa(const std::string& isa) {
+  static const std::vector<Kernel> kernels = runnable_kernels();
+  for (const Kernel& k : kernels) {
+    if (isa == k.isa) {
+      chosen_kernel().store(&k);
+      return true;
+    }
+  }
+  return false;
+}
 
 }  // namespace compsearch::model::detail

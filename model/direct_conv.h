@@ -17,6 +17,8 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "model/dnnl_ops.h"
 
@@ -46,8 +48,12 @@ std::unique_ptr<DnnlOp> make_direct_conv(const Node& node, const Tensor* weight,
 // pooled tensor.
 bool fuse_direct_conv_max_pool(DnnlOp& op, const Node& pool);
 
-// The instruction set the direct kernel dispatches to on this CPU: "avx512f", "avx2" or
-// "baseline" (bench output, tests).
+// The instruction set the direct kernel runs: "avx512f", "avx2" or "baseline" (bench output,
+// tests); by default the best this CPU runs.
 const char* direct_conv_isa();
+// Every instruction set of the kernel this CPU runs, best first; use_direct_conv_isa picks one of
+// them for every direct convolution from then on (tests run each; false: not runnable here).
+std::vector<std::string> direct_conv_isas();
+bool use_direct_conv_isa(const std::string& isa);
 
 }  // namespace compsearch::model::detail

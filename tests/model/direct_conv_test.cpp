@@ -112,52 +112,60 @@ std::vector<ConvCase> cases() {
 }  // namespace
 
 TEST_CASE("The direct convolution matches the Eigen Conv (and MaxPool) kernels on odd shapes") {
-  INFO("kernel ISA: ", detail::direct_conv_isa());
-  uint32_t seed = 1;
-  for (const ConvCase& cc : cases()) {
-    CAPTURE(cc.label);
-    const int64_t group = cc.attrs.count("group") ? cc.attrs.at("group").i : 1;
-    const Tensor w = random_tensor({cc.o, cc.c / group, cc.kernel[0], cc.kernel[1]}, ++seed);
-    const Tensor b = random_tensor({cc.o}, ++seed);
-    const Node node = conv_node(cc);
-    const Node pool = pool_node(cc.pool);
-    for (const int64_t batch : {int64_t{1}, int64_t{5}}) {
-      CAPTURE(batch);
-      const Tensor x = random_tensor({batch, cc.c, cc.h, cc.w}, ++seed);
-      // Reference: Eigen's Conv with the clamp, then the MaxPool kernel.
-      detail::OpContext ctx;
-      ctx.clamp = cc.post.clamp;
-      ctx.lo = cc.post.lo;
-      ctx.hi = cc.post.hi;
-      Tensor want;
-      std::vector<const Tensor*> in = {&x, &w};
-      if (cc.bias) in.push_back(&b);
-      detail::conv(node, in, want, ctx);
-      if (!cc.pool.empty()) {
-        Tensor conv_out = want;
-        detail::pool(pool, {&conv_out}, want, detail::OpContext{});
-      }
-      for (const bool nhwc_in : {false, true}) {
-        for (const bool nhwc_out : {false, true}) {
-          for (const int threads : {1, 2}) {
-            CAPTURE(nhwc_in);
-            CAPTURE(nhwc_out);
-            CAPTURE(threads);
-            auto op = detail::make_direct_conv(node, &w, cc.bias ? &b : nullptr, cc.post);
-            REQUIRE(op);
-            CHECK_FALSE(op->onednn());
-            if (!cc.pool.empty()) REQUIRE(detail::fuse_direct_conv_max_pool(*op, pool));
-            op->set_layouts(nhwc_in, nhwc_out);
-            detail::DnnlScratch scratch;
-            Tensor got;
-            REQUIRE(op->run(nhwc_in ? relayout(x, true) : x, got, threads, scratch));
-            REQUIRE(got.shape == want.shape);
-            if (nhwc_out) got = relayout(got, false);
-            CHECK(worst_violation(got, want, 1e-5, 1e-6) <= 0.0);
-            // The clamp holds exactly.
-            if (cc.post.clamp) {
-              CHECK(*std::min_element(got.f32.begin(), got.f32.end()) >= cc.post.lo);
-              CHECK(*std::max_element(got.f32.begin(), got.f32.end()) <= cc.post.hi);
+  // Every instruction set this CPU runs (AVX-512F, AVX2+FMA, the baseline), the best one last.
+  std::vector<std::string> isas = detail::direct_conv_isas();
+  REQUIRE(!isas.empty());
+  std::reverse(isas.begin(), isas.end());
+  for (const std::string& isa : isas) {
+    CAPTURE(isa);
+    REQUIRE(detail::use_direct_conv_isa(isa));
+    REQUIRE(std::string(detail::direct_conv_isa()) == isa);
+    uint32_t seed = 1;
+    for (const ConvCase& cc : cases()) {
+      CAPTURE(cc.label);
+      const int64_t group = cc.attrs.count("group") ? cc.attrs.at("group").i : 1;
+      const Tensor w = random_tensor({cc.o, cc.c / group, cc.kernel[0], cc.kernel[1]}, ++seed);
+      const Tensor b = random_tensor({cc.o}, ++seed);
+      const Node node = conv_node(cc);
+      const Node pool = pool_node(cc.pool);
+      for (const int64_t batch : {int64_t{1}, int64_t{5}}) {
+        CAPTURE(batch);
+        const Tensor x = random_tensor({batch, cc.c, cc.h, cc.w}, ++seed);
+        // Reference: Eigen's Conv with the clamp, then the MaxPool kernel.
+        detail::OpContext ctx;
+        ctx.clamp = cc.post.clamp;
+        ctx.lo = cc.post.lo;
+        ctx.hi = cc.post.hi;
+        Tensor want;
+        std::vector<const Tensor*> in = {&x, &w};
+        if (cc.bias) in.push_back(&b);
+        detail::conv(node, in, want, ctx);
+        if (!cc.pool.empty()) {
+          Tensor conv_out = want;
+          detail::pool(pool, {&conv_out}, want, detail::OpContext{});
+        }
+        for (const bool nhwc_in : {false, true}) {
+          for (const bool nhwc_out : {false, true}) {
+            for (const int threads : {1, 2}) {
+              CAPTURE(nhwc_in);
+              CAPTURE(nhwc_out);
+              CAPTURE(threads);
+              auto op = detail::make_direct_conv(node, &w, cc.bias ? &b : nullptr, cc.post);
+              REQUIRE(op);
+              CHECK_FALSE(op->onednn());
+              if (!cc.pool.empty()) REQUIRE(detail::fuse_direct_conv_max_pool(*op, pool));
+              op->set_layouts(nhwc_in, nhwc_out);
+              detail::DnnlScratch scratch;
+              Tensor got;
+              REQUIRE(op->run(nhwc_in ? relayout(x, true) : x, got, threads, scratch));
+              REQUIRE(got.shape == want.shape);
+              if (nhwc_out) got = relayout(got, false);
+              CHECK(worst_violation(got, want, 1e-5, 1e-6) <= 0.0);
+              // The clamp holds exactly.
+              if (cc.post.clamp) {
+                CHECK(*std::min_element(got.f32.begin(), got.f32.end()) >= cc.post.lo);
+                CHECK(*std::max_element(got.f32.begin(), got.f32.end()) <= cc.post.hi);
+              }
             }
           }
         }
