@@ -10,6 +10,7 @@
 #include "model/executor.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -65,7 +66,8 @@ class SliceWorkers {
   // (fn must not throw).
   void run(int n, const std::function<void(int)>& fn) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-    if (!busy.owns_lock()) {
+    // (A forked child has none of the parent's workers: it starts threads of its own too.)
+    if (!busy.owns_lock() || getpid() != pid_) {
       std::vector<std::thread> threads;
       for (int t = 1; t < n; ++t) threads.emplace_back(fn, t);
       fn(0);
@@ -112,7 +114,8 @@ class SliceWorkers {
     }
   }
 
-  std::mutex busy_;  // held by the run() using the workers
+  const pid_t pid_ = getpid();  // the process the workers run in
+  std::mutex busy_;             // held by the run() using the workers
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::vector<std::thread> threads_;
