@@ -15,7 +15,7 @@
 
 #include "common/check.h"
 #include "common/log.h"
-#include "common/tsan.h"
+#include "common/sanitizers.h"
 #include "search/pareto.h"
 #include "search/python_json.h"
 #include "search/random_sampler.h"

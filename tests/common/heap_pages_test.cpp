@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/sanitizers.h"
 #include "tests/test_skip.h"
 
 namespace {
@@ -37,6 +38,10 @@ long anon_huge_kb() {
 }  // namespace
 
 TEST_CASE("HugePageHeap backs the heap it advises with huge pages, and allocation still works") {
+#ifdef COMPSEARCH_SANITIZER_ALLOCATOR
+  COMPSEARCH_SKIP_TEST(
+      "the sanitizer's allocator replaces glibc's heap, which HugePageHeap steers");
+#endif
   const std::string mode = thp_mode();
   if (mode != "madvise" && mode != "always")
     COMPSEARCH_SKIP_TEST("transparent huge pages are \"" << mode << "\" on this kernel");

@@ -1,3 +1,8 @@
+// What a sanitizer build changes, in one place.
+//
+// COMPSEARCH_SANITIZER_ALLOCATOR: ASan or TSan replaces malloc and operator new with its own
+// allocator (no glibc heap, no brk); COMPSEARCH_TSAN: ThreadSanitizer.
+//
 // Happens-before edges ThreadSanitizer cannot see by itself. TSan watches the synchronisation of
 // instrumented code and of pthreads; the task queues inside libtbb.so (not instrumented) hand work
 // to other threads without TSan knowing, so what a thread wrote before task_group::run() looks
@@ -11,6 +16,14 @@
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
 #define COMPSEARCH_TSAN 1
+#endif
+#endif
+
+#if defined(COMPSEARCH_TSAN) || defined(__SANITIZE_ADDRESS__)
+#define COMPSEARCH_SANITIZER_ALLOCATOR 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define COMPSEARCH_SANITIZER_ALLOCATOR 1
 #endif
 #endif
 
