@@ -1,10 +1,6 @@
 // Study and Trial (see study.h).
 #include "search/study.h"
 
-#include <tbb/global_control.h>
-#include <tbb/task_arena.h>
-#include <tbb/task_group.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -15,7 +11,6 @@
 
 #include "common/check.h"
 #include "common/log.h"
-#include "common/sanitizers.h"
 #include "search/pareto.h"
 #include "search/python_json.h"
 #include "search/random_sampler.h"
@@ -443,25 +438,13 @@ void Study::optimize(const Objective& objective, int n_trials, int n_jobs, doubl
   if (n_jobs == 1) {
     worker();
   } else {
-    // Let TBB run n_jobs workers even beyond the core count (objectives may wait on I/O or
-    // external commands); the limit is lifted only while this loop runs.
-    tbb::global_control parallelism(tbb::global_control::max_allowed_parallelism,
-                                    static_cast<size_t>(n_jobs));
-    tbb::task_arena arena(n_jobs);
-    arena.execute([&] {
-      tbb::task_group group;
-      // TBB's queues are invisible to ThreadSanitizer: mark the hand-over both ways.
-      tsan_release(&group);
-      for (int i = 0; i < n_jobs; ++i) {
-        group.run([&] {
-          tsan_acquire(&group);
-          worker();
-          tsan_release(&group);
-        });
-      }
-      group.wait();
-      tsan_acquire(&group);
-    });
+    // One thread per job, as Optuna's thread pool (n_jobs may exceed the cores: objectives may
+    // wait on I/O or external commands). Plain threads, not TBB tasks: their start and join are
+    // synchronisation ThreadSanitizer sees (libtbb.so's task queues are not instrumented).
+    std::vector<std::thread> jobs;
+    jobs.reserve(static_cast<size_t>(n_jobs));
+    for (int i = 0; i < n_jobs; ++i) jobs.emplace_back(worker);
+    for (auto& j : jobs) j.join();
   }
   if (hb_thread.joinable()) {
     {
