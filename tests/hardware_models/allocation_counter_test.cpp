@@ -22,7 +22,10 @@ std::atomic<long> g_allocations{0};
 }  // namespace
 
 #ifdef COMPSEARCH_SANITIZER_ALLOCATOR
-#include <sanitizer/allocator_interface.h>
+// sanitizer/allocator_interface.h's hook, declared here: GCC ships the runtime, not the header.
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
+                                                                             size_t),
+                                                         void (*free_hook)(const volatile void*));
 
 namespace {
 void on_malloc(const volatile void*, size_t) {
