@@ -68,9 +68,8 @@ std::vector<search::StudyDirection> directions_of(const VerbOptions& o) {
 
 // The verbs' storage lives until the process exits: a study of 28,000 trials is ~170 MB of small
 // objects, and freeing them one by one when the verb returns (0.1 s) buys nothing the exit does
-// not do at once. Every write has reached the journal before a verb returns.
-// The verbs read a study, print or add one trial and exit: a large journal may be replayed
-// onto huge pages (common/heap_pages.h).
+// not do at once. Every write has reached the journal before a verb returns. Being short, the
+// verbs may also replay a large journal onto huge pages (common/heap_pages.h).
 std::shared_ptr<search::Storage> storage_of(const VerbOptions& o) {
   static auto* const kept_until_exit = new std::vector<std::shared_ptr<search::Storage>>();
   allow_huge_page_heap(true);

@@ -1012,21 +1012,14 @@ void ReplayState::apply(ParsedRecord&& r, const std::string& current_worker) {
   ++logs_applied_;
 }
 
-void ReplayState::apply_parsed_or_text(ParsedRecord* r, std::string_view text,
-                                       const std::string& current_worker, bool* own) {
-  if (own) *own = false;
-  if (r) {
-    if (own) *own = r->own;
-    apply(std::move(*r), current_worker);
-    return;
-  }
-  apply_text_slow(text, current_worker, own);
-}
-
 void ReplayState::apply_text(std::string_view text, const std::string& current_worker, bool* own) {
   ParsedRecord r;
-  const bool parsed = parser_.parse(text, current_worker, r);
-  apply_parsed_or_text(parsed ? &r : nullptr, text, current_worker, own);
+  if (!parser_.parse(text, current_worker, r)) {
+    apply_text_slow(text, current_worker, own);
+    return;
+  }
+  if (own) *own = r.own;  // before applying: the caller tells its own failures from others'
+  apply(std::move(r), current_worker);
 }
 
 void ReplayState::apply_text_slow(std::string_view text, const std::string& current_worker,

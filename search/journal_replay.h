@@ -64,9 +64,7 @@ using ParamNode = decltype(FrozenTrial::params)::node_type;
 using DistributionNode = decltype(FrozenTrial::distributions)::node_type;
 using AttrNode = decltype(FrozenTrial::user_attrs)::node_type;
 
-// One record as the fast reader parsed and checked it, ready to apply. Reading needs no state,
-// so a second thread can read records while the state applies earlier ones
-// (JournalStorage::sync on a large read).
+// One record as the fast reader parsed and checked it, ready to apply (reading needs no state).
 struct ParsedRecord {
   Op op = Op::kCreateStudy;
   bool own = false;  // written by the current worker
@@ -114,10 +112,6 @@ class ReplayState {
   // simdjson's speed. Text that is not JSON throws JournalTextError (the state is unchanged).
   // `own`, when given, is set before the record applies: whether current_worker wrote it.
   void apply_text(std::string_view text, const std::string& current_worker, bool* own = nullptr);
-  // apply_text in two steps: `r` from RecordParser::parse(text, current_worker, *r) when it
-  // returned true, else nullptr and the text goes to the reference reader (apply_text_slow).
-  void apply_parsed_or_text(ParsedRecord* r, std::string_view text,
-                            const std::string& current_worker, bool* own = nullptr);
   // The reference reader: parse_python_json (nlohmann) and apply(json).
   void apply_text_slow(std::string_view text, const std::string& current_worker,
                        bool* own = nullptr);
