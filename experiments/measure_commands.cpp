@@ -105,6 +105,7 @@ MeasureResult run_measure(const MeasureRequest& req) {
   std::map<std::string, std::vector<double>> layer_times;  // by output value (survives QDQ)
   std::vector<double> other;
   std::map<std::string, bool> layer_int8;
+  std::map<std::string, std::string> layer_kernel;
   // A layer is found in the run graph by the name of its output value, which recipes and the QDQ
   // rewrite keep.
   std::map<std::string, const model::LayerInfo*> by_output;
@@ -123,6 +124,7 @@ MeasureResult run_measure(const MeasureRequest& req) {
       if (it != by_output.end()) {
         this_run[node.outputs[0]] += st.ms;
         layer_int8[node.outputs[0]] = st.int8;
+        layer_kernel[node.outputs[0]] = st.kernel;
       } else {
         rest += st.ms;
       }
@@ -139,6 +141,7 @@ MeasureResult run_measure(const MeasureRequest& req) {
     m.macs = static_cast<double>(l.macs) * req.batch;
     const std::string& out = original.nodes[l.node_index].outputs.at(0);
     m.int8 = layer_int8[out];
+    m.kernel = layer_kernel[out];
     m.median_ms = median(layer_times[out]);
     r.layers.push_back(m);
   }
@@ -166,11 +169,8 @@ nlohmann::json MeasureResult::to_json() const {
   j["layers"] = nlohmann::json::array();
   for (const auto& l : layers) {
     layers_ms += l.median_ms;
-    nlohmann::json lj = {{"name", l.name},
-                         {"op", l.op},
-                         {"macs", l.macs},
-                         {"int8", l.int8},
-                         {"median_ms", l.median_ms}};
+    nlohmann::json lj = {{"name", l.name}, {"op", l.op},         {"macs", l.macs},
+                         {"int8", l.int8}, {"kernel", l.kernel}, {"median_ms", l.median_ms}};
     if (l.estimate_ms >= 0) lj["estimate_ms"] = l.estimate_ms;
     j["layers"].push_back(lj);
   }
@@ -194,8 +194,8 @@ std::string MeasureResult::to_text() const {
                           : "fp32 (no int8 kernels: this CPU has no VNNI/AMX)")
      << ", median of " << request.repeats << " runs\n";
   const bool est = estimate_ms >= 0;
-  std::snprintf(buf, sizeof buf, "%-32s %-7s %11s %11s%s\n", "layer", "op", "MMACs", "measured_ms",
-                est ? "  estimate_ms   error" : "");
+  std::snprintf(buf, sizeof buf, "%-32s %-7s %11s %11s%s  %s\n", "layer", "op", "MMACs",
+                "measured_ms", est ? "  estimate_ms   error" : "", "kernel");
   os << buf;
   for (const auto& l : layers) {
     std::snprintf(buf, sizeof buf, "%-32s %-7s %11.3f %11.4f", l.name.c_str(),
@@ -206,7 +206,7 @@ std::string MeasureResult::to_text() const {
                     l.median_ms > 0 ? 100.0 * (l.estimate_ms / l.median_ms - 1.0) : 0.0);
       os << buf;
     }
-    os << "\n";
+    os << "  " << l.kernel << "\n";
   }
   std::snprintf(buf, sizeof buf, "other ops: %.4f ms; total: %.4f ms", other_ms, total_ms);
   os << buf;

@@ -24,9 +24,10 @@ struct MeasureRequest {
 
 struct MeasuredLayer {
   std::string name;
-  std::string op;     // Conv, Gemm, MatMul
-  double macs = 0.0;  // whole batch, dense
-  bool int8 = false;  // ran on integer kernels (in the last timed run)
+  std::string op;      // Conv, Gemm, MatMul
+  double macs = 0.0;   // whole batch, dense
+  bool int8 = false;   // ran on integer kernels (in the last timed run)
+  std::string kernel;  // which kernel ran, in the last timed run (Executor::StepTime::kernel)
   double median_ms = 0.0;
   double estimate_ms = -1.0;  // with compare_target; -1 otherwise
 };
@@ -34,8 +35,8 @@ struct MeasuredLayer {
 // JSON: {"model", "recipe", "batch", "threads", "repeats", "int8", "int8_available", "machine",
 // "total_ms" (median
 // of whole runs), "layers_ms" (sum of the layers' medians), "other_ms" (median of the other ops),
-// "layers": [{"name", "op", "macs", "int8", "median_ms", "estimate_ms"?}], and with a target
-// "target", "estimate_ms", "error" (estimate / measured - 1)}.
+// "layers": [{"name", "op", "macs", "int8", "kernel", "median_ms", "estimate_ms"?}], and with a
+// target "target", "estimate_ms", "error" (estimate / measured - 1)}.
 struct MeasureResult {
   MeasureRequest request;
   int threads = 1;              // request.threads resolved (0 = all cores)

@@ -271,10 +271,15 @@ class DirectConv final : public DnnlOp {
         if (bias) packed_b_[(g * blocks_ + b) * kLanes + lane] = bias->f32[g * og_ + oc];
       }
     }
-    channels_last_capable_ = true;
+    channels_last_capable_ = true;  // NCHW or NHWC, not blocked
   }
 
   bool onednn() const override { return false; }
+  std::string kernel(const Shape&, int) const override {
+    return std::string(pool_ ? "direct+maxpool " : "direct ") +
+           (src_layout_ == ActLayout::kNhwc ? "nhwc" : "nchw") + ">" +
+           (dst_layout_ == ActLayout::kNhwc ? "nhwc" : "nchw");
+  }
 
   bool fuse_max_pool(const Node& pool) {
     if (pool.op_type != "MaxPool" || pool_) return false;
@@ -323,16 +328,16 @@ class DirectConv final : public DnnlOp {
     p.og = og_;
     p.blocks = blocks_;
     p.xs_n = c * h * w;
-    p.xs_c = src_nhwc_ ? 1 : h * w;
-    p.xs_h = src_nhwc_ ? w * c : w;
-    p.xs_w = src_nhwc_ ? c : 1;
+    p.xs_c = src_layout_ == ActLayout::kNhwc ? 1 : h * w;
+    p.xs_h = src_layout_ == ActLayout::kNhwc ? w * c : w;
+    p.xs_w = src_layout_ == ActLayout::kNhwc ? c : 1;
     p.clamp = post_.clamp;
     p.lo = post_.lo;
     p.hi = post_.hi;
     p.pool = pool_window_;
     p.yh = yh;
     p.yw = yw;
-    p.y_nhwc = dst_nhwc_;
+    p.y_nhwc = dst_layout_ == ActLayout::kNhwc;
     const RowsFn fn = chosen_kernel().load()->fn;
     const int64_t rows = n * yh;
     const size_t tmp_bytes =

@@ -31,6 +31,18 @@ class DnnlScratch {
   size_t size_ = 0;
 };
 
+// How an [N, C, H, W] activation is stored. kBlocked: oneDNN's nChw16c (AVX-512) or nChw8c
+// (otherwise; blocked_channels() says which), element (n, c, h, w) at
+// (((n * C/B + c/B) * H + h) * W + w) * B + c % B; only for C a multiple of B, so it holds exactly
+// N*C*H*W floats like the others.
+enum class ActLayout : uint8_t { kNchw, kNhwc, kBlocked };
+
+// B of ActLayout::kBlocked on this CPU: the channel block oneDNN's kernels for its ISA use.
+int64_t blocked_channels();
+
+// out = x (shape [N, C, H, W]) stored in layout `to` instead of `from` (same shape).
+void convert_layout(const Tensor& x, ActLayout from, ActLayout to, Tensor& out);
+
 // The fused Relu/Clip, if any: y = clamp(y, lo, hi).
 struct DnnlPostOp {
   bool clamp = false;
@@ -70,29 +82,47 @@ class DnnlOp {
   // kernel then runs and reports the error, if there is one).
   virtual bool run(const Tensor& x, Tensor& y, int threads, DnnlScratch& scratch) const = 0;
 
+  // What ran (or would run) for input shape x with `threads`: oneDNN's implementation name and
+  // the layouts in and out, e.g. "jit_fp32_wino_2x3:avx512_core blocked>blocked" ("+reorder"
+  // where the primitive wants another layout than the plan keeps); "" before the first run of
+  // that shape.
+  virtual std::string kernel(const Shape& x, int threads) const = 0;
+
   // False for the executor's own direct kernel behind this interface (model/direct_conv.h):
   // Executor::onednn_calls counts only oneDNN's, and kAuto always runs a direct kernel it planned.
   virtual bool onednn() const { return true; }
 
-  // Channels-last: the plan keeps the activations between oneDNN's 2-D convolutions and poolings
-  // (and the elementwise ops between them) in NHWC order, oneDNN's preferred layout, instead of
-  // reordering to NCHW and back around every op; Tensor::shape stays [N, C, H, W]. Says whether
-  // x (src) and y (dst) are stored NHWC; set by the plan before the first run.
+  // Activation layouts: the plan keeps the activations between oneDNN's 2-D convolutions and
+  // poolings (and the elementwise ops between them) in oneDNN's layouts, NHWC or blocked by
+  // channels (ActLayout), instead of reordering to NCHW and back around every op; Tensor::shape
+  // stays [N, C, H, W]. set_layouts says how x (src) and y (dst) are stored; set by the plan before
+  // the first run.
   bool takes_channels_last() const { return channels_last_capable_; }
-  void set_layouts(bool src_nhwc, bool dst_nhwc) {
-    src_nhwc_ = src_nhwc;
-    dst_nhwc_ = dst_nhwc;
+  // Whether it also takes ActLayout::kBlocked (the direct kernel does not).
+  bool takes_blocked() const { return blocked_capable_; }
+  // Whether it runs faster on blocked src and dst than on NHWC, for input shape x: a float 3x3
+  // stride-1 convolution, which then runs Winograd's algorithm, or one for which oneDNN itself
+  // picks a blocked layout (AVX2). The plan keeps the values around such a convolution blocked;
+  // elsewhere NHWC measured faster (planner.cpp).
+  virtual bool prefers_blocked(const Shape& /*x*/) const { return false; }
+  void set_layouts(ActLayout src, ActLayout dst) {
+    src_layout_ = src;
+    dst_layout_ = dst;
   }
 
  protected:
   bool channels_last_capable_ = false;
-  bool src_nhwc_ = false, dst_nhwc_ = false;
+  bool blocked_capable_ = false;
+  ActLayout src_layout_ = ActLayout::kNchw, dst_layout_ = ActLayout::kNchw;
 };
 
 // Whether oneDNN's u8 x s8 kernels on this CPU multiply-accumulate into 32 bits (VNNI, AMX).
 // Without it they pair products into saturating 16-bit sums (vpmaddubsw) and pre-halve the
 // weights, so integer results would not be exact: ExecutorOptions::int8 then plans nothing.
 bool dnnl_exact_int8();
+
+// Whether oneDNN has Winograd kernels for float convolutions on this CPU (2.6: AVX-512).
+bool dnnl_winograd_available();
 
 // "oneDNN 2.6.3 (avx2)": version and the ISA its kernels dispatch to on this CPU.
 std::string dnnl_description();

@@ -27,6 +27,8 @@
 
 namespace compsearch::model {
 
+using detail::ActLayout;
+using detail::convert_layout;
 using detail::OpContext;
 using detail::Step;
 using detail::Workspace;
@@ -159,6 +161,7 @@ std::vector<Executor::StepTime> Executor::step_times() const {
     t.node_index = st.node_index;
     t.ms = im.step_ms.empty() ? 0.0 : im.step_ms[i];
     t.int8 = !im.step_ran_int8.empty() && im.step_ran_int8[i];
+    if (!im.step_kernel.empty()) t.kernel = im.step_kernel[i];
     t.fused_activation = st.clamp;
     out.push_back(t);
   }
@@ -166,24 +169,6 @@ std::vector<Executor::StepTime> Executor::step_times() const {
 }
 
 namespace {
-
-// [N, C, H, W] stored NHWC -> stored NCHW (same shape), and back.
-void channels_last_to_first(const Tensor& x, Tensor& out) {
-  float* y = prepare_float(out, x.shape);
-  const int64_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3];
-  const float* xd = x.f32.data();
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t p = 0; p < hw; ++p)
-      for (int64_t ch = 0; ch < c; ++ch) y[(s * c + ch) * hw + p] = xd[(s * hw + p) * c + ch];
-}
-void channels_first_to_last(const Tensor& x, Tensor& out) {
-  float* y = prepare_float(out, x.shape);
-  const int64_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3];
-  const float* xd = x.f32.data();
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p) y[(s * hw + p) * c + ch] = xd[(s * c + ch) * hw + p];
-}
 
 // kAuto's choice between oneDNN and Eigen for a Conv/Gemm/MatMul step that oneDNN takes and whose
 // layouts are NCHW (a channels-last step always runs oneDNN), from `bench_executor --ops` (each
@@ -305,11 +290,11 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     };
     if (step.int8 && hook_now) fake_quantized_input();  // the hook sees what the float plan feeds
     if (hook_now) {
-      if (step.nhwc_in) {  // the hook sees NCHW, whatever the plan keeps
-        channels_last_to_first(*in[0], ws->hooked_input);
+      if (step.in_layout != ActLayout::kNchw) {  // the hook sees NCHW, whatever the plan keeps
+        convert_layout(*in[0], step.in_layout, ActLayout::kNchw, ws->hooked_input);
         im.hook(step.node_index, ws->hooked_input);
         ws->layout_copy = ws->hooked_input;
-        channels_first_to_last(ws->layout_copy, ws->hooked_input);
+        convert_layout(ws->layout_copy, ActLayout::kNchw, step.in_layout, ws->hooked_input);
       } else {
         ws->hooked_input = *in[0];
         im.hook(step.node_index, ws->hooked_input);
@@ -334,7 +319,7 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     ctx.lo = step.lo;
     ctx.hi = step.hi;
     ctx.fake_quantize = step.fake_quantize;
-    const bool bound = step.nhwc_in || step.nhwc_out;
+    const bool bound = step.in_layout != ActLayout::kNchw || step.out_layout != ActLayout::kNchw;
     const bool onednn =
         step.dnnl && !(step.int8 && hook_now) &&
         (bound || step.int8 || !step.dnnl->onednn() ||
@@ -358,14 +343,14 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
       if (step.dnnl->onednn()) im.onednn_calls.fetch_add(1, std::memory_order_relaxed);
       if (step.int8) im.int8_calls.fetch_add(1, std::memory_order_relaxed);
     } else if (bound) {  // oneDNN declined the shape: the Eigen kernel in NCHW, converted around
-      if (step.nhwc_in) {
-        channels_last_to_first(*in[0], ws->layout_copy);
+      if (step.in_layout != ActLayout::kNchw) {
+        convert_layout(*in[0], step.in_layout, ActLayout::kNchw, ws->layout_copy);
         in[0] = &ws->layout_copy;
       }
       own_kernel(*out[0]);
-      if (step.nhwc_out) {
+      if (step.out_layout != ActLayout::kNchw) {
         ws->layout_copy = *out[0];
-        channels_first_to_last(ws->layout_copy, *out[0]);
+        convert_layout(ws->layout_copy, ActLayout::kNchw, step.out_layout, *out[0]);
       }
     } else {
       own_kernel(*out[0]);
@@ -383,6 +368,13 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
       std::lock_guard<std::mutex> lock(im.times_mutex);
       im.step_ms[&step - im.steps.data()] = ms;
       im.step_ran_int8[&step - im.steps.data()] = onednn && step.int8;
+      std::string& k = im.step_kernel[&step - im.steps.data()];
+      if (!onednn) {
+        k = "executor";
+      } else {
+        k = step.dnnl->kernel(in[0]->shape, threads);
+        if (step.dnnl->onednn()) k = "oneDNN " + k;
+      }
     }
   }
   std::vector<Tensor> results;

@@ -97,6 +97,10 @@ class Executor {
     double ms = 0.0;
     bool int8 = false;  // ran on integer kernels in the last run (ExecutorOptions::int8)
     bool fused_activation = false;  // includes a Relu/Clip
+    // The kernel that ran: "oneDNN " + its implementation and layouts (DnnlOp::kernel, e.g.
+    // "oneDNN jit_fp32_wino_2x3:avx512_core blocked>blocked"), "direct ..." (model/direct_conv.h)
+    // or "executor" (the executor's own Eigen/loop kernel).
+    std::string kernel;
   };
   std::vector<StepTime> step_times() const;
 

@@ -31,9 +31,9 @@ struct Step {
   bool fake_quantize = false;  // a QuantizeLinear that also does its DequantizeLinear (fused pair)
   // Conv/Gemm/MatMul with constant weights that oneDNN can run (with the fused Relu/Clip).
   std::shared_ptr<detail::DnnlOp> dnnl;
-  // Channels-last (see DnnlOp::set_layouts): input 0 / output 0 are stored NHWC. Such a step always
-  // runs its oneDNN op (converting around the Eigen kernel only if oneDNN declines a shape).
-  bool nhwc_in = false, nhwc_out = false;
+  // How input 0 / output 0 are stored (see DnnlOp::set_layouts). A step with either not NCHW
+  // always runs its oneDNN op (converting around the Eigen kernel only if oneDNN declines a shape).
+  ActLayout in_layout = ActLayout::kNchw, out_layout = ActLayout::kNchw;
   // ExecutorOptions::int8: this layer runs on integer kernels (dnnl was made with these
   // parameters) and reads the float input of the QuantizeLinear -> DequantizeLinear pair it
   // absorbed. Where the integer op cannot run (a layer-input hook is set, or oneDNN declines the
@@ -101,6 +101,7 @@ struct Executor::Impl {
   mutable std::mutex times_mutex;
   mutable std::vector<double> step_ms;      // ExecutorOptions::time_steps: by step, the last run
   mutable std::vector<char> step_ran_int8;  // ... and whether it ran integer kernels
+  mutable std::vector<std::string> step_kernel;  // ... and which kernel (StepTime::kernel)
   mutable std::mutex pool_mutex;
   mutable std::vector<std::unique_ptr<detail::Workspace>> pool;
 

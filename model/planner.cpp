@@ -9,7 +9,7 @@
 //   attach_onednn     oneDNN primitives for Conv/Gemm/MatMul with constant weights (kAuto: the
 //                     direct kernel for a Conv with a tiny reduction, direct_conv.h)
 //   fuse_direct_pools a MaxPool after a direct convolution runs inside it
-//   plan_channels_last  values kept NHWC between oneDNN convolutions and poolings
+//   plan_channels_last  values kept NHWC or blocked between oneDNN convolutions and poolings
 //   plan_liveness     each computed value released after its last reader
 // Every op-specific decision reads the op table's traits (op_registry.h), not op names.
 #include <algorithm>
@@ -26,6 +26,7 @@
 
 namespace compsearch::model {
 
+using detail::ActLayout;
 using detail::DnnlInt8;
 using detail::node_label;
 using detail::Step;
@@ -103,6 +104,48 @@ int64_t chunk_samples(const Executor::Impl& im, const Graph& graph) {
 
 using SlotMap = std::unordered_map<std::string, int>;
 
+// How a step constrains the layouts of its values (plan_channels_last).
+enum LayoutKind { kNchw, kOneDnn, kElementwise };
+void apply_layouts(Executor::Impl& im, const std::vector<LayoutKind>& kinds,
+                   const std::vector<char>& nhwc, const std::vector<char>& blocked);
+
+// Clears flag[s] (a value kept in some layout) until nothing changes: a kNchw step's values are
+// NCHW; `onednn_rule(step, clear)` clears what a oneDNN step cannot take; an elementwise step's
+// computed inputs and its output share one layout.
+template <class OneDnnRule>
+void settle_layout(const Executor::Impl& im, const std::vector<LayoutKind>& kinds,
+                   std::vector<char>& flag, OneDnnRule onednn_rule) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    auto clear = [&](int s) {
+      if (s >= 0 && flag[s]) {
+        flag[s] = 0;
+        changed = true;
+      }
+    };
+    for (size_t i = 0; i < im.steps.size(); ++i) {
+      const Step& st = im.steps[i];
+      if (kinds[i] == kNchw) {
+        for (int s : st.inputs) clear(s);
+        for (int s : st.outputs) clear(s);
+      } else if (kinds[i] == kOneDnn) {
+        onednn_rule(st, clear);
+      } else {
+        bool all = true;
+        for (int s : st.inputs)
+          if (s >= 0 && !im.constant_slots[s] && !flag[s]) all = false;
+        for (int s : st.outputs)
+          if (s >= 0 && !flag[s]) all = false;
+        if (!all) {
+          for (int s : st.inputs)
+            if (s >= 0 && !im.constant_slots[s]) clear(s);
+          for (int s : st.outputs) clear(s);
+        }
+      }
+    }
+  }
+}
+
 // Picks the values kept channels-last (NHWC) between oneDNN steps: a rank-4 computed value that is
 // not a graph output, whose producer and readers are all either oneDNN 2-D Conv / pooling steps
 // (which read and write either layout) or elementwise steps (unary ops, and Add/Sub/Mul/Div of
@@ -123,12 +166,11 @@ void plan_channels_last(Executor::Impl& im, const Graph& graph, const SlotMap& s
     nhwc[s] = !im.constant_slots[s] && sh && sh->size() == 4;
   }
   for (int o : im.output_slots) nhwc[o] = 0;
-  enum Kind { kNchw, kOneDnn, kElementwise };
-  std::vector<Kind> kinds;
+  std::vector<LayoutKind> kinds;
   bool any_onednn = false;
   for (Step& st : im.steps) {
     const Node& node = graph.nodes[st.node_index];
-    Kind k = kNchw;
+    LayoutKind k = kNchw;
     if (st.spec->pooling) st.dnnl = detail::DnnlOp::create_pool(node);
     if (st.dnnl && st.dnnl->takes_channels_last() && !st.inputs.empty() && st.inputs[0] >= 0) {
       k = kOneDnn;
@@ -149,45 +191,85 @@ void plan_channels_last(Executor::Impl& im, const Graph& graph, const SlotMap& s
       if (st.spec->pooling) st.dnnl.reset();
     return;
   }
-  for (bool changed = true; changed;) {
-    changed = false;
-    auto clear = [&](int s) {
-      if (s >= 0 && nhwc[s]) {
-        nhwc[s] = 0;
-        changed = true;
-      }
+  settle_layout(im, kinds, nhwc, [](const Step& st, auto&& clear) {
+    for (size_t k = 1; k < st.outputs.size(); ++k) clear(st.outputs[k]);
+  });
+  // Blocked layouts: a group of channels-last values joined by elementwise steps (a residual
+  // block's sums and activations) is kept blocked when a convolution that prefers it
+  // (DnnlOp::prefers_blocked: Winograd, or oneDNN's own pick on AVX2) reads one of them and
+  // writes one that can be blocked.
+  // Elsewhere NHWC measured faster in place (MobileNetV2's 1x1 and depthwise convolutions: 189
+  // images/s NHWC vs 184 blocked at batch 1, 1 thread, and 163-183 with only its largest values
+  // blocked; ResNet-18 68 with Winograd vs 52 NHWC; bench_executor on Zen 4).
+  // COMPSEARCH_EXECUTOR_LAYOUTS=nhwc|blocked: never / wherever possible (for comparisons).
+  std::vector<int> group(im.n_slots);
+  for (size_t s = 0; s < im.n_slots; ++s) group[s] = static_cast<int>(s);
+  auto find = [&](int s) {
+    while (group[s] != s) s = group[s] = group[group[s]];
+    return s;
+  };
+  for (size_t i = 0; i < im.steps.size(); ++i) {
+    if (kinds[i] != kElementwise) continue;
+    int root = -1;
+    auto join = [&](int s) {
+      if (s < 0 || im.constant_slots[s]) return;
+      if (root < 0)
+        root = find(s);
+      else
+        group[find(s)] = root;
     };
+    for (int s : im.steps[i].inputs) join(s);
+    for (int s : im.steps[i].outputs) join(s);
+  }
+  // Which values can be blocked at all: channel count a multiple of oneDNN's block, oneDNN
+  // producer and readers that all take the layout, one layout per elementwise step.
+  std::vector<char> blocked(im.n_slots, 0);
+  const char* layouts = std::getenv("COMPSEARCH_EXECUTOR_LAYOUTS");
+  const std::string mode = layouts ? layouts : "";  // nhwc | blocked | (auto)
+  if (mode == "nhwc") return apply_layouts(im, kinds, nhwc, blocked);
+  for (size_t s = 0; s < im.n_slots; ++s) {
+    const Shape* sh = nhwc[s] ? shape_of(static_cast<int>(s)) : nullptr;
+    blocked[s] = sh && (*sh)[1] > 0 && (*sh)[1] % detail::blocked_channels() == 0;
+  }
+  settle_layout(im, kinds, blocked, [](const Step& st, auto&& clear) {
+    if (st.dnnl->takes_blocked()) return;
+    clear(st.inputs[0]);
+    if (!st.outputs.empty()) clear(st.outputs[0]);
+  });
+  // Of those, the groups around a convolution that prefers blocked and can have it on both sides.
+  if (mode != "blocked") {
+    std::vector<char> wanted(im.n_slots, 0);
     for (size_t i = 0; i < im.steps.size(); ++i) {
       const Step& st = im.steps[i];
-      if (kinds[i] == kNchw) {
-        for (int s : st.inputs) clear(s);
-        for (int s : st.outputs) clear(s);
-      } else if (kinds[i] == kOneDnn) {
-        for (size_t k = 1; k < st.outputs.size(); ++k) clear(st.outputs[k]);
-      } else {  // elementwise: one layout for every computed input and the output
-        bool all = true;
-        for (int s : st.inputs)
-          if (s >= 0 && !im.constant_slots[s] && !nhwc[s]) all = false;
-        for (int s : st.outputs)
-          if (s >= 0 && !nhwc[s]) all = false;
-        if (!all) {
-          for (int s : st.inputs)
-            if (s >= 0 && !im.constant_slots[s]) clear(s);
-          for (int s : st.outputs) clear(s);
-        }
-      }
+      if (kinds[i] != kOneDnn) continue;
+      const int in = st.inputs[0], out = st.outputs.empty() ? -1 : st.outputs[0];
+      if (out < 0 || !blocked[in] || !blocked[out]) continue;
+      if (!st.dnnl->prefers_blocked(*shape_of(in))) continue;
+      wanted[find(in)] = wanted[find(out)] = 1;
     }
+    for (size_t s = 0; s < im.n_slots; ++s)
+      blocked[s] = blocked[s] && wanted[find(static_cast<int>(s))];
   }
+  apply_layouts(im, kinds, nhwc, blocked);
+}
+
+// Sets each oneDNN step's layouts from the values' (plan_channels_last).
+void apply_layouts(Executor::Impl& im, const std::vector<LayoutKind>& kinds,
+                   const std::vector<char>& nhwc, const std::vector<char>& blocked) {
+  auto layout_of = [&](int s) {
+    if (s < 0 || !nhwc[s]) return ActLayout::kNchw;
+    return blocked[s] ? ActLayout::kBlocked : ActLayout::kNhwc;
+  };
   for (size_t i = 0; i < im.steps.size(); ++i) {
     Step& st = im.steps[i];
     if (kinds[i] != kOneDnn) continue;
-    st.nhwc_in = nhwc[st.inputs[0]];
-    st.nhwc_out = !st.outputs.empty() && st.outputs[0] >= 0 && nhwc[st.outputs[0]];
-    if (st.spec->pooling && !st.nhwc_in && !st.nhwc_out) {
+    st.in_layout = layout_of(st.inputs[0]);
+    st.out_layout = layout_of(st.outputs.empty() ? -1 : st.outputs[0]);
+    if (st.spec->pooling && st.in_layout == ActLayout::kNchw && st.out_layout == ActLayout::kNchw) {
       st.dnnl.reset();  // NCHW in and out: the executor's own pooling
       continue;
     }
-    st.dnnl->set_layouts(st.nhwc_in, st.nhwc_out);
+    st.dnnl->set_layouts(st.in_layout, st.out_layout);
   }
 }
 
@@ -602,6 +684,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
   if (options.time_steps) {
     im.step_ms.assign(im.steps.size(), 0.0);
     im.step_ran_int8.assign(im.steps.size(), 0);
+    im.step_kernel.assign(im.steps.size(), "");
   }
 }
 

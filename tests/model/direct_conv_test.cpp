@@ -20,6 +20,7 @@
 #include "tests/model/training_test_util.h"
 
 using namespace compsearch::model;
+using compsearch::model::detail::ActLayout;
 using compsearch::model::testing::worst_violation;
 using compsearch::model::training_testing::attr_int;
 using compsearch::model::training_testing::attr_ints;
@@ -154,7 +155,8 @@ TEST_CASE("The direct convolution matches the Eigen Conv (and MaxPool) kernels o
               REQUIRE(op);
               CHECK_FALSE(op->onednn());
               if (!cc.pool.empty()) REQUIRE(detail::fuse_direct_conv_max_pool(*op, pool));
-              op->set_layouts(nhwc_in, nhwc_out);
+              op->set_layouts(nhwc_in ? ActLayout::kNhwc : ActLayout::kNchw,
+                              nhwc_out ? ActLayout::kNhwc : ActLayout::kNchw);
               detail::DnnlScratch scratch;
               Tensor got;
               REQUIRE(op->run(nhwc_in ? relayout(x, true) : x, got, threads, scratch));

@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 
+#include "model/dnnl_ops.h"
 #include "model/executor.h"
 #include "model/graph.h"
 #include "tests/model/test_util.h"
@@ -310,19 +311,22 @@ Node plain_node(const std::string& op, std::vector<std::string> inputs, const st
 // x [N, 3, 12, 12] -> Conv+Relu -> MaxPool 2x2 -> (Conv 3x3 ; Conv 1x1) -> Add -> Relu
 // -> AveragePool 3x3 s1 p1 (count_include_pad) -> Conv depthwise + Clip(0, 6) -> MaxPool 3x3 s2
 // ceil_mode -> GlobalAveragePool -> Flatten -> Gemm: the values between the convolutions and
-// poolings stay channels-last in the oneDNN plan.
-Graph channels_last_graph() {
+// poolings stay channels-last in the oneDNN plan. With c = 16 channels (a multiple of oneDNN's
+// channel block) the values around the 3x3 stride-1 Conv (p1 -> c2, and the residual sum c2 + c3
+// -> r2) are kept blocked where oneDNN has Winograd kernels, and the AveragePool reads blocked and
+// writes NHWC.
+Graph channels_last_graph(int64_t c = 8) {
   Graph g;
   g.opset_version = 13;
   g.inputs.push_back(ValueInfo{"x", DType::kFloat32, {-1, 3, 12, 12}});
-  g.initializers["w1"] = random_tensor({8, 3, 3, 3}, 41);
-  g.initializers["b1"] = random_tensor({8}, 42);
-  g.initializers["w2"] = random_tensor({8, 8, 3, 3}, 43);
-  g.initializers["w3"] = random_tensor({8, 8, 1, 1}, 44);
-  g.initializers["wd"] = random_tensor({8, 1, 3, 3}, 45);
+  g.initializers["w1"] = random_tensor({c, 3, 3, 3}, 41);
+  g.initializers["b1"] = random_tensor({c}, 42);
+  g.initializers["w2"] = random_tensor({c, c, 3, 3}, 43);
+  g.initializers["w3"] = random_tensor({c, c, 1, 1}, 44);
+  g.initializers["wd"] = random_tensor({c, 1, 3, 3}, 45);
   g.initializers["lo"] = Tensor::floats({}, {0.0f});
   g.initializers["hi"] = Tensor::floats({}, {6.0f});
-  g.initializers["fc"] = random_tensor({5, 8}, 46);
+  g.initializers["fc"] = random_tensor({5, c}, 46);
   const auto pads1 = ints({1, 1, 1, 1});
   g.nodes = {
       plain_node("Conv", {"x", "w1", "b1"}, "c1",
@@ -338,7 +342,7 @@ Graph channels_last_graph() {
           "AveragePool", {"r2"}, "a1",
           {{"kernel_shape", ints({3, 3})}, {"pads", pads1}, {"count_include_pad", integer(1)}}),
       plain_node("Conv", {"a1", "wd"}, "c4",
-                 {{"kernel_shape", ints({3, 3})}, {"pads", pads1}, {"group", integer(8)}}),
+                 {{"kernel_shape", ints({3, 3})}, {"pads", pads1}, {"group", integer(c)}}),
       plain_node("Clip", {"c4", "lo", "hi"}, "k"),
       plain_node(
           "MaxPool", {"k"}, "p2",
@@ -357,49 +361,123 @@ Graph channels_last_graph() {
 TEST_CASE(
     "A channels-last chain of oneDNN convolutions, poolings and elementwise ops gives the "
     "Eigen result") {
-  const Graph g = channels_last_graph();
-  for (const int64_t n : {1, 6}) {
-    for (const int threads : {1, 2}) {
-      CAPTURE(n);
-      CAPTURE(threads);
-      const Tensor x = batch_of({3, 12, 12}, n, 50 + static_cast<uint32_t>(n));
-      Executor eigen = with_kernels(g, threads, ExecutorOptions::Kernels::kEigen);
-      Executor onednn = with_kernels(g, threads, ExecutorOptions::Kernels::kOneDnn);
-      const Tensor want = eigen.run({x})[0], got = onednn.run({x})[0];
-      // 4 convolutions, 4 poolings and the Gemm, once per batch slice (a batch this small runs
-      // whole, on one thread).
-      CHECK(onednn.onednn_calls() == 9);
-      REQUIRE(got.shape == want.shape);
-      CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+  for (const int64_t c : {8, 16}) {
+    const Graph g = channels_last_graph(c);
+    for (const int64_t n : {1, 6}) {
+      for (const int threads : {1, 2}) {
+        CAPTURE(c);
+        CAPTURE(n);
+        CAPTURE(threads);
+        const Tensor x = batch_of({3, 12, 12}, n, 50 + static_cast<uint32_t>(n));
+        Executor eigen = with_kernels(g, threads, ExecutorOptions::Kernels::kEigen);
+        Executor onednn = with_kernels(g, threads, ExecutorOptions::Kernels::kOneDnn);
+        const Tensor want = eigen.run({x})[0], got = onednn.run({x})[0];
+        // 4 convolutions, 4 poolings and the Gemm, once per batch slice (a batch this small runs
+        // whole, on one thread).
+        CHECK(onednn.onednn_calls() == 9);
+        REQUIRE(got.shape == want.shape);
+        CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+      }
     }
   }
 }
 
-TEST_CASE("A layer-input hook sees NCHW activations inside a channels-last chain") {
-  const Graph g = channels_last_graph();
-  const Tensor x = batch_of({3, 12, 12}, 3, 60);
-  std::map<size_t, Tensor> seen_eigen, seen_onednn;
-  auto hooked = [&](ExecutorOptions::Kernels k, std::map<size_t, Tensor>& seen) {
-    Executor e = with_kernels(g, 2, k);
-    // Observes, then changes the activation (as fake-quantization does): the change must reach
-    // the layer in both plans. An NHWC tensor handed to the hook would be a permutation of the
-    // Eigen plan's and fail the comparison.
-    e.set_layer_input_hook([&seen](size_t node, Tensor& a) {
-      seen[node] = a;
-      for (float& v : a.f32) v = v > 0.0f ? 0.5f * v : 2.0f * v;
-    });
-    return e.run({x})[0];
-  };
-  const Tensor want = hooked(ExecutorOptions::Kernels::kEigen, seen_eigen);
-  const Tensor got = hooked(ExecutorOptions::Kernels::kOneDnn, seen_onednn);
-  REQUIRE(seen_eigen.size() == 5);  // the 4 convolutions and the Gemm
-  REQUIRE(seen_onednn.size() == 5);
-  for (const auto& entry : seen_eigen) {
-    const auto& node = entry.first;  // not a structured binding: clang 14's CAPTURE
-    const auto& a = entry.second;
-    CAPTURE(node);
-    REQUIRE(seen_onednn.at(node).shape == a.shape);
-    CHECK(worst_violation(seen_onednn.at(node), a, kRtol, kAtol) <= 0.0);
+// The kernel and layouts each step ran with (ExecutorOptions::time_steps), by output value.
+std::map<std::string, std::string> kernels_of(const Graph& g, const Tensor& x) {
+  ExecutorOptions o;
+  o.threads = 1;
+  o.time_steps = true;
+  Executor e(g, o);
+  e.run({x});
+  std::map<std::string, std::string> out;
+  for (const auto& t : e.step_times()) out[g.nodes[t.node_index].outputs[0]] = t.kernel;
+  return out;
+}
+
+TEST_CASE(
+    "A 3x3 stride-1 convolution on 16 channels runs Winograd on blocked layouts where oneDNN has "
+    "it, and the chain gives the Eigen and the all-NHWC results") {
+  const Graph g = channels_last_graph(16);
+  const Tensor x = batch_of({3, 12, 12}, 2, 70);
+  const auto kernels = kernels_of(g, x);
+  for (const auto& entry : kernels) {
+    CAPTURE(entry.first);
+    CAPTURE(entry.second);
   }
+  const std::string& c2 = kernels.at("c2");
+  CAPTURE(c2);
+  if (detail::dnnl_winograd_available()) {
+    CHECK(c2.find("wino") != std::string::npos);
+    CHECK(c2.find("blocked>blocked") != std::string::npos);
+    CHECK(c2.find("reorder") == std::string::npos);
+    // The 1x1 beside it writes the other operand of the residual sum: blocked too, and the
+    // AveragePool after the sum reads blocked.
+    CHECK(kernels.at("c3").find("blocked>blocked") != std::string::npos);
+    CHECK(kernels.at("a1").find("blocked>") != std::string::npos);
+  } else {
+    CHECK(c2.find("wino") == std::string::npos);
+  }
+  // The first layer reads the NCHW graph input.
+  CHECK(kernels.at("c1").find("nchw>") != std::string::npos);
+
+  const Tensor want = with_kernels(g, 1, ExecutorOptions::Kernels::kEigen).run({x})[0];
+  const Tensor got = with_kernels(g, 1, ExecutorOptions::Kernels::kAuto).run({x})[0];
   CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+  setenv("COMPSEARCH_EXECUTOR_LAYOUTS", "nhwc", 1);
+  const auto nhwc_kernels = kernels_of(g, x);
+  const Tensor nhwc = with_kernels(g, 1, ExecutorOptions::Kernels::kAuto).run({x})[0];
+  unsetenv("COMPSEARCH_EXECUTOR_LAYOUTS");
+  CHECK(nhwc_kernels.at("c2").find("blocked") == std::string::npos);
+  CHECK(worst_violation(nhwc, want, kRtol, kAtol) <= 0.0);
+}
+
+TEST_CASE("convert_layout places element (n, c, h, w) where each layout says") {
+  const int64_t b = detail::blocked_channels();
+  CHECK((b == 8 || b == 16));
+  const int64_t n = 2, c = 2 * b, h = 3, w = 2;
+  Tensor x = Tensor::floats({n, c, h, w}, std::vector<float>(static_cast<size_t>(n * c * h * w)));
+  for (size_t i = 0; i < x.f32.size(); ++i) x.f32[i] = static_cast<float>(i);  // NCHW index
+  using detail::ActLayout;
+  Tensor nhwc, blocked, back;
+  detail::convert_layout(x, ActLayout::kNchw, ActLayout::kNhwc, nhwc);
+  detail::convert_layout(nhwc, ActLayout::kNhwc, ActLayout::kBlocked, blocked);
+  detail::convert_layout(blocked, ActLayout::kBlocked, ActLayout::kNchw, back);
+  CHECK(back.f32 == x.f32);
+  // Element (1, b + 3, 2, 1): NCHW index ((1 * c + b + 3) * h + 2) * w + 1.
+  const float v = static_cast<float>(((1 * c + b + 3) * h + 2) * w + 1);
+  CHECK(nhwc.f32[static_cast<size_t>(((1 * h + 2) * w + 1) * c + b + 3)] == v);
+  // Blocked: channel block 1 of sample 1, pixel (2, 1), lane 3.
+  CHECK(blocked.f32[static_cast<size_t>((((1 * 2 + 1) * h + 2) * w + 1) * b + 3)] == v);
+}
+
+TEST_CASE("A layer-input hook sees NCHW activations inside a channels-last or blocked chain") {
+  for (const int64_t c : {8, 16}) {
+    CAPTURE(c);
+    const Graph g = channels_last_graph(c);
+    const Tensor x = batch_of({3, 12, 12}, 3, 60);
+    std::map<size_t, Tensor> seen_eigen, seen_onednn;
+    auto hooked = [&](ExecutorOptions::Kernels k, std::map<size_t, Tensor>& seen) {
+      Executor e = with_kernels(g, 2, k);
+      // Observes, then changes the activation (as fake-quantization does): the change must reach
+      // the layer in both plans. An NHWC tensor handed to the hook would be a permutation of the
+      // Eigen plan's and fail the comparison.
+      e.set_layer_input_hook([&seen](size_t node, Tensor& a) {
+        seen[node] = a;
+        for (float& v : a.f32) v = v > 0.0f ? 0.5f * v : 2.0f * v;
+      });
+      return e.run({x})[0];
+    };
+    const Tensor want = hooked(ExecutorOptions::Kernels::kEigen, seen_eigen);
+    const Tensor got = hooked(ExecutorOptions::Kernels::kOneDnn, seen_onednn);
+    REQUIRE(seen_eigen.size() == 5);  // the 4 convolutions and the Gemm
+    REQUIRE(seen_onednn.size() == 5);
+    for (const auto& entry : seen_eigen) {
+      const auto& node = entry.first;  // not a structured binding: clang 14's CAPTURE
+      const auto& a = entry.second;
+      CAPTURE(node);
+      REQUIRE(seen_onednn.at(node).shape == a.shape);
+      CHECK(worst_violation(seen_onednn.at(node), a, kRtol, kAtol) <= 0.0);
+    }
+    CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+  }
 }
