@@ -141,7 +141,9 @@ MeasureResult run_measure(const MeasureRequest& req) {
     m.macs = static_cast<double>(l.macs) * req.batch;
     const std::string& out = original.nodes[l.node_index].outputs.at(0);
     m.int8 = layer_int8[out];
-    m.kernel = layer_kernel[out];
+    // A layer with no step of its own ran inside the one before it (a depthwise convolution in a
+    // 1x1's kernel); its time is that layer's.
+    m.kernel = layer_kernel.count(out) ? layer_kernel[out] : "(inside the layer before)";
     m.median_ms = median(layer_times[out]);
     r.layers.push_back(m);
   }

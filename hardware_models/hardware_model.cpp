@@ -242,7 +242,8 @@ void HardwareModel::cost_layer(const CompiledModel& c, int i, const LayerSetting
   le.macs = macs;
   le.weight_bytes = wbytes;
   le.activation_bytes = act;
-  le.compute_ms = macs * L.ms_per_mac[datapath] * sparse_slowdown + L.per_output_ms * keep_out;
+  le.compute_ms = macs * L.ms_per_mac[datapath] * sparse_slowdown + L.per_output_ms * keep_out +
+                  L.input_elements * keep_in * batch * dp.per_input_ns.value * 1e-6;
   le.memory_ms =
       wbytes * ms_per_memory_byte_ + act * (act_cached ? ms_per_cache_byte_ : ms_per_memory_byte_);
   le.overhead_ms = layer_overhead_ms_;

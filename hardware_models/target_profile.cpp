@@ -148,7 +148,7 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
     const std::string key = "datapaths[" + std::to_string(i) + "]";
     check_keys(d, source, key,
                {"name", "bits", "peak_macs_per_s", "sparse_2_4", "sparse_2_4_speedup", "efficiency",
-                "energy_pj_per_mac"});
+                "per_input_ns", "energy_pj_per_mac"});
     Datapath dp;
     if (!d.contains("name") || !d["name"].is_string())
       fail(source, key + ".name", "expected a string");
@@ -176,6 +176,8 @@ TargetProfile profile_from_json(const nlohmann::json& j, const std::string& sour
       if (dp.efficiency.value > 1.0)
         fail(source, key + ".efficiency", "expected a value in (0, 1]");
     }
+    if (d.contains("per_input_ns"))
+      dp.per_input_ns = read_sourced(d["per_input_ns"], source, key + ".per_input_ns", 0.0, false);
     if (d.contains("sparse_2_4_speedup")) {
       dp.sparse_2_4_speedup =
           read_sourced(d["sparse_2_4_speedup"], source, key + ".sparse_2_4_speedup", 1.0, false);
@@ -281,6 +283,7 @@ nlohmann::json profile_to_json(const TargetProfile& p) {
                               {"sparse_2_4", d.sparse_2_4},
                               {"sparse_2_4_speedup", sourced_json(d.sparse_2_4_speedup)},
                               {"efficiency", sourced_json(d.efficiency)},
+                              {"per_input_ns", sourced_json(d.per_input_ns)},
                               {"energy_pj_per_mac", sourced_json(d.energy_pj_per_mac)}});
   }
   j["utilisation"] = {{"conv", sourced_json(p.utilisation.conv)},

@@ -34,6 +34,10 @@ struct Datapath {
   // Fraction of the op utilisation this datapath's kernels reach (e.g. TF32 kernels feed 4-byte
   // operands and run below the int8/fp16 kernels' efficiency). 1 = as the utilisation section says.
   Sourced efficiency{1.0, "as the utilisation section"};
+  // Time per input element a layer on this datapath spends preparing its operand: a CPU's int8
+  // kernels quantize the float activation they read (compsearch's executor, ONNX Runtime's QDQ
+  // path) before the integer GEMM. 0 = free (accelerators that keep int8 activations).
+  Sourced per_input_ns{0.0, "not modelled"};
   Sourced energy_pj_per_mac;
 };
 

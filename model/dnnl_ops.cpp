@@ -94,20 +94,32 @@ bool winograd_available() {
 
 // A reference (unoptimised) implementation: oneDNN's fallback when no JIT kernel takes the layouts.
 bool is_reference(const dnnl::primitive_desc& pd) {
-  return std::strncmp(pd.impl_info_str(), "ref", 3) == 0;
+  // "ref_fused_convolution:any:jit_1x1:...:jit_dw:...": JIT kernels chained by a wrapper.
+  const char* impl = pd.impl_info_str();
+  return std::strncmp(impl, "ref", 3) == 0 && std::strncmp(impl, "ref_fused", 9) != 0;
 }
 
-dnnl::primitive_attr make_attr(const DnnlPostOp& post) {
+void append_clamp(dnnl::post_ops& ops, const DnnlPostOp& post) {
+  if (!post.clamp) return;
+  if (post.lo == 0.0f && std::isinf(post.hi) && post.hi > 0)
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+  else
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, post.lo, post.hi);
+}
+
+// The fused clamp; with `dw_stride` > 0, then a depthwise 3x3 convolution (padding 1) and its own
+// clamp `dw_post`.
+dnnl::primitive_attr make_attr(const DnnlPostOp& post, int64_t dw_stride = 0,
+                               const DnnlPostOp& dw_post = {}) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  if (post.clamp) {
-    dnnl::post_ops ops;
-    if (post.lo == 0.0f && std::isinf(post.hi) && post.hi > 0)
-      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
-    else
-      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip, post.lo, post.hi);
-    attr.set_post_ops(ops);
+  dnnl::post_ops ops;
+  append_clamp(ops, post);
+  if (dw_stride > 0) {
+    ops.append_dw(DT::f32, DT::f32, DT::f32, 3, dw_stride, 1, 0, {});
+    append_clamp(ops, dw_post);
   }
+  if (ops.len() > 0) attr.set_post_ops(ops);
   return attr;
 }
 
@@ -127,6 +139,8 @@ struct Plan {
   memory::desc user_src, src, user_dst, dst;
   std::optional<dnnl::reorder> src_reorder, dst_reorder;
   const memory* weights = nullptr;
+  const memory* dw_weights = nullptr;  // a fused depthwise convolution's (DnnlConv)
+  const memory* dw_bias = nullptr;
   size_t scratchpad_bytes = 0;  // the largest of the primitives' scratchpads
   std::string impl;             // oneDNN's implementation name
 };
@@ -190,6 +204,10 @@ class DnnlOpBase : public DnnlOp {
         {DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratchpad}};
     if (plan->weights) args.emplace(DNNL_ARG_WEIGHTS, *plan->weights);
     if (bias_) args.emplace(DNNL_ARG_BIAS, *bias_);
+    if (plan->dw_weights) {
+      args.emplace(DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS, *plan->dw_weights);
+      args.emplace(DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_BIAS, *plan->dw_bias);
+    }
     plan->prim.execute(strm, args);
     if (plan->dst_reorder) {
       plan->dst_reorder->execute(
@@ -204,6 +222,7 @@ class DnnlOpBase : public DnnlOp {
     for (const auto& p : plans_) {
       if (p->threads != threads || p->x_shape != xs) continue;
       std::string k = p->impl + " " + layout_name(src_layout_) + ">" + layout_name(dst_layout_);
+      if (p->dw_weights) k += "+dw";
       if (p->src_reorder || p->dst_reorder) k += "+reorder";
       return k;
     }
@@ -216,6 +235,8 @@ class DnnlOpBase : public DnnlOp {
   virtual std::optional<dnnl::primitive_desc> describe(const Shape& xs, Plan& plan) const = 0;
   // The weights as stored (a plain layout over weight_data()).
   virtual memory::desc user_weights() const { return {}; }
+  // Sets plan.dw_weights / dw_bias when the primitive has a fused depthwise post-op.
+  virtual void attach_fused(const dnnl::primitive_desc& /*pd*/, Plan& /*plan*/) const {}
   virtual const float* weight_data() const { return weight_->f32.data(); }
   // The weights as stored: the int8 integers for an integer op, else weight_data().
   const void* stored_weights() const {
@@ -292,6 +313,7 @@ class DnnlOpBase : public DnnlOp {
       plan->scratchpad_bytes = std::max(plan->scratchpad_bytes, rpd.scratchpad_desc().get_size());
     }
     if (weight_) plan->weights = &weights_for(pd->query_md(dnnl::query::weights_md));
+    attach_fused(*pd, *plan);
     plans_.push_back(std::move(plan));
     return plans_.back().get();
   }
@@ -335,6 +357,12 @@ class DnnlConv final : public DnnlOpBase {
     o_ = ws[0];
     channels_last_capable_ = blocked_capable_ = ws.size() == 4;
     if (bias) set_bias(bias->f32.data(), memory::desc({o_}, DT::f32, Tag::a));
+  }
+
+  bool runs_well_blocked() const override {
+    const Shape& ws = weight_->shape;
+    if (integer() || ws.size() != 4) return false;
+    return (ws[2] == 1 && ws[3] == 1) || (groups_ == o_ && ws[1] == 1);
   }
 
   bool prefers_blocked(const Shape& x) const override {
@@ -402,13 +430,22 @@ class DnnlConv final : public DnnlOpBase {
     const memory::dims src_dims = {n, c, g.in_h, g.in_w}, dst_dims = {n, o_, g.out_h, g.out_w};
     plan.user_src = memory::desc(src_dims, src_type(), tag_of(src_layout_));
     plan.user_dst = memory::desc(dst_dims, DT::f32, tag_of(dst_layout_));
+    if (dw_) {  // the primitive writes the depthwise convolution's output
+      if (src_layout_ != ActLayout::kBlocked || dst_layout_ != ActLayout::kBlocked)
+        return std::nullopt;
+      const int64_t oh = (g.out_h - 1) / dw_->stride + 1, ow = (g.out_w - 1) / dw_->stride + 1;
+      plan.y_shape = {n, o_, oh, ow};
+      plan.user_dst = memory::desc({n, o_, oh, ow}, DT::f32, tag_of(dst_layout_));
+    }
     const memory::desc wei_any(weight_dims(), weight_type(), Tag::any);
     const memory::desc bias_md = has_bias() ? memory::desc({o_}, DT::f32, Tag::a) : memory::desc();
     auto conv = [&](dnnl::algorithm alg, const memory::desc& src, const memory::desc& dst) {
       dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, wei_any,
                                         bias_md, dst, {g.sh, g.sw}, {g.dh - 1, g.dw - 1},
                                         {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
-      return dnnl::convolution_forward::primitive_desc(d, attr(), cpu_engine());
+      dnnl::primitive_attr a = attr();
+      if (dw_) a = make_attr(post_, dw_->stride, dw_->post);
+      return dnnl::convolution_forward::primitive_desc(d, a, cpu_engine());
     };
     // A blocked chain: the kernels for the plan's layouts themselves (no reorder), if oneDNN has
     // JIT kernels for them. For a 3x3, stride-1 float convolution, Winograd's F(2x2, 3x3) or
@@ -423,15 +460,21 @@ class DnnlConv final : public DnnlOpBase {
       // The direct kernels for blocked layouts: for 1x1 and depthwise convolutions (jit_1x1,
       // jit_dw); other shapes ran faster on NHWC's brgconv with reorders around it (ResNet-18's
       // stride-2 3x3 layers at batch 1: 0.62 / 0.62 / 0.75 ms vs 0.64 / 0.72 / 0.91).
-      if ((g.kh == 1 && g.kw == 1) || (groups_ == c && o_ == c))
+      if ((g.kh == 1 && g.kw == 1) || (groups_ == c && o_ == c) ||
+          src_layout_ == ActLayout::kNchw)  // a first layer on the NCHW graph input
         algs.push_back(dnnl::algorithm::convolution_direct);
+      // With a fused depthwise post-op the primitive's dst descriptor is the 1x1's output; it
+      // writes the depthwise one (plan.user_dst).
+      const memory::desc dst =
+          dw_ ? memory::desc(dst_dims, DT::f32, tag_of(dst_layout_)) : plan.user_dst;
       for (auto alg : algs) {
         try {
-          auto pd = conv(alg, plan.user_src, plan.user_dst);
+          auto pd = conv(alg, plan.user_src, dst);
           if (!is_reference(pd)) return pd;
         } catch (const dnnl::error&) {  // no kernel for these layouts
         }
       }
+      if (dw_) return std::nullopt;  // oneDNN 2.6's NHWC fused kernels crash: never on others
     }
     // Layouts of oneDNN's choice (on AVX-512 and AVX2: NHWC, brgconv); the base reorders from and
     // to the executor's. Forcing NCHW src and dst instead picks kernels 7x (jit, NCHW src) to 300x
@@ -445,7 +488,86 @@ class DnnlConv final : public DnnlOpBase {
     return memory::desc(weight_dims(), weight_type(), groups_ > 1 ? Tag::goihw : Tag::oihw);
   }
 
+  void attach_fused(const dnnl::primitive_desc& pd, Plan& plan) const override {
+    if (!dw_) return;
+    const auto& eng = cpu_engine();
+    const memory::desc want =
+        pd.query_md(dnnl::query::exec_arg_md, DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS);
+    plan.dw_bias = &dw_->bias;
+    for (const memory& m : dw_->weights) {
+      if (m.get_desc() == want) {
+        plan.dw_weights = &m;
+        return;
+      }
+    }
+    const memory::desc user({o_, 1, 1, 3, 3}, DT::f32, Tag::goihw);
+    memory from(user, eng, const_cast<float*>(dw_->weight->f32.data()));
+    memory& to = dw_->weights.emplace_back(want, eng);
+    dnnl::stream strm(eng);
+    dnnl::reorder(from, to).execute(strm, from, to);
+    strm.wait();
+    plan.dw_weights = &to;
+  }
+
+ public:
+  bool can_fuse_depthwise(const Node& dw, const Tensor* w, const Tensor* b) const override {
+    const Shape& ws = weight_->shape;
+    auto ints_are = [](const Node& node, const char* attr, std::vector<int64_t> want) {
+      const auto v = node.attr_ints(attr, {});
+      return v.empty() ? std::all_of(want.begin(), want.end(), [](int64_t x) { return x == 1; })
+                       : v == want;
+    };
+    auto plain_padding = [](const Node& node) {
+      const std::string p = node.attr_string("auto_pad", "NOTSET");
+      return p == "NOTSET" || p.empty();
+    };
+    // This op: a float 1x1, stride 1, no padding, one group.
+    if (integer() || dw_ || groups_ != 1 || ws.size() != 4 || ws[2] != 1 || ws[3] != 1 ||
+        !plain_padding(node_) || !ints_are(node_, "strides", {1, 1}) ||
+        !ints_are(node_, "dilations", {1, 1}))
+      return false;
+    for (int64_t p : node_.attr_ints("pads", {}))
+      if (p != 0) return false;
+    // dw: 3x3 on the o_ channels, one per group, padding 1, stride 1 or 2.
+    if (!w || !w->is_float() || w->shape != Shape{o_, 1, 3, 3} ||
+        static_cast<int64_t>(w->f32.size()) != w->numel())
+      return false;
+    if (b && (!b->is_float() || b->numel() != o_ || static_cast<int64_t>(b->f32.size()) != o_))
+      return false;
+    if (dw.op_type != "Conv" || dw.attr_int("group", 1) != o_ || !plain_padding(dw) ||
+        dw.attr_ints("pads", {}) != std::vector<int64_t>{1, 1, 1, 1} ||
+        !ints_are(dw, "dilations", {1, 1}))
+      return false;
+    const auto strides = dw.attr_ints("strides", {});
+    return strides.empty() || strides == std::vector<int64_t>{1, 1} ||
+           strides == std::vector<int64_t>{2, 2};
+  }
+
+  void fuse_depthwise(const Node& dw, const Tensor* w, const Tensor* b, DnnlPostOp post) override {
+    auto f = std::make_unique<FusedDepthwise>();
+    f->weight = w;
+    const auto strides = dw.attr_ints("strides", {});
+    f->stride = strides.empty() ? 1 : strides[0];
+    f->post = post;
+    f->bias_values.assign(static_cast<size_t>(o_), 0.0f);
+    if (b) f->bias_values.assign(b->f32.begin(), b->f32.end());
+    f->bias = memory(memory::desc({o_}, DT::f32, Tag::a), cpu_engine(), f->bias_values.data());
+    dw_ = std::move(f);
+  }
+
  private:
+  struct FusedDepthwise {
+    const Tensor* weight = nullptr;
+    int64_t stride = 1;
+    DnnlPostOp post;
+    std::vector<float> bias_values;
+    memory bias;
+    // In the primitives' layouts, made on first use (under the plan mutex); a deque keeps the
+    // plans' pointers stable.
+    mutable std::deque<memory> weights;
+  };
+  std::unique_ptr<FusedDepthwise> dw_;
+
   memory::dims weight_dims() const {
     const Shape& ws = weight_->shape;
     const int64_t kh = ws.size() == 4 ? ws[2] : 1, kw = ws.back();

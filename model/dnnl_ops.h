@@ -105,6 +105,23 @@ class DnnlOp {
   // picks a blocked layout (AVX2). The plan keeps the values around such a convolution blocked;
   // elsewhere NHWC measured faster (planner.cpp).
   virtual bool prefers_blocked(const Shape& /*x*/) const { return false; }
+  // Whether it has JIT kernels for blocked src and dst as fast as its NHWC ones (1x1 and depthwise
+  // float convolutions: jit_1x1, jit_dw), so that the plan may extend a blocked region across it
+  // instead of reordering on one side.
+  virtual bool runs_well_blocked() const { return false; }
+
+  // A depthwise 3x3 convolution run inside a 1x1 one (oneDNN's depthwise post-op on blocked
+  // layouts: the 1x1's output, MobileNet's expanded activation, never goes to memory).
+  // can_fuse_depthwise says whether `dw` (weight [C, 1, 3, 3], padding 1, stride 1 or 2, C the
+  // 1x1's output channels; bias optional) can run inside this op; fuse_depthwise makes it so: run
+  // then writes dw's output (after its own fused Relu/Clip `post`). `weight` and `bias` must
+  // outlive the op. Only with blocked src and dst (set_layouts); with others run() declines.
+  virtual bool can_fuse_depthwise(const Node& /*dw*/, const Tensor* /*weight*/,
+                                  const Tensor* /*bias*/) const {
+    return false;
+  }
+  virtual void fuse_depthwise(const Node& /*dw*/, const Tensor* /*weight*/, const Tensor* /*bias*/,
+                              DnnlPostOp /*post*/) {}
   void set_layouts(ActLayout src, ActLayout dst) {
     src_layout_ = src;
     dst_layout_ = dst;

@@ -320,24 +320,31 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     ctx.hi = step.hi;
     ctx.fake_quantize = step.fake_quantize;
     const bool bound = step.in_layout != ActLayout::kNchw || step.out_layout != ActLayout::kNchw;
+    const bool hook_fused = use_hook && step.fused_hooked && im.hook;
     const bool onednn =
-        step.dnnl && !(step.int8 && hook_now) &&
+        step.dnnl && !(step.int8 && hook_now) && !hook_fused &&
         (bound || step.int8 || !step.dnnl->onednn() ||
          prefer_onednn(im.kernels, node, *in[0], in.size() > 1 ? in[1] : nullptr)) &&
         step.dnnl->run(*in[0], *out[0], threads, ws->dnnl_scratch);
     if (!onednn && step.int8 && !hook_now) fake_quantized_input();
-    // The step's own kernel; with a MaxPool fused into a direct convolution, the convolution into
-    // a scratch tensor and the pool's kernel after it.
+    // The step's own kernel; with a node fused into it (a MaxPool, a depthwise convolution), the
+    // step's node into a scratch tensor and the fused node's kernel after it.
     auto own_kernel = [&](Tensor& y) {
-      if (step.pool_node < 0) {
+      if (step.fused_node < 0) {
         step.spec->kernel(node, in, y, ctx);
         return;
       }
       step.spec->kernel(node, in, ws->pool_input, ctx);
-      const Node& pool = graph.nodes[static_cast<size_t>(step.pool_node)];
-      OpContext pool_ctx = ctx;
-      pool_ctx.clamp = false;
-      detail::op_spec(pool).kernel(pool, {&ws->pool_input}, y, pool_ctx);
+      const auto f = static_cast<size_t>(step.fused_node);
+      if (hook_fused) im.hook(f, ws->pool_input);
+      std::vector<const Tensor*> f_in = {&ws->pool_input};
+      for (size_t k = 1; k < step.fused_inputs.size(); ++k)
+        f_in.push_back(value(step.fused_inputs[k]));
+      OpContext f_ctx = ctx;
+      f_ctx.clamp = step.fused_clamp;
+      f_ctx.lo = step.fused_lo;
+      f_ctx.hi = step.fused_hi;
+      detail::op_spec(graph.nodes[f]).kernel(graph.nodes[f], f_in, y, f_ctx);
     };
     if (onednn) {
       if (step.dnnl->onednn()) im.onednn_calls.fetch_add(1, std::memory_order_relaxed);

@@ -40,9 +40,17 @@ struct Step {
   // shape), that pair is applied here (node int8_qdq_node on slots int8_qdq_inputs) and the float
   // kernel runs on the folded float weight, as in the float plan.
   std::shared_ptr<const DnnlInt8> int8;
-  // A MaxPool fused into a direct convolution (fuse_direct_conv_max_pool): its node, or -1. The
-  // step's output is then the pool's.
-  int64_t pool_node = -1;
+  // A node run after this step's own inside it, or -1: a MaxPool fused into a direct convolution
+  // (fuse_direct_conv_max_pool), or a depthwise convolution fused into a 1x1 one
+  // (DnnlOp::fuse_depthwise). The step's output is then that node's; fused_inputs are its input
+  // slots (input 0, this step's output, is never materialised by the fused kernel), fused_clamp
+  // its own fused Relu/Clip, fused_hooked whether a layer-input hook must see its input (the fused
+  // kernel then does not run: the step's own kernel, the hook and the node's kernel do).
+  int64_t fused_node = -1;
+  std::vector<int> fused_inputs;
+  bool fused_clamp = false;
+  float fused_lo = -INFINITY, fused_hi = INFINITY;
+  bool fused_hooked = false;
   size_t int8_qdq_node = 0;
   std::vector<int> int8_qdq_inputs;
 };
@@ -64,7 +72,7 @@ struct Workspace {
   detail::DnnlScratch dnnl_scratch;
   Tensor layout_copy;
   Tensor int8_input;  // an int8 step's input, fake-quantized (its float fallback)
-  Tensor pool_input;  // a fused convolution + MaxPool's convolution output (its Eigen fallback)
+  Tensor pool_input;  // a fused step's first node's output (fused_node; its own-kernel path)
   std::vector<Tensor> slice_inputs;  // a batch slice's inputs (Executor::run's batch split)
 };
 

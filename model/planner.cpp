@@ -146,6 +146,59 @@ void settle_layout(const Executor::Impl& im, const std::vector<LayoutKind>& kind
   }
 }
 
+std::vector<int> reader_counts(const Executor::Impl& im);
+void drop_fused_steps(Executor::Impl& im);
+
+// The step after step i when it is a depthwise convolution that can run inside step i's oneDNN 1x1
+// convolution (DnnlOp::can_fuse_depthwise) and is the only reader of its output; else nullptr.
+const Step* depthwise_partner(const Executor::Impl& im, size_t i, const std::vector<int>& readers) {
+  if (i + 1 >= im.steps.size()) return nullptr;
+  const Step& st = im.steps[i];
+  const Step& dw = im.steps[i + 1];
+  if (!st.dnnl || !st.dnnl->onednn() || st.int8 || dw.int8 || !dw.dnnl || st.fused_node >= 0 ||
+      st.outputs.size() != 1 || st.outputs[0] < 0 || readers[st.outputs[0]] != 1 ||
+      dw.inputs.size() < 2 || dw.inputs[0] != st.outputs[0] || dw.inputs[1] < 0 ||
+      dw.outputs.empty() || im.is_output[st.outputs[0]])
+    return nullptr;
+  const Tensor* w = im.constant_slots[dw.inputs[1]];
+  const Tensor* b =
+      dw.inputs.size() > 2 && dw.inputs[2] >= 0 ? im.constant_slots[dw.inputs[2]] : nullptr;
+  if (!w || (dw.inputs.size() > 2 && dw.inputs[2] >= 0 && !b)) return nullptr;
+  return st.dnnl->can_fuse_depthwise(im.graph->nodes[dw.node_index], w, b) ? &dw : nullptr;
+}
+
+// A 1x1 -> depthwise 3x3 pair whose input, middle and output values the plan keeps blocked runs as
+// one oneDNN kernel (a depthwise post-op): MobileNet's expanded activation is never written.
+void fuse_depthwise_convs(Executor::Impl& im) {
+  const std::vector<int> readers = reader_counts(im);
+  bool fused = false;
+  for (size_t i = 0; i + 1 < im.steps.size(); ++i) {
+    Step& st = im.steps[i];
+    const Step* partner = depthwise_partner(im, i, readers);
+    if (!partner || st.in_layout != ActLayout::kBlocked || st.out_layout != ActLayout::kBlocked ||
+        partner->out_layout != ActLayout::kBlocked)
+      continue;
+    Step& dw = im.steps[i + 1];
+    const Tensor* w = im.constant_slots[dw.inputs[1]];
+    const Tensor* b =
+        dw.inputs.size() > 2 && dw.inputs[2] >= 0 ? im.constant_slots[dw.inputs[2]] : nullptr;
+    st.dnnl->fuse_depthwise(im.graph->nodes[dw.node_index], w, b,
+                            detail::DnnlPostOp{dw.clamp, dw.lo, dw.hi});
+    st.fused_node = static_cast<int64_t>(dw.node_index);
+    st.fused_inputs = dw.inputs;
+    st.fused_clamp = dw.clamp;
+    st.fused_lo = dw.lo;
+    st.fused_hi = dw.hi;
+    st.fused_hooked = dw.hooked;
+    st.outputs = dw.outputs;
+    st.out_layout = dw.out_layout;
+    dw.skip = true;
+    fused = true;
+    ++i;
+  }
+  if (fused) drop_fused_steps(im);
+}
+
 // Picks the values kept channels-last (NHWC) between oneDNN steps: a rank-4 computed value that is
 // not a graph output, whose producer and readers are all either oneDNN 2-D Conv / pooling steps
 // (which read and write either layout) or elementwise steps (unary ops, and Add/Sub/Mul/Div of
@@ -236,16 +289,39 @@ void plan_channels_last(Executor::Impl& im, const Graph& graph, const SlotMap& s
     clear(st.inputs[0]);
     if (!st.outputs.empty()) clear(st.outputs[0]);
   });
-  // Of those, the groups around a convolution that prefers blocked and can have it on both sides.
+  // Of those, the groups around a convolution that prefers blocked and can have it on both sides,
+  // and around a 1x1 -> depthwise pair that can run as one kernel on them (fuse_depthwise_convs).
   if (mode != "blocked") {
     std::vector<char> wanted(im.n_slots, 0);
+    const std::vector<int> readers = reader_counts(im);
     for (size_t i = 0; i < im.steps.size(); ++i) {
       const Step& st = im.steps[i];
       if (kinds[i] != kOneDnn) continue;
       const int in = st.inputs[0], out = st.outputs.empty() ? -1 : st.outputs[0];
       if (out < 0 || !blocked[in] || !blocked[out]) continue;
+      if (const Step* dw = depthwise_partner(im, i, readers);
+          dw && dw->outputs[0] >= 0 && blocked[dw->outputs[0]]) {
+        wanted[find(in)] = wanted[find(out)] = wanted[find(dw->outputs[0])] = 1;
+        continue;
+      }
       if (!st.dnnl->prefers_blocked(*shape_of(in))) continue;
       wanted[find(in)] = wanted[find(out)] = 1;
+    }
+    // A blocked region extends across the convolutions that run as well blocked (1x1, depthwise)
+    // rather than reorder on one side of them.
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (size_t i = 0; i < im.steps.size(); ++i) {
+        const Step& st = im.steps[i];
+        if (kinds[i] != kOneDnn || !st.dnnl->runs_well_blocked()) continue;
+        const int in = st.inputs[0], out = st.outputs.empty() ? -1 : st.outputs[0];
+        if (out < 0 || !blocked[in] || !blocked[out]) continue;
+        const int a = find(in), b = find(out);
+        if (wanted[a] != wanted[b]) {
+          wanted[a] = wanted[b] = 1;
+          changed = true;
+        }
+      }
     }
     for (size_t s = 0; s < im.n_slots; ++s)
       blocked[s] = blocked[s] && wanted[find(static_cast<int>(s))];
@@ -632,7 +708,7 @@ void fuse_direct_pools(Executor::Impl& im, const Graph& graph) {
         pool.outputs.empty() || pool.outputs[0] < 0)
       continue;
     if (!detail::fuse_direct_conv_max_pool(*conv.dnnl, graph.nodes[pool.node_index])) continue;
-    conv.pool_node = static_cast<int64_t>(pool.node_index);
+    conv.fused_node = static_cast<int64_t>(pool.node_index);
     conv.outputs = pool.outputs;
     pool.skip = true;
     fused = true;
@@ -677,6 +753,7 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     attach_onednn(im, graph);
     fuse_direct_pools(im, graph);
     plan_channels_last(im, graph, slot);
+    fuse_depthwise_convs(im);
   }
   im.flops_per_sample = flops_per_sample(im, graph);
   im.chunk_samples = chunk_samples(im, graph);

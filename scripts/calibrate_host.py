@@ -2,13 +2,15 @@
 """Calibrates `cpu:host`, the hardware-model profile of the machine compsearch runs on.
 
 Measures with `compsearch measure` (the executor, median of repeats, per layer) the fit models
-(the bundled Fashion-MNIST CNN, MLP and ResNet-8) at batch 1 and 16, fp32 and w8a8 on integer
-kernels; fits the profile's constants (fp32 and int8 peak MAC rates, the depthwise and Gemm
-utilisation relative to convolutions, the per-layer overhead and the per-output-element cost) by
-coordinate descent on the squared log error of every layer, evaluating each candidate with
-`compsearch estimate` (the same C++ cost model the search uses); then measures the held-out models
-(torchvision ResNet-18 and MobileNetV2, made by scripts/make_torchvision_models.py when absent) and
-reports the model's error on them. Writes the profile to the cpu:host location
+(the bundled Fashion-MNIST CNN, MLP and ResNet-8, and torchvision's ResNet-50) at batch 1 and 16,
+fp32 and w8a8 on integer kernels; fits the profile's constants (fp32 and int8 peak MAC rates, the
+conv, depthwise and Gemm utilisation, the per-layer overhead, the per-output-element cost and the
+int8 datapath's per-input-element cost of quantizing its float input) by coordinate descent on the
+squared log error of every layer, evaluating each candidate with `compsearch estimate` (the same
+C++ cost model the search uses); then measures the held-out models (torchvision ResNet-18 and
+MobileNetV2, and the arch zoo's four MLPerf Tiny networks; made by
+scripts/make_torchvision_models.py and scripts/make_mlperf_tiny_models.py when absent) and reports
+the model's error on them. Writes the profile to the cpu:host location
 (hardware_models::host_profile_path: $COMPSEARCH_HOST_PROFILE, else
 ${XDG_DATA_HOME:-~/.local/share}/compsearch/cpu_host.json) or --out.
 
@@ -77,6 +79,10 @@ def set_param(profile, name, value):
         for d in profile["datapaths"]:
             if d["name"] == name.split("_")[0]:
                 d["peak_macs_per_s"]["value"] = value
+    elif name == "int8_per_input_ns":
+        for d in profile["datapaths"]:
+            if d["name"] == "int8":
+                d["per_input_ns"] = {"value": value, "source": d["peak_macs_per_s"]["source"]}
     elif name in ("conv", "depthwise", "gemm"):
         profile["utilisation"][name]["value"] = value
     elif name == "per_output_ns":
@@ -101,19 +107,26 @@ def main():
     recipe = tmp / "w8a8.json"
     recipe.write_text(json.dumps(W8A8))
 
-    held_out = [ROOT / "models" / "resnet18.torchvision.onnx",
-                ROOT / "models" / "mobilenet_v2.torchvision.onnx"]
-    if not all(p.exists() for p in held_out):
-        print("calibrate_host: making the torchvision held-out models", file=sys.stderr)
-        subprocess.run(["/usr/bin/python3", str(ROOT / "scripts" / "make_torchvision_models.py")],
-                       check=True)
+    tv = lambda name: ROOT / "models" / f"{name}.torchvision.onnx"
+    tiny = ["ds_cnn_kws", "resnet8_cifar", "mobilenet_v1_vww", "fc_autoencoder"]
+    tiny_dir = ROOT / "models" / "mlperf_tiny"
+    held_out = [tv("resnet18"), tv("mobilenet_v2")] + [tiny_dir / f"{n}.onnx" for n in tiny]
+    missing = [n for n in ("resnet18", "mobilenet_v2", "resnet50") if not tv(n).exists()]
+    if missing:
+        print(f"calibrate_host: making the torchvision models {missing}", file=sys.stderr)
+        subprocess.run(["/usr/bin/python3", str(ROOT / "scripts" / "make_torchvision_models.py"),
+                        "--models", ",".join(missing)], check=True)
+    if not all((tiny_dir / f"{n}.onnx").exists() for n in tiny):
+        print("calibrate_host: making the MLPerf Tiny models", file=sys.stderr)
+        subprocess.run(["/usr/bin/python3", str(ROOT / "scripts" / "make_mlperf_tiny_models.py"),
+                        "--out", str(tiny_dir)], check=True)
     fit_models = [ROOT / "models" / f for f in ("fmnist_cnn.onnx", "fmnist_mlp.onnx",
-                                                "fmnist_resnet8.onnx")]
+                                                "fmnist_resnet8.onnx")] + [tv("resnet50")]
     print("calibrate_host: measuring the fit models", file=sys.stderr)
     fit = [Case(cli, m, b, i8, str(recipe), args.threads, repeats)
            for m in fit_models for b in (1, 16) for i8 in (False, True)]
     print("calibrate_host: measuring the held-out models", file=sys.stderr)
-    held = [Case(cli, m, b, i8, str(recipe), args.threads, max(3, repeats // 4))
+    held = [Case(cli, m, b, i8, str(recipe), args.threads, max(3, repeats // 2))
             for m in held_out for b in (1, 4) for i8 in (False, True)]
 
     profile = json.loads((ROOT / "hardware_models" / "profiles" / "cpu_desktop-x86.json").read_text())
@@ -123,7 +136,8 @@ def main():
                               f"{args.threads} executor thread(s); calibrated by "
                               f"scripts/calibrate_host.py on {platform.node()}")
     source = ("calibrated by scripts/calibrate_host.py: compsearch measure of the bundled "
-              "Fashion-MNIST CNN, MLP and ResNet-8 at batch 1 and 16, fp32 and w8a8")
+              "Fashion-MNIST CNN, MLP and ResNet-8 and torchvision ResNet-50 at batch 1 and 16, "
+              "fp32 and w8a8")
     for d in profile["datapaths"]:
         d["peak_macs_per_s"]["source"] = source
     for k in ("conv", "depthwise", "gemm", "per_output_ns"):
@@ -131,7 +145,8 @@ def main():
     profile["layer_overhead_us"]["source"] = source
     profile["inference_overhead_us"]["source"] = source + " (the ops between layers)"
     params = {"fp32_peak": 1e11, "int8_peak": 2e11, "conv": 0.5, "depthwise": 0.1, "gemm": 0.5,
-              "layer_overhead_us": 2.0, "per_output_ns": 0.1, "inference_overhead_us": 5.0}
+              "layer_overhead_us": 2.0, "per_output_ns": 0.1, "inference_overhead_us": 5.0,
+              "int8_per_input_ns": 0.2}
     bounds = {"conv": (0.001, 1.0), "depthwise": (0.001, 1.0), "gemm": (0.001, 1.0)}
     cand = tmp / "cpu_host.json"
 

@@ -4,6 +4,14 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "model/graph.h"
+#include "model/layer_table.h"
+#include "tests/test_skip.h"
 
 namespace hm = compsearch::hardware_models;
 
@@ -105,4 +113,50 @@ TEST_CASE("Zoo specs whose layer sizes overflow are errors naming the model and 
   CHECK_THROWS_WITH_AS(hm::build_zoo_model_from_spec("zoo:mobilenet_v1,alpha=1e300"),
                        doctest::Contains("zoo model 'mobilenet_v1'"), std::invalid_argument);
   CHECK(hm::build_zoo_model_from_spec("zoo:resnet18,res=448").table.total_macs > 0);
+}
+
+namespace {
+
+// The MLPerf Tiny exports of scripts/make_mlperf_tiny_models.py, made in the build tree on first
+// use. Empty = unavailable (python3-torch missing), with the reason in `why`.
+std::filesystem::path mlperf_tiny_model(const std::string& name, std::string& why) {
+  const std::filesystem::path dir = std::filesystem::path(COMPSEARCH_BINARY_DIR) / "mlperf_tiny";
+  const auto path = dir / (name + ".onnx");
+  if (std::filesystem::exists(path)) return path;
+  const std::string cmd = "/usr/bin/python3 '" COMPSEARCH_SOURCE_DIR
+                          "/scripts/make_mlperf_tiny_models.py' --out '" +
+                          dir.string() + "' > /dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0 || !std::filesystem::exists(path)) {
+    why = "scripts/make_mlperf_tiny_models.py failed (python3-torch missing?): " + cmd;
+    return {};
+  }
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("The MLPerf Tiny ONNX exports have the zoo's layers: shapes, MACs and weights") {
+  const char* names[] = {"ds_cnn_kws", "resnet8_cifar", "mobilenet_v1_vww", "fc_autoencoder"};
+  std::vector<std::filesystem::path> paths;
+  for (const char* n : names) {
+    std::string why;
+    paths.push_back(mlperf_tiny_model(n, why));
+    if (paths.back().empty()) COMPSEARCH_SKIP_TEST(why);
+  }
+  for (size_t m = 0; m < paths.size(); ++m) {
+    CAPTURE(names[m]);
+    const auto zoo = hm::build_zoo_model(names[m]);
+    const auto graph = compsearch::model::load_onnx(paths[m]);
+    const auto table = compsearch::model::build_layer_table(graph);
+    REQUIRE(table.layers.size() == zoo.table.layers.size());
+    for (size_t i = 0; i < table.layers.size(); ++i) {
+      CAPTURE(i);
+      CHECK(table.layers[i].op == zoo.table.layers[i].op);
+      CHECK(table.layers[i].macs == zoo.table.layers[i].macs);
+      CHECK(table.layers[i].weight_elements == zoo.table.layers[i].weight_elements);
+      CHECK(table.layers[i].output_elements == zoo.table.layers[i].output_elements);
+      CHECK(table.layers[i].depthwise == zoo.table.layers[i].depthwise);
+    }
+    CHECK(table.total_macs == zoo.table.total_macs);
+  }
 }

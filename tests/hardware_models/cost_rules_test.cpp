@@ -166,6 +166,20 @@ TEST_CASE("Small layers pay the fill time on top of work at the op's efficiency"
   CHECK(d.layers[0].compute_ms == doctest::Approx(16 * 16 * 9 / (1e9 * 0.25) * 1e3));
 }
 
+TEST_CASE("A datapath's per-input cost is paid per input element, on that datapath only") {
+  auto j = target_json();
+  j["datapaths"][0]["per_input_ns"] = sourced(2.0);  // int8: quantizing the float input
+  const hm::GpuModel m(profile(j));
+  // Layer a: 8 x 4 x 4 = 128 input elements, 18,432 MACs at 1e9 x 0.5; batch 3.
+  const auto e = m.estimate(two_layers(), recipe(setting(8, 8)), 3);
+  CHECK(e.layers[0].compute_ms == doctest::Approx(3 * 18432 / 5e8 * 1e3 + 3 * 128 * 2.0 * 1e-6));
+  // The fp32 datapath has none.
+  const auto f = m.estimate(two_layers(), recipe(setting(32, 32)), 3);
+  CHECK(f.layers[0].compute_ms == doctest::Approx(3 * 18432 / 1.25e8 * 1e3));
+  // Written back by profile_to_json.
+  CHECK(hm::profile_to_json(profile(j))["datapaths"][0]["per_input_ns"]["value"] == 2.0);
+}
+
 TEST_CASE("Channel pruning cuts MACs and bytes of the layer and of the consumer it feeds") {
   const hm::GpuModel m(profile(target_json()));
   cp::Recipe r = recipe(setting(8, 8));

@@ -356,6 +356,33 @@ Graph channels_last_graph(int64_t c = 8) {
   return g;
 }
 
+// Runs g on x with a layer-input hook that records and changes each layer's input, under the
+// Eigen and the default (oneDNN) plans: both must see the same NCHW activations at the same
+// `layers` layers and give the same result. A tensor in another layout handed to the hook (a
+// permutation of the Eigen plan's), or an activation a fused kernel skipped, fails the comparison.
+void check_hooks_agree(const Graph& g, const Tensor& x, int threads, size_t layers) {
+  auto hooked = [&](ExecutorOptions::Kernels k, std::map<size_t, Tensor>& seen) {
+    Executor e = with_kernels(g, threads, k);
+    e.set_layer_input_hook([&seen](size_t node, Tensor& a) {
+      seen[node] = a;
+      for (float& v : a.f32) v = v > 0.0f ? 0.5f * v : 2.0f * v;
+    });
+    return e.run({x})[0];
+  };
+  std::map<size_t, Tensor> seen_eigen, seen_onednn;
+  const Tensor want = hooked(ExecutorOptions::Kernels::kEigen, seen_eigen);
+  const Tensor got = hooked(ExecutorOptions::Kernels::kAuto, seen_onednn);
+  REQUIRE(seen_eigen.size() == layers);
+  REQUIRE(seen_onednn.size() == layers);
+  for (const auto& entry : seen_eigen) {
+    const auto& node = entry.first;  // not a structured binding: clang 14's CAPTURE
+    CAPTURE(node);
+    REQUIRE(seen_onednn.at(node).shape == entry.second.shape);
+    CHECK(worst_violation(seen_onednn.at(node), entry.second, kRtol, kAtol) <= 0.0);
+  }
+  CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -453,31 +480,85 @@ TEST_CASE("convert_layout places element (n, c, h, w) where each layout says") {
 TEST_CASE("A layer-input hook sees NCHW activations inside a channels-last or blocked chain") {
   for (const int64_t c : {8, 16}) {
     CAPTURE(c);
-    const Graph g = channels_last_graph(c);
-    const Tensor x = batch_of({3, 12, 12}, 3, 60);
-    std::map<size_t, Tensor> seen_eigen, seen_onednn;
-    auto hooked = [&](ExecutorOptions::Kernels k, std::map<size_t, Tensor>& seen) {
-      Executor e = with_kernels(g, 2, k);
-      // Observes, then changes the activation (as fake-quantization does): the change must reach
-      // the layer in both plans. An NHWC tensor handed to the hook would be a permutation of the
-      // Eigen plan's and fail the comparison.
-      e.set_layer_input_hook([&seen](size_t node, Tensor& a) {
-        seen[node] = a;
-        for (float& v : a.f32) v = v > 0.0f ? 0.5f * v : 2.0f * v;
-      });
-      return e.run({x})[0];
-    };
-    const Tensor want = hooked(ExecutorOptions::Kernels::kEigen, seen_eigen);
-    const Tensor got = hooked(ExecutorOptions::Kernels::kOneDnn, seen_onednn);
-    REQUIRE(seen_eigen.size() == 5);  // the 4 convolutions and the Gemm
-    REQUIRE(seen_onednn.size() == 5);
-    for (const auto& entry : seen_eigen) {
-      const auto& node = entry.first;  // not a structured binding: clang 14's CAPTURE
-      const auto& a = entry.second;
-      CAPTURE(node);
-      REQUIRE(seen_onednn.at(node).shape == a.shape);
-      CHECK(worst_violation(seen_onednn.at(node), a, kRtol, kAtol) <= 0.0);
+    check_hooks_agree(channels_last_graph(c), batch_of({3, 12, 12}, 3, 60), 2, 5);
+  }
+}
+
+namespace {
+
+// x [N, 3, 12, 12] -> Conv 3x3 3->16 + Relu -> Conv 1x1 16->32 + Clip(0, 6) -> depthwise 3x3
+// (stride `stride`, padding 1, bias if `dw_bias`) + Clip(0, 6) -> Conv 1x1 32->16 ->
+// GlobalAveragePool -> Flatten -> Gemm: MobileNetV2's inverted residual, whose 1x1 -> depthwise
+// pair the plan runs as one oneDNN kernel on blocked layouts.
+Graph inverted_residual_graph(int64_t stride, bool dw_bias) {
+  Graph g;
+  g.opset_version = 13;
+  g.inputs.push_back(ValueInfo{"x", DType::kFloat32, {-1, 3, 12, 12}});
+  g.initializers["w0"] = random_tensor({16, 3, 3, 3}, 81);
+  g.initializers["w1"] = random_tensor({32, 16, 1, 1}, 82);
+  g.initializers["b1"] = random_tensor({32}, 83);
+  g.initializers["wd"] = random_tensor({32, 1, 3, 3}, 84);
+  g.initializers["bd"] = random_tensor({32}, 85);
+  g.initializers["w2"] = random_tensor({16, 32, 1, 1}, 86);
+  g.initializers["lo"] = Tensor::floats({}, {0.0f});
+  g.initializers["hi"] = Tensor::floats({}, {6.0f});
+  g.initializers["fc"] = random_tensor({5, 16}, 87);
+  const auto pads1 = ints({1, 1, 1, 1});
+  std::vector<std::string> dw_inputs = {"k1", "wd"};
+  if (dw_bias) dw_inputs.push_back("bd");
+  g.nodes = {
+      plain_node("Conv", {"x", "w0"}, "c0", {{"kernel_shape", ints({3, 3})}, {"pads", pads1}}),
+      plain_node("Relu", {"c0"}, "r0"),
+      plain_node("Conv", {"r0", "w1", "b1"}, "c1", {{"kernel_shape", ints({1, 1})}}),
+      plain_node("Clip", {"c1", "lo", "hi"}, "k1"),
+      plain_node("Conv", dw_inputs, "cd",
+                 {{"kernel_shape", ints({3, 3})},
+                  {"pads", pads1},
+                  {"strides", ints({stride, stride})},
+                  {"group", integer(32)}}),
+      plain_node("Clip", {"cd", "lo", "hi"}, "kd"),
+      plain_node("Conv", {"kd", "w2"}, "c2", {{"kernel_shape", ints({1, 1})}}),
+      plain_node("GlobalAveragePool", {"c2"}, "gap"),
+      plain_node("Flatten", {"gap"}, "f"),
+      plain_node("Gemm", {"f", "fc"}, "y", {{"transB", integer(1)}}),
+  };
+  g.outputs.push_back(ValueInfo{"y", DType::kFloat32, {}});
+  infer_shapes(g);
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "A 1x1 -> depthwise pair runs as one oneDNN kernel on blocked layouts and gives the Eigen "
+    "result, with and without a layer-input hook") {
+  for (const int64_t stride : {1, 2}) {
+    for (const bool dw_bias : {true, false}) {
+      CAPTURE(stride);
+      CAPTURE(dw_bias);
+      const Graph g = inverted_residual_graph(stride, dw_bias);
+      for (const int64_t n : {1, 3}) {
+        CAPTURE(n);
+        const Tensor x = batch_of({3, 12, 12}, n, 90 + static_cast<uint32_t>(n));
+        const auto kernels = kernels_of(g, x);
+        CAPTURE(kernels.at("c1"));
+        // The pair is one step, named by the 1x1, that writes the depthwise output (its Clip
+        // fused in too); the depthwise node has no step of its own.
+        CHECK(kernels.at("c1").find("blocked>blocked+dw") != std::string::npos);
+        CHECK(kernels.count("cd") == 0);
+        for (const int threads : {1, 2}) {
+          CAPTURE(threads);
+          const Tensor want =
+              with_kernels(g, threads, ExecutorOptions::Kernels::kEigen).run({x})[0];
+          const Tensor got = with_kernels(g, threads, ExecutorOptions::Kernels::kAuto).run({x})[0];
+          REQUIRE(got.shape == want.shape);
+          CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
+        }
+      }
+      // With a hook, the depthwise layer's input (the 1x1's output, never written by the fused
+      // kernel) is still seen, in NCHW, and changed by the hook in both plans alike: 4
+      // convolutions and the Gemm.
+      check_hooks_agree(g, batch_of({3, 12, 12}, 2, 95), 1, 5);
     }
-    CHECK(worst_violation(got, want, kRtol, kAtol) <= 0.0);
   }
 }
