@@ -204,8 +204,11 @@ std::string MeasureResult::to_text() const {
                   (l.op + (l.int8 ? "/i8" : "")).c_str(), l.macs / 1e6, l.median_ms);
     os << buf;
     if (est && l.estimate_ms >= 0) {
-      std::snprintf(buf, sizeof buf, " %12.4f %+6.0f%%", l.estimate_ms,
-                    l.median_ms > 0 ? 100.0 * (l.estimate_ms / l.median_ms - 1.0) : 0.0);
+      if (l.median_ms > 0)
+        std::snprintf(buf, sizeof buf, " %12.4f %+6.0f%%", l.estimate_ms,
+                      100.0 * (l.estimate_ms / l.median_ms - 1.0));
+      else  // timed with the layer before (a fused depthwise convolution)
+        std::snprintf(buf, sizeof buf, " %12.4f %7s", l.estimate_ms, "-");
       os << buf;
     }
     os << "  " << l.kernel << "\n";

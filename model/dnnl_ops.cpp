@@ -94,9 +94,11 @@ bool winograd_available() {
 
 // A reference (unoptimised) implementation: oneDNN's fallback when no JIT kernel takes the layouts.
 bool is_reference(const dnnl::primitive_desc& pd) {
-  // "ref_fused_convolution:any:jit_1x1:...:jit_dw:...": JIT kernels chained by a wrapper.
-  const char* impl = pd.impl_info_str();
-  return std::strncmp(impl, "ref", 3) == 0 && std::strncmp(impl, "ref_fused", 9) != 0;
+  // "ref_fused_convolution:any:jit_1x1:...:jit_dw:...": JIT kernels chained by a wrapper (through
+  // a scratchpad buffer), unless one of them is itself a reference kernel.
+  const std::string impl = pd.impl_info_str();
+  if (impl.rfind("ref_fused", 0) == 0) return impl.find(":ref") != std::string::npos;
+  return impl.rfind("ref", 0) == 0;
 }
 
 void append_clamp(dnnl::post_ops& ops, const DnnlPostOp& post) {
@@ -217,6 +219,15 @@ class DnnlOpBase : public DnnlOp {
     return true;
   }
 
+  bool accepts(const Shape& xs) const override {
+    try {
+      Plan plan;
+      return describe(xs, plan).has_value();
+    } catch (const std::exception&) {
+      return false;
+    }
+  }
+
   std::string kernel(const Shape& xs, int threads) const override {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& p : plans_) {
@@ -289,13 +300,20 @@ class DnnlOpBase : public DnnlOp {
     auto plan = std::make_unique<Plan>();
     plan->x_shape = xs;
     plan->threads = threads;
-    std::optional<dnnl::primitive_desc> pd;
     try {
-      pd = describe(xs, *plan);
+      if (!make_plan(*plan)) return nullptr;
     } catch (const std::exception&) {  // dnnl::error (no implementation) or a bad geometry
-      pd.reset();
+      return nullptr;
     }
-    if (!pd) return nullptr;
+    plans_.push_back(std::move(plan));
+    return plans_.back().get();
+  }
+
+  // Fills `plan` for plan.x_shape and plan.threads; false when oneDNN does not take the shape.
+  bool make_plan(Plan& p) const {
+    Plan* plan = &p;
+    std::optional<dnnl::primitive_desc> pd = describe(plan->x_shape, *plan);
+    if (!pd) return false;
     const auto& eng = cpu_engine();
     plan->prim = dnnl::primitive(*pd);
     plan->src = pd->query_md(dnnl::query::src_md);
@@ -314,8 +332,7 @@ class DnnlOpBase : public DnnlOp {
     }
     if (weight_) plan->weights = &weights_for(pd->query_md(dnnl::query::weights_md));
     attach_fused(*pd, *plan);
-    plans_.push_back(std::move(plan));
-    return plans_.back().get();
+    return true;
   }
 
   // The weights in layout `md`, reordered on first request (once per executor and layout).
@@ -502,11 +519,11 @@ class DnnlConv final : public DnnlOpBase {
     }
     const memory::desc user({o_, 1, 1, 3, 3}, DT::f32, Tag::goihw);
     memory from(user, eng, const_cast<float*>(dw_->weight->f32.data()));
-    memory& to = dw_->weights.emplace_back(want, eng);
+    memory to(want, eng);
     dnnl::stream strm(eng);
     dnnl::reorder(from, to).execute(strm, from, to);
     strm.wait();
-    plan.dw_weights = &to;
+    plan.dw_weights = &dw_->weights.emplace_back(to);  // kept only once filled
   }
 
  public:

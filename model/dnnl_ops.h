@@ -88,6 +88,10 @@ class DnnlOp {
   // that shape.
   virtual std::string kernel(const Shape& x, int threads) const = 0;
 
+  // Whether oneDNN has a kernel for input shape x with the layouts set (builds its descriptor,
+  // not the primitive); the direct kernel says true.
+  virtual bool accepts(const Shape& /*x*/) const { return true; }
+
   // False for the executor's own direct kernel behind this interface (model/direct_conv.h):
   // Executor::onednn_calls counts only oneDNN's, and kAuto always runs a direct kernel it planned.
   virtual bool onednn() const { return true; }
@@ -102,8 +106,8 @@ class DnnlOp {
   bool takes_blocked() const { return blocked_capable_; }
   // Whether it runs faster on blocked src and dst than on NHWC, for input shape x: a float 3x3
   // stride-1 convolution, which then runs Winograd's algorithm, or one for which oneDNN itself
-  // picks a blocked layout (AVX2). The plan keeps the values around such a convolution blocked;
-  // elsewhere NHWC measured faster (planner.cpp).
+  // picks a blocked layout (AVX2). The plan keeps the values around such a convolution blocked,
+  // and extends the region across convolutions that runs_well_blocked (planner.cpp).
   virtual bool prefers_blocked(const Shape& /*x*/) const { return false; }
   // Whether it has JIT kernels for blocked src and dst as fast as its NHWC ones (1x1 and depthwise
   // float convolutions: jit_1x1, jit_dw), so that the plan may extend a blocked region across it
@@ -111,7 +115,9 @@ class DnnlOp {
   virtual bool runs_well_blocked() const { return false; }
 
   // A depthwise 3x3 convolution run inside a 1x1 one (oneDNN's depthwise post-op on blocked
-  // layouts: the 1x1's output, MobileNet's expanded activation, never goes to memory).
+  // layouts: the 1x1's output, MobileNet's expanded activation, is never written whole; oneDNN
+  // 2.6 has one JIT kernel for some shapes and chains its two kernels through scratchpad rows for
+  // the others).
   // can_fuse_depthwise says whether `dw` (weight [C, 1, 3, 3], padding 1, stride 1 or 2, C the
   // 1x1's output channels; bias optional) can run inside this op; fuse_depthwise makes it so: run
   // then writes dw's output (after its own fused Relu/Clip `post`). `weight` and `bias` must

@@ -321,11 +321,24 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
     ctx.fake_quantize = step.fake_quantize;
     const bool bound = step.in_layout != ActLayout::kNchw || step.out_layout != ActLayout::kNchw;
     const bool hook_fused = use_hook && step.fused_hooked && im.hook;
+    // A fused 1x1 -> depthwise pair whose depthwise input the hook must see: the two kernels
+    // unfused (blocked in and out), the hook between them on an NCHW copy. (Both were planned
+    // for the same shapes; should the second decline after the first ran, the own-kernel path
+    // below runs the pair again and calls the hook a second time.)
+    auto run_pair = [&]() {
+      Tensor& mid = ws->pool_input;
+      if (!step.pair_first->run(*in[0], mid, threads, ws->dnnl_scratch)) return false;
+      convert_layout(mid, ActLayout::kBlocked, ActLayout::kNchw, ws->layout_copy);
+      im.hook(static_cast<size_t>(step.fused_node), ws->layout_copy);
+      convert_layout(ws->layout_copy, ActLayout::kNchw, ActLayout::kBlocked, mid);
+      return step.pair_second->run(mid, *out[0], threads, ws->dnnl_scratch);
+    };
+    const bool pair_ran = hook_fused && step.pair_first && run_pair();
     const bool onednn =
-        step.dnnl && !(step.int8 && hook_now) && !hook_fused &&
-        (bound || step.int8 || !step.dnnl->onednn() ||
-         prefer_onednn(im.kernels, node, *in[0], in.size() > 1 ? in[1] : nullptr)) &&
-        step.dnnl->run(*in[0], *out[0], threads, ws->dnnl_scratch);
+        pair_ran || (step.dnnl && !(step.int8 && hook_now) && !hook_fused &&
+                     (bound || step.int8 || !step.dnnl->onednn() ||
+                      prefer_onednn(im.kernels, node, *in[0], in.size() > 1 ? in[1] : nullptr)) &&
+                     step.dnnl->run(*in[0], *out[0], threads, ws->dnnl_scratch));
     if (!onednn && step.int8 && !hook_now) fake_quantized_input();
     // The step's own kernel; with a node fused into it (a MaxPool, a depthwise convolution), the
     // step's node into a scratch tensor and the fused node's kernel after it.
@@ -378,6 +391,9 @@ std::vector<Tensor> run_steps(const Executor::Impl& im, const std::vector<Tensor
       std::string& k = im.step_kernel[&step - im.steps.data()];
       if (!onednn) {
         k = "executor";
+      } else if (pair_ran) {
+        k = "oneDNN " + step.pair_first->kernel(in[0]->shape, threads) + ", hook, " +
+            step.pair_second->kernel(ws->pool_input.shape, threads);
       } else {
         k = step.dnnl->kernel(in[0]->shape, threads);
         if (step.dnnl->onednn()) k = "oneDNN " + k;

@@ -51,6 +51,9 @@ struct Step {
   bool fused_clamp = false;
   float fused_lo = -INFINITY, fused_hi = INFINITY;
   bool fused_hooked = false;
+  // A fused 1x1 -> depthwise pair (dnnl is the fused kernel): the two ops unfused, blocked in and
+  // out, which run with the hook between them when a layer-input hook is set.
+  std::shared_ptr<detail::DnnlOp> pair_first, pair_second;
   size_t int8_qdq_node = 0;
   std::vector<int> int8_qdq_inputs;
 };

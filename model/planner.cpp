@@ -10,6 +10,7 @@
 //                     direct kernel for a Conv with a tiny reduction, direct_conv.h)
 //   fuse_direct_pools a MaxPool after a direct convolution runs inside it
 //   plan_channels_last  values kept NHWC or blocked between oneDNN convolutions and poolings
+//   fuse_depthwise_convs  a 1x1 -> depthwise 3x3 pair on blocked values -> one oneDNN kernel
 //   plan_liveness     each computed value released after its last reader
 // Every op-specific decision reads the op table's traits (op_registry.h), not op names.
 #include <algorithm>
@@ -169,8 +170,13 @@ const Step* depthwise_partner(const Executor::Impl& im, size_t i, const std::vec
 
 // A 1x1 -> depthwise 3x3 pair whose input, middle and output values the plan keeps blocked runs as
 // one oneDNN kernel (a depthwise post-op): MobileNet's expanded activation is never written.
-void fuse_depthwise_convs(Executor::Impl& im) {
+void fuse_depthwise_convs(Executor::Impl& im, const Graph& graph, const SlotMap& slot) {
   const std::vector<int> readers = reader_counts(im);
+  std::vector<const Shape*> shapes(im.n_slots, nullptr);
+  for (const auto& [name, s] : slot) {
+    auto it = graph.value_info.find(name);
+    if (it != graph.value_info.end()) shapes[s] = &it->second.shape;
+  }
   bool fused = false;
   for (size_t i = 0; i + 1 < im.steps.size(); ++i) {
     Step& st = im.steps[i];
@@ -182,8 +188,23 @@ void fuse_depthwise_convs(Executor::Impl& im) {
     const Tensor* w = im.constant_slots[dw.inputs[1]];
     const Tensor* b =
         dw.inputs.size() > 2 && dw.inputs[2] >= 0 ? im.constant_slots[dw.inputs[2]] : nullptr;
-    st.dnnl->fuse_depthwise(im.graph->nodes[dw.node_index], w, b,
-                            detail::DnnlPostOp{dw.clamp, dw.lo, dw.hi});
+    const Tensor* w1 = im.constant_slots[st.inputs[1]];
+    const Tensor* b1 =
+        st.inputs.size() > 2 && st.inputs[2] >= 0 ? im.constant_slots[st.inputs[2]] : nullptr;
+    std::shared_ptr<detail::DnnlOp> pair(detail::DnnlOp::create(
+        im.graph->nodes[st.node_index], w1, b1, detail::DnnlPostOp{st.clamp, st.lo, st.hi}));
+    if (!pair || !shapes[st.inputs[0]]) continue;
+    pair->set_layouts(ActLayout::kBlocked, ActLayout::kBlocked);
+    pair->fuse_depthwise(im.graph->nodes[dw.node_index], w, b,
+                         detail::DnnlPostOp{dw.clamp, dw.lo, dw.hi});
+    // oneDNN must take the fused pair (probed at batch 1), else the two steps stay as they are.
+    Shape probe = *shapes[st.inputs[0]];
+    if (probe.empty()) continue;
+    probe[0] = 1;
+    if (!pair->accepts(probe)) continue;
+    st.pair_first = st.dnnl;
+    st.pair_second = dw.dnnl;
+    st.dnnl = pair;
     st.fused_node = static_cast<int64_t>(dw.node_index);
     st.fused_inputs = dw.inputs;
     st.fused_clamp = dw.clamp;
@@ -199,7 +220,8 @@ void fuse_depthwise_convs(Executor::Impl& im) {
   if (fused) drop_fused_steps(im);
 }
 
-// Picks the values kept channels-last (NHWC) between oneDNN steps: a rank-4 computed value that is
+// Picks the values kept channels-last (NHWC, or blocked: below) between oneDNN steps: a rank-4
+// computed value that is
 // not a graph output, whose producer and readers are all either oneDNN 2-D Conv / pooling steps
 // (which read and write either layout) or elementwise steps (unary ops, and Add/Sub/Mul/Div of
 // two values of one shape), the elementwise ones with all their computed inputs and their output
@@ -250,11 +272,12 @@ void plan_channels_last(Executor::Impl& im, const Graph& graph, const SlotMap& s
   // Blocked layouts: a group of channels-last values joined by elementwise steps (a residual
   // block's sums and activations) is kept blocked when a convolution that prefers it
   // (DnnlOp::prefers_blocked: Winograd, or oneDNN's own pick on AVX2) reads one of them and
-  // writes one that can be blocked.
-  // Elsewhere NHWC measured faster in place (MobileNetV2's 1x1 and depthwise convolutions: 189
-  // images/s NHWC vs 184 blocked at batch 1, 1 thread, and 163-183 with only its largest values
-  // blocked; ResNet-18 68 with Winograd vs 52 NHWC; bench_executor on Zen 4).
-  // COMPSEARCH_EXECUTOR_LAYOUTS=nhwc|blocked: never / wherever possible (for comparisons).
+  // writes one that can be blocked, or a 1x1 -> depthwise pair that can run fused reads, passes
+  // or writes one; the region then extends across 1x1 and depthwise convolutions, which run as
+  // fast blocked, rather than reorder on one side. Elsewhere NHWC measured faster (on Zen 4,
+  // MobileNetV2 at batch 1, 1 thread: all blocked without fusion 184 images/s, NHWC 189;
+  // ResNet-18: 68 with Winograd vs 52 NHWC; with fusion MobileNetV2 reached 219).
+  // COMPSEARCH_EXECUTOR_LAYOUTS=nhwc|blocked|auto: never / wherever possible / as above.
   std::vector<int> group(im.n_slots);
   for (size_t s = 0; s < im.n_slots; ++s) group[s] = static_cast<int>(s);
   auto find = [&](int s) {
@@ -279,6 +302,9 @@ void plan_channels_last(Executor::Impl& im, const Graph& graph, const SlotMap& s
   std::vector<char> blocked(im.n_slots, 0);
   const char* layouts = std::getenv("COMPSEARCH_EXECUTOR_LAYOUTS");
   const std::string mode = layouts ? layouts : "";  // nhwc | blocked | (auto)
+  if (!mode.empty() && mode != "nhwc" && mode != "blocked" && mode != "auto")
+    throw std::invalid_argument("COMPSEARCH_EXECUTOR_LAYOUTS: value '" + mode +
+                                "' not understood; expected nhwc, blocked or auto");
   if (mode == "nhwc") return apply_layouts(im, kinds, nhwc, blocked);
   for (size_t s = 0; s < im.n_slots; ++s) {
     const Shape* sh = nhwc[s] ? shape_of(static_cast<int>(s)) : nullptr;
@@ -753,10 +779,11 @@ Executor::Executor(const Graph& graph, ExecutorOptions options) : impl_(std::mak
     attach_onednn(im, graph);
     fuse_direct_pools(im, graph);
     plan_channels_last(im, graph, slot);
-    fuse_depthwise_convs(im);
   }
+  // Before fuse_depthwise_convs: a fused pair still counts both layers' work.
   im.flops_per_sample = flops_per_sample(im, graph);
   im.chunk_samples = chunk_samples(im, graph);
+  if (im.kernels != ExecutorOptions::Kernels::kEigen) fuse_depthwise_convs(im, graph, slot);
   plan_liveness(im);
   if (options.time_steps) {
     im.step_ms.assign(im.steps.size(), 0.0);

@@ -14,7 +14,7 @@ the model's error on them. Writes the profile to the cpu:host location
 (hardware_models::host_profile_path: $COMPSEARCH_HOST_PROFILE, else
 ${XDG_DATA_HOME:-~/.local/share}/compsearch/cpu_host.json) or --out.
 
-  scripts/calibrate_host.py BUILD_DIR [--out FILE] [--threads 1] [--quick]
+  scripts/calibrate_host.py BUILD_DIR [--out FILE] [--threads 1] [--quick] [--measurements F]
 """
 import argparse
 import json
@@ -43,32 +43,71 @@ def run_json(cmd):
     return json.loads(out)
 
 
-class Case:
-    """One (model, batch, precision) measured once and estimated per candidate profile."""
+# Models whose arch-zoo workload has the same layer table (checked once per run, see
+# estimate_source): estimating the zoo spec gives the same numbers without parsing a 100 MB ONNX
+# file for every candidate profile.
+ZOO = {"resnet18.torchvision": "zoo:resnet18", "resnet50.torchvision": "zoo:resnet50",
+       "mobilenet_v2.torchvision": "zoo:mobilenet_v2", "ds_cnn_kws": "zoo:ds_cnn_kws",
+       "resnet8_cifar": "zoo:resnet8_cifar", "mobilenet_v1_vww": "zoo:mobilenet_v1_vww",
+       "fc_autoencoder": "zoo:fc_autoencoder"}
+_sources = {}
 
-    def __init__(self, cli, model, batch, int8, recipe, threads, repeats):
+
+def estimate_source(cli, model):
+    """The zoo spec for `model` if its layers' MACs and weight bytes equal the file's, else the
+    file itself."""
+    if model in _sources:
+        return _sources[model]
+    source = str(model)
+    zoo = ZOO.get(Path(model).stem)
+    if zoo:
+        layers = lambda m: [(l["macs"], l["weight_bytes"]) for l in run_json(
+            [cli, "estimate", "--model", m, "--target", "cpu:desktop-x86", "--json"])["layers"]]
+        if layers(zoo) == layers(str(model)):
+            source = zoo
+        else:
+            print(f"calibrate_host: {model} differs from {zoo}; estimating the file",
+                  file=sys.stderr)
+    _sources[model] = source
+    return source
+
+
+class Case:
+    """One (model, batch, precision) measured once (or read from the measurements cache) and
+    estimated per candidate profile."""
+
+    def __init__(self, cli, model, batch, int8, recipe, threads, repeats, cache):
         self.cli, self.model, self.batch, self.int8, self.recipe = cli, model, batch, int8, recipe
-        cmd = [cli, "measure", "--model", str(model), "--batch", str(batch), "--threads",
-               str(threads), "--repeats", str(repeats), "--json"]
-        if int8:
-            cmd += ["--int8", "--recipe", recipe]
-        self.measured = run_json(cmd)
+        key = f"{Path(model).name}|b{batch}|{'int8' if int8 else 'fp32'}|t{threads}|r{repeats}"
+        if key in cache:
+            self.measured = cache[key]
+        else:
+            cmd = [cli, "measure", "--model", str(model), "--batch", str(batch), "--threads",
+                   str(threads), "--repeats", str(repeats), "--json"]
+            if int8:
+                cmd += ["--int8", "--recipe", recipe]
+            self.measured = cache[key] = run_json(cmd)
         self.label = f"{Path(model).stem} b{batch} {'int8' if int8 else 'fp32'}"
+        self.source = estimate_source(cli, model)
 
     def estimate(self, profile_path):
-        cmd = [self.cli, "estimate", "--model", str(self.model), "--batch", str(self.batch),
+        cmd = [self.cli, "estimate", "--model", self.source, "--batch", str(self.batch),
                "--target", str(profile_path), "--json"]
         if self.int8:
             cmd += ["--recipe", self.recipe]
         return run_json(cmd)
 
     def layer_errors(self, est):
-        """log(estimate / measured) per layer (layers measured above 1 microsecond)."""
-        errs = []
+        """log(estimate / measured) per timed layer (measured above 1 microsecond). A layer the
+        executor ran inside the one before it (a depthwise convolution fused into a 1x1) adds its
+        estimate to that layer's, whose measured time includes it."""
+        pairs = []
         for m, e in zip(self.measured["layers"], est["layers"]):
-            if m["median_ms"] > 1e-3 and e["latency_ms"] > 0:
-                errs.append(math.log(e["latency_ms"] / m["median_ms"]))
-        return errs
+            if m.get("kernel", "").startswith("(inside") and pairs:
+                pairs[-1][1] += e["latency_ms"]
+            else:
+                pairs.append([m["median_ms"], e["latency_ms"]])
+        return [math.log(e / m) for m, e in pairs if m > 1e-3 and e > 0]
 
     def total_error(self, est):
         return est["latency_ms"] / self.measured["total_ms"] - 1.0
@@ -99,6 +138,8 @@ def main():
     ap.add_argument("--out", help="profile file to write (default: the cpu:host location)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="fewer repeats and sweeps (a smoke run)")
+    ap.add_argument("--measurements", help="JSON cache of the measurements: read the cases it "
+                    "has, measure and add the others (to refit without measuring again)")
     args = ap.parse_args()
     cli = str(Path(args.build_dir) / "cli" / "compsearch")
     out = Path(args.out) if args.out else host_profile_path()
@@ -123,11 +164,21 @@ def main():
     fit_models = [ROOT / "models" / f for f in ("fmnist_cnn.onnx", "fmnist_mlp.onnx",
                                                 "fmnist_resnet8.onnx")] + [tv("resnet50")]
     print("calibrate_host: measuring the fit models", file=sys.stderr)
-    fit = [Case(cli, m, b, i8, str(recipe), args.threads, repeats)
+    cache = {}
+    if args.measurements and Path(args.measurements).exists():
+        cache = json.loads(Path(args.measurements).read_text())
+
+    def save_cache():
+        if args.measurements:
+            Path(args.measurements).write_text(json.dumps(cache, indent=1) + "\n")
+
+    fit = [Case(cli, m, b, i8, str(recipe), args.threads, repeats, cache)
            for m in fit_models for b in (1, 16) for i8 in (False, True)]
+    save_cache()
     print("calibrate_host: measuring the held-out models", file=sys.stderr)
-    held = [Case(cli, m, b, i8, str(recipe), args.threads, max(3, repeats // 2))
+    held = [Case(cli, m, b, i8, str(recipe), args.threads, max(3, repeats // 2), cache)
             for m in held_out for b in (1, 4) for i8 in (False, True)]
+    save_cache()
 
     profile = json.loads((ROOT / "hardware_models" / "profiles" / "cpu_desktop-x86.json").read_text())
     machine = fit[0].measured["machine"]

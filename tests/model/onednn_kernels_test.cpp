@@ -410,11 +410,14 @@ TEST_CASE(
 }
 
 // The kernel and layouts each step ran with (ExecutorOptions::time_steps), by output value.
-std::map<std::string, std::string> kernels_of(const Graph& g, const Tensor& x) {
+// With `hooked`, a layer-input hook (that changes nothing) is set.
+std::map<std::string, std::string> kernels_of(const Graph& g, const Tensor& x,
+                                              bool hooked = false) {
   ExecutorOptions o;
   o.threads = 1;
   o.time_steps = true;
   Executor e(g, o);
+  if (hooked) e.set_layer_input_hook([](size_t, Tensor&) {});
   e.run({x});
   std::map<std::string, std::string> out;
   for (const auto& t : e.step_times()) out[g.nodes[t.node_index].outputs[0]] = t.kernel;
@@ -559,6 +562,12 @@ TEST_CASE(
       // kernel) is still seen, in NCHW, and changed by the hook in both plans alike: 4
       // convolutions and the Gemm.
       check_hooks_agree(g, batch_of({3, 12, 12}, 2, 95), 1, 5);
+      // ... on oneDNN's kernels, unfused, not on the executor's own (Eigen) ones.
+      const std::string k = kernels_of(g, batch_of({3, 12, 12}, 2, 95), true).at("c1");
+      CAPTURE(k);
+      CHECK(k.find("oneDNN jit_1x1") == 0);
+      CHECK(k.find(", hook, ") != std::string::npos);
+      CHECK(k.find("+dw") == std::string::npos);
     }
   }
 }
