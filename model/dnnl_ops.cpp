@@ -186,10 +186,11 @@ class DnnlOpBase : public DnnlOp {
       const float* xd = x.f32.data();
       const int64_t n = x.numel();
       const int t = n < (1 << 15) ? 1 : threads;
+      const int64_t chunk = (n + t - 1) / t;
 #pragma omp parallel for num_threads(t) schedule(static) if (t > 1)
-      for (int64_t i = 0; i < n; ++i) {
-        const float r = std::nearbyint(xd[i] / s) + z;
-        q[i] = static_cast<uint8_t>(std::min(r >= 0.0f ? r : 0.0f, 255.0f));
+      for (int c = 0; c < t; ++c) {
+        const int64_t b = c * chunk, e = std::min(n, b + chunk);
+        if (b < e) quantize_levels_u8(xd + b, e - b, s, z, q + b);
       }
       x_data = q;
     }

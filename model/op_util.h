@@ -14,6 +14,37 @@
 namespace compsearch::model::detail {
 
 // "node 'conv1' (Conv)": how every error message names a node.
+// QuantizeLinear's level: round half to even of v / s, plus z, saturated to [lo, hi]; NaN gives lo
+// (as in ONNX Runtime). Branch-free and without a libm call, so that loops over it vectorize
+// (std::nearbyint is a call per element on baseline x86-64): v / s is first clamped to +-2^22,
+// beyond which every level saturates anyway (a NaN becomes -2^22), and adding 1.5 * 2^23 leaves
+// integer ulps, which rounds half to even in the default rounding mode. Equal to
+// std::nearbyint(v / s) + z saturated for every float, but for the sign of a zero
+// (tests/model/quant_ops_test.cpp). GCC if-converts the selects only without -ftrapping-math (they
+// compare floats), hence the pragma (the same as around quantize_levels, so that GCC inlines it
+// there); quantize_levels below are the vectorized loops.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O3", "no-trapping-math")
+#endif
+inline float quantize_level(float v, float s, float z, float lo, float hi) {
+  constexpr float kBound = 4194304.0f, kMagic = 12582912.0f;
+  float t = v / s;
+  t = t > -kBound ? t : -kBound;  // a NaN compares false: -kBound
+  t = t < kBound ? t : kBound;
+  float r = ((t + kMagic) - kMagic) + z;
+  r = r > lo ? r : lo;
+  return r < hi ? r : hi;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
+// y[i] = quantize_level(x[i], s, z, lo, hi) for i < n, and the same into uint8 with lo 0, hi 255;
+// vectorized for AVX-512, AVX2 or SSE2, picked at run time (ops_quantization.cpp).
+void quantize_levels(const float* x, int64_t n, float s, float z, float lo, float hi, float* y);
+void quantize_levels_u8(const float* x, int64_t n, float s, float z, uint8_t* q);
+
 inline std::string node_label(const Node& node) {
   return "node '" + node.name + "' (" + node.op_type + ")";
 }

@@ -109,17 +109,14 @@ void quantize_linear(const Node& node, const std::vector<const Tensor*>& in, Ten
     const int64_t c = p % q.channels;
     const float s = q.scale[c], z = q.zero_point[c], lo = q.qmin, hi = q.qmax;
     const float* xp = xd + p * q.inner;
-    // round-half-even(x / s) + z, saturated; NaN saturates to the lower bound as in ONNX Runtime.
-    auto level = [=](float v) {
-      const float r = std::nearbyint(v / s) + z;
-      return std::min(r >= lo ? r : lo, hi);
-    };
     if (yf) {
       float* yp = yf + p * q.inner;
-      for (int64_t i = 0; i < q.inner; ++i) yp[i] = (level(xp[i]) - z) * s;
+      quantize_levels(xp, q.inner, s, z, lo, hi, yp);
+      for (int64_t i = 0; i < q.inner; ++i) yp[i] = (yp[i] - z) * s;
     } else {
       int64_t* yp = yq + p * q.inner;
-      for (int64_t i = 0; i < q.inner; ++i) yp[i] = static_cast<int64_t>(level(xp[i]));
+      for (int64_t i = 0; i < q.inner; ++i)
+        yp[i] = static_cast<int64_t>(quantize_level(xp[i], s, z, lo, hi));
     }
   }
 }
@@ -162,5 +159,26 @@ void infer_quantize_dequantize(ShapeInference& a, const Node& node, int64_t) {
   }
   a.set(node, 0, xs, dt);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("O3", "no-trapping-math")
+#define COMPSEARCH_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define COMPSEARCH_ISA_CLONES
+#endif
+COMPSEARCH_ISA_CLONES
+void quantize_levels(const float* x, int64_t n, float s, float z, float lo, float hi, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] = quantize_level(x[i], s, z, lo, hi);
+}
+COMPSEARCH_ISA_CLONES
+void quantize_levels_u8(const float* x, int64_t n, float s, float z, uint8_t* q) {
+  for (int64_t i = 0; i < n; ++i)
+    q[i] = static_cast<uint8_t>(static_cast<int32_t>(quantize_level(x[i], s, z, 0.0f, 255.0f)));
+}
+#undef COMPSEARCH_ISA_CLONES
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 }  // namespace compsearch::model::detail

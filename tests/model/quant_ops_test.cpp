@@ -4,12 +4,16 @@
 // Q -> DQ pair, and the errors for malformed nodes.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "model/executor.h"
 #include "model/graph.h"
+#include "model/op_util.h"
 #include "tests/model/test_util.h"
 
 using namespace compsearch::model;
@@ -262,5 +266,60 @@ TEST_CASE(
       CHECK(plain[1].i64[i] == static_cast<int64_t>(q));
       CHECK(fused[0].f32[i] == (q - z) * s);
     }
+  }
+}
+
+TEST_CASE("quantize_level equals std::nearbyint(v / s) + z saturated on every kind of float") {
+  using compsearch::model::detail::quantize_level;
+  auto reference = [](float v, float s, float z, float lo, float hi) {
+    const float r = std::nearbyint(v / s) + z;
+    return std::min(r >= lo ? r : lo, hi);
+  };
+  std::vector<float> values = {0.0f,
+                               -0.0f,
+                               0.5f,
+                               1.5f,
+                               2.5f,
+                               -0.5f,
+                               -1.5f,
+                               -2.5f,
+                               127.5f,
+                               128.5f,
+                               -128.5f,
+                               254.5f,
+                               255.5f,
+                               1e30f,
+                               -1e30f,
+                               4194303.5f,
+                               8388609.0f,
+                               std::numeric_limits<float>::infinity(),
+                               -std::numeric_limits<float>::infinity(),
+                               std::numeric_limits<float>::quiet_NaN(),
+                               std::numeric_limits<float>::denorm_min()};
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-400.0f, 400.0f);
+  for (int i = 0; i < 200000; ++i) values.push_back(u(rng));
+  // Exact halves over the whole saturating range.
+  for (int k = -1200; k <= 1200; ++k) values.push_back(static_cast<float>(k) * 0.25f);
+  struct Case {
+    float s, z, lo, hi;
+  };
+  for (const Case c : {Case{1.0f, 0.0f, 0.0f, 255.0f}, Case{0.5f, 128.0f, 0.0f, 255.0f},
+                       Case{0.1f, 0.0f, -128.0f, 127.0f}, Case{3.0f, -7.0f, -128.0f, 127.0f},
+                       Case{1.0f, 0.0f, 0.0f, 65535.0f}}) {
+    CAPTURE(c.s);
+    CAPTURE(c.z);
+    int64_t mismatches = 0;
+    for (float v : values) {
+      const float got = quantize_level(v, c.s, c.z, c.lo, c.hi);
+      const float want = reference(v, c.s, c.z, c.lo, c.hi);
+      if (!(got == want)) {  // == treats -0 and +0 alike: only the sign of a zero may differ
+        if (++mismatches <= 5) {
+          CAPTURE(v);
+          CHECK(got == want);
+        }
+      }
+    }
+    CHECK(mismatches == 0);
   }
 }
