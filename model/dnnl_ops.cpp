@@ -769,21 +769,21 @@ int64_t blocked_channels() {
 void convert_layout(const Tensor& x, ActLayout from, ActLayout to, Tensor& out) {
   float* y = prepare_float(out, x.shape);
   const int64_t n = x.shape[0], c = x.shape[1], hw = x.shape[2] * x.shape[3];
-  const int64_t b = blocked_channels();
-  auto offset = [&](ActLayout l, int64_t s, int64_t ch, int64_t p) {
-    switch (l) {
-      case ActLayout::kNhwc:
-        return (s * hw + p) * c + ch;
-      case ActLayout::kBlocked:
-        return ((s * (c / b) + ch / b) * hw + p) * b + ch % b;
-      default:
-        return (s * c + ch) * hw + p;
-    }
+  // Each layout is "blocked by b": element (s, ch, p) at s*C*HW + (ch/b)*HW*b + p*b + ch%b, with
+  // b = 1 for NCHW, C for NHWC and blocked_channels() for kBlocked; the inner loop runs over the
+  // pixels with the two layouts' strides.
+  auto block = [&](ActLayout l) {
+    return l == ActLayout::kNhwc ? c : l == ActLayout::kBlocked ? blocked_channels() : int64_t{1};
   };
+  const int64_t bf = block(from), bt = block(to);
   const float* xd = x.f32.data();
-  for (int64_t s = 0; s < n; ++s)
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t p = 0; p < hw; ++p) y[offset(to, s, ch, p)] = xd[offset(from, s, ch, p)];
+  for (int64_t s = 0; s < n; ++s) {
+    for (int64_t ch = 0; ch < c; ++ch) {
+      const float* src = xd + s * c * hw + (ch / bf) * hw * bf + ch % bf;
+      float* dst = y + s * c * hw + (ch / bt) * hw * bt + ch % bt;
+      for (int64_t p = 0; p < hw; ++p) dst[p * bt] = src[p * bf];
+    }
+  }
 }
 
 bool dnnl_winograd_available() { return winograd_available(); }
