@@ -79,8 +79,8 @@ bool winograd_available() {
   static const bool available = [] {
     try {
       const int64_t b = blocked_channels();
-      const Tag t = b == 16 ? Tag::nChw16c : Tag::nChw8c;
-      const memory::desc x({1, b, 8, 8}, DT::f32, t), w({b, b, 3, 3}, DT::f32, Tag::any);
+      const memory::desc x({1, b, 8, 8}, DT::f32, tag_of(ActLayout::kBlocked)),
+          w({b, b, 3, 3}, DT::f32, Tag::any);
       dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
                                         dnnl::algorithm::convolution_winograd, x, w, x, {1, 1},
                                         {1, 1}, {1, 1});
@@ -311,28 +311,27 @@ class DnnlOpBase : public DnnlOp {
   }
 
   // Fills `plan` for plan.x_shape and plan.threads; false when oneDNN does not take the shape.
-  bool make_plan(Plan& p) const {
-    Plan* plan = &p;
-    std::optional<dnnl::primitive_desc> pd = describe(plan->x_shape, *plan);
+  bool make_plan(Plan& plan) const {
+    std::optional<dnnl::primitive_desc> pd = describe(plan.x_shape, plan);
     if (!pd) return false;
     const auto& eng = cpu_engine();
-    plan->prim = dnnl::primitive(*pd);
-    plan->src = pd->query_md(dnnl::query::src_md);
-    plan->dst = pd->query_md(dnnl::query::dst_md);
-    plan->scratchpad_bytes = pd->scratchpad_desc().get_size();
-    plan->impl = pd->impl_info_str();
-    if (plan->src != plan->user_src) {
-      dnnl::reorder::primitive_desc rpd(eng, plan->user_src, eng, plan->src, scratch_attr());
-      plan->src_reorder.emplace(rpd);
-      plan->scratchpad_bytes = std::max(plan->scratchpad_bytes, rpd.scratchpad_desc().get_size());
+    plan.prim = dnnl::primitive(*pd);
+    plan.src = pd->query_md(dnnl::query::src_md);
+    plan.dst = pd->query_md(dnnl::query::dst_md);
+    plan.scratchpad_bytes = pd->scratchpad_desc().get_size();
+    plan.impl = pd->impl_info_str();
+    if (plan.src != plan.user_src) {
+      dnnl::reorder::primitive_desc rpd(eng, plan.user_src, eng, plan.src, scratch_attr());
+      plan.src_reorder.emplace(rpd);
+      plan.scratchpad_bytes = std::max(plan.scratchpad_bytes, rpd.scratchpad_desc().get_size());
     }
-    if (plan->dst != plan->user_dst) {
-      dnnl::reorder::primitive_desc rpd(eng, plan->dst, eng, plan->user_dst, scratch_attr());
-      plan->dst_reorder.emplace(rpd);
-      plan->scratchpad_bytes = std::max(plan->scratchpad_bytes, rpd.scratchpad_desc().get_size());
+    if (plan.dst != plan.user_dst) {
+      dnnl::reorder::primitive_desc rpd(eng, plan.dst, eng, plan.user_dst, scratch_attr());
+      plan.dst_reorder.emplace(rpd);
+      plan.scratchpad_bytes = std::max(plan.scratchpad_bytes, rpd.scratchpad_desc().get_size());
     }
-    if (weight_) plan->weights = &weights_for(pd->query_md(dnnl::query::weights_md));
-    attach_fused(*pd, *plan);
+    if (weight_) plan.weights = &weights_for(pd->query_md(dnnl::query::weights_md));
+    attach_fused(*pd, plan);
     return true;
   }
 
@@ -386,14 +385,11 @@ class DnnlConv final : public DnnlOpBase {
   bool prefers_blocked(const Shape& x) const override {
     const Shape& ws = weight_->shape;
     if (x.size() != 4 || ws.size() != 4) return false;
-    auto all_one = [&](const char* attr) {
-      for (int64_t v : node_.attr_ints(attr, {}))
-        if (v != 1) return false;
-      return true;
-    };
-    if (winograd_allowed() && winograd_available() && !integer() && groups_ == 1 && ws[2] == 3 &&
-        ws[3] == 3 && all_one("strides") && all_one("dilations"))
-      return true;
+    try {
+      if (winograd_shape(window_geometry(node_, {x[2], x[3]}, {ws[2], ws[3]}))) return true;
+    } catch (const std::exception&) {  // a bad geometry: run() reports it
+      return false;
+    }
     // Otherwise: whether oneDNN's own pick for this shape (batch 1) reads a blocked layout (on
     // AVX2, jit:avx2 on nChw8c; on AVX-512 brgconv on NHWC). Probed once per geometry.
     Shape probe = x;
@@ -461,9 +457,8 @@ class DnnlConv final : public DnnlOpBase {
       dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, wei_any,
                                         bias_md, dst, {g.sh, g.sw}, {g.dh - 1, g.dw - 1},
                                         {g.pad_top, g.pad_left}, {g.pad_bottom, g.pad_right});
-      dnnl::primitive_attr a = attr();
-      if (dw_) a = make_attr(post_, dw_->stride, dw_->post);
-      return dnnl::convolution_forward::primitive_desc(d, a, cpu_engine());
+      return dnnl::convolution_forward::primitive_desc(
+          d, dw_ ? make_attr(post_, dw_->stride, dw_->post) : attr(), cpu_engine());
     };
     // A blocked chain: the kernels for the plan's layouts themselves (no reorder), if oneDNN has
     // JIT kernels for them. For a 3x3, stride-1 float convolution, Winograd's F(2x2, 3x3) or
@@ -472,9 +467,7 @@ class DnnlConv final : public DnnlOpBase {
     // (random inputs, He-initialised weights; docs/architecture.md).
     if (src_layout_ == ActLayout::kBlocked || dst_layout_ == ActLayout::kBlocked) {
       std::vector<dnnl::algorithm> algs;
-      if (winograd_allowed() && !integer() && groups_ == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 &&
-          g.sw == 1 && g.dh == 1 && g.dw == 1)
-        algs.push_back(dnnl::algorithm::convolution_winograd);
+      if (winograd_shape(g)) algs.push_back(dnnl::algorithm::convolution_winograd);
       // The direct kernels for blocked layouts: for 1x1 and depthwise convolutions (jit_1x1,
       // jit_dw); other shapes ran faster on NHWC's brgconv with reorders around it (ResNet-18's
       // stride-2 3x3 layers at batch 1: 0.62 / 0.62 / 0.75 ms vs 0.64 / 0.72 / 0.91).
@@ -504,6 +497,12 @@ class DnnlConv final : public DnnlOpBase {
 
   memory::desc user_weights() const override {
     return memory::desc(weight_dims(), weight_type(), groups_ > 1 ? Tag::goihw : Tag::oihw);
+  }
+
+  // A float 3x3, stride-1, undilated dense convolution where oneDNN has (and may use) Winograd.
+  bool winograd_shape(const WindowGeometry& g) const {
+    return winograd_allowed() && winograd_available() && !integer() && groups_ == 1 && g.kh == 3 &&
+           g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1;
   }
 
   void attach_fused(const dnnl::primitive_desc& pd, Plan& plan) const override {

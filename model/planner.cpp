@@ -150,6 +150,23 @@ void settle_layout(const Executor::Impl& im, const std::vector<LayoutKind>& kind
 std::vector<int> reader_counts(const Executor::Impl& im);
 void drop_fused_steps(Executor::Impl& im);
 
+// A step's constant weight (input 1) and bias (input 2; nullptr when absent); weight nullptr when
+// input 1 is not a constant, bias_ok false when input 2 is present but not a constant.
+struct ConstantWeights {
+  const Tensor* weight = nullptr;
+  const Tensor* bias = nullptr;
+  bool bias_ok = true;
+};
+ConstantWeights constant_weights(const Executor::Impl& im, const Step& st) {
+  ConstantWeights c;
+  if (st.inputs.size() > 1 && st.inputs[1] >= 0) c.weight = im.constant_slots[st.inputs[1]];
+  if (st.inputs.size() > 2 && st.inputs[2] >= 0) {
+    c.bias = im.constant_slots[st.inputs[2]];
+    c.bias_ok = c.bias != nullptr;
+  }
+  return c;
+}
+
 // The step after step i when it is a depthwise convolution that can run inside step i's oneDNN 1x1
 // convolution (DnnlOp::can_fuse_depthwise) and is the only reader of its output; else nullptr.
 const Step* depthwise_partner(const Executor::Impl& im, size_t i, const std::vector<int>& readers) {
@@ -158,14 +175,13 @@ const Step* depthwise_partner(const Executor::Impl& im, size_t i, const std::vec
   const Step& dw = im.steps[i + 1];
   if (!st.dnnl || !st.dnnl->onednn() || st.int8 || dw.int8 || !dw.dnnl || st.fused_node >= 0 ||
       st.outputs.size() != 1 || st.outputs[0] < 0 || readers[st.outputs[0]] != 1 ||
-      dw.inputs.size() < 2 || dw.inputs[0] != st.outputs[0] || dw.inputs[1] < 0 ||
-      dw.outputs.empty() || im.is_output[st.outputs[0]])
+      dw.inputs.empty() || dw.inputs[0] != st.outputs[0] || dw.outputs.empty() ||
+      im.is_output[st.outputs[0]])
     return nullptr;
-  const Tensor* w = im.constant_slots[dw.inputs[1]];
-  const Tensor* b =
-      dw.inputs.size() > 2 && dw.inputs[2] >= 0 ? im.constant_slots[dw.inputs[2]] : nullptr;
-  if (!w || (dw.inputs.size() > 2 && dw.inputs[2] >= 0 && !b)) return nullptr;
-  return st.dnnl->can_fuse_depthwise(im.graph->nodes[dw.node_index], w, b) ? &dw : nullptr;
+  const ConstantWeights c = constant_weights(im, dw);
+  if (!c.weight || !c.bias_ok) return nullptr;
+  return st.dnnl->can_fuse_depthwise(im.graph->nodes[dw.node_index], c.weight, c.bias) ? &dw
+                                                                                       : nullptr;
 }
 
 // A 1x1 -> depthwise 3x3 pair whose input, middle and output values the plan keeps blocked runs as
@@ -185,17 +201,13 @@ void fuse_depthwise_convs(Executor::Impl& im, const Graph& graph, const SlotMap&
         partner->out_layout != ActLayout::kBlocked)
       continue;
     Step& dw = im.steps[i + 1];
-    const Tensor* w = im.constant_slots[dw.inputs[1]];
-    const Tensor* b =
-        dw.inputs.size() > 2 && dw.inputs[2] >= 0 ? im.constant_slots[dw.inputs[2]] : nullptr;
-    const Tensor* w1 = im.constant_slots[st.inputs[1]];
-    const Tensor* b1 =
-        st.inputs.size() > 2 && st.inputs[2] >= 0 ? im.constant_slots[st.inputs[2]] : nullptr;
-    std::shared_ptr<detail::DnnlOp> pair(detail::DnnlOp::create(
-        im.graph->nodes[st.node_index], w1, b1, detail::DnnlPostOp{st.clamp, st.lo, st.hi}));
+    const ConstantWeights one = constant_weights(im, st), depthwise = constant_weights(im, dw);
+    std::shared_ptr<detail::DnnlOp> pair(
+        detail::DnnlOp::create(im.graph->nodes[st.node_index], one.weight, one.bias,
+                               detail::DnnlPostOp{st.clamp, st.lo, st.hi}));
     if (!pair || !shapes[st.inputs[0]]) continue;
     pair->set_layouts(ActLayout::kBlocked, ActLayout::kBlocked);
-    pair->fuse_depthwise(im.graph->nodes[dw.node_index], w, b,
+    pair->fuse_depthwise(im.graph->nodes[dw.node_index], depthwise.weight, depthwise.bias,
                          detail::DnnlPostOp{dw.clamp, dw.lo, dw.hi});
     // oneDNN must take the fused pair (probed at batch 1), else the two steps stay as they are.
     Shape probe = *shapes[st.inputs[0]];
@@ -221,12 +233,11 @@ void fuse_depthwise_convs(Executor::Impl& im, const Graph& graph, const SlotMap&
 }
 
 // Picks the values kept channels-last (NHWC, or blocked: below) between oneDNN steps: a rank-4
-// computed value that is
-// not a graph output, whose producer and readers are all either oneDNN 2-D Conv / pooling steps
-// (which read and write either layout) or elementwise steps (unary ops, and Add/Sub/Mul/Div of
-// two values of one shape), the elementwise ones with all their computed inputs and their output
-// in one layout. Everything else (Flatten, Reshape, Concat, a broadcast, BatchNormalization...)
-// sees NCHW as before.
+// computed value that is not a graph output, whose producer and readers are all either oneDNN 2-D
+// Conv / pooling steps (which read and write either layout) or elementwise steps (unary ops, and
+// Add/Sub/Mul/Div of two values of one shape), the elementwise ones with all their computed inputs
+// and their output in one layout. Everything else (Flatten, Reshape, Concat, a broadcast,
+// BatchNormalization...) sees NCHW as before.
 void plan_channels_last(Executor::Impl& im, const Graph& graph, const SlotMap& slot) {
   std::vector<const std::string*> names(im.n_slots, nullptr);
   for (const auto& [name, s] : slot) names[s] = &name;
@@ -703,21 +714,16 @@ void attach_onednn(Executor::Impl& im, const Graph& graph) {
   for (Step& st : im.steps) {
     const Node& node = graph.nodes[st.node_index];
     if (!st.spec->layer) continue;
-    if (st.inputs.size() < 2 || st.inputs[1] < 0 || !im.constant_slots[st.inputs[1]]) continue;
-    const Tensor* bias = nullptr;
-    if (node.op_type != "MatMul" && st.inputs.size() > 2 && st.inputs[2] >= 0) {
-      bias = im.constant_slots[st.inputs[2]];
-      if (!bias) continue;  // a computed bias: Eigen
-    }
+    const ConstantWeights c = constant_weights(im, st);
+    if (!c.weight || !c.bias_ok) continue;  // a computed weight or bias: Eigen
+    const Tensor* weight = c.weight;
+    const Tensor* bias = node.op_type == "MatMul" ? nullptr : c.bias;
     const detail::DnnlPostOp post{st.clamp, st.lo, st.hi};
     // kAuto: a tiny reduction (a first layer on 1-2 channels) runs the direct kernel instead.
-    const Tensor* weight = im.constant_slots[st.inputs[1]];
     if (im.kernels == ExecutorOptions::Kernels::kAuto && !st.int8 && weight->shape.size() > 1 &&
         weight->shape[1] <= detail::kDirectConvPlannedChannels)
       st.dnnl = detail::make_direct_conv(node, weight, bias, post);
-    if (!st.dnnl)
-      st.dnnl =
-          detail::DnnlOp::create(node, im.constant_slots[st.inputs[1]], bias, post, st.int8.get());
+    if (!st.dnnl) st.dnnl = detail::DnnlOp::create(node, weight, bias, post, st.int8.get());
   }
 }
 
